@@ -1,0 +1,42 @@
+/* config: every setting comes from the environment (PAYSTREAM_*), with
+ * defaults that point at the local stack (deploy/local). A bad value is a
+ * start-up error naming the variable; the README lists every variable. */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cfg_topics {
+  const char *intents, *requests, *fraud_scored, *charged, *ledgered, *outcomes, *dlq;
+} cfg_topics;
+
+typedef struct cfg {
+  const char *stage;          /* ingest | fraud | charge | ledger | tool name */
+  const char *kafka_bootstrap;
+  const char *group_id;       /* consumer group; defaults to the stage name */
+  int session_timeout_ms;
+  int batch_max;              /* messages per batch */
+  int batch_wait_ms;          /* how long a batch may wait to fill */
+  cfg_topics topics;
+  const char *pg_dsn;         /* may hold a password: never log it */
+  const char *redis_host;
+  int redis_port;
+  int redis_timeout_ms;
+  const char *log_level;
+} cfg;
+
+/* Fills c from the environment. Returns 0, or -1 with a message naming the
+ * offending variable in err. */
+int cfg_load(cfg *c, const char *stage, char *err, size_t errlen);
+
+/* Reads an optional variable; returns def when unset or empty. */
+const char *cfg_env_str(const char *name, const char *def);
+/* Reads an integer in [min, max]; returns 0, or -1 with err set. */
+int cfg_env_int(const char *name, long long def, long long min, long long max, long long *out,
+                char *err, size_t errlen);
+/* Reads a decimal number in [min, max] (scores and weights, never money). */
+int cfg_env_double(const char *name, double def, double min, double max, double *out, char *err,
+                   size_t errlen);
+
+#endif

@@ -1,0 +1,128 @@
+/* event: protobuf helpers around the generated payments.v1 code. */
+#include "event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen) {
+  if (!buf || len == 0) {
+    snprintf(reason, reasonlen, "empty message");
+    return NULL;
+  }
+  ps_event *ev = payments__v1__payment_event__unpack(NULL, len, buf);
+  if (!ev) {
+    snprintf(reason, reasonlen, "not a payments.v1.PaymentEvent");
+    return NULL;
+  }
+  /* 0 means an upstream that left the field unset: schema 1 is the only one. */
+  if (ev->schema_version > PS_SCHEMA_VERSION) {
+    snprintf(reason, reasonlen, "unsupported schema_version %u", ev->schema_version);
+    payments__v1__payment_event__free_unpacked(ev, NULL);
+    return NULL;
+  }
+  if (!ev->intent) {
+    snprintf(reason, reasonlen, "missing intent");
+    payments__v1__payment_event__free_unpacked(ev, NULL);
+    return NULL;
+  }
+  return ev;
+}
+
+void event_free(ps_event *ev) {
+  if (ev) payments__v1__payment_event__free_unpacked(ev, NULL);
+}
+
+uint8_t *event_pack(const ps_event *ev, size_t *len) {
+  *len = payments__v1__payment_event__get_packed_size(ev);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (buf) payments__v1__payment_event__pack(ev, buf);
+  return buf;
+}
+
+uint8_t *outcome_pack(const ps_outcome *o, size_t *len) {
+  *len = payments__v1__payment_outcome__get_packed_size(o);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (buf) payments__v1__payment_outcome__pack(o, buf);
+  return buf;
+}
+
+ps_outcome *outcome_decode(const void *buf, size_t len) {
+  return payments__v1__payment_outcome__unpack(NULL, len, buf);
+}
+
+void outcome_free(ps_outcome *o) {
+  if (o) payments__v1__payment_outcome__free_unpacked(o, NULL);
+}
+
+void outcome_from_event(outcome_buf *ob, const ps_event *ev, Payments__V1__OutcomeStatus status,
+                        const char *code, const char *message) {
+  payments__v1__payment_outcome__init(&ob->o);
+  payments__v1__money__init(&ob->amount);
+  ob->o.payment_id = ev->payment_id;
+  ob->o.status = status;
+  ob->o.error_code = (char *)(code ? code : "");
+  ob->o.error_message = (char *)(message ? message : "");
+  ob->o.published_at_ms = ev->published_at_ms;
+  const ps_intent *in = ev->intent;
+  if (in) {
+    ob->o.merchant_id = in->merchant_id;
+    ob->o.idempotency_key = in->idempotency_key;
+    if (in->amount) {
+      ob->amount.amount_minor = in->amount->amount_minor;
+      ob->amount.currency = in->amount->currency;
+      ob->o.amount = &ob->amount;
+    }
+  }
+  if (ev->charge) {
+    ob->o.processor = ev->charge->processor;
+    ob->o.processor_charge_id = ev->charge->processor_charge_id;
+  }
+}
+
+const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
+  switch (s) {
+  case OUTCOME_SUCCEEDED: return "succeeded";
+  case OUTCOME_DECLINED: return "declined";
+  case OUTCOME_BLOCKED: return "blocked";
+  case OUTCOME_FAILED: return "failed";
+  case OUTCOME_REJECTED: return "rejected";
+  case OUTCOME_REVIEW: return "review";
+  default: return "unspecified";
+  }
+}
+
+void hex_encode(const uint8_t *data, size_t len, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[data[i] >> 4];
+    out[2 * i + 1] = digits[data[i] & 15];
+  }
+  out[2 * len] = '\0';
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+uint8_t *hex_decode(const char *hex, size_t *len) {
+  /* Postgres renders bytea as \x...; accept that prefix. */
+  if (hex[0] == '\\' && hex[1] == 'x') hex += 2;
+  size_t n = strlen(hex);
+  if (n % 2) return NULL;
+  uint8_t *out = malloc(n / 2 + 1);
+  if (!out) return NULL;
+  for (size_t i = 0; i < n / 2; i++) {
+    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      free(out);
+      return NULL;
+    }
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  *len = n / 2;
+  return out;
+}

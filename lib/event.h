@@ -1,0 +1,60 @@
+/* event: the payments.v1 protobuf messages as the pipeline uses them —
+ * decode with reasons (for the DLQ), pack into heap buffers, and build the
+ * one terminal answer (PaymentOutcome) from an event. */
+#ifndef PS_EVENT_H
+#define PS_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "payments.pb-c.h"
+
+typedef Payments__V1__PaymentEvent ps_event;
+typedef Payments__V1__PaymentIntent ps_intent;
+typedef Payments__V1__PaymentOutcome ps_outcome;
+typedef Payments__V1__Money ps_money;
+typedef Payments__V1__FraudAssessment ps_fraud;
+typedef Payments__V1__ChargeResult ps_charge;
+
+#define PS_SCHEMA_VERSION 1u
+
+/* Outcome statuses under short names. */
+#define OUTCOME_SUCCEEDED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_SUCCEEDED
+#define OUTCOME_DECLINED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_DECLINED
+#define OUTCOME_BLOCKED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_BLOCKED
+#define OUTCOME_FAILED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_FAILED
+#define OUTCOME_REJECTED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REJECTED
+#define OUTCOME_REVIEW PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW
+
+/* Decodes a PaymentEvent. Returns NULL with a short reason when the bytes are
+ * not a PaymentEvent, the schema version is unknown, or there is no intent.
+ * Free with event_free. */
+ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen);
+void event_free(ps_event *ev);
+
+/* Packs into a malloc'd buffer the caller frees. */
+uint8_t *event_pack(const ps_event *ev, size_t *len);
+uint8_t *outcome_pack(const ps_outcome *o, size_t *len);
+ps_outcome *outcome_decode(const void *buf, size_t len);
+void outcome_free(ps_outcome *o);
+
+/* A caller-owned outcome with storage for its amount. */
+typedef struct outcome_buf {
+  ps_outcome o;
+  ps_money amount;
+} outcome_buf;
+
+/* Fills ob from ev's identity (payment id, merchant, key, amount, published
+ * time) with the given status and error; strings are borrowed from ev. */
+void outcome_from_event(outcome_buf *ob, const ps_event *ev, Payments__V1__OutcomeStatus status,
+                        const char *code, const char *message);
+
+/* "succeeded", "declined", ... */
+const char *outcome_status_name(Payments__V1__OutcomeStatus s);
+
+/* Hex transport for bytea parameters: out holds 2*len+1 bytes. */
+void hex_encode(const uint8_t *data, size_t len, char *out);
+/* Decodes hex into a malloc'd buffer; NULL on bad input. */
+uint8_t *hex_decode(const char *hex, size_t *len);
+
+#endif

@@ -1,0 +1,145 @@
+/* kafka: producer and consumer construction. */
+#include "kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
+  char e[256];
+  if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
+    snprintf(err, errlen, "kafka setting %s: %s", k, e);
+    return -1;
+  }
+  return 0;
+}
+
+int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen) {
+  const char *extra = getenv("PAYSTREAM_KAFKA_PROPERTIES");
+  if (!extra || !*extra) return 0;
+  char *copy = strdup(extra), *save = NULL;
+  int rc = 0;
+  for (char *kv = strtok_r(copy, ";", &save); kv && rc == 0; kv = strtok_r(NULL, ";", &save)) {
+    char *eq = strchr(kv, '=');
+    if (!eq) {
+      snprintf(err, errlen, "PAYSTREAM_KAFKA_PROPERTIES: entry without '='");
+      rc = -1;
+      break;
+    }
+    *eq = '\0';
+    char e[256];
+    if (rd_kafka_conf_set(conf, kv, eq + 1, e, sizeof e) != RD_KAFKA_CONF_OK) {
+      snprintf(err, errlen, "PAYSTREAM_KAFKA_PROPERTIES: %s: %s", kv, e);
+      rc = -1;
+    }
+  }
+  free(copy);
+  return rc;
+}
+
+static rd_kafka_conf_t *base_conf(const cfg *c, const char *role, char *err, size_t errlen) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char client_id[128], host[64] = "host";
+  gethostname(host, sizeof host - 1);
+  snprintf(client_id, sizeof client_id, "paystream-%s-%s-%s-%d", c->stage, role, host,
+           (int)getpid());
+  if (set(conf, "bootstrap.servers", c->kafka_bootstrap, err, errlen) ||
+      set(conf, "client.id", client_id, err, errlen) ||
+      set(conf, "socket.nagle.disable", "true", err, errlen) ||
+      kafka_apply_extra(conf, err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  return conf;
+}
+
+rd_kafka_t *kafka_producer_new(const cfg *c,
+                               void (*dr_msg_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                               char *err, size_t errlen) {
+  rd_kafka_conf_t *conf = base_conf(c, "producer", err, errlen);
+  if (!conf) return NULL;
+  /* murmur2_random: a key lands where a Java producer would put it. */
+  if (set(conf, "compression.type", "lz4", err, errlen) ||
+      set(conf, "partitioner", "murmur2_random", err, errlen) ||
+      set(conf, "enable.idempotence", "true", err, errlen) ||
+      set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", "2", err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  if (dr_msg_cb) rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+  char e[512];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+  if (!rk) {
+    snprintf(err, errlen, "could not create kafka producer: %s", e);
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  return rk; /* conf now owned by rk */
+}
+
+/* Partitions without a committed offset start at the beginning; all others
+ * resume where the group left off. Doing it here, rather than with
+ * auto.offset.reset=earliest, keeps auto.offset.reset=error for the case that
+ * matters: a committed offset that no longer exists is reported, not skipped. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  (void)opaque;
+  if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    log_info("partitions revoked: %d", parts->cnt);
+    rd_kafka_assign(rk, NULL);
+    return;
+  }
+  rd_kafka_resp_err_t cerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int attempt = 0; attempt < 5; attempt++) {
+    cerr = rd_kafka_committed(rk, parts, 5000);
+    if (!cerr) break;
+  }
+  if (cerr) {
+    log_error("could not fetch committed offsets: %s", rd_kafka_err2str(cerr));
+  } else {
+    for (int i = 0; i < parts->cnt; i++)
+      if (parts->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  log_info("partitions assigned: %d", parts->cnt);
+  rd_kafka_assign(rk, parts);
+}
+
+rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_t errlen) {
+  rd_kafka_conf_t *conf = base_conf(c, "consumer", err, errlen);
+  if (!conf) return NULL;
+  char session[32];
+  snprintf(session, sizeof session, "%d", c->session_timeout_ms);
+  if (set(conf, "group.id", c->group_id, err, errlen) ||
+      set(conf, "enable.auto.commit", "false", err, errlen) ||
+      set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+      set(conf, "auto.offset.reset", "error", err, errlen) ||
+      set(conf, "session.timeout.ms", session, err, errlen) ||
+      set(conf, "fetch.wait.max.ms", "20", err, errlen) ||
+      set(conf, "max.poll.interval.ms", "600000", err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  char e[512];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+  if (!rk) {
+    snprintf(err, errlen, "could not create kafka consumer: %s", e);
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t serr = rd_kafka_subscribe(rk, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  if (serr) {
+    snprintf(err, errlen, "could not subscribe to %s: %s", topic, rd_kafka_err2str(serr));
+    rd_kafka_destroy(rk);
+    return NULL;
+  }
+  return rk;
+}

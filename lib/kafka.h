@@ -1,0 +1,26 @@
+/* kafka: librdkafka handles configured the way every paystream process
+ * needs them — producers that compress and hash keys like Java clients,
+ * consumers that commit by hand and never skip an offset silently. */
+#ifndef PS_KAFKA_H
+#define PS_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/* A producer with delivery reports (dr_msg_cb may be NULL). */
+rd_kafka_t *kafka_producer_new(const cfg *c, void (*dr_msg_cb)(rd_kafka_t *,
+                                                               const rd_kafka_message_t *, void *),
+                               char *err, size_t errlen);
+
+/* A group consumer (group = c->group_id) subscribed to topic. Offsets are
+ * committed only by the caller; a partition with no committed offset starts
+ * at the beginning; an out-of-range offset is an error, never a jump. */
+rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_t errlen);
+
+/* Applies PAYSTREAM_KAFKA_PROPERTIES ("k=v;k=v", e.g. security.protocol,
+ * sasl.*, ssl.*) to conf. Values are never logged. */
+int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen);
+
+#endif

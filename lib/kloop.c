@@ -1,0 +1,369 @@
+/* kloop: poll -> batch -> decode/DLQ -> process -> produce -> flush -> commit.
+ * Offsets are committed only once every output of the batch is acknowledged
+ * by Kafka, so a crash anywhere re-delivers the batch (at-least-once); each
+ * stage makes its effects idempotent, so re-delivery changes nothing. */
+#include "kloop.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kafka.h"
+#include "log.h"
+
+static volatile sig_atomic_t stop_requested; /* finish the batch, commit, leave */
+static volatile sig_atomic_t stop_now;       /* second signal: leave at once */
+
+static void on_signal(int sig) {
+  (void)sig;
+  if (stop_requested) stop_now = 1;
+  stop_requested = 1;
+}
+
+/* ---- outbox ------------------------------------------------------------ */
+
+void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
+                size_t vallen, rd_kafka_headers_t *hdrs) {
+  if (ob->n == ob->cap) {
+    size_t cap = ob->cap ? ob->cap * 2 : 64;
+    outbox_msg *nv = realloc(ob->v, cap * sizeof *nv);
+    if (!nv) abort();
+    ob->v = nv;
+    ob->cap = cap;
+  }
+  outbox_msg *m = &ob->v[ob->n++];
+  m->topic = topic;
+  m->key = malloc(keylen + 1);
+  if (!m->key) abort();
+  if (keylen) memcpy(m->key, key, keylen);
+  m->key[keylen] = '\0';
+  m->keylen = keylen;
+  m->val = val;
+  m->vallen = vallen;
+  m->hdrs = hdrs;
+}
+
+int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev) {
+  size_t len;
+  uint8_t *buf = event_pack(ev, &len);
+  if (!buf) return -1;
+  const char *key = ev->intent ? ev->intent->idempotency_key : "";
+  outbox_add(ob, topic, key, strlen(key), buf, len, NULL);
+  return 0;
+}
+
+int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o) {
+  size_t len;
+  uint8_t *buf = outcome_pack(o, &len);
+  if (!buf) return -1;
+  const char *key = o->idempotency_key ? o->idempotency_key : "";
+  outbox_add(ob, topic, key, strlen(key), buf, len, NULL);
+  return 0;
+}
+
+void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
+                    const char *reason) {
+  rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+  char part[16], off[24];
+  snprintf(part, sizeof part, "%d", m->partition);
+  snprintf(off, sizeof off, "%lld", (long long)m->offset);
+  rd_kafka_header_add(h, "dlq.reason", -1, reason, -1);
+  rd_kafka_header_add(h, "dlq.stage", -1, stage, -1);
+  rd_kafka_header_add(h, "dlq.source.topic", -1, m->topic, -1);
+  rd_kafka_header_add(h, "dlq.source.partition", -1, part, -1);
+  rd_kafka_header_add(h, "dlq.source.offset", -1, off, -1);
+  uint8_t *val = malloc(m->rawlen ? m->rawlen : 1);
+  if (!val) abort();
+  if (m->rawlen) memcpy(val, m->raw, m->rawlen);
+  outbox_add(ob, dlq_topic, m->key, m->keylen, val, m->rawlen, h);
+}
+
+void outbox_reset(outbox *ob) {
+  for (size_t i = 0; i < ob->n; i++) {
+    free(ob->v[i].key);
+    free(ob->v[i].val);
+    if (ob->v[i].hdrs) rd_kafka_headers_destroy(ob->v[i].hdrs);
+  }
+  ob->n = 0;
+}
+
+static void outbox_free(outbox *ob) {
+  outbox_reset(ob);
+  free(ob->v);
+  ob->v = NULL;
+  ob->cap = 0;
+}
+
+/* ---- the worker cycle --------------------------------------------------- */
+
+typedef struct kloop {
+  const stage_def *def;
+  cfg cfg;
+  stage_ctx ctx;
+  rd_kafka_t *consumer;
+  rd_kafka_t *producer;
+  const char *input_topic;
+  rd_kafka_message_t **batch; /* raw messages, owned until committed */
+  stage_msg *msgs;            /* decoded subset passed to process */
+  size_t nbatch;
+  outbox out;
+  int delivery_failures;      /* counted by the delivery report callback */
+  char delivery_error[256];
+  uint64_t processed, batches;
+} kloop;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  kloop *kl = opaque;
+  if (m->err) {
+    kl->delivery_failures++;
+    snprintf(kl->delivery_error, sizeof kl->delivery_error, "%s: %s",
+             rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+  }
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Collects up to batch_max messages, waiting at most batch_wait_ms after the
+ * first one arrives. Consumer errors are logged; an offset out of range is an
+ * error the operator must see (we never reset past messages). */
+static void collect_batch(kloop *kl) {
+  kl->nbatch = 0;
+  int64_t deadline = 0;
+  while (!stop_requested && kl->nbatch < (size_t)kl->cfg.batch_max) {
+    int timeout = 100;
+    if (kl->nbatch) {
+      int64_t left = deadline - ps_mono_ms();
+      if (left <= 0) break;
+      timeout = (int)left;
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(kl->consumer, timeout);
+    if (!m) continue;
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        log_ctx lc = {m->rkt ? rd_kafka_topic_name(m->rkt) : NULL, m->partition, m->offset, NULL,
+                      NULL};
+        log_at(LOG_ERROR, &lc, "consumer error: %s", rd_kafka_message_errstr(m));
+      }
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    if (kl->nbatch == 0) deadline = ps_mono_ms() + kl->cfg.batch_wait_ms;
+    kl->batch[kl->nbatch++] = m;
+  }
+}
+
+/* Decodes the batch; undecodable messages go to the outbox's DLQ entries. */
+static size_t decode_batch(kloop *kl, outbox *dlq) {
+  size_t n = 0;
+  for (size_t i = 0; i < kl->nbatch; i++) {
+    rd_kafka_message_t *m = kl->batch[i];
+    stage_msg sm = {NULL, rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->payload, m->len,
+                    m->key, m->key_len};
+    char reason[128];
+    sm.ev = event_decode(m->payload, m->len, reason, sizeof reason);
+    if (sm.ev && kl->def->requires_payment_id && !*sm.ev->payment_id) {
+      snprintf(reason, sizeof reason, "missing payment_id");
+      event_free(sm.ev);
+      sm.ev = NULL;
+    }
+    if (!sm.ev) {
+      log_ctx lc = {sm.topic, sm.partition, sm.offset, NULL, NULL};
+      log_at(LOG_WARN, &lc, "dead-lettering message: %s", reason);
+      outbox_add_dlq(dlq, kl->cfg.topics.dlq, kl->def->name, &sm, reason);
+      continue;
+    }
+    kl->msgs[n++] = sm;
+  }
+  return n;
+}
+
+static void free_decoded(kloop *kl, size_t n) {
+  for (size_t i = 0; i < n; i++) event_free(kl->msgs[i].ev);
+}
+
+/* Calls the stage until it succeeds; transient failures back off. Returns
+ * 0, or -1 if a fast stop interrupted the retries. */
+static int process_with_retry(kloop *kl, size_t n) {
+  int backoff = 100;
+  for (;;) {
+    size_t before = kl->out.n;
+    if (n == 0 || kl->def->process(&kl->ctx, kl->msgs, n, &kl->out) == 0) return 0;
+    /* Drop partial outputs of the failed attempt, keep the DLQ entries. */
+    for (size_t i = before; i < kl->out.n; i++) {
+      free(kl->out.v[i].key);
+      free(kl->out.v[i].val);
+      if (kl->out.v[i].hdrs) rd_kafka_headers_destroy(kl->out.v[i].hdrs);
+    }
+    kl->out.n = before;
+    /* On shutdown give up: the uncommitted batch is re-delivered later. */
+    if (stop_now || stop_requested) return -1;
+    log_warn("batch failed, retrying in %d ms", backoff);
+    for (int waited = 0; waited < backoff && !stop_now; waited += 50) sleep_ms(50);
+    backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+  }
+}
+
+/* Produces every output and waits until Kafka has acknowledged all of them.
+ * Returns 0, or -1 if any delivery failed (the batch must not be committed). */
+static int produce_outbox(kloop *kl) {
+  kl->delivery_failures = 0;
+  for (size_t i = 0; i < kl->out.n; i++) {
+    outbox_msg *m = &kl->out.v[i];
+    for (;;) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          kl->producer, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->keylen),
+          RD_KAFKA_V_VALUE(m->val, m->vallen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_HEADERS(m->hdrs), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+      if (!err) {
+        m->hdrs = NULL; /* now owned by the producer */
+        break;
+      }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        log_error("could not produce to %s: %s", m->topic, rd_kafka_err2str(err));
+        kl->delivery_failures++;
+        break;
+      }
+      rd_kafka_poll(kl->producer, 10);
+    }
+  }
+  while (rd_kafka_outq_len(kl->producer) > 0 && !stop_now) rd_kafka_flush(kl->producer, 500);
+  if (kl->delivery_failures) {
+    log_error("%d outputs not delivered (%s)", kl->delivery_failures, kl->delivery_error);
+    return -1;
+  }
+  return rd_kafka_outq_len(kl->producer) > 0 ? -1 : 0;
+}
+
+/* Commits, per partition, the offset after the batch's last message. */
+static void commit_batch(kloop *kl) {
+  rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new((int)kl->nbatch);
+  for (size_t i = 0; i < kl->nbatch; i++) {
+    rd_kafka_message_t *m = kl->batch[i];
+    rd_kafka_topic_partition_t *p =
+        rd_kafka_topic_partition_list_find(offs, rd_kafka_topic_name(m->rkt), m->partition);
+    if (!p) p = rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(m->rkt), m->partition);
+    if (m->offset + 1 > p->offset) p->offset = m->offset + 1;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
+  if (err)
+    log_warn("offset commit failed (the batch will be re-delivered, harmlessly): %s",
+             rd_kafka_err2str(err));
+  rd_kafka_topic_partition_list_destroy(offs);
+}
+
+static void release_batch(kloop *kl) {
+  for (size_t i = 0; i < kl->nbatch; i++) rd_kafka_message_destroy(kl->batch[i]);
+  kl->nbatch = 0;
+}
+
+/* One cycle. Returns 0 to continue, -1 to stop the worker. */
+static int cycle(kloop *kl) {
+  collect_batch(kl);
+  if (kl->nbatch == 0) return 0;
+  size_t n = decode_batch(kl, &kl->out);
+  int rc = process_with_retry(kl, n);
+  free_decoded(kl, n);
+  if (rc == 0) rc = produce_outbox(kl);
+  outbox_reset(&kl->out);
+  if (rc == 0) {
+    commit_batch(kl);
+    kl->processed += kl->nbatch;
+    kl->batches++;
+  }
+  release_batch(kl);
+  if (rc) {
+    /* Outputs may be half-delivered: stop without committing, so the whole
+     * batch is re-delivered to whoever owns the partitions next. */
+    log_error("stopping without committing the batch");
+    return -1;
+  }
+  return 0;
+}
+
+static int kloop_init(kloop *kl, const stage_def *def) {
+  char err[512];
+  memset(kl, 0, sizeof *kl);
+  kl->def = def;
+  if (cfg_load(&kl->cfg, def->name, err, sizeof err)) {
+    fprintf(stderr, "paystream %s: %s\n", def->name, err);
+    return -1;
+  }
+  log_level lvl = LOG_INFO;
+  if (log_level_parse(kl->cfg.log_level, &lvl)) {
+    fprintf(stderr, "paystream %s: PAYSTREAM_LOG_LEVEL must be debug|info|warn|error\n",
+            def->name);
+    return -1;
+  }
+  log_init(def->name, lvl);
+  kl->ctx.cfg = &kl->cfg;
+  pg_init(&kl->ctx.pg, kl->cfg.pg_dsn, def->name);
+  rds_init(&kl->ctx.redis, kl->cfg.redis_host, kl->cfg.redis_port, kl->cfg.redis_timeout_ms);
+  if (def->init && def->init(&kl->ctx, err, sizeof err)) {
+    log_error("%s", err);
+    return -1;
+  }
+  kl->input_topic = def->input_topic(&kl->cfg);
+  kl->producer = kafka_producer_new(&kl->cfg, on_delivery, err, sizeof err);
+  if (!kl->producer) {
+    log_error("%s", err);
+    return -1;
+  }
+  kl->consumer = kafka_consumer_new(&kl->cfg, kl->input_topic, err, sizeof err);
+  if (!kl->consumer) {
+    log_error("%s", err);
+    return -1;
+  }
+  kl->batch = calloc((size_t)kl->cfg.batch_max, sizeof *kl->batch);
+  kl->msgs = calloc((size_t)kl->cfg.batch_max, sizeof *kl->msgs);
+  if (!kl->batch || !kl->msgs) return -1;
+  return 0;
+}
+
+static void kloop_exit(kloop *kl) {
+  if (kl->consumer) {
+    rd_kafka_consumer_close(kl->consumer); /* leave the group now, not at session timeout */
+    rd_kafka_destroy(kl->consumer);
+  }
+  if (kl->producer) {
+    rd_kafka_flush(kl->producer, 5000);
+    rd_kafka_destroy(kl->producer);
+  }
+  if (kl->def->destroy) kl->def->destroy(&kl->ctx);
+  pg_close(&kl->ctx.pg);
+  rds_close(&kl->ctx.redis);
+  outbox_free(&kl->out);
+  free(kl->batch);
+  free(kl->msgs);
+}
+
+int stage_main(const stage_def *def) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  static kloop kl;
+  int code = 0;
+  if (kloop_init(&kl, def) == 0) {
+    log_info("started: consuming %s as group %s", kl.input_topic, kl.cfg.group_id);
+    while (!stop_requested)
+      if (cycle(&kl)) {
+        code = 1;
+        break;
+      }
+    log_info("stopping after %llu messages in %llu batches", (unsigned long long)kl.processed,
+             (unsigned long long)kl.batches);
+  } else {
+    code = 2;
+  }
+  kloop_exit(&kl);
+  return code;
+}

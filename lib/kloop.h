@@ -1,0 +1,86 @@
+/* kloop: the stage runtime every worker runs. A worker supplies only its
+ * domain logic (a stage_def); kloop owns configuration, the consumer and
+ * producer, batching, decoding with dead-lettering, Postgres and Redis
+ * connections, producing outputs, committing offsets only after every output
+ * is acknowledged, and graceful shutdown (SIGTERM/SIGINT: finish the batch,
+ * commit, leave the group; a second signal stops at once without
+ * committing). */
+#ifndef PS_KLOOP_H
+#define PS_KLOOP_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "event.h"
+#include "pg.h"
+#include "rds.h"
+
+/* One decoded input message. ev and the source fields are owned by kloop
+ * and valid for the duration of the process call. */
+typedef struct stage_msg {
+  ps_event *ev;
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+  const void *raw; /* the undecoded value, for the DLQ */
+  size_t rawlen;
+  const void *key;
+  size_t keylen;
+} stage_msg;
+
+/* Outputs of one batch, produced in order after process returns 0. */
+typedef struct outbox_msg {
+  const char *topic; /* points into cfg */
+  char *key;
+  size_t keylen;
+  uint8_t *val;
+  size_t vallen;
+  rd_kafka_headers_t *hdrs;
+} outbox_msg;
+
+typedef struct outbox {
+  outbox_msg *v;
+  size_t n, cap;
+} outbox;
+
+/* Takes ownership of val and hdrs; copies key. */
+void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
+                size_t vallen, rd_kafka_headers_t *hdrs);
+/* Packs ev with key = its idempotency key. Returns 0 or -1 (out of memory). */
+int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev);
+/* Packs an outcome with key = its idempotency key. */
+int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o);
+/* Dead-letters m's raw bytes with headers naming the reason and source. */
+void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
+                    const char *reason);
+void outbox_reset(outbox *ob);
+
+typedef struct stage_ctx {
+  const cfg *cfg;
+  pg_conn pg;
+  rds redis;
+  void *state; /* the stage's own, set by init */
+} stage_ctx;
+
+typedef struct stage_def {
+  const char *name;                      /* stage name: log field, default group */
+  const char *(*input_topic)(const cfg *c);
+  bool requires_payment_id;              /* dead-letter events without one */
+  /* Reads the stage's own settings; returns 0 or -1 with err naming the
+   * variable. May be NULL. */
+  int (*init)(stage_ctx *ctx, char *err, size_t errlen);
+  /* Processes a batch, appending outputs to out. Returns 0, or -1 on a
+   * transient failure (Postgres down, serialization failure): kloop discards
+   * out, backs off, and calls again with the same batch. Must be idempotent:
+   * the same batch may be processed again after a crash or a replay. */
+  int (*process)(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out);
+  void (*destroy)(stage_ctx *ctx); /* may be NULL */
+} stage_def;
+
+/* Runs the worker until SIGTERM/SIGINT. Returns the process exit code. */
+int stage_main(const stage_def *def);
+
+#endif

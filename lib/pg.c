@@ -1,0 +1,217 @@
+/* pg: Postgres connection management and pipelined batches. */
+#include "pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+int64_t ps_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ps_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pg_init(pg_conn *pg, const char *dsn, const char *app_name) {
+  memset(pg, 0, sizeof *pg);
+  pg->dsn = dsn;
+  pg->app_name = app_name;
+  pg->backoff_ms = 100;
+}
+
+void pg_close(pg_conn *pg) {
+  if (pg->conn) PQfinish(pg->conn);
+  pg->conn = NULL;
+}
+
+static void trim_newline(char *s) {
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+}
+
+int pg_ensure(pg_conn *pg, char *err, size_t errlen) {
+  if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) return 0;
+  pg_close(pg);
+  int64_t now = ps_mono_ms();
+  if (now < pg->next_try_ms) {
+    snprintf(err, errlen, "postgres unavailable (retrying)");
+    return -1;
+  }
+  /* Our keywords first: with expand_dbname the DSN's own settings win. */
+  const char *keys[] = {"application_name", "connect_timeout", "dbname", NULL};
+  const char *vals[] = {pg->app_name, "5", pg->dsn, NULL};
+  pg->conn = PQconnectdbParams(keys, vals, 1);
+  if (PQstatus(pg->conn) != CONNECTION_OK) {
+    snprintf(err, errlen, "could not connect to postgres: %s", PQerrorMessage(pg->conn));
+    trim_newline(err);
+    pg_close(pg);
+    pg->next_try_ms = now + pg->backoff_ms;
+    pg->backoff_ms = pg->backoff_ms * 2 > 5000 ? 5000 : pg->backoff_ms * 2;
+    return -1;
+  }
+  pg->backoff_ms = 100;
+  return 0;
+}
+
+static void result_error(PGresult *r, PGconn *c, char *err, size_t errlen) {
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  snprintf(err, errlen, "%s: %s", state ? state : "conn", msg && *msg ? msg : "unknown error");
+  trim_newline(err);
+}
+
+/* Drops a connection that is no longer usable so the next call reconnects. */
+static void drop_if_broken(pg_conn *pg) {
+  if (pg->conn && PQstatus(pg->conn) != CONNECTION_OK) pg_close(pg);
+}
+
+int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
+                size_t errlen) {
+  for (int i = 0; i < n; i++) results[i] = NULL;
+  if (pg_ensure(pg, err, errlen)) return -1;
+  PGconn *c = pg->conn;
+  if (!PQenterPipelineMode(c)) {
+    snprintf(err, errlen, "could not enter pipeline mode");
+    pg_close(pg);
+    return -1;
+  }
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++)
+    if (!PQsendQueryParams(c, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL, NULL,
+                           0))
+      rc = -1;
+  if (rc == 0 && !PQpipelineSync(c)) rc = -1;
+  if (rc) {
+    result_error(NULL, c, err, errlen);
+    pg_close(pg);
+    return -1;
+  }
+
+  /* Read one result set per statement, then the sync marker. */
+  for (int i = 0; i < n; i++) {
+    PGresult *r = PQgetResult(c);
+    if (!r) {
+      result_error(NULL, c, err, errlen);
+      rc = -1;
+      break;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      results[i] = r;
+    } else {
+      if (rc == 0 && st != PGRES_PIPELINE_ABORTED) result_error(r, c, err, errlen);
+      rc = -1;
+      PQclear(r);
+    }
+    PGresult *end = PQgetResult(c); /* NULL terminates each statement's results */
+    if (end) PQclear(end);
+  }
+  if (PQstatus(c) == CONNECTION_OK) {
+    for (int guard = 0; guard < 1000; guard++) {
+      PGresult *r = PQgetResult(c);
+      if (!r) {
+        if (PQstatus(c) != CONNECTION_OK) break;
+        continue;
+      }
+      ExecStatusType st = PQresultStatus(r);
+      PQclear(r);
+      if (st == PGRES_PIPELINE_SYNC) break;
+      if (st == PGRES_FATAL_ERROR && PQstatus(c) != CONNECTION_OK) break;
+    }
+    PQexitPipelineMode(c);
+  }
+  drop_if_broken(pg);
+  if (rc) {
+    for (int i = 0; i < n; i++) {
+      if (results[i]) PQclear(results[i]);
+      results[i] = NULL;
+    }
+  }
+  return rc;
+}
+
+PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *params, char *err,
+                  size_t errlen) {
+  if (pg_ensure(pg, err, errlen)) return NULL;
+  PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+  result_error(r, pg->conn, err, errlen);
+  PQclear(r);
+  drop_if_broken(pg);
+  return NULL;
+}
+
+int pg_err_is_retryable(const char *err) {
+  return strncmp(err, "40001", 5) == 0 || strncmp(err, "40P01", 5) == 0 ||
+         strncmp(err, "conn", 4) == 0 || strncmp(err, "postgres", 8) == 0 ||
+         strncmp(err, "could not", 9) == 0 || strncmp(err, "57P", 3) == 0 ||
+         strncmp(err, "08", 2) == 0;
+}
+
+static void arr_reserve(pg_array *a, size_t extra) {
+  if (a->len + extra + 2 <= a->cap) return;
+  size_t cap = a->cap ? a->cap : 256;
+  while (a->len + extra + 2 > cap) cap *= 2;
+  char *nb = realloc(a->buf, cap);
+  if (!nb) abort(); /* out of memory: nothing sensible to do mid-batch */
+  a->buf = nb;
+  a->cap = cap;
+}
+
+void pg_array_init(pg_array *a) {
+  memset(a, 0, sizeof *a);
+  arr_reserve(a, 1);
+  a->buf[a->len++] = '{';
+}
+
+static void arr_sep(pg_array *a) {
+  if (a->count++) {
+    arr_reserve(a, 1);
+    a->buf[a->len++] = ',';
+  }
+}
+
+void pg_array_add_str(pg_array *a, const char *s) {
+  arr_sep(a);
+  if (!s) {
+    arr_reserve(a, 4);
+    memcpy(a->buf + a->len, "NULL", 4);
+    a->len += 4;
+    return;
+  }
+  size_t n = strlen(s);
+  arr_reserve(a, 2 * n + 2);
+  a->buf[a->len++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '"' || s[i] == '\\') a->buf[a->len++] = '\\';
+    a->buf[a->len++] = s[i];
+  }
+  a->buf[a->len++] = '"';
+}
+
+void pg_array_add_int(pg_array *a, long long v) {
+  arr_sep(a);
+  arr_reserve(a, 24);
+  a->len += (size_t)snprintf(a->buf + a->len, 24, "%lld", v);
+}
+
+const char *pg_array_finish(pg_array *a) {
+  arr_reserve(a, 1);
+  a->buf[a->len++] = '}';
+  a->buf[a->len] = '\0';
+  return a->buf;
+}
+
+void pg_array_free(pg_array *a) {
+  free(a->buf);
+  memset(a, 0, sizeof *a);
+}

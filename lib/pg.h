@@ -1,0 +1,68 @@
+/* pg: one Postgres connection per worker that reconnects on demand, and a
+ * pipeline helper that sends a batch's statements in one round trip as one
+ * implicit transaction (libpq pipeline mode: everything up to the Sync
+ * commits or rolls back together). Parameters are always bound, never
+ * spliced into SQL text. */
+#ifndef PS_PG_H
+#define PS_PG_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pg_conn {
+  const char *dsn;          /* may carry a password: never logged */
+  const char *app_name;
+  PGconn *conn;
+  int64_t next_try_ms;      /* reconnect back-off */
+  int backoff_ms;
+} pg_conn;
+
+typedef struct pg_stmt {
+  const char *sql;
+  int nparams;
+  const char *const *params; /* text format; NULL entries are SQL NULL */
+} pg_stmt;
+
+void pg_init(pg_conn *pg, const char *dsn, const char *app_name);
+void pg_close(pg_conn *pg);
+
+/* Connects if not connected. Returns 0, or -1 with err set (and a back-off
+ * before the next attempt is made). */
+int pg_ensure(pg_conn *pg, char *err, size_t errlen);
+
+/* Runs n statements as one transaction in a single round trip. On success
+ * returns 0 and results[i] holds each statement's result (caller PQclears).
+ * On failure returns -1, clears everything, and writes "SQLSTATE: message"
+ * into err; a broken connection is dropped so the next call reconnects. */
+int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
+                size_t errlen);
+
+/* Convenience: one statement, its own transaction. Returns the result or
+ * NULL with err set. */
+PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *params, char *err,
+                  size_t errlen);
+
+/* Whether err (from the calls above) names a serialization failure or
+ * deadlock, which a retry of the same batch resolves. */
+int pg_err_is_retryable(const char *err);
+
+/* A growable Postgres array literal ("{...}") for passing a batch of values
+ * as one text parameter, unnested server-side. */
+typedef struct pg_array {
+  char *buf;
+  size_t len, cap;
+  int count;
+} pg_array;
+
+void pg_array_init(pg_array *a);
+void pg_array_add_str(pg_array *a, const char *s); /* NULL -> SQL NULL */
+void pg_array_add_int(pg_array *a, long long v);
+/* Returns the NUL-terminated literal (owned by a). */
+const char *pg_array_finish(pg_array *a);
+void pg_array_free(pg_array *a);
+
+int64_t ps_now_ms(void);     /* wall clock, epoch ms */
+int64_t ps_mono_ms(void);    /* monotonic, for deadlines */
+
+#endif

@@ -1,0 +1,72 @@
+/* rds: pipelined Redis calls that fail fast. */
+#include "rds.h"
+
+#include <string.h>
+
+#include "log.h"
+#include "pg.h" /* ps_mono_ms */
+
+void rds_init(rds *r, const char *host, int port, int timeout_ms) {
+  memset(r, 0, sizeof *r);
+  r->host = host;
+  r->port = port;
+  r->timeout_ms = timeout_ms;
+}
+
+void rds_close(rds *r) {
+  if (r->c) redisFree(r->c);
+  r->c = NULL;
+}
+
+void rds_cmd_set(rds_cmd *cmd, int argc, const char *const *argv) {
+  cmd->argc = argc;
+  for (int i = 0; i < argc; i++) {
+    cmd->argv[i] = argv[i];
+    cmd->argvlen[i] = strlen(argv[i]);
+  }
+}
+
+static void mark_down(rds *r, const char *why) {
+  if (!r->down_logged) log_warn("redis unavailable, falling back to postgres: %s", why);
+  r->down_logged = true;
+  rds_close(r);
+  /* A dead Redis must not cost every batch a connect timeout. */
+  r->next_try_ms = ps_mono_ms() + 1000;
+}
+
+static int ensure(rds *r) {
+  if (r->c) return 0;
+  if (ps_mono_ms() < r->next_try_ms) return -1;
+  struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+  r->c = redisConnectWithTimeout(r->host, r->port, tv);
+  if (!r->c || r->c->err) {
+    mark_down(r, r->c ? r->c->errstr : "out of memory");
+    return -1;
+  }
+  redisSetTimeout(r->c, tv);
+  if (r->down_logged) log_info("redis reconnected");
+  r->down_logged = false;
+  return 0;
+}
+
+int rds_pipeline(rds *r, const rds_cmd *cmds, int n, redisReply **replies) {
+  for (int i = 0; i < n; i++) replies[i] = NULL;
+  if (n == 0) return 0;
+  if (ensure(r)) return -1;
+  for (int i = 0; i < n; i++)
+    if (redisAppendCommandArgv(r->c, cmds[i].argc, (const char **)cmds[i].argv, cmds[i].argvlen) != REDIS_OK)
+      goto err;
+  for (int i = 0; i < n; i++) {
+    void *reply = NULL;
+    if (redisGetReply(r->c, &reply) != REDIS_OK) goto err;
+    replies[i] = reply;
+  }
+  return 0;
+err:
+  mark_down(r, r->c && r->c->errstr[0] ? r->c->errstr : "i/o error");
+  for (int i = 0; i < n; i++) {
+    if (replies[i]) freeReplyObject(replies[i]);
+    replies[i] = NULL;
+  }
+  return -1;
+}

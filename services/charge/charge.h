@@ -1,0 +1,18 @@
+/* charge: the processor gateway. Consumes payments.fraud-scored, records the
+ * attempt (`charging`) durably before any request leaves, charges through
+ * the libcurl multi interface with a processor idempotency key derived from
+ * the payment, and records the answer. Succeeded -> payments.charged;
+ * declined and failed end there with an outcome. An ambiguous answer
+ * (timeout, reset, 5xx) is retried on the same processor with the same key,
+ * never sent elsewhere. */
+#ifndef CHARGE_H
+#define CHARGE_H
+
+#include "kloop.h"
+
+/* The processor idempotency key for a payment at a processor. */
+void charge_idempotency_key(const char *payment_id, const char *processor, char *out, size_t len);
+
+extern const stage_def charge_stage;
+
+#endif

@@ -1,0 +1,539 @@
+/* ingest: idempotent intake — see ingest.h for the contract. One pipelined
+ * Redis round trip and one Postgres round trip per batch. */
+#include "ingest.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "log.h"
+#include "validate.h"
+
+/* ---- identifiers and fingerprints (pure) -------------------------------- */
+
+static void short_id(const char *prefix, const void *data, size_t len, char out[PS_ID_LEN]) {
+  char hex[65];
+  hash_sha256_hex(data, len, hex);
+  snprintf(out, PS_ID_LEN, "%s%.24s", prefix, hex);
+}
+
+void ingest_payment_id(const char *merchant, const char *key, char out[PS_ID_LEN]) {
+  char buf[600];
+  int n = snprintf(buf, sizeof buf, "payment\x1f%s\x1f%s", merchant, key);
+  short_id("pay_", buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, out);
+}
+
+void ingest_rejection_id(const char *topic, int32_t partition, int64_t offset, const void *raw,
+                         size_t rawlen, char out[PS_ID_LEN]) {
+  size_t cap = strlen(topic) + rawlen + 64;
+  char *buf = malloc(cap);
+  if (!buf) abort();
+  int n = snprintf(buf, cap, "rejection\x1f%s\x1f%d\x1f%lld\x1f", topic, partition,
+                   (long long)offset);
+  if (rawlen) memcpy(buf + n, raw, rawlen);
+  short_id("rej_", buf, (size_t)n + rawlen, out);
+  free(buf);
+}
+
+/* Canonical text: each field length-prefixed so no two requests collide. */
+typedef struct canon {
+  char *buf;
+  size_t len, cap;
+} canon;
+
+static void canon_add(canon *c, const char *s, size_t n) {
+  if (c->len + n + 32 > c->cap) {
+    c->cap = (c->len + n + 32) * 2;
+    c->buf = realloc(c->buf, c->cap);
+    if (!c->buf) abort();
+  }
+  c->len += (size_t)snprintf(c->buf + c->len, 32, "%zu:", n);
+  memcpy(c->buf + c->len, s, n);
+  c->len += n;
+  c->buf[c->len++] = ';';
+}
+
+static void canon_str(canon *c, const char *s) { canon_add(c, s ? s : "", s ? strlen(s) : 0); }
+
+static void canon_trimmed(canon *c, const char *s) {
+  if (!s) s = "";
+  while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
+  canon_add(c, s, n);
+}
+
+static int cmp_meta(const void *a, const void *b) {
+  const Payments__V1__PaymentIntent__MetadataEntry *x = *(void *const *)a, *y = *(void *const *)b;
+  return strcmp(x->key, y->key);
+}
+
+void ingest_fingerprint(const ps_intent *in, char out[65]) {
+  canon c = {0};
+  char num[32], cur[4] = {0};
+  canon_str(&c, "paystream.fingerprint.v1");
+  canon_str(&c, in->merchant_id);
+  canon_str(&c, in->customer_id);
+  snprintf(num, sizeof num, "%lld", in->amount ? (long long)in->amount->amount_minor : 0LL);
+  canon_str(&c, num);
+  if (in->amount && in->amount->currency)
+    for (int i = 0; i < 3 && in->amount->currency[i]; i++)
+      cur[i] = (char)toupper((unsigned char)in->amount->currency[i]);
+  canon_str(&c, cur);
+  canon_str(&c, in->payment_method ? in->payment_method->id : "");
+  canon_trimmed(&c, in->description);
+  void **meta = NULL;
+  if (in->n_metadata) {
+    meta = malloc(in->n_metadata * sizeof *meta);
+    if (!meta) abort();
+    memcpy(meta, in->metadata, in->n_metadata * sizeof *meta);
+    qsort(meta, in->n_metadata, sizeof *meta, cmp_meta);
+  }
+  for (size_t i = 0; i < in->n_metadata; i++) {
+    const Payments__V1__PaymentIntent__MetadataEntry *e = meta[i];
+    canon_trimmed(&c, e->key);
+    canon_trimmed(&c, e->value);
+  }
+  free(meta);
+  hash_sha256_hex(c.buf, c.len, out);
+  free(c.buf);
+}
+
+ingest_action ingest_decide(const char *fingerprint, const char *topic, int32_t partition,
+                            int64_t offset, const claim_record *rec) {
+  if (strcmp(fingerprint, rec->fingerprint) != 0) return INGEST_REJECT_REUSED;
+  bool origin = rec->origin_partition == partition && rec->origin_offset == offset &&
+                strcmp(rec->origin_topic, topic) == 0;
+  if (origin) return rec->terminal ? INGEST_EMIT_STORED : INGEST_FORWARD;
+  return rec->terminal ? INGEST_REPLAY_STORED : INGEST_ABSORB;
+}
+
+char *ingest_cache_encode(const claim_record *rec) {
+  const char *oh = rec->outcome_hex ? rec->outcome_hex : "";
+  size_t cap = strlen(oh) + strlen(rec->origin_topic) + 200;
+  char *s = malloc(cap);
+  if (!s) abort();
+  snprintf(s, cap, "v1|%s|%s|%s|%d|%lld|%s", rec->payment_id, rec->fingerprint, rec->origin_topic,
+           rec->origin_partition, (long long)rec->origin_offset, oh);
+  return s;
+}
+
+int ingest_cache_decode(const char *s, size_t len, claim_record *rec) {
+  memset(rec, 0, sizeof *rec);
+  char *copy = strndup(s, len);
+  if (!copy) return -1;
+  char *f[7];
+  int n = 0;
+  char *p = copy;
+  for (; n < 7; n++) {
+    f[n] = p;
+    char *bar = n < 6 ? strchr(p, '|') : NULL;
+    if (n < 6 && !bar) break;
+    if (bar) {
+      *bar = '\0';
+      p = bar + 1;
+    }
+  }
+  int rc = -1;
+  if (n == 7 && strcmp(f[0], "v1") == 0 && strlen(f[1]) < PS_ID_LEN && strlen(f[2]) == 64 &&
+      strlen(f[3]) < sizeof rec->origin_topic) {
+    strcpy(rec->payment_id, f[1]);
+    strcpy(rec->fingerprint, f[2]);
+    strcpy(rec->origin_topic, f[3]);
+    rec->origin_partition = (int32_t)strtol(f[4], NULL, 10);
+    rec->origin_offset = strtoll(f[5], NULL, 10);
+    if (*f[6]) {
+      rec->outcome_hex = strdup(f[6]);
+      rec->terminal = true;
+    }
+    rc = 0;
+  }
+  free(copy);
+  return rc;
+}
+
+/* ---- the batch ---------------------------------------------------------- */
+
+typedef struct ingest_state {
+  long long ttl_s;
+} ingest_state;
+
+typedef struct item {
+  stage_msg *m;
+  bool valid;
+  validation_error verr;
+  char fp[65];
+  char payment_id[PS_ID_LEN];
+  char rejection_id[PS_ID_LEN];
+  size_t leader;      /* index of the batch's first message with this scope */
+  claim_record rec;   /* leaders only */
+  bool resolved;      /* leaders: rec is known (cache or Postgres) */
+  bool from_cache;
+} item;
+
+static const char SQL_CLAIM[] =
+    "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,"
+    " amount_minor, currency, payment_method, intent, source_topic, source_partition,"
+    " source_offset)"
+    " SELECT p, m, k, f, c, a, cur, pm, decode(ih, 'hex'), t, sp, so FROM unnest($1::text[],"
+    " $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],"
+    " $9::text[], $10::text[], $11::int[], $12::bigint[])"
+    " AS u(p, m, k, f, c, a, cur, pm, ih, t, sp, so)"
+    " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING";
+
+static const char SQL_REJECT[] =
+    "INSERT INTO rejections (rejection_id, merchant_id, idempotency_key, error_code,"
+    " error_message, source_topic, source_partition, source_offset)"
+    " SELECT r, m, k, code, msg, t, sp, so FROM unnest($1::text[], $2::text[], $3::text[],"
+    " $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[])"
+    " AS u(r, m, k, code, msg, t, sp, so)"
+    " ON CONFLICT (rejection_id) DO NOTHING";
+
+#define REUSED_MESSAGE "idempotency key already used with different request parameters"
+
+static const char SQL_REJECT_REUSED[] =
+    "INSERT INTO rejections (rejection_id, merchant_id, idempotency_key, error_code,"
+    " error_message, source_topic, source_partition, source_offset)"
+    " SELECT u.r, u.m, u.k, 'idempotency_key_reused', '" REUSED_MESSAGE "', u.t, u.sp, u.so"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],"
+    " $7::bigint[]) AS u(r, m, k, f, t, sp, so)"
+    " JOIN payments p ON p.merchant_id = u.m AND p.idempotency_key = u.k"
+    " WHERE p.fingerprint <> u.f"
+    " ON CONFLICT (rejection_id) DO NOTHING";
+
+static const char SQL_LOOKUP[] =
+    "SELECT u.ord, p.payment_id, p.fingerprint, p.source_topic, p.source_partition,"
+    " p.source_offset, encode(p.outcome, 'hex')"
+    " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(m, k, ord)"
+    " JOIN payments p ON p.merchant_id = u.m AND p.idempotency_key = u.k";
+
+static int scope_cmp(const item *a, const item *b) {
+  int c = strcmp(a->m->ev->intent->merchant_id, b->m->ev->intent->merchant_id);
+  return c ? c : strcmp(a->m->ev->intent->idempotency_key, b->m->ev->intent->idempotency_key);
+}
+
+/* Links every valid item to the first item of the batch with its scope. */
+static void find_leaders(item *it, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    it[i].leader = i;
+    if (!it[i].valid) continue;
+    for (size_t j = 0; j < i; j++)
+      if (it[j].valid && it[j].leader == j && scope_cmp(&it[i], &it[j]) == 0) {
+        it[i].leader = j;
+        break;
+      }
+  }
+}
+
+static void cache_key(const ps_intent *in, char *buf, size_t len) {
+  snprintf(buf, len, "idempotency:{%s}:%s", in->merchant_id, in->idempotency_key);
+}
+
+/* Resolves leaders from the Redis cache where the cache can answer for good:
+ * a stored terminal outcome, or a different fingerprint. Anything else asks
+ * Postgres. Redis being down just means every leader asks Postgres. */
+static void resolve_from_cache(stage_ctx *ctx, item *it, size_t n) {
+  size_t nl = 0;
+  rds_cmd *cmds = calloc(n, sizeof *cmds);
+  size_t *who = calloc(n, sizeof *who);
+  char(*keys)[600] = calloc(n, sizeof *keys);
+  redisReply **rep = calloc(n, sizeof *rep);
+  if (!cmds || !who || !keys || !rep) abort();
+  for (size_t i = 0; i < n; i++) {
+    if (!it[i].valid || it[i].leader != i) continue;
+    cache_key(it[i].m->ev->intent, keys[nl], sizeof keys[nl]);
+    const char *argv[] = {"GET", keys[nl]};
+    rds_cmd_set(&cmds[nl], 2, argv);
+    who[nl++] = i;
+  }
+  if (rds_pipeline(&ctx->redis, cmds, (int)nl, rep) == 0) {
+    for (size_t j = 0; j < nl; j++) {
+      item *x = &it[who[j]];
+      if (rep[j]->type == REDIS_REPLY_STRING &&
+          ingest_cache_decode(rep[j]->str, rep[j]->len, &x->rec) == 0) {
+        if (x->rec.terminal || strcmp(x->rec.fingerprint, x->fp) != 0) {
+          x->resolved = x->from_cache = true;
+        } else {
+          free(x->rec.outcome_hex);
+          memset(&x->rec, 0, sizeof x->rec);
+        }
+      }
+      freeReplyObject(rep[j]);
+    }
+  }
+  free(cmds);
+  free(who);
+  free(keys);
+  free(rep);
+}
+
+/* Packs the event to forward: the intent, normalised, with its payment id. */
+static uint8_t *pack_forward(const item *x, size_t *len) {
+  ps_event *ev = x->m->ev;
+  char *saved = ev->payment_id;
+  uint32_t saved_ver = ev->schema_version;
+  ev->payment_id = (char *)x->payment_id;
+  ev->schema_version = PS_SCHEMA_VERSION;
+  uint8_t *buf = event_pack(ev, len);
+  ev->payment_id = saved; /* the unpacked message owns its own strings */
+  ev->schema_version = saved_ver;
+  return buf;
+}
+
+static const char *db_text(const char *s) { return validate_text(s, 255) ? s : NULL; }
+
+/* Claims unresolved leaders, records rejections and reads claims back, all in
+ * one pipelined transaction. Returns 0, or -1 on a transient failure. */
+static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
+  pg_array a[12], r[8], u[7], l[2];
+  for (int i = 0; i < 12; i++) pg_array_init(&a[i]);
+  for (int i = 0; i < 8; i++) pg_array_init(&r[i]);
+  for (int i = 0; i < 7; i++) pg_array_init(&u[i]);
+  for (int i = 0; i < 2; i++) pg_array_init(&l[i]);
+  size_t *lookup = calloc(n + 1, sizeof *lookup), nlookup = 0;
+  if (!lookup) abort();
+
+  for (size_t i = 0; i < n; i++) {
+    item *x = &it[i];
+    const ps_intent *in = x->m->ev->intent;
+    if (!x->valid) {
+      pg_array_add_str(&r[0], x->rejection_id);
+      pg_array_add_str(&r[1], db_text(in->merchant_id));
+      pg_array_add_str(&r[2], db_text(in->idempotency_key));
+      pg_array_add_str(&r[3], x->verr.code);
+      pg_array_add_str(&r[4], x->verr.message);
+      pg_array_add_str(&r[5], x->m->topic);
+      pg_array_add_int(&r[6], x->m->partition);
+      pg_array_add_int(&r[7], x->m->offset);
+      continue;
+    }
+    pg_array_add_str(&u[0], x->rejection_id);
+    pg_array_add_str(&u[1], in->merchant_id);
+    pg_array_add_str(&u[2], in->idempotency_key);
+    pg_array_add_str(&u[3], x->fp);
+    pg_array_add_str(&u[4], x->m->topic);
+    pg_array_add_int(&u[5], x->m->partition);
+    pg_array_add_int(&u[6], x->m->offset);
+    if (x->leader != i || x->resolved) continue;
+    size_t len;
+    uint8_t *packed = pack_forward(x, &len);
+    char *hex = malloc(2 * len + 1);
+    if (!packed || !hex) abort();
+    hex_encode(packed, len, hex);
+    pg_array_add_str(&a[0], x->payment_id);
+    pg_array_add_str(&a[1], in->merchant_id);
+    pg_array_add_str(&a[2], in->idempotency_key);
+    pg_array_add_str(&a[3], x->fp);
+    pg_array_add_str(&a[4], in->customer_id);
+    pg_array_add_int(&a[5], in->amount->amount_minor);
+    pg_array_add_str(&a[6], in->amount->currency);
+    pg_array_add_str(&a[7], in->payment_method->id);
+    pg_array_add_str(&a[8], hex);
+    pg_array_add_str(&a[9], x->m->topic);
+    pg_array_add_int(&a[10], x->m->partition);
+    pg_array_add_int(&a[11], x->m->offset);
+    free(hex);
+    free(packed);
+    pg_array_add_str(&l[0], in->merchant_id);
+    pg_array_add_str(&l[1], in->idempotency_key);
+    lookup[nlookup++] = i;
+  }
+
+  const char *pa[12], *pr[8], *pu[7], *pl[2];
+  for (int i = 0; i < 12; i++) pa[i] = pg_array_finish(&a[i]);
+  for (int i = 0; i < 8; i++) pr[i] = pg_array_finish(&r[i]);
+  for (int i = 0; i < 7; i++) pu[i] = pg_array_finish(&u[i]);
+  for (int i = 0; i < 2; i++) pl[i] = pg_array_finish(&l[i]);
+  pg_stmt stmts[] = {{SQL_CLAIM, 12, pa},
+                     {SQL_REJECT, 8, pr},
+                     {SQL_REJECT_REUSED, 7, pu},
+                     {SQL_LOOKUP, 2, pl}};
+  PGresult *res[4];
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, stmts, 4, res, err, sizeof err);
+  if (rc) log_warn("claim batch failed: %s", err);
+
+  if (rc == 0) {
+    PGresult *q = res[3];
+    for (int row = 0; row < PQntuples(q); row++) {
+      long ord = strtol(PQgetvalue(q, row, 0), NULL, 10);
+      if (ord < 1 || (size_t)ord > nlookup) continue;
+      item *x = &it[lookup[ord - 1]];
+      claim_record *rec = &x->rec;
+      snprintf(rec->payment_id, sizeof rec->payment_id, "%s", PQgetvalue(q, row, 1));
+      snprintf(rec->fingerprint, sizeof rec->fingerprint, "%s", PQgetvalue(q, row, 2));
+      snprintf(rec->origin_topic, sizeof rec->origin_topic, "%s", PQgetvalue(q, row, 3));
+      rec->origin_partition = (int32_t)strtol(PQgetvalue(q, row, 4), NULL, 10);
+      rec->origin_offset = strtoll(PQgetvalue(q, row, 5), NULL, 10);
+      rec->terminal = !PQgetisnull(q, row, 6);
+      rec->outcome_hex = rec->terminal ? strdup(PQgetvalue(q, row, 6)) : NULL;
+      x->resolved = true;
+    }
+    for (size_t j = 0; j < nlookup; j++)
+      if (!it[lookup[j]].resolved) {
+        log_error("claim for %s vanished; retrying batch", it[lookup[j]].payment_id);
+        rc = -1;
+      }
+  }
+  for (int i = 0; i < 4; i++)
+    if (res[i]) PQclear(res[i]);
+  for (int i = 0; i < 12; i++) pg_array_free(&a[i]);
+  for (int i = 0; i < 8; i++) pg_array_free(&r[i]);
+  for (int i = 0; i < 7; i++) pg_array_free(&u[i]);
+  for (int i = 0; i < 2; i++) pg_array_free(&l[i]);
+  free(lookup);
+  return rc;
+}
+
+/* Writes claims learned from Postgres back to the cache (best effort). */
+static void cache_claims(stage_ctx *ctx, const ingest_state *st, item *it, size_t n) {
+  rds_cmd *cmds = calloc(n, sizeof *cmds);
+  char **vals = calloc(n, sizeof *vals);
+  char(*keys)[600] = calloc(n, sizeof *keys);
+  redisReply **rep = calloc(n, sizeof *rep);
+  char ttl[32];
+  snprintf(ttl, sizeof ttl, "%lld", st->ttl_s);
+  if (!cmds || !vals || !keys || !rep) abort();
+  size_t nc = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!it[i].valid || it[i].leader != i || it[i].from_cache || !it[i].resolved) continue;
+    cache_key(it[i].m->ev->intent, keys[nc], sizeof keys[nc]);
+    vals[nc] = ingest_cache_encode(&it[i].rec);
+    const char *argv[] = {"SET", keys[nc], vals[nc], "EX", ttl};
+    rds_cmd_set(&cmds[nc], 5, argv);
+    nc++;
+  }
+  if (rds_pipeline(&ctx->redis, cmds, (int)nc, rep) == 0)
+    for (size_t j = 0; j < nc; j++) freeReplyObject(rep[j]);
+  for (size_t j = 0; j < nc; j++) free(vals[j]);
+  free(cmds);
+  free(vals);
+  free(keys);
+  free(rep);
+}
+
+static void emit_rejection(stage_ctx *ctx, const item *x, const char *code, const char *message,
+                           outbox *out) {
+  const ps_intent *in = x->m->ev->intent;
+  outcome_buf ob;
+  outcome_from_event(&ob, x->m->ev, OUTCOME_REJECTED, code, message);
+  ob.o.payment_id = (char *)x->rejection_id;
+  /* Only well-formed text goes back out; the raw key still keys the message. */
+  ob.o.merchant_id = (char *)(validate_text(in->merchant_id, 255) ? in->merchant_id : "");
+  ob.o.idempotency_key =
+      (char *)(validate_text(in->idempotency_key, 255) ? in->idempotency_key : "");
+  size_t len;
+  uint8_t *buf = outcome_pack(&ob.o, &len);
+  if (!buf) abort();
+  outbox_add(out, ctx->cfg->topics.outcomes, in->idempotency_key, strlen(in->idempotency_key), buf,
+             len, NULL);
+}
+
+/* Re-sends a stored outcome: byte-identical for the claiming message, or
+ * marked replayed (with the duplicate's publication time) for a duplicate. */
+static void emit_stored(stage_ctx *ctx, const item *x, const claim_record *rec, bool replayed,
+                        outbox *out) {
+  size_t len;
+  uint8_t *bytes = hex_decode(rec->outcome_hex, &len);
+  const char *key = x->m->ev->intent->idempotency_key;
+  if (!bytes) {
+    log_error("stored outcome of %s is corrupt", rec->payment_id);
+    return;
+  }
+  if (replayed) {
+    ps_outcome *o = outcome_decode(bytes, len);
+    free(bytes);
+    if (!o) {
+      log_error("stored outcome of %s does not decode", rec->payment_id);
+      return;
+    }
+    o->replayed = 1;
+    o->published_at_ms = x->m->ev->published_at_ms;
+    bytes = outcome_pack(o, &len);
+    outcome_free(o);
+    if (!bytes) abort();
+  }
+  outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), bytes, len, NULL);
+}
+
+static void emit(stage_ctx *ctx, item *it, size_t i, outbox *out) {
+  item *x = &it[i];
+  if (!x->valid) {
+    emit_rejection(ctx, x, x->verr.code, x->verr.message, out);
+    return;
+  }
+  const claim_record *rec = &it[x->leader].rec;
+  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, rec->payment_id,
+                x->m->ev->intent->idempotency_key};
+  switch (ingest_decide(x->fp, x->m->topic, x->m->partition, x->m->offset, rec)) {
+  case INGEST_FORWARD: {
+    size_t len;
+    uint8_t *buf = pack_forward(x, &len);
+    if (!buf) abort();
+    const char *key = x->m->ev->intent->idempotency_key;
+    outbox_add(out, ctx->cfg->topics.requests, key, strlen(key), buf, len, NULL);
+    break;
+  }
+  case INGEST_EMIT_STORED: emit_stored(ctx, x, rec, false, out); break;
+  case INGEST_REPLAY_STORED:
+    log_at(LOG_DEBUG, &lc, "duplicate of a finished payment: replaying its outcome");
+    emit_stored(ctx, x, rec, true, out);
+    break;
+  case INGEST_ABSORB:
+    log_at(LOG_DEBUG, &lc, "duplicate of an in-flight payment absorbed");
+    break;
+  case INGEST_REJECT_REUSED:
+    log_at(LOG_INFO, &lc, "idempotency key reused with other parameters");
+    emit_rejection(ctx, x, "idempotency_key_reused", REUSED_MESSAGE, out);
+    break;
+  }
+}
+
+static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
+  ingest_state *st = ctx->state;
+  item *it = calloc(n, sizeof *it);
+  if (!it) abort();
+  for (size_t i = 0; i < n; i++) {
+    item *x = &it[i];
+    x->m = &msgs[i];
+    ps_intent *in = x->m->ev->intent;
+    ingest_rejection_id(x->m->topic, x->m->partition, x->m->offset, x->m->raw, x->m->rawlen,
+                        x->rejection_id);
+    x->valid = validate_intent(in, &x->verr) == 0;
+    if (!x->valid) continue;
+    validate_normalise(in);
+    ingest_fingerprint(in, x->fp);
+    ingest_payment_id(in->merchant_id, in->idempotency_key, x->payment_id);
+  }
+  find_leaders(it, n);
+  resolve_from_cache(ctx, it, n);
+  int rc = claim_in_postgres(ctx, it, n);
+  if (rc == 0) {
+    cache_claims(ctx, st, it, n);
+    for (size_t i = 0; i < n; i++) emit(ctx, it, i, out);
+  }
+  for (size_t i = 0; i < n; i++) free(it[i].rec.outcome_hex);
+  free(it);
+  return rc;
+}
+
+static const char *ingest_input(const cfg *c) { return c->topics.intents; }
+
+static int ingest_init(stage_ctx *ctx, char *err, size_t errlen) {
+  static ingest_state st;
+  if (cfg_env_int("PAYSTREAM_IDEMPOTENCY_TTL_S", 86400, 1, 365LL * 86400, &st.ttl_s, err, errlen))
+    return -1;
+  ctx->state = &st;
+  return 0;
+}
+
+const stage_def ingest_stage = {
+    .name = "ingest",
+    .input_topic = ingest_input,
+    .requires_payment_id = false,
+    .init = ingest_init,
+    .process = ingest_process,
+    .destroy = NULL,
+};

@@ -1,0 +1,207 @@
+/* ledger: batch posting. */
+#include "ledger.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "posting.h"
+
+typedef struct litem {
+  stage_msg *m;
+  bool first;            /* first message of its payment in this batch */
+  bool known;
+  char *outcome_hex;
+  int64_t transaction_id;
+} litem;
+
+static const char SQL_ACCOUNTS[] =
+    "INSERT INTO ledger_accounts (name, currency, type)"
+    " SELECT DISTINCT n, c, split_part(n, ':', 1) FROM unnest($1::text[], $2::text[]) AS u(n, c)"
+    " ON CONFLICT (name, currency) DO NOTHING";
+
+/* Locks the batch's accounts in one fixed order, so two ledger workers
+ * posting to the same hot accounts queue instead of deadlocking. */
+static const char SQL_LOCK[] =
+    "SELECT account_id FROM ledger_accounts"
+    " WHERE (name, currency) IN (SELECT n, c FROM unnest($1::text[], $2::text[]) AS u(n, c))"
+    " ORDER BY account_id FOR UPDATE";
+
+/* New transactions only (ON CONFLICT: posted at most once), their entries,
+ * and one balance update per account with the batch's summed delta. */
+static const char SQL_POST[] =
+    "WITH tx AS ("
+    "  INSERT INTO ledger_transactions (payment_id, kind)"
+    "  SELECT DISTINCT u.pid, 'payment' FROM unnest($1::text[]) AS u(pid)"
+    "  JOIN payments p ON p.payment_id = u.pid AND p.status = 'charged'"
+    "  ON CONFLICT (payment_id, kind) DO NOTHING RETURNING transaction_id, payment_id),"
+    " e AS ("
+    "  INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor)"
+    "  SELECT tx.transaction_id, a.account_id, u.c, u.d, u.amt"
+    "  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])"
+    "    AS u(pid, n, c, d, amt)"
+    "  JOIN tx ON tx.payment_id = u.pid"
+    "  JOIN ledger_accounts a ON a.name = u.n AND a.currency = u.c"
+    "  RETURNING account_id, direction, amount_minor),"
+    " d AS (SELECT account_id, sum(CASE direction WHEN 'D' THEN amount_minor"
+    "   ELSE -amount_minor END) AS delta FROM e GROUP BY account_id)"
+    " UPDATE ledger_accounts a SET balance = a.balance + d.delta FROM d"
+    " WHERE a.account_id = d.account_id";
+
+static const char SQL_FINISH[] =
+    "UPDATE payments p SET status = 'succeeded', outcome = decode(u.o, 'hex'), updated_at = now()"
+    " FROM unnest($1::text[], $2::text[]) AS u(pid, o)"
+    " WHERE p.payment_id = u.pid AND p.status = 'charged'";
+
+static const char SQL_READ[] =
+    "SELECT u.ord, encode(p.outcome, 'hex'), t.transaction_id"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS u(pid, ord)"
+    " JOIN payments p ON p.payment_id = u.pid"
+    " LEFT JOIN ledger_transactions t ON t.payment_id = u.pid AND t.kind = 'payment'";
+
+static char *success_outcome_hex(const ps_event *ev) {
+  outcome_buf ob;
+  outcome_from_event(&ob, ev, OUTCOME_SUCCEEDED, NULL, NULL);
+  size_t len;
+  uint8_t *b = outcome_pack(&ob.o, &len);
+  char *hex = malloc(2 * len + 1);
+  if (!b || !hex) abort();
+  hex_encode(b, len, hex);
+  free(b);
+  return hex;
+}
+
+/* Posts the batch and finishes its payments in one transaction. */
+static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
+  pg_array e[5], acc[2], fin[2], ids;
+  for (int i = 0; i < 5; i++) pg_array_init(&e[i]);
+  for (int i = 0; i < 2; i++) pg_array_init(&acc[i]), pg_array_init(&fin[i]);
+  pg_array_init(&ids);
+  for (size_t i = 0; i < n; i++) {
+    const ps_event *ev = it[i].m->ev;
+    pg_array_add_str(&ids, ev->payment_id);
+    if (!it[i].first) continue;
+    posting_entry pe[POSTING_MAX_ENTRIES];
+    int ne = posting_for_payment(ev->charge->processor, ev->intent->amount->amount_minor,
+                                 ev->charge->fee_minor, pe);
+    for (int k = 0; k < ne; k++) {
+      char dir[2] = {pe[k].direction, 0};
+      pg_array_add_str(&e[0], ev->payment_id);
+      pg_array_add_str(&e[1], pe[k].account);
+      pg_array_add_str(&e[2], ev->intent->amount->currency);
+      pg_array_add_str(&e[3], dir);
+      pg_array_add_int(&e[4], pe[k].amount_minor);
+      pg_array_add_str(&acc[0], pe[k].account);
+      pg_array_add_str(&acc[1], ev->intent->amount->currency);
+    }
+    char *hex = success_outcome_hex(ev);
+    pg_array_add_str(&fin[0], ev->payment_id);
+    pg_array_add_str(&fin[1], hex);
+    free(hex);
+  }
+  const char *pe_[5], *pa[2], *pf[2], *pi[1];
+  for (int i = 0; i < 5; i++) pe_[i] = pg_array_finish(&e[i]);
+  for (int i = 0; i < 2; i++) pa[i] = pg_array_finish(&acc[i]), pf[i] = pg_array_finish(&fin[i]);
+  pi[0] = pg_array_finish(&ids);
+  pg_stmt stmts[] = {{SQL_ACCOUNTS, 2, pa}, {SQL_LOCK, 2, pa}, {SQL_POST, 5, pe_},
+                     {SQL_FINISH, 2, pf}, {SQL_READ, 1, pi}};
+  PGresult *res[5];
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, stmts, 5, res, err, sizeof err);
+  if (rc) {
+    log_error("posting batch of %zu failed, rolled back: %s", n, err);
+  } else {
+    PGresult *r = res[4];
+    for (int row = 0; row < PQntuples(r); row++) {
+      long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
+      if (ord < 1 || (size_t)ord > n) continue;
+      litem *x = &it[ord - 1];
+      x->known = true;
+      x->outcome_hex = PQgetisnull(r, row, 1) ? NULL : strdup(PQgetvalue(r, row, 1));
+      x->transaction_id = PQgetisnull(r, row, 2) ? 0 : strtoll(PQgetvalue(r, row, 2), NULL, 10);
+    }
+  }
+  for (int i = 0; i < 5; i++)
+    if (res[i]) PQclear(res[i]);
+  for (int i = 0; i < 5; i++) pg_array_free(&e[i]);
+  for (int i = 0; i < 2; i++) pg_array_free(&acc[i]), pg_array_free(&fin[i]);
+  pg_array_free(&ids);
+  return rc;
+}
+
+static void emit(stage_ctx *ctx, litem *x, outbox *out) {
+  ps_event *ev = x->m->ev;
+  const char *key = ev->intent->idempotency_key;
+  if (!x->outcome_hex || !x->transaction_id) {
+    /* charged but not posted: only possible if the payment left `charged`
+     * some other way; never silently: say so and dead-letter. */
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, "payment not postable");
+    return;
+  }
+  size_t len;
+  uint8_t *b = hex_decode(x->outcome_hex, &len);
+  if (b) outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), b, len, NULL);
+  Payments__V1__LedgerPosting lp = PAYMENTS__V1__LEDGER_POSTING__INIT;
+  lp.transaction_id = x->transaction_id;
+  Payments__V1__LedgerPosting *saved = ev->ledger;
+  ev->ledger = &lp;
+  outbox_add_event(out, ctx->cfg->topics.ledgered, ev);
+  ev->ledger = saved;
+}
+
+static bool postable(const ps_event *ev, char *why, size_t len) {
+  posting_entry pe[POSTING_MAX_ENTRIES];
+  if (!ev->charge || ev->charge->status != PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED) {
+    snprintf(why, len, "charge not succeeded");
+    return false;
+  }
+  if (!ev->intent->amount ||
+      posting_for_payment(ev->charge->processor, ev->intent->amount->amount_minor,
+                          ev->charge->fee_minor, pe) < 0) {
+    snprintf(why, len, "no valid posting for amount/fee/processor");
+    return false;
+  }
+  return true;
+}
+
+static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
+  litem *it = calloc(n, sizeof *it);
+  if (!it) abort();
+  size_t nv = 0;
+  for (size_t i = 0; i < n; i++) {
+    char why[128];
+    if (!postable(msgs[i].ev, why, sizeof why)) {
+      outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", &msgs[i], why);
+      continue;
+    }
+    litem *x = &it[nv++];
+    x->m = &msgs[i];
+    x->first = true;
+    for (size_t j = 0; j + 1 < nv; j++)
+      if (strcmp(it[j].m->ev->payment_id, x->m->ev->payment_id) == 0) x->first = false;
+  }
+  int rc = nv ? post_batch(ctx, it, nv) : 0;
+  if (rc == 0)
+    for (size_t i = 0; i < nv; i++) {
+      if (!it[i].known) {
+        outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", it[i].m, "unknown payment_id");
+        continue;
+      }
+      emit(ctx, &it[i], out);
+    }
+  for (size_t i = 0; i < nv; i++) free(it[i].outcome_hex);
+  free(it);
+  return rc;
+}
+
+static const char *ledger_input(const cfg *c) { return c->topics.charged; }
+
+const stage_def ledger_stage = {
+    .name = "ledger",
+    .input_topic = ledger_input,
+    .requires_payment_id = true,
+    .init = NULL,
+    .process = ledger_process,
+    .destroy = NULL,
+};

@@ -1,0 +1,94 @@
+/* Unit tests for ingest's request fingerprint and identifiers. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "ingest.h"
+
+static void fp(const ps_intent *in, char out[65]) { ingest_fingerprint(in, out); }
+
+Test(fingerprint, same_request_same_fingerprint_whatever_the_context) {
+  test_intent a, b;
+  test_intent_init(&a);
+  test_intent_init(&b);
+  b.cx.ip = "203.0.113.9";      /* a retry from another address */
+  b.in.created_at_ms += 5000;   /* and a little later */
+  char x[65], y[65];
+  fp(&a.in, x);
+  fp(&b.in, y);
+  cr_assert_str_eq(x, y);
+  cr_assert_eq(strlen(x), 64);
+}
+
+Test(fingerprint, amount_currency_method_and_customer_matter) {
+  test_intent a, b;
+  test_intent_init(&a);
+  char x[65], y[65];
+  fp(&a.in, x);
+  test_intent_init(&b);
+  b.money.amount_minor += 1;
+  fp(&b.in, y);
+  cr_assert_str_neq(x, y);
+  test_intent_init(&b);
+  strcpy(b.currency, "EUR");
+  fp(&b.in, y);
+  cr_assert_str_neq(x, y);
+  test_intent_init(&b);
+  b.pm.id = "pm_card_mastercard";
+  fp(&b.in, y);
+  cr_assert_str_neq(x, y);
+  test_intent_init(&b);
+  b.in.customer_id = "cus_2";
+  fp(&b.in, y);
+  cr_assert_str_neq(x, y);
+}
+
+Test(fingerprint, currency_case_and_metadata_order_and_whitespace_do_not) {
+  test_intent a, b;
+  test_intent_init(&a);
+  test_intent_init(&b);
+  strcpy(b.currency, "usd");
+  Payments__V1__PaymentIntent__MetadataEntry m1 = PAYMENTS__V1__PAYMENT_INTENT__METADATA_ENTRY__INIT,
+                                             m2 = PAYMENTS__V1__PAYMENT_INTENT__METADATA_ENTRY__INIT,
+                                             n1 = PAYMENTS__V1__PAYMENT_INTENT__METADATA_ENTRY__INIT,
+                                             n2 = PAYMENTS__V1__PAYMENT_INTENT__METADATA_ENTRY__INIT;
+  m1.key = "order", m1.value = "42", m2.key = "sku", m2.value = "A-1";
+  n1.key = "sku", n1.value = " A-1 ", n2.key = "order", n2.value = "42\n";
+  Payments__V1__PaymentIntent__MetadataEntry *ma[] = {&m1, &m2}, *mb[] = {&n1, &n2};
+  a.in.metadata = ma, a.in.n_metadata = 2;
+  b.in.metadata = mb, b.in.n_metadata = 2;
+  char x[65], y[65];
+  fp(&a.in, x);
+  fp(&b.in, y);
+  cr_assert_str_eq(x, y);
+}
+
+Test(fingerprint, fields_cannot_bleed_into_each_other) {
+  test_intent a, b;
+  test_intent_init(&a);
+  test_intent_init(&b);
+  a.in.customer_id = "cus_1";
+  a.in.description = "x";
+  b.in.customer_id = "cus_1x";
+  b.in.description = "";
+  char x[65], y[65];
+  fp(&a.in, x);
+  fp(&b.in, y);
+  cr_assert_str_neq(x, y);
+}
+
+Test(fingerprint, ids_are_stable_and_scoped) {
+  char p1[PS_ID_LEN], p2[PS_ID_LEN], p3[PS_ID_LEN];
+  ingest_payment_id("m_1", "order-1", p1);
+  ingest_payment_id("m_1", "order-1", p2);
+  ingest_payment_id("m_2", "order-1", p3);
+  cr_assert_str_eq(p1, p2);
+  cr_assert_str_neq(p1, p3, "the key is scoped by merchant");
+  cr_assert_eq(strncmp(p1, "pay_", 4), 0);
+  cr_assert_eq(strlen(p1), 28);
+  char r1[PS_ID_LEN], r2[PS_ID_LEN];
+  ingest_rejection_id("payments.intents", 0, 10, "abc", 3, r1);
+  ingest_rejection_id("payments.intents", 0, 11, "abc", 3, r2);
+  cr_assert_str_neq(r1, r2);
+  cr_assert_eq(strncmp(r1, "rej_", 4), 0);
+}

@@ -1,0 +1,21 @@
+/* payctl: the operator's command line. Each subcommand lives in the file
+ * named for it; this header is their shared plumbing. */
+#ifndef PAYCTL_H
+#define PAYCTL_H
+
+#include "config.h"
+#include "pg.h"
+
+typedef struct payctl {
+  cfg cfg;
+  pg_conn pg;
+} payctl;
+
+int cmd_publish(payctl *p, int argc, char **argv);
+int cmd_ledger(payctl *p, int argc, char **argv);
+int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv);
+
+/* Runs one query and prints nothing; returns the result or NULL (error printed). */
+PGresult *payctl_query(payctl *p, const char *sql, int nparams, const char *const *params);
+
+#endif

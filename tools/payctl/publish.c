@@ -1,0 +1,248 @@
+/* payctl publish: generates intents as upstream would publish them, with a
+ * chosen mix of duplicates, reused keys, declines, fraud, invalid and
+ * undecodable messages, and writes a manifest (JSON lines: what each
+ * message is and what it must end as) that tests and the demo check
+ * against. */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "kafka.h"
+#include "payctl.h"
+
+typedef struct mix {
+  long count, duplicates, conflicts, declines, fraud, invalid, garbage;
+  unsigned seed;
+  const char *manifest, *run;
+} mix;
+
+typedef struct gen_intent {
+  char key[320], merchant[32], customer[32], pm[64], currency[4];
+  int64_t amount;
+  int64_t created_at_ms;
+} gen_intent;
+
+static rd_kafka_t *producer;
+static const char *topic;
+static FILE *manifest;
+static long produced;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  (void)opaque;
+  if (m->err) fprintf(stderr, "payctl: delivery failed: %s\n", rd_kafka_err2str(m->err));
+}
+
+static void produce(const char *key, const void *val, size_t len) {
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+        RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    if (!e) break;
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      fprintf(stderr, "payctl: produce failed: %s\n", rd_kafka_err2str(e));
+      exit(1);
+    }
+    rd_kafka_poll(producer, 10);
+  }
+  rd_kafka_poll(producer, 0);
+  produced++;
+}
+
+static void record(const char *kind, const gen_intent *g, const char *expect, const char *code) {
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "kind", kind, "merchant", g->merchant, "key",
+                        g->key, "currency", g->currency, "amount", (json_int_t)g->amount,
+                        "expect", expect);
+  if (code) json_object_set_new(o, "code", json_string(code));
+  char *s = json_dumps(o, JSON_COMPACT);
+  if (manifest) fprintf(manifest, "%s\n", s);
+  free(s);
+  json_decref(o);
+}
+
+/* Packs g as a PaymentEvent carrying an intent, and publishes it. */
+static void publish_intent(const gen_intent *g, bool omit_amount) {
+  ps_money money = PAYMENTS__V1__MONEY__INIT;
+  money.amount_minor = g->amount;
+  money.currency = (char *)g->currency;
+  Payments__V1__PaymentMethod pm = PAYMENTS__V1__PAYMENT_METHOD__INIT;
+  pm.id = (char *)g->pm;
+  pm.fingerprint = (char *)g->pm;
+  pm.created_at_ms = g->created_at_ms - 90LL * 86400 * 1000;
+  pm.card_country = "US";
+  Payments__V1__RequestContext cx = PAYMENTS__V1__REQUEST_CONTEXT__INIT;
+  cx.ip = "198.51.100.7";
+  cx.country = "US";
+  cx.latitude = 40.7;
+  cx.longitude = -74.0;
+  cx.device_id = "dev_demo";
+  cx.email = "customer@example.com";
+  ps_intent in = PAYMENTS__V1__PAYMENT_INTENT__INIT;
+  in.idempotency_key = (char *)g->key;
+  in.merchant_id = (char *)g->merchant;
+  in.customer_id = (char *)g->customer;
+  in.amount = omit_amount ? NULL : &money;
+  in.created_at_ms = g->created_at_ms;
+  in.payment_method = &pm;
+  in.context = &cx;
+  in.description = "paystream demo order";
+  ps_event ev = PAYMENTS__V1__PAYMENT_EVENT__INIT;
+  ev.schema_version = PS_SCHEMA_VERSION;
+  ev.intent = &in;
+  ev.published_at_ms = ps_now_ms();
+  size_t len;
+  uint8_t *buf = event_pack(&ev, &len);
+  produce(g->key, buf, len);
+  free(buf);
+}
+
+static const char *decline_pms[] = {"pm_card_chargeDeclined",
+                                    "pm_card_chargeDeclinedInsufficientFunds",
+                                    "pm_card_chargeDeclinedExpiredCard"};
+static const char *currencies[] = {"USD", "EUR", "GBP", "USD", "JPY"};
+
+static void make_base(gen_intent *g, const mix *m, long i, unsigned *rs) {
+  memset(g, 0, sizeof *g);
+  snprintf(g->key, sizeof g->key, "%s-%06ld", m->run, i);
+  snprintf(g->merchant, sizeof g->merchant, "m_%ld", i % 3 + 1);
+  snprintf(g->customer, sizeof g->customer, "cus_%s_%ld", m->run, (long)(rand_r(rs) % 1000));
+  snprintf(g->currency, sizeof g->currency, "%s", currencies[rand_r(rs) % 5]);
+  g->amount = 100 + rand_r(rs) % 50000;
+  snprintf(g->pm, sizeof g->pm, "%s", rand_r(rs) % 2 ? "pm_card_visa" : "pm_card_mastercard");
+  g->created_at_ms = ps_now_ms() - rand_r(rs) % 60000;
+}
+
+/* Invalid intents, one rule each, in rotation. */
+static void publish_invalid(const mix *m, long i) {
+  gen_intent g;
+  unsigned rs = m->seed + 7 * (unsigned)i;
+  make_base(&g, m, 900000 + i, &rs);
+  const char *code = NULL;
+  bool omit_amount = false;
+  switch (i % 8) {
+  case 0: g.key[0] = '\0'; code = "idempotency_key_invalid"; break;
+  case 1: memset(g.key, 'k', 300); g.key[300] = '\0'; code = "idempotency_key_invalid"; break;
+  case 2: g.amount = 0; code = "amount_invalid"; break;
+  case 3: g.amount = -500; code = "amount_invalid"; break;
+  case 4: snprintf(g.currency, sizeof g.currency, "XXX"); code = "currency_invalid"; break;
+  case 5: omit_amount = true; code = "amount_missing"; break;
+  case 6: g.amount = INT64_MAX; code = "amount_too_large"; break;
+  default: snprintf(g.merchant, sizeof g.merchant, "bad merchant!"); code = "merchant_id_invalid";
+  }
+  publish_intent(&g, omit_amount);
+  record("invalid", &g, "rejected", code);
+}
+
+static void publish_garbage(const mix *m, long i) {
+  unsigned rs = m->seed + 13 * (unsigned)i;
+  uint8_t buf[64];
+  buf[0] = 0x07; /* field 0, wire type 7: never a valid protobuf */
+  for (size_t k = 1; k < sizeof buf; k++) buf[k] = (uint8_t)rand_r(&rs);
+  char key[64];
+  snprintf(key, sizeof key, "garbage-%s-%ld", m->run, i);
+  produce(key, buf, sizeof buf);
+  gen_intent g = {0};
+  snprintf(g.key, sizeof g.key, "%s", key);
+  record("garbage", &g, "dlq", "undecodable");
+}
+
+static int parse_mix(int argc, char **argv, mix *m) {
+  memset(m, 0, sizeof *m);
+  m->count = 1000;
+  m->seed = 42;
+  m->run = "demo";
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) return -1;
+    if (strcmp(a, "--count") == 0) m->count = atol(v);
+    else if (strcmp(a, "--duplicates") == 0) m->duplicates = atol(v);
+    else if (strcmp(a, "--conflicts") == 0) m->conflicts = atol(v);
+    else if (strcmp(a, "--declines") == 0) m->declines = atol(v);
+    else if (strcmp(a, "--fraud") == 0) m->fraud = atol(v);
+    else if (strcmp(a, "--invalid") == 0) m->invalid = atol(v);
+    else if (strcmp(a, "--garbage") == 0) m->garbage = atol(v);
+    else if (strcmp(a, "--seed") == 0) m->seed = (unsigned)atol(v);
+    else if (strcmp(a, "--manifest") == 0) m->manifest = v;
+    else if (strcmp(a, "--run") == 0) m->run = v;
+    else return -1;
+    i++;
+  }
+  long base = m->count - m->duplicates - m->conflicts - m->invalid - m->garbage;
+  if (base < 1 || m->declines + m->fraud > base || (m->duplicates + m->conflicts > 0 && base < 1))
+    return -1;
+  return 0;
+}
+
+int cmd_publish(payctl *p, int argc, char **argv) {
+  mix m;
+  if (parse_mix(argc, argv, &m)) {
+    fprintf(stderr,
+            "usage: payctl publish [--count N] [--duplicates N] [--conflicts N] [--declines N]\n"
+            "         [--fraud N] [--invalid N] [--garbage N] [--seed S] [--run NAME]\n"
+            "         [--manifest FILE]\n"
+            "count is the total number of messages; declines and fraud are among the\n"
+            "valid ones; duplicates and conflicts re-use keys of valid ones.\n");
+    return 2;
+  }
+  char err[512];
+  producer = kafka_producer_new(&p->cfg, on_delivery, err, sizeof err);
+  if (!producer) {
+    fprintf(stderr, "payctl: %s\n", err);
+    return 1;
+  }
+  topic = p->cfg.topics.intents;
+  manifest = m.manifest ? fopen(m.manifest, "w") : NULL;
+  if (m.manifest && !manifest) {
+    fprintf(stderr, "payctl: could not write %s\n", m.manifest);
+    return 1;
+  }
+  long base = m.count - m.duplicates - m.conflicts - m.invalid - m.garbage;
+  gen_intent *bases = calloc((size_t)base, sizeof *bases);
+  unsigned rs = m.seed;
+  int64_t t0 = ps_mono_ms();
+  long extra_i = 0, invalid_left = m.invalid, garbage_left = m.garbage;
+  for (long i = 0; i < base; i++) {
+    gen_intent *g = &bases[i];
+    make_base(g, &m, i, &rs);
+    const char *expect = "succeeded", *code = NULL, *kind = "valid";
+    if (i < m.declines) {
+      snprintf(g->pm, sizeof g->pm, "%s", decline_pms[i % 3]);
+      expect = "declined";
+      kind = "decline";
+    } else if (i < m.declines + m.fraud) {
+      g->amount = 5000000; /* above the default amount limit: blocked by rules */
+      expect = "blocked";
+      kind = "fraud";
+      code = "fraud_blocked";
+    }
+    publish_intent(g, false);
+    record(kind, g, expect, code);
+    /* Interleave bad input through the stream. */
+    if (invalid_left && (i % 17 == 5)) publish_invalid(&m, extra_i++), invalid_left--;
+    if (garbage_left && (i % 23 == 7)) publish_garbage(&m, extra_i++), garbage_left--;
+  }
+  while (invalid_left) publish_invalid(&m, extra_i++), invalid_left--;
+  while (garbage_left) publish_garbage(&m, extra_i++), garbage_left--;
+  for (long i = 0; i < m.duplicates; i++) {
+    gen_intent *g = &bases[(long)(rand_r(&rs) % (unsigned)base)];
+    publish_intent(g, false);
+    record("duplicate", g, "same", NULL);
+  }
+  for (long i = 0; i < m.conflicts; i++) {
+    gen_intent g = bases[(long)(rand_r(&rs) % (unsigned)base)];
+    g.amount += 1;
+    publish_intent(&g, false);
+    record("conflict", &g, "rejected", "idempotency_key_reused");
+  }
+  while (rd_kafka_outq_len(producer) > 0) rd_kafka_flush(producer, 1000);
+  double secs = (double)(ps_mono_ms() - t0) / 1000.0;
+  printf("published %ld messages to %s in %.2f s\n", produced, topic, secs);
+  if (manifest) fclose(manifest);
+  free(bases);
+  rd_kafka_destroy(producer);
+  return 0;
+}

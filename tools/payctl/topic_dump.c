@@ -1,0 +1,131 @@
+/* payctl outcomes | dlq list: reads a whole topic (every partition, from the
+ * beginning up to the high watermark at start) without joining a consumer
+ * group or committing anything, and prints one JSON object per message. */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "kafka.h"
+#include "payctl.h"
+
+static json_t *outcome_json(const rd_kafka_message_t *m) {
+  ps_outcome *o = outcome_decode(m->payload, m->len);
+  if (!o) return json_pack("{s:s}", "error", "undecodable outcome");
+  json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:I,s:i,s:I}", "payment_id",
+                        o->payment_id, "merchant_id", o->merchant_id, "idempotency_key",
+                        o->idempotency_key, "status", outcome_status_name(o->status),
+                        "error_code", o->error_code, "error_message", o->error_message,
+                        "replayed", o->replayed, "processor", o->processor,
+                        "processor_charge_id", o->processor_charge_id, "published_at_ms",
+                        (json_int_t)o->published_at_ms, "partition", (int)m->partition, "offset",
+                        (json_int_t)m->offset);
+  if (o->amount) {
+    json_object_set_new(j, "amount", json_integer(o->amount->amount_minor));
+    json_object_set_new(j, "currency", json_string(o->amount->currency));
+  }
+  /* The raw bytes, so consumers can check re-sent outcomes are identical. */
+  char *hex = malloc(2 * m->len + 1);
+  hex_encode(m->payload, m->len, hex);
+  json_object_set_new(j, "raw", json_string(hex));
+  free(hex);
+  outcome_free(o);
+  return j;
+}
+
+static json_t *dlq_json(const rd_kafka_message_t *m) {
+  json_t *j = json_pack("{s:i,s:I,s:s%}", "partition", (int)m->partition, "offset",
+                        (json_int_t)m->offset, "key", m->key ? (const char *)m->key : "",
+                        m->key ? m->key_len : 0);
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(m, &h) == 0) {
+    const char *name;
+    const void *val;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &size) == 0; i++)
+      json_object_set_new(j, name, json_stringn(val ? val : "", val ? size : 0));
+  }
+  json_object_set_new(j, "bytes", json_integer((json_int_t)m->len));
+  return j;
+}
+
+int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv) {
+  bool dlq = strcmp(what, "dlq") == 0;
+  if (dlq && (argc < 1 || strcmp(argv[0], "list") != 0)) {
+    fprintf(stderr, "usage: payctl dlq list\n");
+    return 2;
+  }
+  const char *topic = dlq ? p->cfg.topics.dlq : p->cfg.topics.outcomes;
+  char err[512], group[64];
+  snprintf(group, sizeof group, "payctl-dump-%d", (int)getpid());
+  p->cfg.group_id = group;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err) ||
+      rd_kafka_conf_set(conf, "group.id", group, err, sizeof err) ||
+      rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
+      rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err) ||
+      kafka_apply_extra(conf, err, sizeof err)) {
+    fprintf(stderr, "payctl: %s\n", err);
+    rd_kafka_conf_destroy(conf);
+    return 2;
+  }
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (!rk) {
+    fprintf(stderr, "payctl: %s\n", err);
+    return 1;
+  }
+  const rd_kafka_metadata_t *md = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err) {
+    fprintf(stderr, "payctl: no metadata for topic %s\n", topic);
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return 1;
+  }
+  int np = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+
+  int64_t *high = calloc((size_t)np, sizeof *high);
+  long remaining = 0;
+  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np);
+  for (int i = 0; i < np; i++) {
+    int64_t lo = 0, hi = 0;
+    if (rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000)) {
+      fprintf(stderr, "payctl: could not read offsets of %s[%d]\n", topic, i);
+      return 1;
+    }
+    high[i] = hi;
+    remaining += hi - lo;
+    rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_assign(rk, parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+
+  int64_t deadline = ps_mono_ms() + 60000;
+  while (remaining > 0 && ps_mono_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+    if (!m) continue;
+    if (!m->err && m->offset < high[m->partition]) {
+      json_t *j = dlq ? dlq_json(m) : outcome_json(m);
+      char *s = json_dumps(j, JSON_COMPACT);
+      printf("%s\n", s);
+      free(s);
+      json_decref(j);
+      remaining--;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  free(high);
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  if (remaining > 0) {
+    fprintf(stderr, "payctl: %ld messages of %s not read in time\n", remaining, topic);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,364 @@
+/* procsim: a payment-processor simulator for development and tests. Speaks
+ * the Stripe-like flavour (form-encoded POST /v1/charges, Idempotency-Key
+ * header, 402 + error object on decline), honours idempotency (same key and
+ * parameters -> the original response, no new charge; same key, other
+ * parameters -> 400; same key while the first is in progress -> 409), knows
+ * Stripe's magic payment methods, injects latency and errors, and lists
+ * every charge it made (GET /v1/charges) so tests can prove "never charged
+ * twice".
+ *
+ * usage: procsim [--port N] [--port-file PATH] [--latency-ms N] [--fail-rate R]
+ * Control at run time: POST /_sim/config?latency_ms=N&fail_rate=R */
+#include <arpa/inet.h>
+#include <glib.h>
+#include <netinet/in.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "money.h"
+
+typedef struct stored {
+  int in_progress;
+  unsigned status;
+  char *body;
+  char *params; /* canonical request parameters */
+} stored;
+
+static GMutex lock;
+static GHashTable *by_key;  /* idempotency key -> stored */
+static GPtrArray *charges;  /* json_t* of every charge attempt answered */
+static unsigned long next_id = 1;
+static volatile int latency_ms;
+static volatile double fail_rate;
+static volatile sig_atomic_t running = 1;
+
+typedef struct upload {
+  char *data;
+  size_t len;
+} upload;
+
+static void on_signal(int sig) {
+  (void)sig;
+  running = 0;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(r, "Content-Type", "application/json");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static char *error_body(const char *type, const char *code, const char *decline,
+                        const char *message) {
+  json_t *e = json_pack("{s:s,s:s}", "type", type, "message", message);
+  if (code) json_object_set_new(e, "code", json_string(code));
+  if (decline) json_object_set_new(e, "decline_code", json_string(decline));
+  json_t *root = json_pack("{s:o}", "error", e);
+  char *s = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return s;
+}
+
+static void url_decode(char *s) {
+  char *o = s;
+  for (; *s; s++) {
+    if (*s == '+') {
+      *o++ = ' ';
+    } else if (*s == '%' && s[1] && s[2]) {
+      char hex[3] = {s[1], s[2], 0};
+      *o++ = (char)strtol(hex, NULL, 16);
+      s += 2;
+    } else {
+      *o++ = *s;
+    }
+  }
+  *o = '\0';
+}
+
+/* Parses a form body into a sorted-by-insertion GHashTable of strings. */
+static GHashTable *parse_form(const char *body) {
+  GHashTable *h = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  char *copy = g_strdup(body ? body : ""), *save = NULL;
+  for (char *kv = strtok_r(copy, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+    char *eq = strchr(kv, '=');
+    if (!eq) continue;
+    *eq = '\0';
+    url_decode(kv);
+    url_decode(eq + 1);
+    g_hash_table_replace(h, g_strdup(kv), g_strdup(eq + 1));
+  }
+  g_free(copy);
+  return h;
+}
+
+typedef struct decline_def {
+  const char *pm, *code, *decline;
+} decline_def;
+
+static const decline_def declines[] = {
+    {"pm_card_chargeDeclined", "card_declined", "generic_decline"},
+    {"pm_card_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds"},
+    {"pm_card_chargeDeclinedLostCard", "card_declined", "lost_card"},
+    {"pm_card_chargeDeclinedStolenCard", "card_declined", "stolen_card"},
+    {"pm_card_chargeDeclinedFraudulent", "card_declined", "fraudulent"},
+    {"pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card"},
+    {"pm_card_chargeDeclinedIncorrectCvc", "incorrect_cvc", "incorrect_cvc"},
+    {"pm_card_chargeDeclinedProcessingError", "processing_error", "processing_error"},
+};
+
+/* Charges (or declines) for real: the answer a processor gives. */
+static unsigned do_charge(GHashTable *form, const char *key, char **body) {
+  const char *amount_s = g_hash_table_lookup(form, "amount");
+  const char *currency = g_hash_table_lookup(form, "currency");
+  const char *pm = g_hash_table_lookup(form, "payment_method");
+  const char *pid = g_hash_table_lookup(form, "metadata[payment_id]");
+  char *end = NULL;
+  long long amount = amount_s ? strtoll(amount_s, &end, 10) : 0;
+  if (!amount_s || *end || amount <= 0 || !currency || !pm) {
+    *body = error_body("invalid_request_error", "parameter_missing", NULL,
+                       "amount, currency and payment_method are required");
+    return 400;
+  }
+  const decline_def *d = NULL;
+  for (size_t i = 0; i < sizeof declines / sizeof declines[0]; i++)
+    if (strcmp(pm, declines[i].pm) == 0) d = &declines[i];
+
+  g_mutex_lock(&lock);
+  char id[32];
+  snprintf(id, sizeof id, "ch_%08lu", next_id++);
+  int64_t fee = 0;
+  if (!d) {
+    money_mul_ratio(amount, 29, 1000, &fee);
+    fee += 30;
+    if (fee > amount) fee = amount;
+  }
+  json_t *ch = json_pack("{s:s,s:s,s:I,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:s}}", "id", id, "object",
+                         "charge", "amount", (json_int_t)amount, "currency", currency, "status",
+                         d ? "failed" : "succeeded", "paid", !d, "payment_method", pm, "fee",
+                         (json_int_t)fee, "idempotency_key", key ? key : "", "metadata",
+                         "payment_id", pid ? pid : "");
+  if (d) json_object_set_new(ch, "failure_code", json_string(d->decline));
+  g_ptr_array_add(charges, json_incref(ch));
+  g_mutex_unlock(&lock);
+
+  unsigned status = 200;
+  if (d) {
+    *body = error_body("card_error", d->code, d->decline, "Your card was declined.");
+    status = 402;
+  } else {
+    *body = json_dumps(ch, JSON_COMPACT);
+  }
+  json_decref(ch);
+  return status;
+}
+
+static char *canonical_params(const char *body) {
+  /* The form as sent is canonical enough: our client always sends the same
+   * order. A real processor compares parsed parameters. */
+  return g_strdup(body ? body : "");
+}
+
+static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body) {
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!auth || strncmp(auth, "Bearer sk_", 10) != 0) {
+    char *b = error_body("invalid_request_error", "api_key_invalid", NULL, "Invalid API Key.");
+    enum MHD_Result r = reply(c, 401, b);
+    free(b);
+    return r;
+  }
+  const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+  char *params = canonical_params(body);
+
+  if (key) {
+    g_mutex_lock(&lock);
+    stored *s = g_hash_table_lookup(by_key, key);
+    if (s) {
+      unsigned status = 0;
+      char *b = NULL;
+      if (strcmp(s->params, params) != 0) {
+        status = 400;
+        b = error_body("idempotency_error", NULL, NULL,
+                       "Keys for idempotent requests can only be used with the same "
+                       "parameters they were first used with.");
+      } else if (s->in_progress) {
+        status = 409;
+        b = error_body("idempotency_error", NULL, NULL,
+                       "There is currently another in-progress request using this "
+                       "Idempotent Key.");
+      } else {
+        status = s->status;
+        b = strdup(s->body);
+      }
+      g_mutex_unlock(&lock);
+      g_free(params);
+      enum MHD_Result r = reply(c, status, b);
+      free(b);
+      return r;
+    }
+    s = g_new0(stored, 1);
+    s->in_progress = 1;
+    s->params = g_strdup(params);
+    g_hash_table_insert(by_key, g_strdup(key), s);
+    g_mutex_unlock(&lock);
+  }
+
+  if (latency_ms > 0) usleep((useconds_t)latency_ms * 1000);
+  char *b = NULL;
+  unsigned status;
+  if (fail_rate > 0 && g_random_double() < fail_rate) {
+    /* Failing before charging: a later retry with the key charges once. */
+    status = 500;
+    b = error_body("api_error", NULL, NULL, "simulated processor error");
+    if (key) {
+      g_mutex_lock(&lock);
+      g_hash_table_remove(by_key, key);
+      g_mutex_unlock(&lock);
+    }
+  } else {
+    GHashTable *form = parse_form(body);
+    status = do_charge(form, key, &b);
+    g_hash_table_destroy(form);
+    if (key) {
+      g_mutex_lock(&lock);
+      stored *s = g_hash_table_lookup(by_key, key);
+      s->in_progress = 0;
+      s->status = status;
+      s->body = strdup(b);
+      g_mutex_unlock(&lock);
+    }
+  }
+  g_free(params);
+  enum MHD_Result r = reply(c, status, b);
+  free(b);
+  return r;
+}
+
+static enum MHD_Result handle_list(struct MHD_Connection *c) {
+  g_mutex_lock(&lock);
+  json_t *data = json_array();
+  for (guint i = 0; i < charges->len; i++) json_array_append(data, g_ptr_array_index(charges, i));
+  g_mutex_unlock(&lock);
+  json_t *root = json_pack("{s:s,s:o}", "object", "list", "data", data);
+  char *s = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  enum MHD_Result r = reply(c, 200, s);
+  free(s);
+  return r;
+}
+
+static enum MHD_Result handle_config(struct MHD_Connection *c) {
+  const char *l = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "latency_ms");
+  const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fail_rate");
+  if (l) latency_ms = atoi(l);
+  if (f) fail_rate = atof(f);
+  char b[128];
+  snprintf(b, sizeof b, "{\"latency_ms\":%d,\"fail_rate\":%g}", latency_ms, fail_rate);
+  return reply(c, 200, b);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls) {
+  (void)cls;
+  (void)version;
+  upload *u = *con_cls;
+  if (!u) {
+    *con_cls = calloc(1, sizeof(upload));
+    return *con_cls ? MHD_YES : MHD_NO;
+  }
+  if (*upload_size) {
+    if (u->len + *upload_size > (1 << 20)) return MHD_NO;
+    u->data = realloc(u->data, u->len + *upload_size + 1);
+    memcpy(u->data + u->len, upload_data, *upload_size);
+    u->len += *upload_size;
+    u->data[u->len] = '\0';
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/charges") == 0)
+    return handle_charge(c, u->data);
+  if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/charges") == 0) return handle_list(c);
+  if (strcmp(method, "POST") == 0 && strcmp(url, "/_sim/config") == 0) return handle_config(c);
+  if (strcmp(url, "/healthz") == 0) return reply(c, 200, "{\"ok\":true}");
+  return reply(c, 404, "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"not found\"}}");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)c;
+  (void)toe;
+  upload *u = *con_cls;
+  if (u) {
+    free(u->data);
+    free(u);
+  }
+  *con_cls = NULL;
+}
+
+static void free_stored(gpointer p) {
+  stored *s = p;
+  free(s->body);
+  g_free(s->params);
+  g_free(s);
+}
+
+int main(int argc, char **argv) {
+  unsigned port = 0;
+  const char *port_file = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = (unsigned)atoi(argv[++i]);
+    else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) port_file = argv[++i];
+    else if (strcmp(argv[i], "--latency-ms") == 0 && i + 1 < argc) latency_ms = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--fail-rate") == 0 && i + 1 < argc) fail_rate = atof(argv[++i]);
+    else {
+      fprintf(stderr, "usage: procsim [--port N] [--port-file PATH] [--latency-ms N] "
+                      "[--fail-rate R]\n");
+      return 2;
+    }
+  }
+  by_key = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, free_stored);
+  charges = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
+
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  /* A thread per connection: injected latency sleeps without blocking others. */
+  struct MHD_Daemon *d = MHD_start_daemon(
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+      NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, NULL, MHD_OPTION_END);
+  if (!d) {
+    fprintf(stderr, "procsim: could not listen on 127.0.0.1:%u\n", port);
+    return 1;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  unsigned bound = info ? info->port : port;
+  if (port_file) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%u\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
+      fprintf(stderr, "procsim: could not write %s\n", port_file);
+      return 1;
+    }
+  }
+  fprintf(stderr, "procsim: listening on http://127.0.0.1:%u\n", bound);
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  while (running) pause();
+  MHD_stop_daemon(d);
+  g_hash_table_destroy(by_key);
+  g_ptr_array_free(charges, TRUE);
+  return 0;
+}
