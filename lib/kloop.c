@@ -63,6 +63,14 @@ int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o) {
   return 0;
 }
 
+int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex) {
+  size_t len;
+  uint8_t *b = hex ? hex_decode(hex, &len) : NULL;
+  if (!b) return -1;
+  outbox_add(ob, topic, key, strlen(key), b, len, NULL);
+  return 0;
+}
+
 void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
                     const char *reason) {
   rd_kafka_headers_t *h = rd_kafka_headers_new(5);

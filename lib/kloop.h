@@ -53,6 +53,9 @@ void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, u
 int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev);
 /* Packs an outcome with key = its idempotency key. */
 int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o);
+/* Re-sends a stored, hex-encoded message verbatim (outcomes re-emitted after
+ * a crash or replay are byte-identical). Returns 0, or -1 if hex is corrupt. */
+int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex);
 /* Dead-letters m's raw bytes with headers naming the reason and source. */
 void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
                     const char *reason);

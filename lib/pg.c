@@ -129,13 +129,15 @@ int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, ch
     PQexitPipelineMode(c);
   }
   drop_if_broken(pg);
-  if (rc) {
-    for (int i = 0; i < n; i++) {
-      if (results[i]) PQclear(results[i]);
-      results[i] = NULL;
-    }
-  }
+  if (rc) pg_results_clear(results, n);
   return rc;
+}
+
+void pg_results_clear(PGresult **results, int n) {
+  for (int i = 0; i < n; i++) {
+    if (results[i]) PQclear(results[i]);
+    results[i] = NULL;
+  }
 }
 
 PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *params, char *err,
@@ -214,4 +216,16 @@ const char *pg_array_finish(pg_array *a) {
 void pg_array_free(pg_array *a) {
   free(a->buf);
   memset(a, 0, sizeof *a);
+}
+
+void pg_arrays_init(pg_array *a, int n) {
+  for (int i = 0; i < n; i++) pg_array_init(&a[i]);
+}
+
+void pg_arrays_finish(pg_array *a, int n, const char **out) {
+  for (int i = 0; i < n; i++) out[i] = pg_array_finish(&a[i]);
+}
+
+void pg_arrays_free(pg_array *a, int n) {
+  for (int i = 0; i < n; i++) pg_array_free(&a[i]);
 }

@@ -38,6 +38,9 @@ int pg_ensure(pg_conn *pg, char *err, size_t errlen);
 int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
                 size_t errlen);
 
+/* PQclears results[0..n) that are set. */
+void pg_results_clear(PGresult **results, int n);
+
 /* Convenience: one statement, its own transaction. Returns the result or
  * NULL with err set. */
 PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *params, char *err,
@@ -61,6 +64,11 @@ void pg_array_add_int(pg_array *a, long long v);
 /* Returns the NUL-terminated literal (owned by a). */
 const char *pg_array_finish(pg_array *a);
 void pg_array_free(pg_array *a);
+/* The same for n arrays at once (a batch's columns); finish writes each
+ * literal to out[i]. */
+void pg_arrays_init(pg_array *a, int n);
+void pg_arrays_finish(pg_array *a, int n, const char **out);
+void pg_arrays_free(pg_array *a, int n);
 
 int64_t ps_now_ms(void);     /* wall clock, epoch ms */
 int64_t ps_mono_ms(void);    /* monotonic, for deadlines */

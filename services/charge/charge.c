@@ -108,8 +108,7 @@ static int read_state(stage_ctx *ctx, const charge_state *st, citem *it, size_t 
     snprintf(x->charge_id, sizeof x->charge_id, "%s", PQgetvalue(r, row, 4));
     x->fee_minor = strtoll(PQgetvalue(r, row, 5), NULL, 10);
   }
-  for (int i = 0; i < ns; i++)
-    if (res[i]) PQclear(res[i]);
+  pg_results_clear(res, ns);
   return 0;
 }
 
@@ -180,8 +179,7 @@ static int record_answers(stage_ctx *ctx, const charge_state *st, citem *it, siz
     char err[512];
     rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
     if (rc) log_warn("recording charge answers failed: %s", err);
-    for (int i = 0; i < 2; i++)
-      if (res[i]) PQclear(res[i]);
+    pg_results_clear(res, 2);
   }
   for (int i = 0; i < 6; i++) pg_array_free(&a[i]), pg_array_free(&p[i]);
   return rc;
@@ -335,13 +333,8 @@ static void emit(stage_ctx *ctx, const charge_state *st, citem *x, outbox *out) 
     ev->charge = saved;
     return;
   }
-  if (x->outcome_hex) {
-    size_t len;
-    uint8_t *b = hex_decode(x->outcome_hex, &len);
-    if (!b) return;
-    const char *key = ev->intent->idempotency_key;
-    outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), b, len, NULL);
-  }
+  if (x->outcome_hex)
+    outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key, x->outcome_hex);
 }
 
 static void free_items(citem *it, size_t n) {

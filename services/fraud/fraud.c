@@ -181,8 +181,8 @@ static void assess(const fraud_state *st, stage_ctx *ctx, fitem *x) {
 /* Stores new assessments and moves payments on, in one transaction. */
 static int store(stage_ctx *ctx, fitem *it, size_t n) {
   pg_array a[8], t[2];
-  for (int i = 0; i < 8; i++) pg_array_init(&a[i]);
-  for (int i = 0; i < 2; i++) pg_array_init(&t[i]);
+  pg_arrays_init(a, 8);
+  pg_arrays_init(t, 2);
   for (size_t i = 0; i < n; i++) {
     fitem *x = &it[i];
     if (!x->known) continue;
@@ -210,17 +210,16 @@ static int store(stage_ctx *ctx, fitem *it, size_t n) {
     free(hex);
   }
   const char *pa[8], *pt[2];
-  for (int i = 0; i < 8; i++) pa[i] = pg_array_finish(&a[i]);
-  for (int i = 0; i < 2; i++) pt[i] = pg_array_finish(&t[i]);
+  pg_arrays_finish(a, 8, pa);
+  pg_arrays_finish(t, 2, pt);
   pg_stmt stmts[] = {{SQL_STORE, 8, pa}, {SQL_TRANSITION, 2, pt}};
   PGresult *res[2];
   char err[512];
   int rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
   if (rc) log_warn("storing assessments failed: %s", err);
-  for (int i = 0; i < 2; i++)
-    if (res[i]) PQclear(res[i]);
-  for (int i = 0; i < 8; i++) pg_array_free(&a[i]);
-  for (int i = 0; i < 2; i++) pg_array_free(&t[i]);
+  pg_results_clear(res, 2);
+  pg_arrays_free(a, 8);
+  pg_arrays_free(t, 2);
   return rc;
 }
 
@@ -242,16 +241,10 @@ static void emit(stage_ctx *ctx, fitem *x, outbox *out) {
     outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
     break;
   }
-  default: {
-    size_t len;
-    uint8_t *b = x->outcome_hex ? hex_decode(x->outcome_hex, &len) : NULL;
-    if (!b) {
+  default:
+    if (outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
+                          x->outcome_hex))
       log_error("blocked payment %s has no stored outcome", ev->payment_id);
-      return;
-    }
-    const char *key = ev->intent->idempotency_key;
-    outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), b, len, NULL);
-  }
   }
 }
 

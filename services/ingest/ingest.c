@@ -288,10 +288,10 @@ static const char *db_text(const char *s) { return validate_text(s, 255) ? s : N
  * one pipelined transaction. Returns 0, or -1 on a transient failure. */
 static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
   pg_array a[12], r[8], u[7], l[2];
-  for (int i = 0; i < 12; i++) pg_array_init(&a[i]);
-  for (int i = 0; i < 8; i++) pg_array_init(&r[i]);
-  for (int i = 0; i < 7; i++) pg_array_init(&u[i]);
-  for (int i = 0; i < 2; i++) pg_array_init(&l[i]);
+  pg_arrays_init(a, 12);
+  pg_arrays_init(r, 8);
+  pg_arrays_init(u, 7);
+  pg_arrays_init(l, 2);
   size_t *lookup = calloc(n + 1, sizeof *lookup), nlookup = 0;
   if (!lookup) abort();
 
@@ -342,10 +342,10 @@ static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
   }
 
   const char *pa[12], *pr[8], *pu[7], *pl[2];
-  for (int i = 0; i < 12; i++) pa[i] = pg_array_finish(&a[i]);
-  for (int i = 0; i < 8; i++) pr[i] = pg_array_finish(&r[i]);
-  for (int i = 0; i < 7; i++) pu[i] = pg_array_finish(&u[i]);
-  for (int i = 0; i < 2; i++) pl[i] = pg_array_finish(&l[i]);
+  pg_arrays_finish(a, 12, pa);
+  pg_arrays_finish(r, 8, pr);
+  pg_arrays_finish(u, 7, pu);
+  pg_arrays_finish(l, 2, pl);
   pg_stmt stmts[] = {{SQL_CLAIM, 12, pa},
                      {SQL_REJECT, 8, pr},
                      {SQL_REJECT_REUSED, 7, pu},
@@ -377,12 +377,11 @@ static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
         rc = -1;
       }
   }
-  for (int i = 0; i < 4; i++)
-    if (res[i]) PQclear(res[i]);
-  for (int i = 0; i < 12; i++) pg_array_free(&a[i]);
-  for (int i = 0; i < 8; i++) pg_array_free(&r[i]);
-  for (int i = 0; i < 7; i++) pg_array_free(&u[i]);
-  for (int i = 0; i < 2; i++) pg_array_free(&l[i]);
+  pg_results_clear(res, 4);
+  pg_arrays_free(a, 12);
+  pg_arrays_free(r, 8);
+  pg_arrays_free(u, 7);
+  pg_arrays_free(l, 2);
   free(lookup);
   return rc;
 }
@@ -431,30 +430,23 @@ static void emit_rejection(stage_ctx *ctx, const item *x, const char *code, cons
              len, NULL);
 }
 
-/* Re-sends a stored outcome: byte-identical for the claiming message, or
- * marked replayed (with the duplicate's publication time) for a duplicate. */
-static void emit_stored(stage_ctx *ctx, const item *x, const claim_record *rec, bool replayed,
-                        outbox *out) {
+/* Answers a duplicate request with the payment's stored outcome, marked
+ * replayed and stamped with the duplicate's publication time. */
+static void emit_replayed(stage_ctx *ctx, const item *x, const claim_record *rec, outbox *out) {
   size_t len;
   uint8_t *bytes = hex_decode(rec->outcome_hex, &len);
-  const char *key = x->m->ev->intent->idempotency_key;
-  if (!bytes) {
+  ps_outcome *o = bytes ? outcome_decode(bytes, len) : NULL;
+  free(bytes);
+  if (!o) {
     log_error("stored outcome of %s is corrupt", rec->payment_id);
     return;
   }
-  if (replayed) {
-    ps_outcome *o = outcome_decode(bytes, len);
-    free(bytes);
-    if (!o) {
-      log_error("stored outcome of %s does not decode", rec->payment_id);
-      return;
-    }
-    o->replayed = 1;
-    o->published_at_ms = x->m->ev->published_at_ms;
-    bytes = outcome_pack(o, &len);
-    outcome_free(o);
-    if (!bytes) abort();
-  }
+  o->replayed = 1;
+  o->published_at_ms = x->m->ev->published_at_ms;
+  bytes = outcome_pack(o, &len);
+  outcome_free(o);
+  if (!bytes) abort();
+  const char *key = x->m->ev->intent->idempotency_key;
   outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), bytes, len, NULL);
 }
 
@@ -476,10 +468,14 @@ static void emit(stage_ctx *ctx, item *it, size_t i, outbox *out) {
     outbox_add(out, ctx->cfg->topics.requests, key, strlen(key), buf, len, NULL);
     break;
   }
-  case INGEST_EMIT_STORED: emit_stored(ctx, x, rec, false, out); break;
+  case INGEST_EMIT_STORED: /* byte-identical to the first time */
+    if (outbox_add_stored(out, ctx->cfg->topics.outcomes,
+                          x->m->ev->intent->idempotency_key, rec->outcome_hex))
+      log_at(LOG_ERROR, &lc, "stored outcome is corrupt");
+    break;
   case INGEST_REPLAY_STORED:
     log_at(LOG_DEBUG, &lc, "duplicate of a finished payment: replaying its outcome");
-    emit_stored(ctx, x, rec, true, out);
+    emit_replayed(ctx, x, rec, out);
     break;
   case INGEST_ABSORB:
     log_at(LOG_DEBUG, &lc, "duplicate of an in-flight payment absorbed");

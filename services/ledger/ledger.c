@@ -75,7 +75,7 @@ static char *success_outcome_hex(const ps_event *ev) {
 /* Posts the batch and finishes its payments in one transaction. */
 static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
   pg_array e[5], acc[2], fin[2], ids;
-  for (int i = 0; i < 5; i++) pg_array_init(&e[i]);
+  pg_arrays_init(e, 5);
   for (int i = 0; i < 2; i++) pg_array_init(&acc[i]), pg_array_init(&fin[i]);
   pg_array_init(&ids);
   for (size_t i = 0; i < n; i++) {
@@ -101,7 +101,7 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
     free(hex);
   }
   const char *pe_[5], *pa[2], *pf[2], *pi[1];
-  for (int i = 0; i < 5; i++) pe_[i] = pg_array_finish(&e[i]);
+  pg_arrays_finish(e, 5, pe_);
   for (int i = 0; i < 2; i++) pa[i] = pg_array_finish(&acc[i]), pf[i] = pg_array_finish(&fin[i]);
   pi[0] = pg_array_finish(&ids);
   pg_stmt stmts[] = {{SQL_ACCOUNTS, 2, pa}, {SQL_LOCK, 2, pa}, {SQL_POST, 5, pe_},
@@ -122,9 +122,8 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
       x->transaction_id = PQgetisnull(r, row, 2) ? 0 : strtoll(PQgetvalue(r, row, 2), NULL, 10);
     }
   }
-  for (int i = 0; i < 5; i++)
-    if (res[i]) PQclear(res[i]);
-  for (int i = 0; i < 5; i++) pg_array_free(&e[i]);
+  pg_results_clear(res, 5);
+  pg_arrays_free(e, 5);
   for (int i = 0; i < 2; i++) pg_array_free(&acc[i]), pg_array_free(&fin[i]);
   pg_array_free(&ids);
   return rc;
@@ -139,9 +138,7 @@ static void emit(stage_ctx *ctx, litem *x, outbox *out) {
     outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, "payment not postable");
     return;
   }
-  size_t len;
-  uint8_t *b = hex_decode(x->outcome_hex, &len);
-  if (b) outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), b, len, NULL);
+  outbox_add_stored(out, ctx->cfg->topics.outcomes, key, x->outcome_hex);
   Payments__V1__LedgerPosting lp = PAYMENTS__V1__LEDGER_POSTING__INIT;
   lp.transaction_id = x->transaction_id;
   Payments__V1__LedgerPosting *saved = ev->ledger;
