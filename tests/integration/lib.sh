@@ -60,6 +60,8 @@ wait_until() {
   done
 }
 
+quietly() { "$@" >/dev/null 2>&1; }
+
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
 
 # No sanitizer report in any worker or tool log.
@@ -78,4 +80,87 @@ finish() {
   fi
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# publish_trickle CHUNKS SIZE PAUSE_S PREFIX [payctl publish options...]
+# Publishes CHUNKS batches of SIZE intents, PAUSE_S apart (open loop), each
+# with its own run name and manifest ($PAYSTREAM_RUN_DIR/PREFIX-N.jsonl).
+publish_trickle() {
+  local chunks=$1 size=$2 pause=$3 prefix=$4; shift 4
+  for i in $(seq 1 "$chunks"); do
+    "$PAYCTL" publish --count "$size" --run "$prefix$i" --seed "$i" \
+      --manifest "$PAYSTREAM_RUN_DIR/$prefix-$i.jsonl" "$@" >/dev/null || return 1
+    sleep "$pause"
+  done
+}
+
+# Workers log "partitions assigned" once they own partitions.
+assigned() { grep -q 'partitions assigned' "$PAYSTREAM_RUN_DIR/logs/$1.log"; }
+
+terminal_count() {
+  sql "SELECT (SELECT count(*) FROM payments WHERE outcome IS NOT NULL) + (SELECT count(*) FROM rejections)"
+}
+payment_count() { sql "SELECT count(*) FROM payments"; }
+
+# Expected terminal count for a manifest: every line but duplicates and garbage.
+manifest_terminal() { jq -r 'select(.kind|test("^duplicate|^garbage")|not) | .key' "$1" | wc -l; }
+
+# assert_invariants MANIFEST: what DESIGN.md promises, checked from Postgres,
+# procsim's charge list and payments.outcomes, against what was published.
+assert_invariants() {
+  local M=$1 R=$PAYSTREAM_RUN_DIR
+  local valid='select(.kind=="valid" or .kind=="decline" or .kind=="fraud")'
+  local base; base=$(jq -r "$valid | .key" "$M" | wc -l)
+
+  # 1. one request, one payment
+  eq "one payment per valid key" "$base" "$(payment_count)"
+  eq "no (merchant, key) has two payments" "0" \
+    "$(sql "SELECT count(*) FROM (SELECT 1 FROM payments GROUP BY merchant_id, idempotency_key HAVING count(*) > 1) d")"
+  jq -r "$valid | [.merchant,.key,.expect] | @tsv" "$M" | sort >"$R/status.exp"
+  sql "SELECT merchant_id, idempotency_key, status FROM payments" | sort >"$R/status.act"
+  check "each valid intent ends as expected" cmp -s "$R/status.exp" "$R/status.act"
+  eq "no payment left in flight" "0" "$(sql "SELECT count(*) FROM payments WHERE outcome IS NULL")"
+  jq -r "$valid | [.merchant,.key,.amount] | @tsv" "$M" | sort >"$R/amounts.exp"
+  sql "SELECT merchant_id, idempotency_key, amount_minor FROM payments" | sort >"$R/amounts.act"
+  check "every payment has its original amount (reused keys changed nothing)" cmp -s "$R/amounts.exp" "$R/amounts.act"
+  eq "reused keys are rejected" "$(jq -r 'select(.kind=="conflict") | .key' "$M" | wc -l)" \
+    "$(sql "SELECT count(*) FROM rejections WHERE error_code = 'idempotency_key_reused'")"
+  jq -r 'select(.kind=="invalid") | .code' "$M" | sort | uniq -c >"$R/codes.exp"
+  sql "SELECT error_code FROM rejections WHERE error_code <> 'idempotency_key_reused'" | sort | uniq -c >"$R/codes.act"
+  check "invalid intents are rejected with the right codes" cmp -s "$R/codes.exp" "$R/codes.act"
+
+  # 2. never charge twice (the processor's own record)
+  curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" >"$R/charges.json"
+  eq "no payment charged twice at the processor" "0" \
+    "$(jq '[.data[] | select(.status=="succeeded") | .metadata.payment_id] | group_by(.) | map(select(length > 1)) | length' "$R/charges.json")"
+  jq -r '.data[] | select(.status=="succeeded") | [.metadata.payment_id, .amount] | @tsv' "$R/charges.json" | sort >"$R/charged.act"
+  sql "SELECT payment_id, amount_minor FROM payments WHERE status = 'succeeded'" | sort >"$R/charged.exp"
+  check "each charge at the processor is for its payment's original amount" cmp -s "$R/charged.exp" "$R/charged.act"
+  eq "every succeeded payment charged exactly once" "$(sql "SELECT count(*) FROM payments WHERE status='succeeded'")" \
+    "$(jq '[.data[] | select(.status=="succeeded")] | length' "$R/charges.json")"
+
+  # 4. one outcome per intent, identical when re-sent
+  "$PAYCTL" outcomes >"$R/outcomes.jsonl"
+  local O=$R/outcomes.jsonl
+  eq "one terminal outcome per payment and rejection" "$(manifest_terminal "$M")" \
+    "$(jq -r 'select(.replayed==false and .status!="review") | .payment_id' "$O" | sort -u | wc -l)"
+  eq "re-sent outcomes are byte-identical" "0" \
+    "$(jq -r 'select(.replayed==false) | [.payment_id,.raw] | @tsv' "$O" | sort -u | cut -f1 | uniq -d | wc -l)"
+  jq -r "$valid | [.key,.expect] | @tsv" "$M" | sort >"$R/outcome.exp"
+  jq -r 'select(.replayed==false and (.payment_id|startswith("pay_"))) | [.idempotency_key,.status] | @tsv' "$O" | sort -u >"$R/outcome.act"
+  check "each valid intent's outcome has the expected status" cmp -s "$R/outcome.exp" "$R/outcome.act"
+  jq -r 'select(.replayed==true) | [.payment_id,.status] | @tsv' "$O" | sort -u >"$R/replayed"
+  jq -r 'select(.replayed==false) | [.payment_id,.status] | @tsv' "$O" | sort -u >"$R/originals"
+  eq "replayed outcomes repeat the original status" "0" "$(comm -23 "$R/replayed" "$R/originals" | wc -l)"
+  jq -r 'select(.kind|startswith("duplicate")) | .key' "$M" | sort -u >"$R/dup.keys"
+  eq "only duplicated keys get replayed outcomes" "0" \
+    "$(jq -r 'select(.replayed==true) | .idempotency_key' "$O" | sort -u | comm -23 - "$R/dup.keys" | wc -l)"
+
+  # 3. the books balance and match the processor
+  check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
+  eq "one ledger posting per succeeded payment" "$(sql "SELECT count(*) FROM payments WHERE status='succeeded'")" \
+    "$(sql "SELECT count(*) FROM ledger_transactions")"
+  sql "SELECT currency, -balance FROM ledger_accounts WHERE name = 'revenue:payments' ORDER BY currency" >"$R/revenue.act"
+  jq -r '[.data[] | select(.status=="succeeded")] | group_by(.currency) | .[] | [(.[0].currency|ascii_upcase), (map(.amount)|add)] | @tsv' "$R/charges.json" | sort >"$R/revenue.exp"
+  check "posted revenue equals the processor's successful charges" cmp -s "$R/revenue.exp" "$R/revenue.act"
 }

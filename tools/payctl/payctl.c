@@ -228,6 +228,7 @@ static void usage(void) {
           "  wait --terminal N [--timeout S] wait until N intents are terminal\n"
           "  summary                         outcomes by status and throughput\n"
           "  ledger verify|balances          check the books\n"
+          "  idempotency show <merchant> <key> | prune --older-than D\n"
           "  outcomes                        print payments.outcomes as JSON lines\n"
           "  dlq list                        print payments.dlq as JSON lines\n");
 }
@@ -258,6 +259,8 @@ int main(int argc, char **argv) {
     rc = cmd_wait(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "summary") == 0) {
     rc = cmd_summary(&p);
+  } else if (strcmp(cmd, "idempotency") == 0) {
+    rc = cmd_idempotency(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "ledger") == 0) {
     rc = cmd_ledger(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "outcomes") == 0) {

@@ -15,6 +15,7 @@
 
 typedef struct mix {
   long count, duplicates, conflicts, declines, fraud, invalid, garbage;
+  long cross; /* duplicates produced to another partition than their original */
   unsigned seed;
   const char *manifest, *run;
 } mix;
@@ -23,6 +24,7 @@ typedef struct gen_intent {
   char key[320], merchant[32], customer[32], pm[64], currency[4];
   int64_t amount;
   int64_t created_at_ms;
+  int32_t partition; /* where the original landed (from the delivery report) */
 } gen_intent;
 
 static rd_kafka_t *producer;
@@ -34,12 +36,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
   (void)rk;
   (void)opaque;
   if (m->err) fprintf(stderr, "payctl: delivery failed: %s\n", rd_kafka_err2str(m->err));
+  else if (m->_private) ((gen_intent *)m->_private)->partition = m->partition;
 }
 
-static void produce(const char *key, const void *val, size_t len) {
+/* Produces to partition (RD_KAFKA_PARTITION_UA: the partitioner decides);
+ * the delivery report writes the partition into track when set. */
+static void produce(const char *key, const void *val, size_t len, int32_t partition,
+                    gen_intent *track) {
   for (;;) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+        RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_OPAQUE(track),
         RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_END);
     if (!e) break;
@@ -65,7 +72,10 @@ static void record(const char *kind, const gen_intent *g, const char *expect, co
 }
 
 /* Packs g as a PaymentEvent carrying an intent, and publishes it. */
-static void publish_intent(const gen_intent *g, bool omit_amount) {
+/* Publishes g; track (may be NULL) receives the partition it landed on and
+ * must outlive the delivery report. */
+static void publish_intent(const gen_intent *g, bool omit_amount, int32_t partition,
+                           gen_intent *track) {
   ps_money money = PAYMENTS__V1__MONEY__INIT;
   money.amount_minor = g->amount;
   money.currency = (char *)g->currency;
@@ -96,8 +106,19 @@ static void publish_intent(const gen_intent *g, bool omit_amount) {
   ev.published_at_ms = ps_now_ms();
   size_t len;
   uint8_t *buf = event_pack(&ev, &len);
-  produce(g->key, buf, len);
+  produce(g->key, buf, len, partition, track);
   free(buf);
+}
+
+static int partition_count(rd_kafka_t *rk, const char *t) {
+  const rd_kafka_metadata_t *md = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, t, NULL);
+  int n = 1;
+  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1)
+    n = md->topics[0].partition_cnt;
+  if (md) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+  return n;
 }
 
 static const char *decline_pms[] = {"pm_card_chargeDeclined",
@@ -133,7 +154,7 @@ static void publish_invalid(const mix *m, long i) {
   case 6: g.amount = INT64_MAX; code = "amount_too_large"; break;
   default: snprintf(g.merchant, sizeof g.merchant, "bad merchant!"); code = "merchant_id_invalid";
   }
-  publish_intent(&g, omit_amount);
+  publish_intent(&g, omit_amount, RD_KAFKA_PARTITION_UA, NULL);
   record("invalid", &g, "rejected", code);
 }
 
@@ -144,7 +165,7 @@ static void publish_garbage(const mix *m, long i) {
   for (size_t k = 1; k < sizeof buf; k++) buf[k] = (uint8_t)rand_r(&rs);
   char key[64];
   snprintf(key, sizeof key, "garbage-%s-%ld", m->run, i);
-  produce(key, buf, sizeof buf);
+  produce(key, buf, sizeof buf, RD_KAFKA_PARTITION_UA, NULL);
   gen_intent g = {0};
   snprintf(g.key, sizeof g.key, "%s", key);
   record("garbage", &g, "dlq", "undecodable");
@@ -165,6 +186,7 @@ static int parse_mix(int argc, char **argv, mix *m) {
     else if (strcmp(a, "--fraud") == 0) m->fraud = atol(v);
     else if (strcmp(a, "--invalid") == 0) m->invalid = atol(v);
     else if (strcmp(a, "--garbage") == 0) m->garbage = atol(v);
+    else if (strcmp(a, "--cross-partition") == 0) m->cross = atol(v);
     else if (strcmp(a, "--seed") == 0) m->seed = (unsigned)atol(v);
     else if (strcmp(a, "--manifest") == 0) m->manifest = v;
     else if (strcmp(a, "--run") == 0) m->run = v;
@@ -172,7 +194,7 @@ static int parse_mix(int argc, char **argv, mix *m) {
     i++;
   }
   long base = m->count - m->duplicates - m->conflicts - m->invalid - m->garbage;
-  if (base < 1 || m->declines + m->fraud > base || (m->duplicates + m->conflicts > 0 && base < 1))
+  if (base < 1 || m->declines + m->fraud > base || m->cross > m->duplicates || (m->duplicates + m->conflicts > 0 && base < 1))
     return -1;
   return 0;
 }
@@ -182,8 +204,8 @@ int cmd_publish(payctl *p, int argc, char **argv) {
   if (parse_mix(argc, argv, &m)) {
     fprintf(stderr,
             "usage: payctl publish [--count N] [--duplicates N] [--conflicts N] [--declines N]\n"
-            "         [--fraud N] [--invalid N] [--garbage N] [--seed S] [--run NAME]\n"
-            "         [--manifest FILE]\n"
+            "         [--fraud N] [--invalid N] [--garbage N] [--cross-partition N]\n"
+            "         [--seed S] [--run NAME] [--manifest FILE]\n"
             "count is the total number of messages; declines and fraud are among the\n"
             "valid ones; duplicates and conflicts re-use keys of valid ones.\n");
     return 2;
@@ -219,7 +241,7 @@ int cmd_publish(payctl *p, int argc, char **argv) {
       kind = "fraud";
       code = "fraud_blocked";
     }
-    publish_intent(g, false);
+    publish_intent(g, false, RD_KAFKA_PARTITION_UA, g);
     record(kind, g, expect, code);
     /* Interleave bad input through the stream. */
     if (invalid_left && (i % 17 == 5)) publish_invalid(&m, extra_i++), invalid_left--;
@@ -227,15 +249,22 @@ int cmd_publish(payctl *p, int argc, char **argv) {
   }
   while (invalid_left) publish_invalid(&m, extra_i++), invalid_left--;
   while (garbage_left) publish_garbage(&m, extra_i++), garbage_left--;
+  /* Originals must be delivered before we know their partitions. */
+  while (rd_kafka_outq_len(producer) > 0) rd_kafka_flush(producer, 1000);
+  int partitions = m.cross ? partition_count(producer, topic) : 1;
   for (long i = 0; i < m.duplicates; i++) {
     gen_intent *g = &bases[(long)(rand_r(&rs) % (unsigned)base)];
-    publish_intent(g, false);
-    record("duplicate", g, "same", NULL);
+    bool cross = i < m.cross && partitions > 1;
+    /* Another producer's partitioner put this copy elsewhere. */
+    int32_t part = cross ? (g->partition + 1) % partitions : RD_KAFKA_PARTITION_UA;
+    publish_intent(g, false, part, NULL);
+    while (rd_kafka_outq_len(producer) > 10000) rd_kafka_poll(producer, 10);
+    record(cross ? "duplicate_cross" : "duplicate", g, "same", NULL);
   }
   for (long i = 0; i < m.conflicts; i++) {
     gen_intent g = bases[(long)(rand_r(&rs) % (unsigned)base)];
     g.amount += 1;
-    publish_intent(&g, false);
+    publish_intent(&g, false, RD_KAFKA_PARTITION_UA, NULL);
     record("conflict", &g, "rejected", "idempotency_key_reused");
   }
   while (rd_kafka_outq_len(producer) > 0) rd_kafka_flush(producer, 1000);

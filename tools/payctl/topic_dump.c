@@ -27,6 +27,8 @@ static json_t *outcome_json(const rd_kafka_message_t *m) {
     json_object_set_new(j, "amount", json_integer(o->amount->amount_minor));
     json_object_set_new(j, "currency", json_string(o->amount->currency));
   }
+  rd_kafka_timestamp_type_t tt;
+  json_object_set_new(j, "timestamp_ms", json_integer(rd_kafka_message_timestamp(m, &tt)));
   /* The raw bytes, so consumers can check re-sent outcomes are identical. */
   char *hex = malloc(2 * m->len + 1);
   hex_encode(m->payload, m->len, hex);
