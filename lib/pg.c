@@ -122,6 +122,13 @@ int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, ch
         continue;
       }
       ExecStatusType st = PQresultStatus(r);
+      /* The implicit COMMIT runs at the Sync: a deferred constraint (the
+       * ledger's balance trigger) fails here, after every statement
+       * succeeded, and the whole transaction is rolled back. */
+      if (st == PGRES_FATAL_ERROR && rc == 0) {
+        result_error(r, c, err, errlen);
+        rc = -1;
+      }
       PQclear(r);
       if (st == PGRES_PIPELINE_SYNC) break;
       if (st == PGRES_FATAL_ERROR && PQstatus(c) != CONNECTION_OK) break;
@@ -152,11 +159,9 @@ PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *
   return NULL;
 }
 
-int pg_err_is_retryable(const char *err) {
-  return strncmp(err, "40001", 5) == 0 || strncmp(err, "40P01", 5) == 0 ||
-         strncmp(err, "conn", 4) == 0 || strncmp(err, "postgres", 8) == 0 ||
-         strncmp(err, "could not", 9) == 0 || strncmp(err, "57P", 3) == 0 ||
-         strncmp(err, "08", 2) == 0;
+int pg_err_is_data_error(const char *err) {
+  return strncmp(err, "22", 2) == 0 || strncmp(err, "23", 2) == 0 ||
+         strncmp(err, "P0001", 5) == 0;
 }
 
 static void arr_reserve(pg_array *a, size_t extra) {

@@ -46,9 +46,13 @@ void pg_results_clear(PGresult **results, int n);
 PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *params, char *err,
                   size_t errlen);
 
-/* Whether err (from the calls above) names a serialization failure or
- * deadlock, which a retry of the same batch resolves. */
-int pg_err_is_retryable(const char *err);
+/* Whether err (from the calls above) is caused by the data itself — a data
+ * exception (class 22, e.g. bigint out of range), an integrity constraint
+ * (class 23) or a raised exception (P0001) — so that retrying the same rows
+ * fails the same way and the offending row must be isolated. Everything else
+ * (connection loss, serialization failure, deadlock, a broken deployment)
+ * is retried as it is. */
+int pg_err_is_data_error(const char *err);
 
 /* A growable Postgres array literal ("{...}") for passing a batch of values
  * as one text parameter, unnested server-side. */

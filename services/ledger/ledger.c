@@ -12,8 +12,11 @@ typedef struct litem {
   stage_msg *m;
   bool first;            /* first message of its payment in this batch */
   bool known;
+  char status[16];
   char *outcome_hex;
   int64_t transaction_id;
+  bool isolated;         /* its posting failed on its own: dead-lettered */
+  char reason[256];
 } litem;
 
 static const char SQL_ACCOUNTS[] =
@@ -55,7 +58,7 @@ static const char SQL_FINISH[] =
     " WHERE p.payment_id = u.pid AND p.status = 'charged'";
 
 static const char SQL_READ[] =
-    "SELECT u.ord, encode(p.outcome, 'hex'), t.transaction_id"
+    "SELECT u.ord, encode(p.outcome, 'hex'), t.transaction_id, p.status"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(pid, ord)"
     " JOIN payments p ON p.payment_id = u.pid"
     " LEFT JOIN ledger_transactions t ON t.payment_id = u.pid AND t.kind = 'payment'";
@@ -72,12 +75,27 @@ static char *success_outcome_hex(const ps_event *ev) {
   return hex;
 }
 
-/* Posts the batch and finishes its payments in one transaction. */
-static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
+/* A payment whose posting the database refuses on its own. It was charged,
+ * so the outcome says so: operators reconcile it (payctl reconcile lists the
+ * charge without a posting) and redrive it from the DLQ after a fix. */
+static const char SQL_ISOLATE[] =
+    "UPDATE payments SET status = 'failed', error_code = 'ledger_posting_failed',"
+    " outcome = decode($2, 'hex'), updated_at = now()"
+    " WHERE payment_id = $1 AND status = 'charged'";
+
+/* Posts the batch and finishes its payments in one transaction. Returns 0,
+ * or -1 with the database's error in err. */
+static int post_batch(stage_ctx *ctx, litem *it, size_t n, char *err, size_t errlen) {
   pg_array e[5], acc[2], fin[2], ids;
   pg_arrays_init(e, 5);
   for (int i = 0; i < 2; i++) pg_array_init(&acc[i]), pg_array_init(&fin[i]);
   pg_array_init(&ids);
+  /* A payment delivered twice in the same slice posts once. */
+  for (size_t i = 0; i < n; i++) {
+    it[i].first = true;
+    for (size_t j = 0; j < i && it[i].first; j++)
+      if (strcmp(it[j].m->ev->payment_id, it[i].m->ev->payment_id) == 0) it[i].first = false;
+  }
   for (size_t i = 0; i < n; i++) {
     const ps_event *ev = it[i].m->ev;
     pg_array_add_str(&ids, ev->payment_id);
@@ -107,8 +125,7 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
   pg_stmt stmts[] = {{SQL_ACCOUNTS, 2, pa}, {SQL_LOCK, 2, pa}, {SQL_POST, 5, pe_},
                      {SQL_FINISH, 2, pf}, {SQL_READ, 1, pi}};
   PGresult *res[5];
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, 5, res, err, sizeof err);
+  int rc = pg_pipeline(&ctx->pg, stmts, 5, res, err, errlen);
   if (rc) {
     log_error("posting batch of %zu failed, rolled back: %s", n, err);
   } else {
@@ -120,6 +137,7 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
       x->known = true;
       x->outcome_hex = PQgetisnull(r, row, 1) ? NULL : strdup(PQgetvalue(r, row, 1));
       x->transaction_id = PQgetisnull(r, row, 2) ? 0 : strtoll(PQgetvalue(r, row, 2), NULL, 10);
+      snprintf(x->status, sizeof x->status, "%s", PQgetvalue(r, row, 3));
     }
   }
   pg_results_clear(res, 5);
@@ -129,12 +147,81 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n) {
   return rc;
 }
 
+/* Ends one payment whose posting failed alone: `failed`, with an outcome,
+ * in its own transaction. Returns 0 or -1 (transient: retry the batch). */
+static int isolate(stage_ctx *ctx, litem *x, const char *why) {
+  const ps_event *ev = x->m->ev;
+  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, ev->payment_id,
+                ev->intent->idempotency_key};
+  log_at(LOG_ERROR, &lc, "ALERT ledger refused the posting of a charged payment: %s", why);
+  outcome_buf ob;
+  outcome_from_event(&ob, ev, OUTCOME_FAILED, "ledger_posting_failed",
+                     "charged at the processor but not posted to the ledger; held for "
+                     "reconciliation, do not retry with a new key");
+  size_t len;
+  uint8_t *b = outcome_pack(&ob.o, &len);
+  char *hex = malloc(2 * len + 1);
+  if (!b || !hex) abort();
+  hex_encode(b, len, hex);
+  free(b);
+  const char *pi[] = {ev->payment_id, hex};
+  pg_array ids;
+  pg_array_init(&ids);
+  pg_array_add_str(&ids, ev->payment_id);
+  const char *pids[] = {pg_array_finish(&ids)};
+  pg_stmt stmts[] = {{SQL_ISOLATE, 2, pi}, {SQL_READ, 1, pids}};
+  PGresult *res[2];
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
+  free(hex);
+  pg_array_free(&ids);
+  if (rc) {
+    log_warn("isolating %s failed: %s", ev->payment_id, err);
+    return -1;
+  }
+  if (PQntuples(res[1]) == 1) {
+    x->known = true;
+    free(x->outcome_hex);
+    x->outcome_hex = PQgetisnull(res[1], 0, 1) ? NULL : strdup(PQgetvalue(res[1], 0, 1));
+    snprintf(x->status, sizeof x->status, "%s", PQgetvalue(res[1], 0, 3));
+  }
+  pg_results_clear(res, 2);
+  x->isolated = true;
+  snprintf(x->reason, sizeof x->reason, "ledger posting failed: %.200s", why);
+  return 0;
+}
+
+/* Posts the batch; when the database refuses it because of some row's data,
+ * bisects to find the payments it refuses on their own and isolates them, so
+ * one poison payment does not stop the ledger. */
+static int post_isolating(stage_ctx *ctx, litem *it, size_t n) {
+  char err[512];
+  if (post_batch(ctx, it, n, err, sizeof err) == 0) return 0;
+  if (!pg_err_is_data_error(err)) return -1;
+  if (n == 1) return isolate(ctx, &it[0], err);
+  size_t half = n / 2;
+  /* Each half is its own transaction; posting is idempotent, so a half that
+   * succeeded stays posted if the other half is retried. */
+  int a = post_isolating(ctx, it, half);
+  int b = post_isolating(ctx, it + half, n - half);
+  return a || b ? -1 : 0;
+}
+
 static void emit(stage_ctx *ctx, litem *x, outbox *out) {
   ps_event *ev = x->m->ev;
   const char *key = ev->intent->idempotency_key;
+  if (x->isolated) {
+    outbox_add_stored(out, ctx->cfg->topics.outcomes, key, x->outcome_hex);
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, x->reason);
+    return;
+  }
+  if (x->outcome_hex && !x->transaction_id) {
+    /* Ended without a posting (isolated earlier): re-send its outcome. */
+    outbox_add_stored(out, ctx->cfg->topics.outcomes, key, x->outcome_hex);
+    return;
+  }
   if (!x->outcome_hex || !x->transaction_id) {
-    /* charged but not posted: only possible if the payment left `charged`
-     * some other way; never silently: say so and dead-letter. */
+    /* Not charged (no `charged` state to post from): never silently. */
     outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, "payment not postable");
     return;
   }
@@ -174,11 +261,8 @@ static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     }
     litem *x = &it[nv++];
     x->m = &msgs[i];
-    x->first = true;
-    for (size_t j = 0; j + 1 < nv; j++)
-      if (strcmp(it[j].m->ev->payment_id, x->m->ev->payment_id) == 0) x->first = false;
   }
-  int rc = nv ? post_batch(ctx, it, nv) : 0;
+  int rc = nv ? post_isolating(ctx, it, nv) : 0;
   if (rc == 0)
     for (size_t i = 0; i < nv; i++) {
       if (!it[i].known) {

@@ -73,9 +73,57 @@ static int balances(payctl *p) {
   return 0;
 }
 
+/* One account's balance per currency, on its normal side, with the sum of
+ * its entries recomputed next to it. */
+static int balance(payctl *p, const char *account) {
+  const char *v[] = {account};
+  PGresult *r = payctl_query(
+      p,
+      "SELECT a.currency, a.type, CASE WHEN a.type IN ('asset', 'expense') THEN a.balance"
+      " ELSE -a.balance END, count(e.entry_id), coalesce(sum(CASE e.direction WHEN 'D'"
+      " THEN e.amount_minor ELSE -e.amount_minor END), 0) = a.balance"
+      " FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.account_id"
+      " WHERE a.name = $1 GROUP BY a.account_id ORDER BY a.currency",
+      1, v);
+  if (!r) return 1;
+  int n = PQntuples(r), bad = 0;
+  if (n == 0) printf("no account %s\n", account);
+  for (int i = 0; i < n; i++) {
+    int ok = strcmp(PQgetvalue(r, i, 4), "t") == 0;
+    bad += !ok;
+    printf("%s %s (%s): %s over %s entries%s\n", account, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+           PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), ok ? "" : "  MISMATCH with its entries");
+  }
+  PQclear(r);
+  return n == 0 || bad ? 1 : 0;
+}
+
+/* Every ledger entry of one payment. */
+static int entries(payctl *p, const char *payment_id) {
+  const char *v[] = {payment_id};
+  PGresult *r = payctl_query(
+      p,
+      "SELECT t.transaction_id, t.kind, t.created_at, a.name, e.currency, e.direction,"
+      " e.amount_minor FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)"
+      " JOIN ledger_accounts a ON a.account_id = e.account_id WHERE t.payment_id = $1"
+      " ORDER BY e.entry_id",
+      1, v);
+  if (!r) return 1;
+  int n = PQntuples(r);
+  if (n == 0) printf("no ledger entries for %s\n", payment_id);
+  for (int i = 0; i < n; i++)
+    printf("tx %s %-8s %s  %-40s %s %s %15s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+           PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+           PQgetvalue(r, i, 5)[0] == 'D' ? "Dr" : "Cr", PQgetvalue(r, i, 6));
+  PQclear(r);
+  return n ? 0 : 1;
+}
+
 int cmd_ledger(payctl *p, int argc, char **argv) {
-  if (argc >= 1 && strcmp(argv[0], "verify") == 0) return verify(p);
-  if (argc >= 1 && strcmp(argv[0], "balances") == 0) return balances(p);
-  fprintf(stderr, "usage: payctl ledger verify|balances\n");
+  if (argc == 1 && strcmp(argv[0], "verify") == 0) return verify(p);
+  if (argc == 1 && strcmp(argv[0], "balances") == 0) return balances(p);
+  if (argc == 2 && strcmp(argv[0], "balance") == 0) return balance(p, argv[1]);
+  if (argc == 2 && strcmp(argv[0], "entries") == 0) return entries(p, argv[1]);
+  fprintf(stderr, "usage: payctl ledger verify | balances | balance <account> | entries <payment>\n");
   return 2;
 }

@@ -227,7 +227,10 @@ static void usage(void) {
           "  status <merchant> <key>         show a payment\n"
           "  wait --terminal N [--timeout S] wait until N intents are terminal\n"
           "  summary                         outcomes by status and throughput\n"
-          "  ledger verify|balances          check the books\n"
+          "  ledger verify|balances|balance <account>|entries <payment>\n"
+          "  reconcile                       processor charges vs payments vs postings\n"
+          "  replay --stage S --to-offset earliest|N [--partitions ..] [--force]\n"
+          "  lag --stage S                   committed offsets and lag of a stage\n"
           "  idempotency show <merchant> <key> | prune --older-than D\n"
           "  outcomes                        print payments.outcomes as JSON lines\n"
           "  dlq list                        print payments.dlq as JSON lines\n");
@@ -259,6 +262,12 @@ int main(int argc, char **argv) {
     rc = cmd_wait(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "summary") == 0) {
     rc = cmd_summary(&p);
+  } else if (strcmp(cmd, "reconcile") == 0) {
+    rc = cmd_reconcile(&p, argc - 2, argv + 2);
+  } else if (strcmp(cmd, "replay") == 0) {
+    rc = cmd_replay(&p, argc - 2, argv + 2);
+  } else if (strcmp(cmd, "lag") == 0) {
+    rc = cmd_lag(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "idempotency") == 0) {
     rc = cmd_idempotency(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "ledger") == 0) {

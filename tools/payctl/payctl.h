@@ -14,6 +14,9 @@ typedef struct payctl {
 int cmd_publish(payctl *p, int argc, char **argv);
 int cmd_ledger(payctl *p, int argc, char **argv);
 int cmd_idempotency(payctl *p, int argc, char **argv);
+int cmd_reconcile(payctl *p, int argc, char **argv);
+int cmd_replay(payctl *p, int argc, char **argv);
+int cmd_lag(payctl *p, int argc, char **argv);
 int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv);
 
 /* Runs one query and prints nothing; returns the result or NULL (error printed). */
