@@ -18,6 +18,7 @@ typedef struct cfg {
   int session_timeout_ms;
   int batch_max;              /* messages per batch */
   int batch_wait_ms;          /* how long a batch may wait to fill */
+  int max_message_bytes;      /* larger inputs are dead-lettered unread */
   cfg_topics topics;
   const char *pg_dsn;         /* may hold a password: never log it */
   const char *redis_host;

@@ -174,7 +174,13 @@ static size_t decode_batch(kloop *kl, outbox *dlq) {
     stage_msg sm = {NULL, rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->payload, m->len,
                     m->key, m->key_len};
     char reason[128];
-    sm.ev = event_decode(m->payload, m->len, reason, sizeof reason);
+    if (m->len > (size_t)kl->cfg.max_message_bytes) {
+      snprintf(reason, sizeof reason, "oversized message: %zu bytes, limit %d", m->len,
+               kl->cfg.max_message_bytes);
+      sm.ev = NULL;
+    } else {
+      sm.ev = event_decode(m->payload, m->len, reason, sizeof reason);
+    }
     if (sm.ev && kl->def->requires_payment_id && !*sm.ev->payment_id) {
       snprintf(reason, sizeof reason, "missing payment_id");
       event_free(sm.ev);

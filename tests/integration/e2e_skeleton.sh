@@ -43,6 +43,24 @@ check "late duplicates are answered with replayed outcomes" wait_until 60 eval \
   '[ "$("$PAYCTL" outcomes | jq -c "select(.replayed)" | wc -l)" -ge $((replayed_before + 100)) ]'
 eq "late duplicates create no payment" "$((payments_before + 100))" "$(payment_count)"
 
+# Oversized input is dead-lettered unread; after the fix (a higher limit)
+# payctl dlq redrive sends it back to its source topic and it is paid.
+PAYSTREAM_STOP_TIMEOUT=20 "$STACK" stop-workers >/dev/null
+PAYSTREAM_MAX_MESSAGE_BYTES=4096 "$STACK" start-worker ingest 1
+for s in fraud charge ledger; do "$STACK" start-worker "$s" 1; done
+"$PAYCTL" publish --count 5 --padding 6000 --run big >/dev/null
+oversized() { [ "$("$PAYCTL" dlq list | jq -r 'select(.["dlq.reason"]|startswith("oversized")) | .key' | wc -l)" -eq 5 ]; }
+check "oversized intents are dead-lettered with the reason" wait_until 60 oversized
+where=$("$PAYCTL" dlq list | jq -r 'select(.["dlq.reason"]|startswith("oversized")) | "\(.partition) \(.offset)"' | head -n1)
+check "payctl dlq show names the reason and the source" eval '"$PAYCTL" dlq show $where | grep -q "dlq.source.offset"'
+PAYSTREAM_STOP_TIMEOUT=20 "$STACK" stop-workers >/dev/null
+"$STACK" workers 1
+check "payctl dlq redrive re-publishes the dead letters" quietly "$PAYCTL" dlq redrive
+paid_big() { [ "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'big-%' AND status = 'succeeded'")" -eq 5 ]; }
+check "redriven intents are paid once the limit allows them" wait_until 60 paid_big
+check "a second redrive does not see the redriven messages again" eval \
+  '! "$PAYCTL" dlq redrive --dry-run | grep -q oversized'
+
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish

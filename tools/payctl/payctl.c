@@ -233,7 +233,7 @@ static void usage(void) {
           "  lag --stage S                   committed offsets and lag of a stage\n"
           "  idempotency show <merchant> <key> | prune --older-than D\n"
           "  outcomes                        print payments.outcomes as JSON lines\n"
-          "  dlq list                        print payments.dlq as JSON lines\n");
+          "  dlq list | show <partition> <offset> | redrive [--dry-run]\n");
 }
 
 int main(int argc, char **argv) {
@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
   } else if (strcmp(cmd, "outcomes") == 0) {
     rc = cmd_topic_dump(&p, "outcomes", argc - 2, argv + 2);
   } else if (strcmp(cmd, "dlq") == 0) {
-    rc = cmd_topic_dump(&p, "dlq", argc - 2, argv + 2);
+    rc = cmd_dlq(&p, argc - 2, argv + 2);
   } else {
     usage();
     rc = 2;

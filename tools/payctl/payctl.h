@@ -19,6 +19,16 @@ int cmd_replay(payctl *p, int argc, char **argv);
 int cmd_lag(payctl *p, int argc, char **argv);
 int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv);
 
+/* Kafka helpers (replay.c): a consumer handle in group that never commits
+ * on its own; a topic's partition count (-1 if unknown); joining the group
+ * subscribed to topic and waiting for the assignment (NULL on timeout). */
+#include <librdkafka/rdkafka.h>
+rd_kafka_t *payctl_group_handle(payctl *p, const char *group);
+int payctl_partition_count(rd_kafka_t *rk, const char *topic);
+rd_kafka_topic_partition_list_t *payctl_join_group(rd_kafka_t *rk, const char *topic,
+                                                   int timeout_s);
+int cmd_dlq(payctl *p, int argc, char **argv);
+
 /* Runs one query and prints nothing; returns the result or NULL (error printed). */
 PGresult *payctl_query(payctl *p, const char *sql, int nparams, const char *const *params);
 

@@ -16,6 +16,9 @@
 typedef struct mix {
   long count, duplicates, conflicts, declines, fraud, invalid, garbage;
   long cross; /* duplicates produced to another partition than their original */
+  long customers; /* distinct customers (repeat customers trip velocity rules) */
+  long fuzz;      /* valid intents with random damage: bit flips, cuts, junk */
+  long padding;   /* bytes of metadata added to every valid intent */
   unsigned seed;
   const char *manifest, *run;
 } mix;
@@ -74,6 +77,8 @@ static void record(const char *kind, const gen_intent *g, const char *expect, co
 /* Packs g as a PaymentEvent carrying an intent, and publishes it. */
 /* Publishes g; track (may be NULL) receives the partition it landed on and
  * must outlive the delivery report. */
+static long padding_bytes; /* --padding: metadata bytes per intent */
+
 static void publish_intent(const gen_intent *g, bool omit_amount, int32_t partition,
                            gen_intent *track) {
   ps_money money = PAYMENTS__V1__MONEY__INIT;
@@ -100,6 +105,22 @@ static void publish_intent(const gen_intent *g, bool omit_amount, int32_t partit
   in.payment_method = &pm;
   in.context = &cx;
   in.description = "paystream demo order";
+  /* Padding: metadata entries of up to 400 bytes (validation allows 500). */
+  Payments__V1__PaymentIntent__MetadataEntry pads[50], *padp[50];
+  char padv[50][401], padk[50][16];
+  size_t npad = 0;
+  for (long left = padding_bytes; left > 0 && npad < 50; npad++, left -= 400) {
+    payments__v1__payment_intent__metadata_entry__init(&pads[npad]);
+    snprintf(padk[npad], sizeof padk[npad], "pad%zu", npad);
+    size_t n = left > 400 ? 400 : (size_t)left;
+    memset(padv[npad], 'x', n);
+    padv[npad][n] = '\0';
+    pads[npad].key = padk[npad];
+    pads[npad].value = padv[npad];
+    padp[npad] = &pads[npad];
+  }
+  in.metadata = padp;
+  in.n_metadata = npad;
   ps_event ev = PAYMENTS__V1__PAYMENT_EVENT__INIT;
   ev.schema_version = PS_SCHEMA_VERSION;
   ev.intent = &in;
@@ -130,7 +151,8 @@ static void make_base(gen_intent *g, const mix *m, long i, unsigned *rs) {
   memset(g, 0, sizeof *g);
   snprintf(g->key, sizeof g->key, "%s-%06ld", m->run, i);
   snprintf(g->merchant, sizeof g->merchant, "m_%ld", i % 3 + 1);
-  snprintf(g->customer, sizeof g->customer, "cus_%s_%ld", m->run, (long)(rand_r(rs) % 1000));
+  snprintf(g->customer, sizeof g->customer, "cus_%s_%ld", m->run,
+           (long)(rand_r(rs) % (unsigned)m->customers));
   snprintf(g->currency, sizeof g->currency, "%s", currencies[rand_r(rs) % 5]);
   g->amount = 100 + rand_r(rs) % 50000;
   snprintf(g->pm, sizeof g->pm, "%s", rand_r(rs) % 2 ? "pm_card_visa" : "pm_card_mastercard");
@@ -171,6 +193,54 @@ static void publish_garbage(const mix *m, long i) {
   record("garbage", &g, "dlq", "undecodable");
 }
 
+/* A valid intent, packed, then damaged in one of several ways. Each keeps
+ * its own Kafka key so the DLQ and the logs can name it. */
+static void publish_fuzz(const mix *m, long i) {
+  unsigned rs = m->seed * 31u + (unsigned)i;
+  gen_intent g;
+  make_base(&g, m, 800000 + i, &rs);
+  ps_money money = PAYMENTS__V1__MONEY__INIT;
+  money.amount_minor = g.amount;
+  money.currency = g.currency;
+  Payments__V1__PaymentMethod pm = PAYMENTS__V1__PAYMENT_METHOD__INIT;
+  pm.id = g.pm;
+  ps_intent in = PAYMENTS__V1__PAYMENT_INTENT__INIT;
+  in.idempotency_key = g.key;
+  in.merchant_id = g.merchant;
+  in.customer_id = g.customer;
+  in.amount = &money;
+  in.created_at_ms = g.created_at_ms;
+  in.payment_method = &pm;
+  ps_event ev = PAYMENTS__V1__PAYMENT_EVENT__INIT;
+  ev.schema_version = PS_SCHEMA_VERSION;
+  ev.intent = &in;
+  size_t len;
+  uint8_t *buf = event_pack(&ev, &len);
+  uint8_t *out = malloc(len + 64);
+  memcpy(out, buf, len);
+  switch (rand_r(&rs) % 4) {
+  case 0: /* flip a few bits */
+    for (int k = 0, n = 1 + rand_r(&rs) % 4; k < n; k++) out[rand_r(&rs) % len] ^= (uint8_t)(1u << (rand_r(&rs) % 8));
+    break;
+  case 1: /* cut it short */
+    len = (size_t)rand_r(&rs) % len;
+    break;
+  case 2: /* overwrite a run with junk */
+    for (size_t k = (size_t)rand_r(&rs) % len, e = k + 1 + (size_t)rand_r(&rs) % 8; k < e && k < len; k++)
+      out[k] = (uint8_t)rand_r(&rs);
+    break;
+  default: /* append junk */
+    for (int k = 0, n = 1 + rand_r(&rs) % 32; k < n; k++) out[len++] = (uint8_t)rand_r(&rs);
+  }
+  char key[64];
+  snprintf(key, sizeof key, "fuzz-%s-%ld", m->run, i);
+  produce(key, out, len, RD_KAFKA_PARTITION_UA, NULL);
+  free(buf);
+  free(out);
+  snprintf(g.key, sizeof g.key, "%s", key);
+  record("fuzz", &g, "any", NULL);
+}
+
 static int parse_mix(int argc, char **argv, mix *m) {
   memset(m, 0, sizeof *m);
   m->count = 1000;
@@ -187,14 +257,20 @@ static int parse_mix(int argc, char **argv, mix *m) {
     else if (strcmp(a, "--invalid") == 0) m->invalid = atol(v);
     else if (strcmp(a, "--garbage") == 0) m->garbage = atol(v);
     else if (strcmp(a, "--cross-partition") == 0) m->cross = atol(v);
+    else if (strcmp(a, "--customers") == 0) m->customers = atol(v);
+    else if (strcmp(a, "--fuzz") == 0) m->fuzz = atol(v);
+    else if (strcmp(a, "--padding") == 0) m->padding = atol(v);
     else if (strcmp(a, "--seed") == 0) m->seed = (unsigned)atol(v);
     else if (strcmp(a, "--manifest") == 0) m->manifest = v;
     else if (strcmp(a, "--run") == 0) m->run = v;
     else return -1;
     i++;
   }
-  long base = m->count - m->duplicates - m->conflicts - m->invalid - m->garbage;
-  if (base < 1 || m->declines + m->fraud > base || m->cross > m->duplicates || (m->duplicates + m->conflicts > 0 && base < 1))
+  /* By default about one payment per customer, so only deliberate fraud
+   * trips the velocity rule. */
+  if (m->customers <= 0) m->customers = m->count > 1000 ? m->count : 1000;
+  long base = m->count - m->duplicates - m->conflicts - m->invalid - m->garbage - m->fuzz;
+  if (base < 0 || (base == 0 && m->duplicates + m->conflicts + m->declines + m->fraud > 0) || m->declines + m->fraud > base || m->cross > m->duplicates || (m->duplicates + m->conflicts > 0 && base < 1))
     return -1;
   return 0;
 }
@@ -204,7 +280,8 @@ int cmd_publish(payctl *p, int argc, char **argv) {
   if (parse_mix(argc, argv, &m)) {
     fprintf(stderr,
             "usage: payctl publish [--count N] [--duplicates N] [--conflicts N] [--declines N]\n"
-            "         [--fraud N] [--invalid N] [--garbage N] [--cross-partition N]\n"
+            "         [--fraud N] [--invalid N] [--garbage N] [--fuzz N] [--cross-partition N]\n"
+            "         [--customers N] [--padding BYTES]\n"
             "         [--seed S] [--run NAME] [--manifest FILE]\n"
             "count is the total number of messages; declines and fraud are among the\n"
             "valid ones; duplicates and conflicts re-use keys of valid ones.\n");
@@ -217,13 +294,14 @@ int cmd_publish(payctl *p, int argc, char **argv) {
     return 1;
   }
   topic = p->cfg.topics.intents;
+  padding_bytes = m.padding;
   manifest = m.manifest ? fopen(m.manifest, "w") : NULL;
   if (m.manifest && !manifest) {
     fprintf(stderr, "payctl: could not write %s\n", m.manifest);
     return 1;
   }
-  long base = m.count - m.duplicates - m.conflicts - m.invalid - m.garbage;
-  gen_intent *bases = calloc((size_t)base, sizeof *bases);
+  long base = m.count - m.duplicates - m.conflicts - m.invalid - m.garbage - m.fuzz;
+  gen_intent *bases = calloc((size_t)base + 1, sizeof *bases);
   unsigned rs = m.seed;
   int64_t t0 = ps_mono_ms();
   long extra_i = 0, invalid_left = m.invalid, garbage_left = m.garbage;
@@ -249,6 +327,7 @@ int cmd_publish(payctl *p, int argc, char **argv) {
   }
   while (invalid_left) publish_invalid(&m, extra_i++), invalid_left--;
   while (garbage_left) publish_garbage(&m, extra_i++), garbage_left--;
+  for (long i = 0; i < m.fuzz; i++) publish_fuzz(&m, i);
   /* Originals must be delivered before we know their partitions. */
   while (rd_kafka_outq_len(producer) > 0) rd_kafka_flush(producer, 1000);
   int partitions = m.cross ? partition_count(producer, topic) : 1;

@@ -21,7 +21,7 @@ static const char *stage_topic(const cfg *c, const char *stage) {
 }
 
 /* A consumer handle in the stage's group; it never processes a message. */
-static rd_kafka_t *group_handle(payctl *p, const char *group) {
+rd_kafka_t *payctl_group_handle(payctl *p, const char *group) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (rd_kafka_conf_set(conf, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err) ||
@@ -39,7 +39,7 @@ static rd_kafka_t *group_handle(payctl *p, const char *group) {
   return rk;
 }
 
-static int partition_count(rd_kafka_t *rk, const char *topic) {
+int payctl_partition_count(rd_kafka_t *rk, const char *topic) {
   const rd_kafka_metadata_t *md = NULL;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
   int n = -1;
@@ -55,8 +55,8 @@ static int partition_count(rd_kafka_t *rk, const char *topic) {
  * outside the group), and the assignment answers the safety question: if we
  * are not given every partition, other members are alive. Returns the
  * assigned list (caller destroys) or NULL on timeout. */
-static rd_kafka_topic_partition_list_t *join_group(rd_kafka_t *rk, const char *topic,
-                                                    int timeout_s) {
+rd_kafka_topic_partition_list_t *payctl_join_group(rd_kafka_t *rk, const char *topic,
+                                                   int timeout_s) {
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, sub);
@@ -105,12 +105,12 @@ int cmd_replay(payctl *p, int argc, char **argv) {
     return 2;
   }
   const char *group = cfg_env_str("PAYSTREAM_GROUP_ID", o.stage);
-  rd_kafka_t *rk = group_handle(p, group);
+  rd_kafka_t *rk = payctl_group_handle(p, group);
   if (!rk) return 1;
   int rc = 1;
-  int np = partition_count(rk, topic);
+  int np = payctl_partition_count(rk, topic);
   printf("joining group %s to move its offsets...\n", group);
-  rd_kafka_topic_partition_list_t *mine = np > 0 ? join_group(rk, topic, 60) : NULL;
+  rd_kafka_topic_partition_list_t *mine = np > 0 ? payctl_join_group(rk, topic, 60) : NULL;
   int missing = 0;
   for (int i = 0; mine && i < np; i++)
     if (wanted(o.partitions, i) && !rd_kafka_topic_partition_list_find(mine, topic, i)) missing++;
@@ -156,9 +156,9 @@ int cmd_lag(payctl *p, int argc, char **argv) {
     fprintf(stderr, "usage: payctl lag --stage ingest|fraud|charge|ledger\n");
     return 2;
   }
-  rd_kafka_t *rk = group_handle(p, cfg_env_str("PAYSTREAM_GROUP_ID", stage));
+  rd_kafka_t *rk = payctl_group_handle(p, cfg_env_str("PAYSTREAM_GROUP_ID", stage));
   if (!rk) return 1;
-  int np = partition_count(rk, topic);
+  int np = payctl_partition_count(rk, topic);
   rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np > 0 ? np : 1);
   for (int i = 0; i < np; i++) rd_kafka_topic_partition_list_add(parts, topic, i);
   int rc = 1;

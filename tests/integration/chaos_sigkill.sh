@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Chaos: two instances of every stage; 20,000 intents with duplicates,
+# reused keys, declines, fraud, invalid and undecodable ones; meanwhile a
+# driver SIGKILLs a random worker every few seconds and restarts it, and
+# restarts Postgres once and Redis once. Afterwards every invariant holds.
+source "$(dirname "$0")/lib.sh"
+export PAYSTREAM_PARTITIONS=4
+COUNT=${CHAOS_COUNT:-20000} GARBAGE=100
+M=$PAYSTREAM_RUN_DIR/manifest.jsonl
+
+stack_up
+"$STACK" workers 2
+all_assigned() {
+  local s
+  for s in ingest fraud charge ledger; do assigned "$s-1" && assigned "$s-2" || return 1; done
+}
+check "every stage's instances own partitions" wait_until 40 all_assigned
+
+# The driver: runs until told to stop; every kill is logged.
+chaos() {
+  local n=0 victim stage inst
+  local workers=(ingest-1 ingest-2 fraud-1 fraud-2 charge-1 charge-2 ledger-1 ledger-2)
+  while [ ! -e "$PAYSTREAM_RUN_DIR/chaos.stop" ]; do
+    sleep "0.$((RANDOM % 10))"; sleep 1.5
+    n=$((n + 1))
+    if [ "$n" -eq 4 ]; then echo "restart postgres"; "$STACK" restart-postgres; continue; fi
+    if [ "$n" -eq 8 ]; then echo "restart redis"; "$STACK" restart-redis; continue; fi
+    victim=${workers[$((RANDOM % ${#workers[@]}))]}
+    stage=${victim%-*} inst=${victim#*-}
+    kill -KILL "$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid")" 2>/dev/null || true
+    echo "SIGKILL $victim"
+    "$STACK" start-worker "$stage" "$inst"
+  done
+}
+chaos >"$PAYSTREAM_RUN_DIR/chaos.log" 2>&1 &
+driver=$!
+
+"$PAYCTL" publish --count "$COUNT" --duplicates 2000 --cross-partition 500 --conflicts 200 \
+  --declines 500 --fraud 50 --invalid 100 --garbage $GARBAGE --run chaos --manifest "$M" >/dev/null
+# Keep the chaos going while the load is processed, for at least ten events
+# (kills and both restarts), then let it settle.
+enough_chaos() {
+  [ "$(grep -c . "$PAYSTREAM_RUN_DIR/chaos.log")" -ge 10 ] &&
+    [ "$(terminal_count)" -ge $(($(manifest_terminal "$M") * 9 / 10)) ]
+}
+wait_until 180 enough_chaos || true
+touch "$PAYSTREAM_RUN_DIR/chaos.stop"
+wait "$driver"
+log "chaos: $(grep -c SIGKILL "$PAYSTREAM_RUN_DIR/chaos.log") workers killed, $(grep -c restart "$PAYSTREAM_RUN_DIR/chaos.log") restarts"
+check "the chaos killed workers and restarted postgres and redis" eval \
+  '[ "$(grep -c SIGKILL "$PAYSTREAM_RUN_DIR/chaos.log")" -ge 5 ] && grep -q "restart postgres" "$PAYSTREAM_RUN_DIR/chaos.log" && grep -q "restart redis" "$PAYSTREAM_RUN_DIR/chaos.log"'
+
+check "every intent reaches a terminal state" "$PAYCTL" wait --terminal "$(manifest_terminal "$M")" --timeout 240
+assert_invariants "$M"
+check "payctl reconcile passes" quietly "$PAYCTL" reconcile
+eq "no charge attempt left charging" "0" "$(sql "SELECT count(*) FROM charge_attempts WHERE state = 'charging'")"
+"$PAYCTL" dlq list >"$PAYSTREAM_RUN_DIR/dlq.jsonl"
+eq "every undecodable message is in the DLQ" "$GARBAGE" \
+  "$(jq -r 'select(.["dlq.stage"]=="ingest") | .key' "$PAYSTREAM_RUN_DIR/dlq.jsonl" | sort -u | wc -l)"
+eq "nothing but undecodable input was dead-lettered" "0" \
+  "$(jq -r 'select(.["dlq.stage"]!="ingest") | .key' "$PAYSTREAM_RUN_DIR/dlq.jsonl" | wc -l)"
+check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
+check "no sanitizer reports" no_sanitizer_reports
+finish

@@ -1,0 +1,164 @@
+/* payctl dlq show | redrive: inspect one dead-lettered message, and
+ * re-publish dead letters to the topic they came from once the cause is
+ * fixed. Redrive consumes payments.dlq as its own consumer group
+ * (PAYSTREAM_DLQ_REDRIVE_GROUP, default paystream-dlq-redrive), so each dead
+ * letter is redriven once; redriving is safe to repeat anyway, because every
+ * stage is idempotent. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "event.h"
+#include "kafka.h"
+#include "payctl.h"
+
+static const char *header(rd_kafka_message_t *m, const char *name, char *buf, size_t len) {
+  rd_kafka_headers_t *h = NULL;
+  const void *val;
+  size_t size;
+  if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &val, &size)) return NULL;
+  snprintf(buf, len, "%.*s", (int)size, (const char *)val);
+  return buf;
+}
+
+static int show(payctl *p, int32_t partition, int64_t offset) {
+  rd_kafka_t *rk = payctl_group_handle(p, "payctl-dlq-show");
+  if (!rk) return 1;
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, p->cfg.topics.dlq, partition)->offset = offset;
+  rd_kafka_assign(rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  int rc = 1;
+  int64_t deadline = ps_mono_ms() + 10000;
+  while (ps_mono_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+    if (!m) continue;
+    if (m->err || m->offset != offset) {
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    char b[512];
+    printf("dlq %s[%d]@%lld key %.*s, %zu bytes\n", p->cfg.topics.dlq, partition,
+           (long long)offset, (int)m->key_len, m->key ? (const char *)m->key : "", m->len);
+    const char *names[] = {"dlq.reason", "dlq.stage", "dlq.source.topic", "dlq.source.partition",
+                           "dlq.source.offset"};
+    for (size_t i = 0; i < 5; i++)
+      printf("%-22s %s\n", names[i], header(m, names[i], b, sizeof b) ? b : "-");
+    char reason[128];
+    ps_event *ev = event_decode(m->payload, m->len, reason, sizeof reason);
+    if (ev) printf("decodes as a PaymentEvent: key %s, payment %s\n", ev->intent->idempotency_key,
+                   *ev->payment_id ? ev->payment_id : "(none yet)");
+    else printf("does not decode: %s\n", reason);
+    size_t n = m->len < 128 ? m->len : 128;
+    char hex[257];
+    hex_encode(m->payload, n, hex);
+    printf("first %zu bytes: %s\n", n, hex);
+    rd_kafka_message_destroy(m);
+    rc = 0;
+    break;
+  }
+  if (rc) fprintf(stderr, "payctl: no message at %s[%d]@%lld\n", p->cfg.topics.dlq, partition,
+                  (long long)offset);
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  if (m->err) ++*(int *)opaque;
+}
+
+/* Re-publishes every dead letter not yet redriven to its source topic, then
+ * commits the redrive group's offsets. */
+static int redrive(payctl *p, bool dry_run) {
+  const char *group = cfg_env_str("PAYSTREAM_DLQ_REDRIVE_GROUP", "paystream-dlq-redrive");
+  const char *dlq = p->cfg.topics.dlq;
+  rd_kafka_t *rk = payctl_group_handle(p, group);
+  if (!rk) return 1;
+  int failures = 0;
+  char err[512];
+  rd_kafka_conf_t *pc = rd_kafka_conf_new();
+  rd_kafka_conf_set(pc, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err);
+  rd_kafka_conf_set(pc, "compression.type", "lz4", err, sizeof err);
+  rd_kafka_conf_set(pc, "partitioner", "murmur2_random", err, sizeof err);
+  rd_kafka_conf_set(pc, "socket.nagle.disable", "true", err, sizeof err);
+  kafka_apply_extra(pc, err, sizeof err);
+  rd_kafka_conf_set_dr_msg_cb(pc, on_delivery);
+  rd_kafka_conf_set_opaque(pc, &failures);
+  rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+  rd_kafka_topic_partition_list_t *mine = payctl_join_group(rk, dlq, 60);
+  if (!prod || !mine) {
+    fprintf(stderr, "payctl: could not %s\n", prod ? "join the redrive group" : "create a producer");
+    if (prod) rd_kafka_destroy(prod);
+    rd_kafka_destroy(rk);
+    return 1;
+  }
+  /* Read up to the end as it is now; committed positions say where to start. */
+  long remaining = 0, sent = 0;
+  rd_kafka_committed(rk, mine, 10000);
+  int64_t *end = calloc((size_t)mine->cnt, sizeof *end);
+  for (int i = 0; i < mine->cnt; i++) {
+    int64_t lo, hi;
+    rd_kafka_query_watermark_offsets(rk, dlq, mine->elems[i].partition, &lo, &hi, 10000);
+    int64_t from = mine->elems[i].offset < 0 ? lo : mine->elems[i].offset;
+    mine->elems[i].offset = from; /* never redriven: from the oldest kept */
+    end[i] = hi;
+    remaining += hi - from;
+  }
+  rd_kafka_assign(rk, mine); /* resume from the committed offsets */
+  int64_t deadline = ps_mono_ms() + 60000;
+  while (remaining > 0 && ps_mono_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+    if (!m) continue;
+    int idx = -1;
+    for (int i = 0; i < mine->cnt; i++)
+      if (mine->elems[i].partition == m->partition) idx = i;
+    if (!m->err && idx >= 0 && m->offset < end[idx]) {
+      char topic[256], reason[256];
+      remaining--;
+      if (!header(m, "dlq.source.topic", topic, sizeof topic)) snprintf(topic, sizeof topic, "?");
+      header(m, "dlq.reason", reason, sizeof reason);
+      printf("%s %s[%d]@%lld -> %s (%s)\n", dry_run ? "would redrive" : "redrive", dlq,
+             m->partition, (long long)m->offset, topic, reason);
+      if (!dry_run && strcmp(topic, "?") != 0) {
+        rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+                          RD_KAFKA_V_VALUE(m->payload, m->len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      }
+      sent++;
+      mine->elems[idx].offset = m->offset + 1;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  while (rd_kafka_outq_len(prod) > 0) rd_kafka_flush(prod, 1000);
+  int rc = remaining > 0 || failures ? 1 : 0;
+  if (!dry_run && rc == 0) {
+    /* Only after every re-published message is acknowledged. */
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(mine->cnt);
+    for (int i = 0; i < mine->cnt; i++)
+      if (mine->elems[i].offset >= 0)
+        rd_kafka_topic_partition_list_add(commit, dlq, mine->elems[i].partition)->offset =
+            mine->elems[i].offset;
+    if (commit->cnt && rd_kafka_commit(rk, commit, 0)) rc = 1;
+    rd_kafka_topic_partition_list_destroy(commit);
+  }
+  printf("%s %ld dead letters%s\n", dry_run ? "would redrive" : "redrove", sent,
+         rc ? " (incomplete: run again)" : "");
+  free(end);
+  rd_kafka_topic_partition_list_destroy(mine);
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  rd_kafka_destroy(prod);
+  return rc;
+}
+
+int cmd_dlq(payctl *p, int argc, char **argv) {
+  if (argc == 1 && strcmp(argv[0], "list") == 0) return cmd_topic_dump(p, "dlq", argc, argv);
+  if (argc == 3 && strcmp(argv[0], "show") == 0) return show(p, atoi(argv[1]), atoll(argv[2]));
+  if (argc >= 1 && strcmp(argv[0], "redrive") == 0)
+    return redrive(p, argc == 2 && strcmp(argv[1], "--dry-run") == 0);
+  fprintf(stderr, "usage: payctl dlq list | show <partition> <offset> | redrive [--dry-run]\n");
+  return 2;
+}
