@@ -50,6 +50,7 @@ static int show(payctl *p, int32_t partition, int64_t offset) {
     if (ev) printf("decodes as a PaymentEvent: key %s, payment %s\n", ev->intent->idempotency_key,
                    *ev->payment_id ? ev->payment_id : "(none yet)");
     else printf("does not decode: %s\n", reason);
+    event_free(ev);
     size_t n = m->len < 128 ? m->len : 128;
     char hex[257];
     hex_encode(m->payload, n, hex);
