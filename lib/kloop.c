@@ -120,6 +120,7 @@ typedef struct kloop {
   int delivery_failures;      /* counted by the delivery report callback */
   char delivery_error[256];
   uint64_t processed, batches;
+  uint64_t offsets_out_of_range;
 } kloop;
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -135,6 +136,32 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
+}
+
+/* A committed offset that no longer exists (retention deleted it, or the
+ * topic was re-created) must never be skipped silently: the partition is
+ * paused, the error is an alert with what to do, and it stays paused until
+ * an operator moves the group (payctl replay) and the partition is
+ * re-assigned. Other consumer errors are logged and librdkafka retries. */
+static void consumer_error(kloop *kl, rd_kafka_message_t *m) {
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+  const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : NULL;
+  log_ctx lc = {topic, m->partition, m->offset, NULL, NULL};
+  if (topic && (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)) {
+    kl->offsets_out_of_range++;
+    rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(p, topic, m->partition);
+    rd_kafka_pause_partitions(kl->consumer, p);
+    rd_kafka_topic_partition_list_destroy(p);
+    log_at(LOG_ERROR, &lc,
+           "ALERT committed offset out of range (messages were deleted before they were "
+           "processed); partition paused, nothing skipped. Investigate, then move the group "
+           "with: payctl replay --stage %s --to-offset earliest|<n> --partitions %d (%s)",
+           kl->def->name, m->partition, rd_kafka_message_errstr(m));
+    return;
+  }
+  log_at(LOG_ERROR, &lc, "consumer error: %s", rd_kafka_message_errstr(m));
 }
 
 /* Collects up to batch_max messages, waiting at most batch_wait_ms after the
@@ -153,11 +180,7 @@ static void collect_batch(kloop *kl) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(kl->consumer, timeout);
     if (!m) continue;
     if (m->err) {
-      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        log_ctx lc = {m->rkt ? rd_kafka_topic_name(m->rkt) : NULL, m->partition, m->offset, NULL,
-                      NULL};
-        log_at(LOG_ERROR, &lc, "consumer error: %s", rd_kafka_message_errstr(m));
-      }
+      consumer_error(kl, m);
       rd_kafka_message_destroy(m);
       continue;
     }
