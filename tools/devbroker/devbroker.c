@@ -7,7 +7,9 @@
  *
  * usage: devbroker [--partitions N] [--brokers N] [--bootstrap-file PATH]
  * Creates the pipeline's topics (names from PAYSTREAM_TOPIC_*), writes the
- * bootstrap servers to PATH (and stdout), and runs until SIGTERM/SIGINT. */
+ * bootstrap servers to PATH (and stdout), and runs until SIGTERM/SIGINT.
+ * Fault injection for tests: SIGUSR1 takes every broker down (connections
+ * are refused and dropped), SIGUSR2 brings them back up. */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <signal.h>
@@ -19,10 +21,12 @@
 #include "config.h"
 
 static volatile sig_atomic_t running = 1;
+static volatile sig_atomic_t want_down = -1; /* -1: no change requested */
 
 static void on_signal(int sig) {
-  (void)sig;
-  running = 0;
+  if (sig == SIGUSR1) want_down = 1;
+  else if (sig == SIGUSR2) want_down = 0;
+  else running = 0;
 }
 
 static int write_file(const char *path, const char *text) {
@@ -95,7 +99,19 @@ int main(int argc, char **argv) {
 
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
-  while (running) pause();
+  signal(SIGUSR1, on_signal);
+  signal(SIGUSR2, on_signal);
+  while (running) {
+    pause();
+    if (want_down >= 0) {
+      for (int b = 1; b <= brokers; b++) {
+        if (want_down) rd_kafka_mock_broker_set_down(mc, b);
+        else rd_kafka_mock_broker_set_up(mc, b);
+      }
+      fprintf(stderr, "devbroker: brokers %s\n", want_down ? "down" : "up");
+      want_down = -1;
+    }
+  }
 
   rd_kafka_mock_cluster_destroy(mc);
   rd_kafka_destroy(rk);
