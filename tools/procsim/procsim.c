@@ -8,13 +8,16 @@
  * twice".
  *
  * usage: procsim [--port N] [--port-file PATH] [--latency-ms N] [--fail-rate R]
- * Control at run time: POST /_sim/config?latency_ms=N&fail_rate=R */
+ * Control at run time: POST /_sim/config?latency_ms=N&fail_rate=R&timeout_rate=R&hang_ms=N
+ * (fail_rate: 500 before charging; timeout_rate: charge, then answer only
+ * after hang_ms — a client timeout that did charge). */
 #include <arpa/inet.h>
 #include <glib.h>
 #include <netinet/in.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,8 @@ static GPtrArray *charges;  /* json_t* of every charge attempt answered */
 static unsigned long next_id = 1;
 static volatile int latency_ms;
 static volatile double fail_rate;
+static volatile double timeout_rate; /* charge, then answer only after hang_ms */
+static volatile int hang_ms = 5000;
 static volatile sig_atomic_t running = 1;
 
 typedef struct upload {
@@ -226,6 +231,9 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body)
     GHashTable *form = parse_form(body);
     status = do_charge(form, key, &b);
     g_hash_table_destroy(form);
+    /* The charge is made; the answer comes too late for the client (an
+     * ambiguous timeout). A retry with the same key gets this answer. */
+    bool hang = timeout_rate > 0 && g_random_double() < timeout_rate;
     if (key) {
       g_mutex_lock(&lock);
       stored *s = g_hash_table_lookup(by_key, key);
@@ -234,6 +242,7 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body)
       s->body = strdup(b);
       g_mutex_unlock(&lock);
     }
+    if (hang) usleep((useconds_t)hang_ms * 1000);
   }
   g_free(params);
   enum MHD_Result r = reply(c, status, b);
@@ -257,10 +266,15 @@ static enum MHD_Result handle_list(struct MHD_Connection *c) {
 static enum MHD_Result handle_config(struct MHD_Connection *c) {
   const char *l = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "latency_ms");
   const char *f = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fail_rate");
+  const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "timeout_rate");
+  const char *h = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "hang_ms");
   if (l) latency_ms = atoi(l);
   if (f) fail_rate = atof(f);
-  char b[128];
-  snprintf(b, sizeof b, "{\"latency_ms\":%d,\"fail_rate\":%g}", latency_ms, fail_rate);
+  if (t) timeout_rate = atof(t);
+  if (h) hang_ms = atoi(h);
+  char b[160];
+  snprintf(b, sizeof b, "{\"latency_ms\":%d,\"fail_rate\":%g,\"timeout_rate\":%g,\"hang_ms\":%d}",
+           latency_ms, fail_rate, timeout_rate, hang_ms);
   return reply(c, 200, b);
 }
 
