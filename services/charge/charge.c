@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "breaker.h"
+#include "paypal.h"
 #include "stripe.h"
 
 #define CHARGE_MAX_PROCESSORS 2
@@ -18,6 +19,7 @@ typedef struct processor {
   const char *name;        /* in attempts and the ledger account */
   const char *url;         /* base URL */
   char *api_key;           /* secret: never logged */
+  bool paypal;             /* flavour: PayPal-like, else Stripe-like */
   breaker br;
 } processor;
 
@@ -283,6 +285,7 @@ typedef struct http_call {
   char *resp;
   size_t resp_len;
   char errbuf[CURL_ERROR_SIZE];
+  bool paypal;
 } http_call;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
@@ -304,17 +307,28 @@ static void call_setup(http_call *c, const charge_state *st, citem *x) {
   char url[1024], hdr[512], key[256];
   memset(c, 0, sizeof *c);
   c->item = x;
+  c->paypal = pr->paypal;
   c->easy = curl_easy_init();
   if (!c->easy) abort();
-  snprintf(url, sizeof url, "%s/v1/charges", pr->url);
-  c->body = stripe_build_body(in->amount->amount_minor, in->amount->currency,
-                              in->payment_method->id, x->m->ev->payment_id);
   charge_idempotency_key(x->m->ev->payment_id, pr->name, key, sizeof key);
-  snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
-  c->hdrs = curl_slist_append(c->hdrs, hdr);
+  if (pr->paypal) {
+    snprintf(url, sizeof url, "%s/v2/payments/captures", pr->url);
+    c->body = paypal_build_body(in->amount->amount_minor, in->amount->currency,
+                                in->payment_method->id, x->m->ev->payment_id);
+    snprintf(hdr, sizeof hdr, "PayPal-Request-Id: %s", key);
+    c->hdrs = curl_slist_append(c->hdrs, hdr);
+    c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/json");
+  } else {
+    snprintf(url, sizeof url, "%s/v1/charges", pr->url);
+    c->body = stripe_build_body(in->amount->amount_minor, in->amount->currency,
+                                in->payment_method->id, x->m->ev->payment_id);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
+    c->hdrs = curl_slist_append(c->hdrs, hdr);
+    c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/x-www-form-urlencoded");
+  }
+  if (!c->body) abort(); /* validated currencies always format */
   snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key);
   c->hdrs = curl_slist_append(c->hdrs, hdr);
-  c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/x-www-form-urlencoded");
   curl_easy_setopt(c->easy, CURLOPT_URL, url);
   curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
   curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->hdrs);
@@ -339,7 +353,8 @@ static void call_finish(http_call *c, CURLcode cc) {
   if (cc == CURLE_OK) {
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    stripe_map_response(status, c->resp, c->resp_len, a);
+    if (c->paypal) paypal_map_response(status, c->resp, c->resp_len, a);
+    else stripe_map_response(status, c->resp, c->resp_len, a);
   } else {
     memset(a, 0, sizeof *a);
     /* Refused before any byte was sent: the processor provably has nothing. */
@@ -690,6 +705,13 @@ static int load_processor(processor *p, const char *prefix, const char *def_name
     snprintf(err, errlen, "%s_FILE: could not read the file", var);
     return -1;
   }
+  snprintf(var, sizeof var, "%s_FLAVOUR", prefix);
+  const char *fl = cfg_env_str(var, "stripe");
+  if (strcmp(fl, "stripe") != 0 && strcmp(fl, "paypal") != 0) {
+    snprintf(err, errlen, "%s must be stripe or paypal", var);
+    return -1;
+  }
+  p->paypal = strcmp(fl, "paypal") == 0;
   breaker_init(&p->br, bc);
   return 1;
 }

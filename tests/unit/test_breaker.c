@@ -42,10 +42,13 @@ Test(breaker, opens_at_the_failure_rate_and_refuses) {
 }
 
 Test(breaker, window_forgets_old_failures) {
+  results(0, 2, 0);
+  results(3, 0, 0); /* 2 of 5: under the rate */
+  results(10, 0, 0); /* the two failures slide out of the 10-wide window */
   results(0, 4, 0);
-  results(10, 0, 0); /* the four failures slide out of the 10-wide window */
-  results(0, 4, 0);
-  cr_assert_eq(breaker_get_state(&b, 0), BREAKER_CLOSED, "4 of the last 10");
+  cr_assert_eq(breaker_get_state(&b, 0), BREAKER_CLOSED, "4 of the last 10, not 6 of 19");
+  results(0, 1, 0);
+  cr_assert_eq(breaker_get_state(&b, 0), BREAKER_OPEN, "5 of the last 10");
 }
 
 Test(breaker, half_opens_after_the_cool_down_with_limited_probes) {

@@ -1,6 +1,8 @@
 /* procsim: a payment-processor simulator for development and tests. Speaks
  * the Stripe-like flavour (form-encoded POST /v1/charges, Idempotency-Key
- * header, 402 + error object on decline), honours idempotency (same key and
+ * header, 402 + error object on decline) and the PayPal-like one (JSON POST
+ * /v2/payments/captures, PayPal-Request-Id header, amount as a decimal
+ * string, status words COMPLETED / DECLINED), honours idempotency (same key and
  * parameters -> the original response, no new charge; same key, other
  * parameters -> 400; same key while the first is in progress -> 409), knows
  * Stripe's magic payment methods, injects latency and errors, and lists
@@ -171,7 +173,80 @@ static char *canonical_params(const char *body) {
   return g_strdup(body ? body : "");
 }
 
-static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body) {
+typedef enum flavour { STRIPE, PAYPAL } flavour;
+
+/* Minor units from a decimal string in the currency's exponent ("12.34"
+ * USD -> 1234), without floating point; -1 if malformed. */
+static long long parse_decimal(const char *v, const char *currency) {
+  int exp = money_currency_exponent(currency);
+  if (!v || exp < 0) return -1;
+  long long whole = 0, frac = 0;
+  int digits = 0;
+  const char *p = v;
+  if (!*p) return -1;
+  for (; *p >= '0' && *p <= '9'; p++) whole = whole * 10 + (*p - '0');
+  if (*p == '.') {
+    for (p++; *p >= '0' && *p <= '9'; p++, digits++) frac = frac * 10 + (*p - '0');
+    if (digits != exp) return -1;
+  } else if (exp != 0) {
+    for (int i = 0; i < exp; i++) whole *= 10;
+  }
+  if (*p) return -1;
+  long long scale = 1;
+  for (int i = 0; i < exp && digits; i++) scale *= 10;
+  return digits ? whole * scale + frac : whole;
+}
+
+/* The PayPal-like request as the form our Stripe-like path understands. */
+static GHashTable *paypal_form(const char *body) {
+  json_t *j = json_loads(body ? body : "", 0, NULL);
+  GHashTable *h = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  if (!j) return h;
+  json_t *amount = json_object_get(j, "amount");
+  const char *cur = json_string_value(json_object_get(amount, "currency_code"));
+  long long minor = parse_decimal(json_string_value(json_object_get(amount, "value")), cur);
+  if (cur && minor > 0) {
+    g_hash_table_replace(h, g_strdup("amount"), g_strdup_printf("%lld", minor));
+    g_hash_table_replace(h, g_strdup("currency"), g_ascii_strdown(cur, -1));
+  }
+  const char *pm = json_string_value(json_object_get(j, "payment_source"));
+  const char *id = json_string_value(json_object_get(j, "custom_id"));
+  if (pm) g_hash_table_replace(h, g_strdup("payment_method"), g_strdup(pm));
+  if (id) g_hash_table_replace(h, g_strdup("metadata[payment_id]"), g_strdup(id));
+  json_decref(j);
+  return h;
+}
+
+/* Re-words a Stripe-like answer in the PayPal-like flavour. */
+static unsigned paypal_answer(unsigned status, char **body) {
+  json_t *j = json_loads(*body, 0, NULL);
+  json_t *out = NULL;
+  unsigned st = status;
+  if (status == 200 && j) {
+    out = json_pack("{s:s,s:s,s:O}", "id", json_string_value(json_object_get(j, "id")), "status",
+                    "COMPLETED", "fee_minor", json_object_get(j, "fee"));
+    st = 201;
+  } else if (status == 402 && j) {
+    const char *dc = json_string_value(json_object_get(json_object_get(j, "error"), "decline_code"));
+    char *up = g_ascii_strup(dc ? dc : "declined", -1);
+    out = json_pack("{s:s,s:s}", "status", "DECLINED", "reason", up);
+    g_free(up);
+    st = 422;
+  } else if (status == 400 || status == 401) {
+    out = json_pack("{s:s}", "name", status == 401 ? "AUTHENTICATION_FAILURE" : "INVALID_REQUEST");
+  } else if (status == 409) {
+    out = json_pack("{s:s}", "name", "REQUEST_IN_PROGRESS");
+  } else {
+    out = json_pack("{s:s}", "name", "INTERNAL_SERVER_ERROR");
+  }
+  if (j) json_decref(j);
+  free(*body);
+  *body = json_dumps(out, JSON_COMPACT);
+  json_decref(out);
+  return st;
+}
+
+static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body, flavour fl) {
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   if (!auth || strncmp(auth, "Bearer sk_", 10) != 0) {
     char *b = error_body("invalid_request_error", "api_key_invalid", NULL, "Invalid API Key.");
@@ -179,7 +254,8 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body)
     free(b);
     return r;
   }
-  const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+  const char *key = MHD_lookup_connection_value(
+      c, MHD_HEADER_KIND, fl == PAYPAL ? "PayPal-Request-Id" : "Idempotency-Key");
   char *params = canonical_params(body);
 
   if (key) {
@@ -204,6 +280,7 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body)
       }
       g_mutex_unlock(&lock);
       g_free(params);
+      if (fl == PAYPAL) status = paypal_answer(status, &b);
       enum MHD_Result r = reply(c, status, b);
       free(b);
       return r;
@@ -228,7 +305,7 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body)
       g_mutex_unlock(&lock);
     }
   } else {
-    GHashTable *form = parse_form(body);
+    GHashTable *form = fl == PAYPAL ? paypal_form(body) : parse_form(body);
     status = do_charge(form, key, &b);
     g_hash_table_destroy(form);
     /* The charge is made; the answer comes too late for the client (an
@@ -245,6 +322,7 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body)
     if (hang) usleep((useconds_t)hang_ms * 1000);
   }
   g_free(params);
+  if (fl == PAYPAL) status = paypal_answer(status, &b);
   enum MHD_Result r = reply(c, status, b);
   free(b);
   return r;
@@ -298,7 +376,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/charges") == 0)
-    return handle_charge(c, u->data);
+    return handle_charge(c, u->data, STRIPE);
+  if (strcmp(method, "POST") == 0 && strcmp(url, "/v2/payments/captures") == 0)
+    return handle_charge(c, u->data, PAYPAL);
   if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/charges") == 0) return handle_list(c);
   if (strcmp(method, "POST") == 0 && strcmp(url, "/_sim/config") == 0) return handle_config(c);
   if (strcmp(url, "/healthz") == 0) return reply(c, 200, "{\"ok\":true}");
