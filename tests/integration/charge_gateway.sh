@@ -16,7 +16,8 @@ for s in ingest fraud ledger; do "$STACK" start-worker "$s" 1; done
 charges() { curl -sf "$1/v1/charges" | jq -c '.data[]'; }
 all_charges() { { charges "$PAYSTREAM_PROCESSOR_URL"; charges "$BACKUP_URL"; } }
 succeeded_twice() { all_charges | jq -r 'select(.status=="succeeded") | .metadata.payment_id' | sort | uniq -d | wc -l; }
-settled() { [ "$(sql "SELECT count(*) FROM payments WHERE outcome IS NULL")" -eq 0 ] && [ "$(payment_count)" -ge "$1" ]; }
+# One query, one snapshot: at least $1 payments and none without an outcome.
+settled() { [ "$(sql "SELECT count(*) >= $1 AND count(*) FILTER (WHERE outcome IS NULL) = 0 FROM payments")" = t ]; }
 
 # 1. Declines, healthy primary.
 "$STACK" start-worker charge 1
@@ -25,6 +26,8 @@ check "the declining load settles" wait_until 90 settled 300
 eq "each decline code reaches the outcome unchanged" \
   "$(charges "$PAYSTREAM_PROCESSOR_URL" | jq -r 'select(.status=="failed") | [.metadata.payment_id, .failure_code] | @tsv' | sort)" \
   "$(sql "SELECT payment_id, error_code FROM payments WHERE status = 'declined'" | sort)"
+eq "the processor declined every declining card" "150" \
+  "$(charges "$PAYSTREAM_PROCESSOR_URL" | jq -r 'select(.status=="failed") | .metadata.payment_id' | sort -u | wc -l)"
 eq "a declined payment is never retried" "0" \
   "$(charges "$PAYSTREAM_PROCESSOR_URL" | jq -r '.metadata.payment_id' | sort | uniq -d | wc -l)"
 check "the charge worker stops" "$STACK" stop-workers

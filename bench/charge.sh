@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bench/charge.sh: one charge worker against procsim with 500 ms processor
+# latency — concurrent (curl multi, up to 500 in flight) vs. the seed's
+# synchronous design (the same binary with PAYSTREAM_CHARGE_MAX_INFLIGHT=1:
+# one request at a time). Payments are brought to `scored` with the charge
+# worker stopped, then it drains the backlog.
+# usage: bench/charge.sh [build-dir] [payments] [seed-payments]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+BUILD=$(cd "${1:-$repo/build}" && pwd)
+N=${2:-5000} NSEED=${3:-20}
+export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
+export PAYSTREAM_PROCSIM_LATENCY_MS=500
+STACK=$repo/deploy/local/stack
+PAYCTL=$BUILD/payctl
+cleanup() { "$STACK" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -c "$1"; }
+
+run() {
+  local label=$1 n=$2; shift 2
+  export PAYSTREAM_RUN_DIR=$(mktemp -d /tmp/paystream-bench.XXXXXX)
+  "$STACK" up >/dev/null
+  . "$PAYSTREAM_RUN_DIR/env"
+  for s in ingest fraud; do PAYSTREAM_LOG_LEVEL=warn "$STACK" start-worker "$s" 1; done
+  "$PAYCTL" publish --count "$n" --run "c$RANDOM" >/dev/null
+  until [ "$(sql "SELECT count(*) FROM payments WHERE status NOT IN ('received')")" -ge "$n" ]; do sleep 0.2; done
+  local want t0 t1
+  want=$(sql "SELECT count(*) FROM payments WHERE status = 'scored'")
+  t0=$(date +%s%3N)
+  env PAYSTREAM_LOG_LEVEL=error "$@" "$STACK" start-worker charge 1
+  until [ "$(sql "SELECT count(*) FROM charge_attempts WHERE state <> 'charging'")" -ge "$want" ]; do sleep 0.1; done
+  t1=$(date +%s%3N)
+  local steady
+  steady=$(sql "SELECT extract(epoch FROM max(updated_at) - min(created_at)) FROM charge_attempts")
+  printf '| %s | %d | %.2f s wall, %.2f s first attempt to last answer | %.0f charges/s |\n' "$label" "$want" \
+    "$(echo "($t1 - $t0) / 1000" | bc -l)" "$steady" "$(echo "$want / $steady" | bc -l)"
+  cleanup
+}
+
+echo "| charge worker, processor latency 500 ms | charges | time | throughput |"
+echo "|---|---|---|---|"
+run "concurrent (curl multi, batches of 500, 500 in flight)" "$N"
+run "seed design (one request at a time)" "$NSEED" PAYSTREAM_CHARGE_MAX_INFLIGHT=1 PAYSTREAM_BATCH_MAX=1
