@@ -80,6 +80,16 @@ void outcome_from_event(outcome_buf *ob, const ps_event *ev, Payments__V1__Outco
   }
 }
 
+char *outcome_pack_hex(const ps_outcome *o) {
+  size_t len;
+  uint8_t *b = outcome_pack(o, &len);
+  char *hex = malloc(2 * len + 1);
+  if (!b || !hex) abort();
+  hex_encode(b, len, hex);
+  free(b);
+  return hex;
+}
+
 const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
   switch (s) {
   case OUTCOME_SUCCEEDED: return "succeeded";

@@ -52,6 +52,10 @@ void outcome_from_event(outcome_buf *ob, const ps_event *ev, Payments__V1__Outco
 /* "succeeded", "declined", ... */
 const char *outcome_status_name(Payments__V1__OutcomeStatus s);
 
+/* Packs an outcome as hex, ready to be stored (bytea) and later re-sent
+ * byte-identical. Returns a malloc'd string; aborts on out of memory. */
+char *outcome_pack_hex(const ps_outcome *o);
+
 /* Hex transport for bytea parameters: out holds 2*len+1 bytes. */
 void hex_encode(const uint8_t *data, size_t len, char *out);
 /* Decodes hex into a malloc'd buffer; NULL on bad input. */

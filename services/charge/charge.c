@@ -182,13 +182,8 @@ static void build_outcome_hex(citem *x, const charge_state *st) {
   } else {
     outcome_from_event(&ob, ev, OUTCOME_FAILED, x->fail_code, x->ans.error);
   }
-  size_t len;
-  uint8_t *b = outcome_pack(&ob.o, &len);
+  x->record_outcome_hex = outcome_pack_hex(&ob.o);
   ev->charge = saved;
-  x->record_outcome_hex = malloc(2 * len + 1);
-  if (!b || !x->record_outcome_hex) abort();
-  hex_encode(b, len, x->record_outcome_hex);
-  free(b);
 }
 
 /* Records every definite answer of this batch in one transaction. */

@@ -168,12 +168,7 @@ static void assess(const fraud_state *st, stage_ctx *ctx, fitem *x) {
     }
     outcome_buf ob;
     outcome_from_event(&ob, ev, OUTCOME_BLOCKED, "fraud_blocked", msg);
-    size_t len;
-    uint8_t *b = outcome_pack(&ob.o, &len);
-    x->block_outcome_hex = malloc(2 * len + 1);
-    if (!b || !x->block_outcome_hex) abort();
-    hex_encode(b, len, x->block_outcome_hex);
-    free(b);
+    x->block_outcome_hex = outcome_pack_hex(&ob.o);
   }
   (void)ctx;
 }

@@ -66,13 +66,7 @@ static const char SQL_READ[] =
 static char *success_outcome_hex(const ps_event *ev) {
   outcome_buf ob;
   outcome_from_event(&ob, ev, OUTCOME_SUCCEEDED, NULL, NULL);
-  size_t len;
-  uint8_t *b = outcome_pack(&ob.o, &len);
-  char *hex = malloc(2 * len + 1);
-  if (!b || !hex) abort();
-  hex_encode(b, len, hex);
-  free(b);
-  return hex;
+  return outcome_pack_hex(&ob.o);
 }
 
 /* A payment whose posting the database refuses on its own. It was charged,
@@ -158,12 +152,7 @@ static int isolate(stage_ctx *ctx, litem *x, const char *why) {
   outcome_from_event(&ob, ev, OUTCOME_FAILED, "ledger_posting_failed",
                      "charged at the processor but not posted to the ledger; held for "
                      "reconciliation, do not retry with a new key");
-  size_t len;
-  uint8_t *b = outcome_pack(&ob.o, &len);
-  char *hex = malloc(2 * len + 1);
-  if (!b || !hex) abort();
-  hex_encode(b, len, hex);
-  free(b);
+  char *hex = outcome_pack_hex(&ob.o);
   const char *pi[] = {ev->payment_id, hex};
   pg_array ids;
   pg_array_init(&ids);
