@@ -239,34 +239,31 @@ static int record_answers(stage_ctx *ctx, const charge_state *st, citem *it, siz
   return rc;
 }
 
-/* Runs one statement over (payment id, processor[, extra]) columns of the
- * items selected by want. Returns 0 or -1. */
-static int per_attempt(stage_ctx *ctx, const charge_state *st, citem *it, size_t n,
-                       const char *sql, bool (*want)(const citem *), int (*col)(const charge_state *,
-                                                                             const citem *),
-                       const char *extra) {
-  pg_array a[3];
-  pg_arrays_init(a, 3);
+/* Runs sql over the (payment id, processor) of the live attempt of every
+ * item selected by want. On success *res holds the result (caller clears),
+ * or NULL when nothing was selected. Returns 0 or -1. */
+static int on_attempts(stage_ctx *ctx, const charge_state *st, const citem *it, size_t n,
+                       const char *sql, bool (*want)(const citem *), PGresult **res) {
+  pg_array a[2];
+  pg_arrays_init(a, 2);
   int count = 0;
   for (size_t i = 0; i < n; i++) {
     if (!want(&it[i])) continue;
     count++;
     pg_array_add_str(&a[0], it[i].m->ev->payment_id);
-    pg_array_add_str(&a[1], st->proc[col(st, &it[i])].name);
-    pg_array_add_str(&a[2], extra);
+    pg_array_add_str(&a[1], st->proc[it[i].proc].name);
   }
+  *res = NULL;
   int rc = 0;
   if (count) {
-    const char *pa[3];
-    pg_arrays_finish(a, 3, pa);
-    pg_stmt stmt = {sql, extra ? 3 : 2, pa};
-    PGresult *res;
+    const char *pa[2];
+    pg_arrays_finish(a, 2, pa);
+    pg_stmt stmt = {sql, 2, pa};
     char err[512];
-    rc = pg_pipeline(&ctx->pg, &stmt, 1, &res, err, sizeof err);
+    rc = pg_pipeline(&ctx->pg, &stmt, 1, res, err, sizeof err);
     if (rc) log_warn("charge bookkeeping failed: %s", err);
-    else PQclear(res);
   }
-  pg_arrays_free(a, 3);
+  pg_arrays_free(a, 2);
   return rc;
 }
 
@@ -382,36 +379,32 @@ static void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+static bool sending(const citem *x) { return x->to_send; }
+
 /* Counts this round's sends in Postgres before they leave, and keeps only
  * the sends whose attempt is still live there (another instance may have
  * moved it on). Returns 0 or -1. */
 static int count_sends(stage_ctx *ctx, const charge_state *st, citem *it, size_t n) {
-  pg_array a[2];
-  pg_arrays_init(a, 2);
-  for (size_t i = 0; i < n; i++) {
-    if (!it[i].to_send) continue;
-    pg_array_add_str(&a[0], it[i].m->ev->payment_id);
-    pg_array_add_str(&a[1], st->proc[it[i].proc].name);
-  }
-  const char *pa[2];
-  pg_arrays_finish(a, 2, pa);
-  pg_stmt stmt = {SQL_COUNT_SENDS, 2, pa};
   PGresult *res;
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, &stmt, 1, &res, err, sizeof err);
-  pg_arrays_free(a, 2);
-  if (rc) {
-    log_warn("counting sends failed: %s", err);
-    return -1;
-  }
+  if (on_attempts(ctx, st, it, n, SQL_COUNT_SENDS, sending, &res)) return -1;
   for (size_t i = 0; i < n; i++) {
     if (!it[i].to_send) continue;
     bool live = false;
-    for (int row = 0; row < PQntuples(res) && !live; row++)
+    for (int row = 0; res && row < PQntuples(res) && !live; row++)
       live = strcmp(PQgetvalue(res, row, 0), it[i].m->ev->payment_id) == 0;
     it[i].to_send = live;
   }
-  PQclear(res);
+  if (res) PQclear(res);
+  return 0;
+}
+
+/* After the requests: each refused connection counts toward the proof. */
+static bool was_refused(const citem *x) { return x->to_send && x->ans.kind == CHARGE_NOT_SENT; }
+
+static int count_refused(stage_ctx *ctx, const charge_state *st, citem *it, size_t n) {
+  PGresult *res;
+  if (on_attempts(ctx, st, it, n, SQL_COUNT_REFUSED, was_refused, &res)) return -1;
+  if (res) PQclear(res);
   return 0;
 }
 
@@ -447,9 +440,6 @@ static int fail_over(stage_ctx *ctx, const charge_state *st, citem *it, size_t n
 
 /* ---- one round of charging ---------------------------------------------------- */
 
-static bool was_refused(const citem *x) { return x->to_send && x->ans.kind == CHARGE_NOT_SENT; }
-static bool fails_over(const citem *x) { return x->failover; }
-static int live_proc(const charge_state *st, const citem *x) { (void)st; return x->proc; }
 
 /* Decides this round's sends: live `charging` attempts whose processor's
  * breaker lets a request through. A payment whose processor is open and
@@ -529,7 +519,7 @@ static long charge_all(stage_ctx *ctx, charge_state *st, citem *it, size_t n) {
     if (nc) run_calls(st, calls, nc);
     for (size_t i = 0; i < nc; i++) call_cleanup(&calls[i]);
     settle_round(st, it, n, ps_mono_ms());
-    if (per_attempt(ctx, st, it, n, SQL_COUNT_REFUSED, was_refused, live_proc, NULL) ||
+    if (count_refused(ctx, st, it, n) ||
         fail_over(ctx, st, it, n)) {
       free(calls);
       return -1;
@@ -538,7 +528,7 @@ static long charge_all(stage_ctx *ctx, charge_state *st, citem *it, size_t n) {
     pending = 0;
     for (size_t i = 0; i < n; i++) {
       citem *x = &it[i];
-      if (fails_over(x)) {
+      if (x->failover) {
         log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, x->m->ev->payment_id, NULL};
         log_at(LOG_WARN, &lc, "%s never received the charge; failing over to %s",
                st->proc[x->proc].name, st->proc[x->proc + 1].name);
