@@ -5,24 +5,13 @@
 # one request at a time). Payments are brought to `scored` with the charge
 # worker stopped, then it drains the backlog.
 # usage: bench/charge.sh [build-dir] [payments] [seed-payments]
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-BUILD=$(cd "${1:-$repo/build}" && pwd)
+source "$(dirname "$0")/lib.sh" "${1:-}"
 N=${2:-5000} NSEED=${3:-20}
-export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
 export PAYSTREAM_PROCSIM_LATENCY_MS=500
-STACK=$repo/deploy/local/stack
-PAYCTL=$BUILD/payctl
-cleanup() { "$STACK" down >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -c "$1"; }
 
 run() {
   local label=$1 n=$2; shift 2
-  export PAYSTREAM_RUN_DIR=$(mktemp -d /tmp/paystream-bench.XXXXXX)
-  "$STACK" up >/dev/null
-  . "$PAYSTREAM_RUN_DIR/env"
+  new_stack
   for s in ingest fraud; do PAYSTREAM_LOG_LEVEL=warn "$STACK" start-worker "$s" 1; done
   "$PAYCTL" publish --count "$n" --run "c$RANDOM" >/dev/null
   until [ "$(sql "SELECT count(*) FROM payments WHERE status NOT IN ('received')")" -ge "$n" ]; do sleep 0.2; done

@@ -3,27 +3,13 @@
 # with Redis unreachable (Postgres only) — and the time from a duplicate's
 # publication to its replayed outcome (p50/p99), through the full pipeline.
 # usage: bench/ingest.sh [build-dir] [intents]   (release build recommended)
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-BUILD=$(cd "${1:-$repo/build}" && pwd)
+source "$(dirname "$0")/lib.sh" "${1:-}"
 N=${2:-50000}
-export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
-STACK=$repo/deploy/local/stack
-PAYCTL=$BUILD/payctl
-
-run_dir() { export PAYSTREAM_RUN_DIR=$(mktemp -d /tmp/paystream-bench.XXXXXX); }
-cleanup() { "$STACK" down >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -c "$1"; }
-now_ms() { date +%s%3N; }
 
 # Publishes N intents first, then starts one ingest and times the drain.
 ingest_drain() {
   local label=$1; shift
-  run_dir
-  "$STACK" up >/dev/null
-  . "$PAYSTREAM_RUN_DIR/env"
+  new_stack
   "$PAYCTL" publish --count "$N" --run "bench$RANDOM" >/dev/null
   local t0; t0=$(now_ms)
   env "$@" "$STACK" start-worker ingest 1
@@ -44,9 +30,7 @@ ingest_drain "Redis up" PAYSTREAM_LOG_LEVEL=warn
 ingest_drain "Redis unreachable" PAYSTREAM_LOG_LEVEL=error PAYSTREAM_REDIS_PORT=1
 
 # Duplicate -> replayed outcome latency, full pipeline.
-run_dir
-"$STACK" up >/dev/null
-. "$PAYSTREAM_RUN_DIR/env"
+new_stack
 PAYSTREAM_LOG_LEVEL=warn "$STACK" workers 1
 # A trickle of 20 x 100 requests, then the same requests again, also trickled,
 # so the latency is not a burst's queueing.

@@ -5,23 +5,12 @@
 # PAYSTREAM_PG_ISOLATION=serializable), and Postgres alone writing the same
 # rows per payment with the same durability, 500 payments per transaction.
 # usage: bench/ledger.sh [build-dir] [payments]
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-BUILD=$(cd "${1:-$repo/build}" && pwd)
+source "$(dirname "$0")/lib.sh" "${1:-}"
 N=${2:-20000}
-export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
-STACK=$repo/deploy/local/stack
-PAYCTL=$BUILD/payctl
-cleanup() { "$STACK" down >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -c "$1"; }
 
 # Brings N payments to `charged` with the ledger stopped; prints nothing.
 prepare() {
-  export PAYSTREAM_RUN_DIR=$(mktemp -d /tmp/paystream-bench.XXXXXX)
-  "$STACK" up >/dev/null
-  . "$PAYSTREAM_RUN_DIR/env"
+  new_stack
   for s in ingest fraud charge; do PAYSTREAM_LOG_LEVEL=warn "$STACK" start-worker "$s" 1; done
   "$PAYCTL" publish --count "$N" --run "l$RANDOM" >/dev/null
   until [ "$(sql "SELECT count(*) FROM payments WHERE status NOT IN ('received', 'scored', 'charging')")" -ge "$N" ]; do
@@ -55,9 +44,7 @@ prepare; drain "seed design (1 per transaction, SERIALIZABLE)" PAYSTREAM_BATCH_M
 # Postgres alone: the same rows per payment (1 transaction row, 4 entries,
 # the payment's status update) and 3 hot balance updates per batch, 500
 # payments per transaction, same fsync/synchronous_commit, one connection.
-export PAYSTREAM_RUN_DIR=$(mktemp -d /tmp/paystream-bench.XXXXXX)
-"$STACK" up >/dev/null
-. "$PAYSTREAM_RUN_DIR/env"
+new_stack
 sql "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id, amount_minor,
        currency, payment_method, source_topic, source_partition, source_offset, status)
      SELECT 'p' || i, 'm', 'k' || i, 'f', 'c', 1000, 'USD', 'pm', 't', 0, i, 'charged' FROM generate_series(1, $N) i;

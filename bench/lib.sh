@@ -1,0 +1,20 @@
+# bench/lib.sh: what every benchmark script shares. Source it with the
+# build directory as its argument (default <repo>/build, a release build).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=$(cd "${1:-$repo/build}" && pwd)
+export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
+STACK=$repo/deploy/local/stack
+PAYCTL=$BUILD/payctl
+
+cleanup() { "$STACK" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -c "$1"; }
+now_ms() { date +%s%3N; }
+
+# Starts a fresh local stack in its own run directory and loads its env.
+new_stack() {
+  export PAYSTREAM_RUN_DIR=$(mktemp -d /tmp/paystream-bench.XXXXXX)
+  "$STACK" up >/dev/null
+  . "$PAYSTREAM_RUN_DIR/env"
+}
