@@ -61,6 +61,8 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->pg_dsn = cfg_env_str("PAYSTREAM_PG_DSN", "host=127.0.0.1 port=5432 dbname=paystream");
   c->redis_host = cfg_env_str("PAYSTREAM_REDIS_HOST", "127.0.0.1");
   c->log_level = cfg_env_str("PAYSTREAM_LOG_LEVEL", "info");
+  c->metrics_addr = cfg_env_str("PAYSTREAM_METRICS_ADDR", "0.0.0.0:9400");
+  c->metrics_port_file = cfg_env_str("PAYSTREAM_METRICS_PORT_FILE", NULL);
 
   if (cfg_env_int("PAYSTREAM_SESSION_TIMEOUT_MS", 6000, 1000, 300000, &v, err, errlen)) return -1;
   c->session_timeout_ms = (int)v;
@@ -74,5 +76,7 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->redis_port = (int)v;
   if (cfg_env_int("PAYSTREAM_REDIS_TIMEOUT_MS", 200, 1, 60000, &v, err, errlen)) return -1;
   c->redis_timeout_ms = (int)v;
+  if (cfg_env_int("PAYSTREAM_STATS_INTERVAL_MS", 5000, 100, 3600000, &v, err, errlen)) return -1;
+  c->stats_interval_ms = (int)v;
   return 0;
 }

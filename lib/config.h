@@ -25,6 +25,9 @@ typedef struct cfg {
   int redis_port;
   int redis_timeout_ms;
   const char *log_level;
+  const char *metrics_addr;      /* host:port for /metrics /healthz /readyz, or off */
+  const char *metrics_port_file; /* written with the bound port (port 0: any free one) */
+  int stats_interval_ms;         /* librdkafka statistics: consumer lag, broker state */
 } cfg;
 
 /* Fills c from the environment. Returns 0, or -1 with a message naming the

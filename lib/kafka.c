@@ -6,7 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "log.h"
+#include "metrics.h"
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
   char e[256];
@@ -80,6 +83,59 @@ rd_kafka_t *kafka_producer_new(const cfg *c,
   return rk; /* conf now owned by rk */
 }
 
+/* Readiness needs partitions: a worker with none is idle (more consumers
+ * than partitions, or mid-rebalance) and says so. */
+static void assigned_set(int n) {
+  metric_set(metrics_gauge("paystream_assigned_partitions", "Partitions this worker owns", NULL),
+             n);
+  metrics_set_check("partitions", n > 0, true, n > 0 ? "" : "no partitions assigned");
+}
+
+/* Broker reachability for readiness: librdkafka reports all brokers down as
+ * an error event; statistics (below) report them up again. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  (void)rk, (void)opaque;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+    metrics_set_check("kafka", false, true, "all brokers down");
+  log_warn("kafka: %s", reason);
+}
+
+/* librdkafka statistics (every PAYSTREAM_STATS_INTERVAL_MS): consumer lag
+ * per owned partition, and whether any real broker connection is up. */
+static void stats_partitions(const char *topic, json_t *parts) {
+  const char *pid;
+  json_t *p;
+  json_object_foreach(parts, pid, p) {
+    if (strcmp(pid, "-1") == 0) continue; /* the unassigned-messages pseudo partition */
+    json_int_t lag = json_integer_value(json_object_get(p, "consumer_lag"));
+    bool owned = json_is_true(json_object_get(p, "desired"));
+    metric_set(metrics_gauge("paystream_consumer_lag",
+                             "Messages behind the partition's high watermark (0 if not owned)",
+                             "topic", topic, "partition", pid, NULL),
+               owned && lag > 0 ? (double)lag : 0);
+  }
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  (void)rk, (void)opaque;
+  json_t *root = json_loadb(json, len, 0, NULL);
+  if (!root) return 0;
+  bool up = false;
+  const char *name;
+  json_t *v;
+  json_object_foreach(json_object_get(root, "brokers"), name, v) {
+    const char *state = json_string_value(json_object_get(v, "state"));
+    if (json_integer_value(json_object_get(v, "nodeid")) >= 0 && state &&
+        strcmp(state, "UP") == 0)
+      up = true;
+  }
+  metrics_set_check("kafka", up, true, up ? "" : "no broker connection up");
+  json_object_foreach(json_object_get(root, "topics"), name, v)
+      stats_partitions(name, json_object_get(v, "partitions"));
+  json_decref(root);
+  return 0; /* librdkafka frees json */
+}
+
 /* Partitions without a committed offset start at the beginning; all others
  * resume where the group left off. Doing it here, rather than with
  * auto.offset.reset=earliest, keeps auto.offset.reset=error for the case that
@@ -90,6 +146,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     log_info("partitions revoked: %d", parts->cnt);
     rd_kafka_assign(rk, NULL);
+    assigned_set(0);
     return;
   }
   rd_kafka_resp_err_t cerr = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -106,6 +163,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   }
   log_info("partitions assigned: %d", parts->cnt);
   rd_kafka_assign(rk, parts);
+  assigned_set(parts->cnt);
 }
 
 rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_t errlen) {
@@ -123,6 +181,14 @@ rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
+  char stats_ms[32];
+  snprintf(stats_ms, sizeof stats_ms, "%d", c->stats_interval_ms);
+  if (set(conf, "statistics.interval.ms", stats_ms, err, errlen)) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  rd_kafka_conf_set_stats_cb(conf, stats_cb);
+  rd_kafka_conf_set_error_cb(conf, error_cb);
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
   char e[512];
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);

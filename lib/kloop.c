@@ -12,6 +12,7 @@
 
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 
 static volatile sig_atomic_t stop_requested; /* finish the batch, commit, leave */
 static volatile sig_atomic_t stop_now;       /* second signal: leave at once */
@@ -43,6 +44,7 @@ void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, u
   m->val = val;
   m->vallen = vallen;
   m->hdrs = hdrs;
+  m->status = -1;
 }
 
 int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev) {
@@ -54,20 +56,29 @@ int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev) {
   return 0;
 }
 
-int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o) {
+int outbox_add_outcome_keyed(outbox *ob, const char *topic, const void *key, size_t keylen,
+                             const ps_outcome *o) {
   size_t len;
   uint8_t *buf = outcome_pack(o, &len);
   if (!buf) return -1;
-  const char *key = o->idempotency_key ? o->idempotency_key : "";
-  outbox_add(ob, topic, key, strlen(key), buf, len, NULL);
+  outbox_add(ob, topic, key, keylen, buf, len, NULL);
+  ob->v[ob->n - 1].status = (int)o->status;
   return 0;
+}
+
+int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o) {
+  const char *key = o->idempotency_key ? o->idempotency_key : "";
+  return outbox_add_outcome_keyed(ob, topic, key, strlen(key), o);
 }
 
 int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex) {
   size_t len;
   uint8_t *b = hex ? hex_decode(hex, &len) : NULL;
   if (!b) return -1;
+  ps_outcome *o = outcome_decode(b, len);
   outbox_add(ob, topic, key, strlen(key), b, len, NULL);
+  if (o) ob->v[ob->n - 1].status = (int)o->status;
+  outcome_free(o);
   return 0;
 }
 
@@ -120,8 +131,86 @@ typedef struct kloop {
   int delivery_failures;      /* counted by the delivery report callback */
   char delivery_error[256];
   uint64_t processed, batches;
-  uint64_t offsets_out_of_range;
+  int64_t next_health_ms;
+  struct {
+    metric *consumed, *batch_size, *batch_seconds, *retries, *out_of_range, *dlq;
+  } m;
 } kloop;
+
+static void metrics_init_loop(kloop *kl) {
+  kl->m.consumed = metrics_counter("paystream_messages_consumed_total",
+                                   "Messages consumed and committed", "topic", kl->input_topic,
+                                   NULL);
+  kl->m.dlq = metrics_counter("paystream_messages_dead_lettered_total",
+                              "Input messages sent to the DLQ (undecodable, oversized, poison)",
+                              "topic", kl->input_topic, NULL);
+  kl->m.batch_size = metrics_histogram("paystream_batch_size", "Messages per batch",
+                                       METRICS_SIZE_BUCKETS, METRICS_SIZE_NBUCKETS, NULL);
+  kl->m.batch_seconds = metrics_histogram(
+      "paystream_batch_seconds", "Batch processing time: decode, process, produce, commit",
+      METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, NULL);
+  kl->m.retries = metrics_counter("paystream_batch_retries_total",
+                                  "Batches retried after a transient failure", NULL);
+  kl->m.out_of_range = metrics_counter(
+      "paystream_offsets_out_of_range_total",
+      "Committed offsets found deleted (partition paused, operator action needed)", "topic",
+      kl->input_topic, NULL);
+  metrics_set_check("kafka", false, true, "connecting");
+  metrics_set_check("partitions", false, true, "waiting for assignment");
+}
+
+/* Counts what a delivered batch produced: messages per topic, outcomes per
+ * status, dead letters. Topics are few, so a short scan beats a map. */
+static void count_outputs(kloop *kl) {
+  const char *topics[8];
+  double counts[8];
+  int nt = 0;
+  for (size_t i = 0; i < kl->out.n; i++) {
+    const outbox_msg *m = &kl->out.v[i];
+    int t = 0;
+    while (t < nt && topics[t] != m->topic) t++;
+    if (t == nt && nt < 8) {
+      topics[nt] = m->topic;
+      counts[nt++] = 0;
+    }
+    if (t < nt) counts[t]++;
+    if (strcmp(m->topic, kl->cfg.topics.dlq) == 0) metric_add(kl->m.dlq, 1);
+    if (m->status >= 0)
+      metric_add(metrics_counter("paystream_outcomes_total", "Outcomes published, by status",
+                                 "status",
+                                 outcome_status_name((Payments__V1__OutcomeStatus)m->status),
+                                 NULL),
+                 1);
+  }
+  for (int t = 0; t < nt; t++)
+    metric_add(metrics_counter("paystream_messages_produced_total",
+                               "Messages produced and acknowledged by Kafka", "topic", topics[t],
+                               NULL),
+               counts[t]);
+}
+
+/* Once a second: is Postgres (and Redis, for stages that use it) reachable?
+ * Probing even when idle means /readyz turns unready when Postgres goes
+ * away, not only when the next batch fails. */
+static void health_tick(kloop *kl) {
+  int64_t now = ps_mono_ms();
+  if (now < kl->next_health_ms) return;
+  kl->next_health_ms = now + 1000;
+  char err[256];
+  PGresult *r = pg_exec(&kl->ctx.pg, "SELECT 1", 0, NULL, err, sizeof err);
+  metrics_set_check("postgres", r != NULL, true, r ? "" : err);
+  PQclear(r);
+  if (kl->def->uses_redis) {
+    rds_cmd ping;
+    const char *argv[] = {"PING"};
+    rds_cmd_set(&ping, 1, argv);
+    redisReply *rep;
+    int rc = rds_pipeline(&kl->ctx.redis, &ping, 1, &rep);
+    if (rep) freeReplyObject(rep);
+    metrics_set_check("redis", rc == 0, false,
+                      rc == 0 ? "" : "unavailable: degraded mode, see README");
+  }
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
@@ -149,7 +238,7 @@ static void consumer_error(kloop *kl, rd_kafka_message_t *m) {
   log_ctx lc = {topic, m->partition, m->offset, NULL, NULL};
   if (topic && (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
                 m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)) {
-    kl->offsets_out_of_range++;
+    metric_add(kl->m.out_of_range, 1);
     rd_kafka_topic_partition_list_t *p = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(p, topic, m->partition);
     rd_kafka_pause_partitions(kl->consumer, p);
@@ -171,6 +260,7 @@ static void collect_batch(kloop *kl) {
   kl->nbatch = 0;
   int64_t deadline = 0;
   while (!stop_requested && kl->nbatch < (size_t)kl->cfg.batch_max) {
+    if (kl->nbatch == 0) health_tick(kl);
     int timeout = 100;
     if (kl->nbatch) {
       int64_t left = deadline - ps_mono_ms();
@@ -240,6 +330,8 @@ static int process_with_retry(kloop *kl, size_t n) {
     kl->out.n = before;
     /* On shutdown give up: the uncommitted batch is re-delivered later. */
     if (stop_now || stop_requested) return -1;
+    metric_add(kl->m.retries, 1);
+    health_tick(kl);
     log_warn("batch failed, retrying in %d ms", backoff);
     for (int waited = 0; waited < backoff && !stop_now; waited += 50) sleep_ms(50);
     backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -303,15 +395,20 @@ static void release_batch(kloop *kl) {
 static int cycle(kloop *kl) {
   collect_batch(kl);
   if (kl->nbatch == 0) return 0;
+  double t0 = metrics_now();
   size_t n = decode_batch(kl, &kl->out);
   int rc = process_with_retry(kl, n);
   free_decoded(kl, n);
   if (rc == 0) rc = produce_outbox(kl);
+  if (rc == 0) count_outputs(kl);
   outbox_reset(&kl->out);
   if (rc == 0) {
     commit_batch(kl);
     kl->processed += kl->nbatch;
     kl->batches++;
+    metric_add(kl->m.consumed, (double)kl->nbatch);
+    metric_observe(kl->m.batch_size, (double)kl->nbatch);
+    metric_observe(kl->m.batch_seconds, metrics_now() - t0);
   }
   release_batch(kl);
   if (rc) {
@@ -338,6 +435,11 @@ static int kloop_init(kloop *kl, const stage_def *def) {
     return -1;
   }
   log_init(def->name, lvl);
+  if (metrics_serve(def->name, kl->cfg.metrics_addr, kl->cfg.metrics_port_file, err,
+                    sizeof err)) {
+    log_error("%s", err);
+    return -1;
+  }
   kl->ctx.cfg = &kl->cfg;
   pg_init(&kl->ctx.pg, kl->cfg.pg_dsn, def->name);
   rds_init(&kl->ctx.redis, kl->cfg.redis_host, kl->cfg.redis_port, kl->cfg.redis_timeout_ms);
@@ -346,6 +448,7 @@ static int kloop_init(kloop *kl, const stage_def *def) {
     return -1;
   }
   kl->input_topic = def->input_topic(&kl->cfg);
+  metrics_init_loop(kl);
   kl->producer = kafka_producer_new(&kl->cfg, on_delivery, err, sizeof err);
   if (!kl->producer) {
     log_error("%s", err);
@@ -375,6 +478,7 @@ static void kloop_exit(kloop *kl) {
   pg_close(&kl->ctx.pg);
   rds_close(&kl->ctx.redis);
   outbox_free(&kl->out);
+  metrics_stop();
   free(kl->batch);
   free(kl->msgs);
 }

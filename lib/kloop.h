@@ -39,6 +39,7 @@ typedef struct outbox_msg {
   uint8_t *val;
   size_t vallen;
   rd_kafka_headers_t *hdrs;
+  int status; /* an outcome's status (for metrics), or -1 */
 } outbox_msg;
 
 typedef struct outbox {
@@ -53,7 +54,11 @@ void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, u
 int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev);
 /* Packs an outcome with key = its idempotency key. */
 int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o);
-/* Re-sends a stored, hex-encoded message verbatim (outcomes re-emitted after
+/* The same under another key (a rejection keeps the raw, invalid key so it
+ * lands on the request's partition). */
+int outbox_add_outcome_keyed(outbox *ob, const char *topic, const void *key, size_t keylen,
+                             const ps_outcome *o);
+/* Re-sends a stored, hex-encoded outcome verbatim (outcomes re-emitted after
  * a crash or replay are byte-identical). Returns 0, or -1 if hex is corrupt. */
 int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex);
 /* Dead-letters m's raw bytes with headers naming the reason and source. */
@@ -72,6 +77,7 @@ typedef struct stage_def {
   const char *name;                      /* stage name: log field, default group */
   const char *(*input_topic)(const cfg *c);
   bool requires_payment_id;              /* dead-letter events without one */
+  bool uses_redis;                       /* readiness reports Redis (not required) */
   /* Reads the stage's own settings; returns 0 or -1 with err naming the
    * variable. May be NULL. */
   int (*init)(stage_ctx *ctx, char *err, size_t errlen);

@@ -7,6 +7,10 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
+
+static PGresult *pg_exec_run(pg_conn *pg, const char *sql, int nparams,
+                             const char *const *params, char *err, size_t errlen);
 
 int64_t ps_now_ms(void) {
   struct timespec ts;
@@ -79,8 +83,8 @@ static void drop_if_broken(pg_conn *pg) {
   if (pg->conn && PQstatus(pg->conn) != CONNECTION_OK) pg_close(pg);
 }
 
-int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
-                size_t errlen) {
+static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
+                        size_t errlen) {
   for (int i = 0; i < n; i++) results[i] = NULL;
   if (pg_ensure(pg, err, errlen)) return -1;
   PGconn *c = pg->conn;
@@ -153,8 +157,41 @@ void pg_results_clear(PGresult **results, int n) {
   }
 }
 
+/* Every round trip is timed; failures are counted by SQLSTATE class. */
+static void observe(double t0, int failed, const char *err) {
+  static metric *seconds;
+  if (!seconds)
+    seconds = metrics_histogram("paystream_postgres_seconds",
+                                "Postgres round trips (a batch pipeline or one statement)",
+                                METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, NULL);
+  metric_observe(seconds, metrics_now() - t0);
+  if (failed) {
+    char cls[3] = {err[0], err[0] ? err[1] : 0, 0};
+    metric_add(metrics_counter("paystream_postgres_errors_total",
+                               "Failed Postgres round trips by SQLSTATE class (co: connection)",
+                               "class", cls, NULL),
+               1);
+  }
+}
+
+int pg_pipeline(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
+                size_t errlen) {
+  double t0 = metrics_now();
+  int rc = pipeline_run(pg, stmts, n, results, err, errlen);
+  observe(t0, rc != 0, err);
+  return rc;
+}
+
 PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *params, char *err,
                   size_t errlen) {
+  double t0 = metrics_now();
+  PGresult *r = pg_exec_run(pg, sql, nparams, params, err, errlen);
+  observe(t0, r == NULL, err);
+  return r;
+}
+
+static PGresult *pg_exec_run(pg_conn *pg, const char *sql, int nparams, const char *const *params,
+                             char *err, size_t errlen) {
   if (pg_ensure(pg, err, errlen)) return NULL;
   PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
   ExecStatusType st = PQresultStatus(r);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pg.h" /* ps_mono_ms */
 
 void rds_init(rds *r, const char *host, int port, int timeout_ms) {
@@ -49,7 +50,27 @@ static int ensure(rds *r) {
   return 0;
 }
 
+static int pipeline_run(rds *r, const rds_cmd *cmds, int n, redisReply **replies);
+
+/* Every round trip is timed; a failed one (Redis down or slow) is counted. */
 int rds_pipeline(rds *r, const rds_cmd *cmds, int n, redisReply **replies) {
+  static metric *seconds, *errors;
+  if (!seconds) {
+    seconds = metrics_histogram("paystream_redis_seconds", "Redis pipelined round trips",
+                                METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, NULL);
+    errors = metrics_counter("paystream_redis_errors_total",
+                             "Redis round trips that failed (the caller fell back)", NULL);
+  }
+  double t0 = metrics_now();
+  int rc = pipeline_run(r, cmds, n, replies);
+  if (n) metric_observe(seconds, metrics_now() - t0);
+  if (rc) metric_add(errors, 1);
+  return rc;
+}
+
+bool rds_available(const rds *r) { return r->c != NULL; }
+
+static int pipeline_run(rds *r, const rds_cmd *cmds, int n, redisReply **replies) {
   for (int i = 0; i < n; i++) replies[i] = NULL;
   if (n == 0) return 0;
   if (ensure(r)) return -1;

@@ -37,4 +37,7 @@ void rds_cmd_set(rds_cmd *cmd, int argc, const char *const *argv);
  * unavailable: every replies[i] is NULL and the caller must fall back. */
 int rds_pipeline(rds *r, const rds_cmd *cmds, int n, redisReply **replies);
 
+/* Whether the last call left a live connection. */
+bool rds_available(const rds *r);
+
 #endif

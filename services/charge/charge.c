@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "breaker.h"
 #include "paypal.h"
 #include "stripe.h"
@@ -278,6 +279,7 @@ typedef struct http_call {
   size_t resp_len;
   char errbuf[CURL_ERROR_SIZE];
   bool paypal;
+  const char *proc_name;
 } http_call;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
@@ -300,6 +302,7 @@ static void call_setup(http_call *c, const charge_state *st, citem *x) {
   memset(c, 0, sizeof *c);
   c->item = x;
   c->paypal = pr->paypal;
+  c->proc_name = pr->name;
   c->easy = curl_easy_init();
   if (!c->easy) abort();
   charge_idempotency_key(x->m->ev->payment_id, pr->name, key, sizeof key);
@@ -340,6 +343,29 @@ static void call_cleanup(http_call *c) {
   free(c->resp);
 }
 
+/* Processor calls: latency and result kind per processor. */
+static void observe_call(const char *proc, CURL *easy, const charge_answer *a) {
+  curl_off_t us = 0;
+  curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &us);
+  metric_observe(metrics_histogram("paystream_processor_seconds", "Processor call latency",
+                                   METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, "processor",
+                                   proc, NULL),
+                 (double)us / 1e6);
+  metric_add(metrics_counter("paystream_processor_calls_total",
+                             "Processor calls by result (not_sent, unknown and retryable are "
+                             "failures for the circuit breaker)",
+                             "processor", proc, "result", charge_kind_name(a->kind), NULL),
+             1);
+}
+
+/* 0 closed, 1 half-open, 2 open: a graph that rises when things go wrong. */
+static void export_breaker(const processor *pr, breaker_state s) {
+  metric_set(metrics_gauge("paystream_circuit_breaker_state",
+                           "Circuit breaker per processor: 0 closed, 1 half-open, 2 open",
+                           "processor", pr->name, NULL),
+             s == BREAKER_CLOSED ? 0 : s == BREAKER_HALF_OPEN ? 1 : 2);
+}
+
 static void call_finish(http_call *c, CURLcode cc) {
   charge_answer *a = &c->item->ans;
   if (cc == CURLE_OK) {
@@ -353,14 +379,19 @@ static void call_finish(http_call *c, CURLcode cc) {
     a->kind = cc == CURLE_COULDNT_CONNECT ? CHARGE_NOT_SENT : CHARGE_UNKNOWN;
     snprintf(a->error, sizeof a->error, "%.150s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
   }
+  observe_call(c->proc_name, c->easy, a);
 }
 
 /* Sends every call concurrently (up to max_inflight at once) and waits. */
 static void run_calls(charge_state *st, http_call *calls, size_t n) {
+  static metric *inflight;
+  if (!inflight)
+    inflight = metrics_gauge("paystream_charges_in_flight", "Processor requests in flight", NULL);
   for (size_t i = 0; i < n; i++) curl_multi_add_handle(st->multi, calls[i].easy);
   int running = 1;
   while (running) {
     curl_multi_perform(st->multi, &running);
+    metric_set(inflight, running);
     CURLMsg *msg;
     int left;
     while ((msg = curl_multi_info_read(st->multi, &left))) {
@@ -479,6 +510,7 @@ static void settle_round(charge_state *st, citem *it, size_t n, int64_t now) {
       if (after != before)
         log_warn("circuit for %s: %s -> %s", pr->name, breaker_state_name(before),
                  breaker_state_name(after));
+      export_breaker(pr, after);
       x->sends++;
       if (k == CHARGE_NOT_SENT) {
         x->refused++;
@@ -508,6 +540,8 @@ static long charge_all(stage_ctx *ctx, charge_state *st, citem *it, size_t n) {
   for (long long round = 0; round < st->max_tries; round++) {
     int64_t now = ps_mono_ms();
     size_t nsend = plan_round(st, it, n, now);
+    for (int p = 0; p < st->nproc; p++)
+      export_breaker(&st->proc[p], breaker_get_state(&st->proc[p].br, now));
     /* Durable before the requests leave: this attempt may now be received. */
     if (nsend && count_sends(ctx, st, it, n)) {
       free(calls);
@@ -698,6 +732,7 @@ static int load_processor(processor *p, const char *prefix, const char *def_name
   }
   p->paypal = strcmp(fl, "paypal") == 0;
   breaker_init(&p->br, bc);
+  export_breaker(p, BREAKER_CLOSED);
   return 1;
 }
 

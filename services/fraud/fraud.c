@@ -301,6 +301,7 @@ const stage_def fraud_stage = {
     .name = "fraud",
     .input_topic = fraud_input,
     .requires_payment_id = true,
+    .uses_redis = true,
     .init = fraud_init,
     .process = fraud_process,
     .destroy = NULL,

@@ -423,11 +423,9 @@ static void emit_rejection(stage_ctx *ctx, const item *x, const char *code, cons
   ob.o.merchant_id = (char *)(validate_text(in->merchant_id, 255) ? in->merchant_id : "");
   ob.o.idempotency_key =
       (char *)(validate_text(in->idempotency_key, 255) ? in->idempotency_key : "");
-  size_t len;
-  uint8_t *buf = outcome_pack(&ob.o, &len);
-  if (!buf) abort();
-  outbox_add(out, ctx->cfg->topics.outcomes, in->idempotency_key, strlen(in->idempotency_key), buf,
-             len, NULL);
+  if (outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, in->idempotency_key,
+                               strlen(in->idempotency_key), &ob.o))
+    abort();
 }
 
 /* Answers a duplicate request with the payment's stored outcome, marked
@@ -443,11 +441,9 @@ static void emit_replayed(stage_ctx *ctx, const item *x, const claim_record *rec
   }
   o->replayed = 1;
   o->published_at_ms = x->m->ev->published_at_ms;
-  bytes = outcome_pack(o, &len);
-  outcome_free(o);
-  if (!bytes) abort();
   const char *key = x->m->ev->intent->idempotency_key;
-  outbox_add(out, ctx->cfg->topics.outcomes, key, strlen(key), bytes, len, NULL);
+  if (outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, key, strlen(key), o)) abort();
+  outcome_free(o);
 }
 
 static void emit(stage_ctx *ctx, item *it, size_t i, outbox *out) {
@@ -529,6 +525,7 @@ const stage_def ingest_stage = {
     .name = "ingest",
     .input_topic = ingest_input,
     .requires_payment_id = false,
+    .uses_redis = true,
     .init = ingest_init,
     .process = ingest_process,
     .destroy = NULL,

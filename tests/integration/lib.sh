@@ -62,6 +62,12 @@ wait_until() {
 
 quietly() { "$@" >/dev/null 2>&1; }
 
+# metric STAGE INSTANCE SERIES: the sum of a worker's /metrics samples whose
+# line starts with SERIES (a name, or a name and the start of its labels).
+metric() {
+  "$STACK" http "$1" "$2" /metrics | awk -v s="$3" 'index($0, s) == 1 { sum += $NF } END { printf "%d\n", sum }'
+}
+
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
 
 # No sanitizer report in any worker or tool log.

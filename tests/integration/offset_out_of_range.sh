@@ -19,6 +19,8 @@ before=$(payment_count)
 "$STACK" start-worker ingest 2
 alerted() { grep -q 'ALERT committed offset out of range' "$PAYSTREAM_RUN_DIR/logs/ingest-2.log"; }
 check "the out-of-range offset is raised as an alert" wait_until 60 alerted
+eq "and counted in the worker's metrics" 1 \
+  "$(metric ingest 2 'paystream_offsets_out_of_range_total{stage="ingest",topic="payments.intents"}')"
 sleep 3 # a worker that jumped would have claimed payments by now; it must not
 eq "nothing was processed past the gap" "$before" "$(payment_count)"
 check "the committed offset did not move" eval '! caught_up'
