@@ -467,7 +467,10 @@ static int kloop_init(kloop *kl, const stage_def *def) {
 
 static void kloop_exit(kloop *kl) {
   if (kl->consumer) {
-    rd_kafka_consumer_close(kl->consumer); /* leave the group now, not at session timeout */
+    /* Leave the group now, not at session timeout: the partitions move on. */
+    rd_kafka_resp_err_t err = rd_kafka_consumer_close(kl->consumer);
+    if (err) log_warn("could not leave the consumer group cleanly: %s", rd_kafka_err2str(err));
+    else log_info("left the consumer group");
     rd_kafka_destroy(kl->consumer);
   }
   if (kl->producer) {

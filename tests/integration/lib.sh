@@ -62,6 +62,14 @@ wait_until() {
 
 quietly() { "$@" >/dev/null 2>&1; }
 
+# http_status STAGE INSTANCE PATH: the HTTP status a worker's probe answers.
+http_status() {
+  curl -s -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port")$3"
+}
+ready() { [ "$(http_status "$1" "$2" /readyz)" = 200 ]; }
+not_ready() { [ "$(http_status "$1" "$2" /readyz)" = 503 ]; }
+
 # metric STAGE INSTANCE SERIES: the sum of a worker's /metrics samples whose
 # line starts with SERIES (a name, or a name and the start of its labels).
 metric() {
