@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 const char *cfg_env_str(const char *name, const char *def) {
   const char *v = getenv(name);
@@ -46,8 +47,47 @@ int cfg_env_double(const char *name, double def, double min, double max, double 
   return 0;
 }
 
+char *cfg_secret(const char *name, const char *def, char *err, size_t errlen) {
+  char fname[128];
+  snprintf(fname, sizeof fname, "%s_FILE", name);
+  const char *path = cfg_env_str(fname, NULL);
+  if (!path) {
+    const char *v = cfg_env_str(name, def);
+    return v ? strdup(v) : NULL;
+  }
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: could not read %s", fname, path);
+    return NULL;
+  }
+  char buf[4096] = "";
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  if (n && buf[n - 1] == '\n') buf[--n] = '\0';
+  if (n && buf[n - 1] == '\r') buf[--n] = '\0';
+  return strdup(buf);
+}
+
+void cfg_close(cfg *c) {
+  for (size_t i = 0; i < sizeof c->owned / sizeof c->owned[0]; i++) {
+    free(c->owned[i]);
+    c->owned[i] = NULL;
+  }
+}
+
+/* Reads a secret into c->owned[slot]; NULL when unset and def is NULL. */
+static int load_secret(cfg *c, int slot, const char **out, const char *name, const char *def,
+                       char *err, size_t errlen) {
+  err[0] = '\0';
+  c->owned[slot] = cfg_secret(name, def, err, errlen);
+  *out = c->owned[slot];
+  return err[0] ? -1 : 0;
+}
+
 int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   long long v;
+  memset(c, 0, sizeof *c);
   c->stage = stage;
   c->kafka_bootstrap = cfg_env_str("PAYSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092");
   c->group_id = cfg_env_str("PAYSTREAM_GROUP_ID", stage);
@@ -58,8 +98,12 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->topics.ledgered = cfg_env_str("PAYSTREAM_TOPIC_LEDGERED", "payments.ledgered");
   c->topics.outcomes = cfg_env_str("PAYSTREAM_TOPIC_OUTCOMES", "payments.outcomes");
   c->topics.dlq = cfg_env_str("PAYSTREAM_TOPIC_DLQ", "payments.dlq");
-  c->pg_dsn = cfg_env_str("PAYSTREAM_PG_DSN", "host=127.0.0.1 port=5432 dbname=paystream");
+  if (load_secret(c, 0, &c->pg_dsn, "PAYSTREAM_PG_DSN",
+                  "host=127.0.0.1 port=5432 dbname=paystream", err, errlen) ||
+      load_secret(c, 1, &c->redis_password, "PAYSTREAM_REDIS_PASSWORD", NULL, err, errlen))
+    return -1;
   c->redis_host = cfg_env_str("PAYSTREAM_REDIS_HOST", "127.0.0.1");
+  c->redis_user = cfg_env_str("PAYSTREAM_REDIS_USER", NULL);
   c->log_level = cfg_env_str("PAYSTREAM_LOG_LEVEL", "info");
   c->metrics_addr = cfg_env_str("PAYSTREAM_METRICS_ADDR", "0.0.0.0:9400");
   c->metrics_port_file = cfg_env_str("PAYSTREAM_METRICS_PORT_FILE", NULL);

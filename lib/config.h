@@ -22,17 +22,27 @@ typedef struct cfg {
   cfg_topics topics;
   const char *pg_dsn;         /* may hold a password: never log it */
   const char *redis_host;
+  const char *redis_user;     /* Redis 6+ ACL user, or NULL */
+  const char *redis_password; /* secret: never logged; NULL = no AUTH */
   int redis_port;
   int redis_timeout_ms;
   const char *log_level;
   const char *metrics_addr;      /* host:port for /metrics /healthz /readyz, or off */
   const char *metrics_port_file; /* written with the bound port (port 0: any free one) */
   int stats_interval_ms;         /* librdkafka statistics: consumer lag, broker state */
+  char *owned[4];                /* secrets read from files, freed by cfg_close */
 } cfg;
 
 /* Fills c from the environment. Returns 0, or -1 with a message naming the
  * offending variable in err. */
 int cfg_load(cfg *c, const char *stage, char *err, size_t errlen);
+void cfg_close(cfg *c);
+
+/* Reads a secret from NAME, or from the file named by NAME_FILE (the way
+ * container orchestrators mount secrets; one trailing newline is dropped).
+ * Returns a malloc'd string, def's copy when neither is set (NULL if def is
+ * NULL), or NULL with err set when the file cannot be read. */
+char *cfg_secret(const char *name, const char *def, char *err, size_t errlen);
 
 /* Reads an optional variable; returns def when unset or empty. */
 const char *cfg_env_str(const char *name, const char *def);

@@ -1,6 +1,7 @@
 /* kafka: producer and consumer construction. */
 #include "kafka.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,26 +21,64 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, s
   return 0;
 }
 
-int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen) {
-  const char *extra = getenv("PAYSTREAM_KAFKA_PROPERTIES");
-  if (!extra || !*extra) return 0;
-  char *copy = strdup(extra), *save = NULL;
-  int rc = 0;
-  for (char *kv = strtok_r(copy, ";", &save); kv && rc == 0; kv = strtok_r(NULL, ";", &save)) {
-    char *eq = strchr(kv, '=');
-    if (!eq) {
-      snprintf(err, errlen, "PAYSTREAM_KAFKA_PROPERTIES: entry without '='");
-      rc = -1;
-      break;
-    }
-    *eq = '\0';
-    char e[256];
-    if (rd_kafka_conf_set(conf, kv, eq + 1, e, sizeof e) != RD_KAFKA_CONF_OK) {
-      snprintf(err, errlen, "PAYSTREAM_KAFKA_PROPERTIES: %s: %s", kv, e);
-      rc = -1;
-    }
+/* Whether a property holds a secret: its value (and librdkafka's message
+ * about it, which may quote the value) must never reach a log. */
+static bool secret_key(const char *k) {
+  return strstr(k, "password") || strstr(k, "secret") || strstr(k, "key") ||
+         strstr(k, "jaas") || strstr(k, "token");
+}
+
+static int set_prop(rd_kafka_conf_t *conf, const char *src, const char *k, const char *v,
+                    char *err, size_t errlen) {
+  char e[256];
+  if (rd_kafka_conf_set(conf, k, v, e, sizeof e) == RD_KAFKA_CONF_OK) return 0;
+  snprintf(err, errlen, "%s: %s: %s", src, k, secret_key(k) ? "invalid value" : e);
+  return -1;
+}
+
+/* Applies one "key=value" entry; surrounding blanks are ignored. */
+static int apply_entry(rd_kafka_conf_t *conf, const char *src, char *kv, char *err,
+                       size_t errlen) {
+  while (*kv == ' ' || *kv == '\t') kv++;
+  if (!*kv || *kv == '#') return 0;
+  char *eq = strchr(kv, '=');
+  if (!eq) {
+    snprintf(err, errlen, "%s: entry without '='", src);
+    return -1;
   }
-  free(copy);
+  *eq = '\0';
+  char *end = eq;
+  while (end > kv && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
+  char *v = eq + 1;
+  while (*v == ' ' || *v == '\t') v++;
+  return set_prop(conf, src, kv, v, err, errlen);
+}
+
+int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen) {
+  int rc = 0;
+  const char *extra = getenv("PAYSTREAM_KAFKA_PROPERTIES");
+  if (extra && *extra) {
+    char *copy = strdup(extra), *save = NULL;
+    for (char *kv = strtok_r(copy, ";", &save); kv && rc == 0; kv = strtok_r(NULL, ";", &save))
+      rc = apply_entry(conf, "PAYSTREAM_KAFKA_PROPERTIES", kv, err, errlen);
+    free(copy);
+  }
+  /* A Java-style client.properties file: where secrets (sasl.password,
+   * ssl.key.password) belong, mounted from a secret store. */
+  const char *path = getenv("PAYSTREAM_KAFKA_PROPERTIES_FILE");
+  if (rc == 0 && path && *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+      snprintf(err, errlen, "PAYSTREAM_KAFKA_PROPERTIES_FILE: could not read %s", path);
+      return -1;
+    }
+    char line[4096];
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+      line[strcspn(line, "\r\n")] = '\0';
+      rc = apply_entry(conf, "PAYSTREAM_KAFKA_PROPERTIES_FILE", line, err, errlen);
+    }
+    fclose(f);
+  }
   return rc;
 }
 

@@ -20,7 +20,9 @@ rd_kafka_t *kafka_producer_new(const cfg *c, void (*dr_msg_cb)(rd_kafka_t *,
 rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_t errlen);
 
 /* Applies PAYSTREAM_KAFKA_PROPERTIES ("k=v;k=v", e.g. security.protocol,
- * sasl.*, ssl.*) to conf. Values are never logged. */
+ * sasl.*, ssl.*), then the key=value lines of PAYSTREAM_KAFKA_PROPERTIES_FILE
+ * ('#' comments), to conf. Values are never logged, nor librdkafka's message
+ * about a secret-looking key. */
 int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen);
 
 #endif

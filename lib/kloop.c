@@ -443,6 +443,7 @@ static int kloop_init(kloop *kl, const stage_def *def) {
   kl->ctx.cfg = &kl->cfg;
   pg_init(&kl->ctx.pg, kl->cfg.pg_dsn, def->name);
   rds_init(&kl->ctx.redis, kl->cfg.redis_host, kl->cfg.redis_port, kl->cfg.redis_timeout_ms);
+  rds_set_auth(&kl->ctx.redis, kl->cfg.redis_user, kl->cfg.redis_password);
   if (def->init && def->init(&kl->ctx, err, sizeof err)) {
     log_error("%s", err);
     return -1;
@@ -482,6 +483,7 @@ static void kloop_exit(kloop *kl) {
   rds_close(&kl->ctx.redis);
   outbox_free(&kl->out);
   metrics_stop();
+  cfg_close(&kl->cfg);
   free(kl->batch);
   free(kl->msgs);
 }

@@ -14,6 +14,25 @@ void rds_init(rds *r, const char *host, int port, int timeout_ms) {
   r->timeout_ms = timeout_ms;
 }
 
+void rds_set_auth(rds *r, const char *user, const char *password) {
+  r->user = user;
+  r->password = password;
+}
+
+/* AUTH on a fresh connection. Returns 0, or -1 (the reason, never the
+ * password, goes to the log once via mark_down). */
+static int authenticate(rds *r, char *why, size_t whylen) {
+  if (!r->password) return 0;
+  redisReply *rep =
+      r->user ? redisCommand(r->c, "AUTH %s %s", r->user, r->password)
+              : redisCommand(r->c, "AUTH %s", r->password);
+  int ok = rep && rep->type != REDIS_REPLY_ERROR;
+  snprintf(why, whylen, "AUTH failed: %s",
+           !rep ? "no reply" : rep->type == REDIS_REPLY_ERROR ? rep->str : "ok");
+  if (rep) freeReplyObject(rep);
+  return ok ? 0 : -1;
+}
+
 void rds_close(rds *r) {
   if (r->c) redisFree(r->c);
   r->c = NULL;
@@ -45,6 +64,11 @@ static int ensure(rds *r) {
     return -1;
   }
   redisSetTimeout(r->c, tv);
+  char why[256];
+  if (authenticate(r, why, sizeof why)) {
+    mark_down(r, why);
+    return -1;
+  }
   if (r->down_logged) log_info("redis reconnected");
   r->down_logged = false;
   return 0;

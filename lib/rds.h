@@ -12,6 +12,7 @@
 typedef struct rds {
   const char *host;
   int port;
+  const char *user, *password; /* AUTH after connecting when password is set */
   int timeout_ms;
   redisContext *c;
   int64_t next_try_ms;
@@ -27,6 +28,9 @@ typedef struct rds_cmd {
 } rds_cmd;
 
 void rds_init(rds *r, const char *host, int port, int timeout_ms);
+/* Sends AUTH [user] password on every (re)connect; password is a secret and
+ * never logged. user may be NULL (Redis < 6 or the default user). */
+void rds_set_auth(rds *r, const char *user, const char *password);
 void rds_close(rds *r);
 
 /* Builds a command from NUL-terminated strings (argc <= RDS_MAX_ARGS). */

@@ -688,20 +688,6 @@ static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
 
 static const char *charge_input(const cfg *c) { return c->topics.fraud_scored; }
 
-/* Reads a secret from NAME or from the file named by NAME_FILE. */
-static char *read_secret(const char *name, const char *def) {
-  char fname[128];
-  snprintf(fname, sizeof fname, "%s_FILE", name);
-  const char *path = cfg_env_str(fname, NULL);
-  if (!path) return strdup(cfg_env_str(name, def));
-  FILE *f = fopen(path, "r");
-  if (!f) return NULL;
-  char buf[512] = "";
-  if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
-  fclose(f);
-  buf[strcspn(buf, "\r\n")] = '\0';
-  return strdup(buf);
-}
 
 /* Reads one processor's settings under PREFIX (PAYSTREAM_PROCESSOR or
  * PAYSTREAM_BACKUP_PROCESSOR). Returns 1 if configured, 0 if not, -1 on error. */
@@ -719,11 +705,8 @@ static int load_processor(processor *p, const char *prefix, const char *def_name
       return -1;
     }
   snprintf(var, sizeof var, "%s_API_KEY", prefix);
-  p->api_key = read_secret(var, "sk_test_paystream");
-  if (!p->api_key) {
-    snprintf(err, errlen, "%s_FILE: could not read the file", var);
-    return -1;
-  }
+  p->api_key = cfg_secret(var, "sk_test_paystream", err, errlen);
+  if (!p->api_key) return -1;
   snprintf(var, sizeof var, "%s_FLAVOUR", prefix);
   const char *fl = cfg_env_str(var, "stripe");
   if (strcmp(fl, "stripe") != 0 && strcmp(fl, "paypal") != 0) {

@@ -41,6 +41,7 @@ static int show(payctl *p, const char *merchant, const char *key) {
 
   rds redis;
   rds_init(&redis, p->cfg.redis_host, p->cfg.redis_port, p->cfg.redis_timeout_ms);
+  rds_set_auth(&redis, p->cfg.redis_user, p->cfg.redis_password);
   char ck[600];
   snprintf(ck, sizeof ck, "idempotency:{%s}:%s", merchant, key);
   rds_cmd cmds[2];

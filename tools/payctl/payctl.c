@@ -281,5 +281,6 @@ int main(int argc, char **argv) {
     rc = 2;
   }
   pg_close(&p.pg);
+  cfg_close(&p.cfg);
   return rc;
 }

@@ -11,6 +11,7 @@
  *
  * usage: procsim [--port N] [--port-file PATH] [--latency-ms N] [--fail-rate R]
  * Control at run time: POST /_sim/config?latency_ms=N&fail_rate=R&timeout_rate=R&hang_ms=N
+ * &api_key=K (then only "Bearer K" is accepted; by default any "Bearer sk_...")
  * (fail_rate: 500 before charging; timeout_rate: charge, then answer only
  * after hang_ms — a client timeout that did charge). */
 #include <arpa/inet.h>
@@ -42,6 +43,7 @@ static volatile int latency_ms;
 static volatile double fail_rate;
 static volatile double timeout_rate; /* charge, then answer only after hang_ms */
 static volatile int hang_ms = 5000;
+static char required_key[256]; /* set before traffic by tests; empty = any sk_ key */
 static volatile sig_atomic_t running = 1;
 
 typedef struct upload {
@@ -248,7 +250,8 @@ static unsigned paypal_answer(unsigned status, char **body) {
 
 static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body, flavour fl) {
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  if (!auth || strncmp(auth, "Bearer sk_", 10) != 0) {
+  if (!auth || strncmp(auth, "Bearer sk_", 10) != 0 ||
+      (required_key[0] && strcmp(auth + 7, required_key) != 0)) {
     char *b = error_body("invalid_request_error", "api_key_invalid", NULL, "Invalid API Key.");
     enum MHD_Result r = reply(c, 401, b);
     free(b);
@@ -350,6 +353,8 @@ static enum MHD_Result handle_config(struct MHD_Connection *c) {
   if (f) fail_rate = atof(f);
   if (t) timeout_rate = atof(t);
   if (h) hang_ms = atoi(h);
+  const char *k = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "api_key");
+  if (k) snprintf(required_key, sizeof required_key, "%s", k);
   char b[160];
   snprintf(b, sizeof b, "{\"latency_ms\":%d,\"fail_rate\":%g,\"timeout_rate\":%g,\"hang_ms\":%d}",
            latency_ms, fail_rate, timeout_rate, hang_ms);
