@@ -9,7 +9,7 @@
  * every charge it made (GET /v1/charges) so tests can prove "never charged
  * twice".
  *
- * usage: procsim [--port N] [--port-file PATH] [--latency-ms N] [--fail-rate R]
+ * usage: procsim [--bind ADDR (default 127.0.0.1)] [--port N] [--port-file PATH] [--latency-ms N] [--fail-rate R]
  * Control at run time: POST /_sim/config?latency_ms=N&fail_rate=R&timeout_rate=R&hang_ms=N
  * &api_key=K (then only "Bearer K" is accepted; by default any "Bearer sk_...")
  * (fail_rate: 500 before charging; timeout_rate: charge, then answer only
@@ -413,14 +413,16 @@ static void free_stored(gpointer p) {
 int main(int argc, char **argv) {
   unsigned port = 0;
   const char *port_file = NULL;
+  const char *bind = "127.0.0.1";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = (unsigned)atoi(argv[++i]);
     else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) port_file = argv[++i];
     else if (strcmp(argv[i], "--latency-ms") == 0 && i + 1 < argc) latency_ms = atoi(argv[++i]);
     else if (strcmp(argv[i], "--fail-rate") == 0 && i + 1 < argc) fail_rate = atof(argv[++i]);
+    else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc) bind = argv[++i];
     else {
-      fprintf(stderr, "usage: procsim [--port N] [--port-file PATH] [--latency-ms N] "
-                      "[--fail-rate R]\n");
+      fprintf(stderr, "usage: procsim [--bind ADDR] [--port N] [--port-file PATH] "
+                      "[--latency-ms N] [--fail-rate R]\n");
       return 2;
     }
   }
@@ -430,7 +432,10 @@ int main(int argc, char **argv) {
   struct sockaddr_in addr = {0};
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (inet_pton(AF_INET, bind, &addr.sin_addr) != 1) {
+    fprintf(stderr, "procsim: --bind wants an IPv4 address, got %s\n", bind);
+    return 2;
+  }
   /* A thread per connection: injected latency sleeps without blocking others. */
   struct MHD_Daemon *d = MHD_start_daemon(
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
@@ -438,7 +443,7 @@ int main(int argc, char **argv) {
       (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, NULL, MHD_OPTION_END);
   if (!d) {
-    fprintf(stderr, "procsim: could not listen on 127.0.0.1:%u\n", port);
+    fprintf(stderr, "procsim: could not listen on %s:%u\n", bind, port);
     return 1;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -452,7 +457,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  fprintf(stderr, "procsim: listening on http://127.0.0.1:%u\n", bound);
+  fprintf(stderr, "procsim: listening on http://%s:%u\n", bind, bound);
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   while (running) pause();
