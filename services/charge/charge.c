@@ -54,6 +54,15 @@ void charge_idempotency_key(const char *payment_id, const char *processor, char 
   snprintf(out, len, "paystream:%s:%s", payment_id, processor);
 }
 
+long charge_backoff_ms(int round, double jitter) {
+  long base = 100;
+  for (int i = 0; i < round && base < 2000; i++) base *= 2;
+  if (base > 2000) base = 2000;
+  if (jitter < 0) jitter = 0;
+  if (jitter >= 1) jitter = 0.999999;
+  return base + (long)(jitter * (double)(base / 2 + 1));
+}
+
 static int proc_index(const charge_state *st, const char *name) {
   for (int i = 0; i < st->nproc; i++)
     if (strcmp(st->proc[i].name, name) == 0) return i;
@@ -536,7 +545,6 @@ static long charge_all(stage_ctx *ctx, charge_state *st, citem *it, size_t n) {
   http_call *calls = calloc(n + 1, sizeof *calls);
   if (!calls) abort();
   long pending = 0;
-  long backoff = 100;
   for (long long round = 0; round < st->max_tries; round++) {
     int64_t now = ps_mono_ms();
     size_t nsend = plan_round(st, it, n, now);
@@ -585,8 +593,8 @@ static long charge_all(stage_ctx *ctx, charge_state *st, citem *it, size_t n) {
       return -1;
     }
     if (pending == 0 && !failed_over) break;
-    if (!failed_over && round + 1 < st->max_tries) sleep_ms(backoff + rand() % (backoff / 2 + 1));
-    backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    if (!failed_over && round + 1 < st->max_tries)
+      sleep_ms(charge_backoff_ms((int)round, (double)rand() / ((double)RAND_MAX + 1)));
   }
   free(calls);
   /* Whatever is still live and unanswered (including a payment that failed

@@ -13,6 +13,12 @@
 /* The processor idempotency key for a payment at a processor. */
 void charge_idempotency_key(const char *payment_id, const char *processor, char *out, size_t len);
 
+/* The pause before retrying a charge that got no definite answer: 100 ms
+ * doubling per round up to 2 s, plus up to half of that again as jitter
+ * (jitter in [0, 1)) so that retries of many payments do not arrive at the
+ * processor in lockstep. */
+long charge_backoff_ms(int round, double jitter);
+
 extern const stage_def charge_stage;
 
 #endif

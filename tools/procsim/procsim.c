@@ -10,10 +10,15 @@
  * twice".
  *
  * usage: procsim [--bind ADDR (default 127.0.0.1)] [--port N] [--port-file PATH] [--latency-ms N] [--fail-rate R]
- * Control at run time: POST /_sim/config?latency_ms=N&fail_rate=R&timeout_rate=R&hang_ms=N
- * &api_key=K (then only "Bearer K" is accepted; by default any "Bearer sk_...")
- * (fail_rate: 500 before charging; timeout_rate: charge, then answer only
- * after hang_ms — a client timeout that did charge). */
+ * Control at run time: POST /_sim/config?latency_ms=N&latency=fixed|uniform|longtail
+ * &fail_rate=R&fail_status=S&timeout_rate=R&hang_ms=N&api_key=K
+ * - latency: fixed (every request latency_ms), uniform (0..2*latency_ms),
+ *   longtail (latency_ms for 90 %, 5x for 9 %, 20x for 1 %);
+ * - fail_rate: answer fail_status (default 500) before charging, so a retry
+ *   with the key charges once; fail_rate=1&fail_status=503 is a full outage;
+ * - timeout_rate: charge, then answer only after hang_ms (a client timeout
+ *   that did charge; hang_ms beyond the client timeout = never answers);
+ * - api_key: only "Bearer K" is accepted (by default any "Bearer sk_..."). */
 #include <arpa/inet.h>
 #include <glib.h>
 #include <netinet/in.h>
@@ -43,6 +48,9 @@ static volatile int latency_ms;
 static volatile double fail_rate;
 static volatile double timeout_rate; /* charge, then answer only after hang_ms */
 static volatile int hang_ms = 5000;
+static volatile int fail_status = 500;
+typedef enum { LAT_FIXED, LAT_UNIFORM, LAT_LONGTAIL } latency_dist;
+static volatile latency_dist lat_dist = LAT_FIXED;
 static char required_key[256]; /* set before traffic by tests; empty = any sk_ key */
 static volatile sig_atomic_t running = 1;
 
@@ -248,6 +256,18 @@ static unsigned paypal_answer(unsigned status, char **body) {
   return st;
 }
 
+/* This request's latency under the configured distribution. */
+static int sim_latency_ms(void) {
+  int base = latency_ms;
+  if (base <= 0) return 0;
+  if (lat_dist == LAT_UNIFORM) return g_random_int_range(0, 2 * base + 1);
+  if (lat_dist == LAT_LONGTAIL) {
+    double u = g_random_double();
+    return u < 0.90 ? base : u < 0.99 ? 5 * base : 20 * base;
+  }
+  return base;
+}
+
 static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body, flavour fl) {
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   if (!auth || strncmp(auth, "Bearer sk_", 10) != 0 ||
@@ -295,12 +315,13 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body,
     g_mutex_unlock(&lock);
   }
 
-  if (latency_ms > 0) usleep((useconds_t)latency_ms * 1000);
+  int delay = sim_latency_ms();
+  if (delay > 0) usleep((useconds_t)delay * 1000);
   char *b = NULL;
   unsigned status;
   if (fail_rate > 0 && g_random_double() < fail_rate) {
     /* Failing before charging: a later retry with the key charges once. */
-    status = 500;
+    status = (unsigned)fail_status;
     b = error_body("api_error", NULL, NULL, "simulated processor error");
     if (key) {
       g_mutex_lock(&lock);
@@ -353,11 +374,20 @@ static enum MHD_Result handle_config(struct MHD_Connection *c) {
   if (f) fail_rate = atof(f);
   if (t) timeout_rate = atof(t);
   if (h) hang_ms = atoi(h);
+  const char *fs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fail_status");
+  if (fs && atoi(fs) >= 400 && atoi(fs) <= 599) fail_status = atoi(fs);
+  const char *ld = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "latency");
+  if (ld) lat_dist = strcmp(ld, "uniform") == 0    ? LAT_UNIFORM
+                     : strcmp(ld, "longtail") == 0 ? LAT_LONGTAIL
+                                                   : LAT_FIXED;
   const char *k = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "api_key");
   if (k) snprintf(required_key, sizeof required_key, "%s", k);
-  char b[160];
-  snprintf(b, sizeof b, "{\"latency_ms\":%d,\"fail_rate\":%g,\"timeout_rate\":%g,\"hang_ms\":%d}",
-           latency_ms, fail_rate, timeout_rate, hang_ms);
+  static const char *dists[] = {"fixed", "uniform", "longtail"};
+  char b[256];
+  snprintf(b, sizeof b,
+           "{\"latency_ms\":%d,\"latency\":\"%s\",\"fail_rate\":%g,\"fail_status\":%d,"
+           "\"timeout_rate\":%g,\"hang_ms\":%d}",
+           latency_ms, dists[lat_dist], fail_rate, fail_status, timeout_rate, hang_ms);
   return reply(c, 200, b);
 }
 

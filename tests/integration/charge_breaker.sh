@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The circuit breaker against a real outage: the processor answers 503 to
+# everything (nothing charged). The circuit opens past the threshold, sends
+# nothing while open, half-opens after the cool-down and re-opens when the
+# probes fail; when the processor recovers, a probe succeeds and the circuit
+# closes. No backup is configured, so nothing fails over: every payment is
+# retried on the same processor with the same key and charged exactly once.
+source "$(dirname "$0")/lib.sh"
+stack_up
+export PAYSTREAM_BREAKER_MIN_REQUESTS=5 PAYSTREAM_BREAKER_COOL_DOWN_MS=5000 \
+  PAYSTREAM_BREAKER_HALF_OPEN_PROBES=2 PAYSTREAM_CHARGE_DEADLINE_MS=600000
+sim() { curl -sf -X POST "$PAYSTREAM_PROCESSOR_URL/_sim/config?$1" >/dev/null; }
+sim "fail_rate=1&fail_status=503"
+"$STACK" workers 1
+"$PAYCTL" publish --count 60 --manifest "$PAYSTREAM_RUN_DIR/m.jsonl" >/dev/null
+L=$PAYSTREAM_RUN_DIR/logs/charge-1.log
+state() { metric charge 1 'paystream_circuit_breaker_state{stage="charge",processor="stripe"}'; }
+calls() { metric charge 1 'paystream_processor_calls_total{stage="charge",processor="stripe"'; }
+is_open() { [ "$(state)" = 2 ]; }
+check "the circuit opens under the outage" wait_until 60 is_open
+check "and the transition is logged" grep -q 'circuit for stripe: closed -> open' "$L"
+opened_after=$(calls)
+check "only after at least the minimum number of failures ($opened_after)" test "$opened_after" -ge 5
+c1=$(calls)
+sleep 1 # an observation window well inside the 5 s cool-down
+eq "nothing is sent while the circuit is open" "$c1" "$(calls)"
+reopened() { grep -q 'circuit for stripe: half_open -> open' "$L"; }
+check "after the cool-down it half-opens, the probes fail, and it opens again" wait_until 30 reopened
+sim "fail_rate=0"
+closed() { grep -q 'circuit for stripe: half_open -> closed' "$L" && [ "$(state)" = 0 ]; }
+check "once the processor recovers a probe succeeds and the circuit closes" wait_until 60 closed
+expected=$(manifest_terminal "$PAYSTREAM_RUN_DIR/m.jsonl")
+all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
+check "every payment reaches its outcome" wait_until 120 all_terminal
+eq "nothing failed over (no backup) and nothing was given up" 0 \
+  "$(sql "SELECT count(*) FROM charge_attempts WHERE state IN ('abandoned', 'failed')")"
+check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
+assert_invariants "$PAYSTREAM_RUN_DIR/m.jsonl"
+check "no sanitizer reports" no_sanitizer_reports
+finish
