@@ -97,18 +97,38 @@ static int read_stored(stage_ctx *ctx, fitem *it, size_t n) {
   return 0;
 }
 
-/* Velocity is a sorted set of payment ids scored by event time, so a payment
- * counted twice (retry, replay, two instances) is still one member. */
-static void gather_velocity(stage_ctx *ctx, fitem *it, size_t n) {
+/* The values a payment is matched against blocklists on (NULL: absent). */
+static const char *blocklist_value(const ps_intent *in, blocklist_kind k) {
+  const char *v = NULL;
+  switch (k) {
+  case BLOCKLIST_CARD: v = in->payment_method ? in->payment_method->fingerprint : NULL; break;
+  case BLOCKLIST_IP: v = in->context ? in->context->ip : NULL; break;
+  case BLOCKLIST_EMAIL: v = in->context ? in->context->email : NULL; break;
+  case BLOCKLIST_DEVICE: v = in->context ? in->context->device_id : NULL; break;
+  default: break;
+  }
+  return v && *v ? v : NULL;
+}
+
+#define SIGNAL_CMDS (3 + BLOCKLIST_KINDS)
+
+/* Every Redis signal of the batch in one pipelined round trip. Velocity is
+ * a sorted set of payment ids scored by event time, so a payment counted
+ * twice (retry, replay, two instances) is still one member; blocklists are
+ * sets. Redis down: both fail open, each with its reason code. */
+static void gather_signals(stage_ctx *ctx, fitem *it, size_t n) {
   size_t ncmd = 0;
-  rds_cmd *cmds = calloc(3 * n + 1, sizeof *cmds);
+  rds_cmd *cmds = calloc(SIGNAL_CMDS * n + 1, sizeof *cmds);
   char(*keys)[160] = calloc(n + 1, sizeof *keys);
   char(*nums)[3][24] = calloc(n + 1, sizeof *nums);
-  redisReply **rep = calloc(3 * n + 1, sizeof *rep);
-  size_t *idx = calloc(n + 1, sizeof *idx), nidx = 0;
-  if (!cmds || !keys || !nums || !rep || !idx) abort();
+  char(*vals)[BLOCKLIST_KINDS][256] = calloc(n + 1, sizeof *vals);
+  int(*slot)[BLOCKLIST_KINDS] = calloc(n + 1, sizeof *slot);
+  size_t *first = calloc(n + 1, sizeof *first);
+  redisReply **rep = calloc(SIGNAL_CMDS * n + 1, sizeof *rep);
+  if (!cmds || !keys || !nums || !vals || !slot || !first || !rep) abort();
   for (size_t i = 0; i < n; i++) {
     fitem *x = &it[i];
+    first[i] = ncmd;
     if (!x->known || x->assessed) continue;
     const ps_intent *in = x->m->ev->intent;
     int64_t t = in->created_at_ms;
@@ -123,21 +143,37 @@ static void gather_velocity(stage_ctx *ctx, fitem *it, size_t n) {
     rds_cmd_set(&cmds[ncmd++], 4, zadd);
     rds_cmd_set(&cmds[ncmd++], 4, zcount);
     rds_cmd_set(&cmds[ncmd++], 3, expire);
-    idx[nidx++] = i;
+    for (int k = 0; k < BLOCKLIST_KINDS; k++) {
+      const char *v = blocklist_value(in, (blocklist_kind)k);
+      slot[i][k] = -1;
+      if (!v) continue;
+      blocklist_normalize((blocklist_kind)k, v, vals[i][k], sizeof vals[i][k]);
+      const char *ismember[] = {"SISMEMBER", blocklist_key((blocklist_kind)k), vals[i][k]};
+      slot[i][k] = (int)ncmd;
+      rds_cmd_set(&cmds[ncmd++], 3, ismember);
+    }
   }
   bool ok = rds_pipeline(&ctx->redis, cmds, (int)ncmd, rep) == 0;
-  for (size_t j = 0; j < nidx; j++) {
-    fitem *x = &it[idx[j]];
-    redisReply *c = ok ? rep[3 * j + 1] : NULL;
+  for (size_t i = 0; i < n; i++) {
+    fitem *x = &it[i];
+    if (!x->known || x->assessed) continue;
+    redisReply *c = ok ? rep[first[i] + 1] : NULL;
     x->sig.velocity_unavailable = !(c && c->type == REDIS_REPLY_INTEGER);
     x->sig.customer_count_1h = x->sig.velocity_unavailable ? 0 : (long)c->integer;
+    x->sig.blocklist_unavailable = !ok;
+    for (int k = 0; ok && k < BLOCKLIST_KINDS; k++) {
+      redisReply *b = slot[i][k] >= 0 ? rep[slot[i][k]] : NULL;
+      x->sig.blocklisted[k] = b && b->type == REDIS_REPLY_INTEGER && b->integer == 1;
+    }
   }
   for (size_t j = 0; ok && j < ncmd; j++) freeReplyObject(rep[j]);
   free(cmds);
   free(keys);
   free(nums);
+  free(vals);
+  free(slot);
+  free(first);
   free(rep);
-  free(idx);
 }
 
 static void assess(const fraud_state *st, stage_ctx *ctx, fitem *x) {
@@ -250,7 +286,7 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
   for (size_t i = 0; i < n; i++) it[i].m = &msgs[i];
   int rc = read_stored(ctx, it, n);
   if (rc == 0) {
-    gather_velocity(ctx, it, n);
+    gather_signals(ctx, it, n);
     bool fresh = false;
     for (size_t i = 0; i < n; i++)
       if (it[i].known && !it[i].assessed) {

@@ -1,6 +1,34 @@
 /* rules: fraud rules and score combination. */
 #include "rules.h"
 
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const BL_NAMES[BLOCKLIST_KINDS] = {"card", "ip", "email", "device"};
+static const char *const BL_KEYS[BLOCKLIST_KINDS] = {"blocklist:card", "blocklist:ip",
+                                                     "blocklist:email", "blocklist:device"};
+static const char *const BL_REASONS[BLOCKLIST_KINDS] = {"blocklist_card", "blocklist_ip",
+                                                        "blocklist_email", "blocklist_device"};
+
+const char *blocklist_name(blocklist_kind k) { return BL_NAMES[k]; }
+const char *blocklist_key(blocklist_kind k) { return BL_KEYS[k]; }
+
+int blocklist_parse(const char *name, blocklist_kind *out) {
+  for (int k = 0; k < BLOCKLIST_KINDS; k++)
+    if (strcmp(name, BL_NAMES[k]) == 0) {
+      *out = (blocklist_kind)k;
+      return 0;
+    }
+  return -1;
+}
+
+void blocklist_normalize(blocklist_kind k, const char *value, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s", value ? value : "");
+  if (k == BLOCKLIST_EMAIL)
+    for (char *c = out; *c; c++) *c = (char)tolower((unsigned char)*c);
+}
+
 void rules_cfg_default(rules_cfg *c) {
   c->amount_limit_minor = 1000000; /* 10,000.00 in a two-decimal currency */
   c->amount_high_minor = 200000;
@@ -26,6 +54,13 @@ void rules_evaluate(const rules_cfg *c, const fraud_signals *s, rules_result *r)
   } else if (s->amount_minor > c->amount_high_minor) {
     add(r, "amount_high", 0.5);
   }
+  /* A blocklisted card, IP, email or device blocks outright. */
+  for (int k = 0; k < BLOCKLIST_KINDS; k++)
+    if (s->blocklisted[k]) {
+      add(r, BL_REASONS[k], 1.0);
+      r->block = true;
+    }
+  if (s->blocklist_unavailable) add(r, "blocklist_unavailable", 0.0);
   if (s->velocity_unavailable) {
     add(r, "velocity_unavailable", 0.0);
   } else if (s->customer_count_1h > c->velocity_customer_1h_max) {

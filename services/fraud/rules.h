@@ -20,10 +20,30 @@ typedef struct rules_cfg {
 
 void rules_cfg_default(rules_cfg *c);
 
+/* Blocklists (Redis sets managed with `payctl blocklist`): what a payment is
+ * matched on. Emails are compared lower-cased (blocklist_normalize). */
+typedef enum blocklist_kind {
+  BLOCKLIST_CARD,   /* payment method fingerprint */
+  BLOCKLIST_IP,
+  BLOCKLIST_EMAIL,
+  BLOCKLIST_DEVICE,
+  BLOCKLIST_KINDS
+} blocklist_kind;
+
+/* "card", "ip", "email", "device"; blocklist_parse returns -1 on others. */
+const char *blocklist_name(blocklist_kind k);
+int blocklist_parse(const char *name, blocklist_kind *out);
+/* The Redis set holding a kind: "blocklist:<name>". */
+const char *blocklist_key(blocklist_kind k);
+/* Copies value into out (lower-cased for emails), for both adding and matching. */
+void blocklist_normalize(blocklist_kind k, const char *value, char *out, size_t outlen);
+
 typedef struct fraud_signals {
   int64_t amount_minor;
   long customer_count_1h;         /* payments by this customer in the hour up to this one */
   bool velocity_unavailable;      /* Redis could not answer: fail open, say so */
+  bool blocklisted[BLOCKLIST_KINDS];
+  bool blocklist_unavailable;     /* Redis could not answer: fail open, say so */
 } fraud_signals;
 
 #define RULES_MAX_REASONS 8

@@ -72,3 +72,40 @@ Test(rules, combined_score_thresholds) {
   r.rule_score = 0.0; /* exactly 0.5 is not above 0.5 */
   cr_assert_eq(rules_decide(&c, &r, 0.5 / 0.6, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW);
 }
+
+Test(rules, each_blocklist_blocks_outright_with_its_reason) {
+  const char *reasons[] = {"blocklist_card", "blocklist_ip", "blocklist_email",
+                           "blocklist_device"};
+  for (int k = 0; k < BLOCKLIST_KINDS; k++) {
+    fraud_signals s = {.amount_minor = 100};
+    s.blocklisted[k] = true;
+    rules_result r;
+    rules_evaluate(&c, &s, &r);
+    cr_assert(r.block, "%s", reasons[k]);
+    cr_assert(has_reason(&r, reasons[k]));
+    cr_assert_eq(r.nreasons, 1);
+  }
+}
+
+Test(rules, blocklists_unavailable_fail_open_with_a_reason) {
+  fraud_signals s = {.amount_minor = 100, .blocklist_unavailable = true,
+                     .velocity_unavailable = true};
+  rules_result r;
+  rules_evaluate(&c, &s, &r);
+  cr_assert_not(r.block);
+  cr_assert(has_reason(&r, "blocklist_unavailable"));
+  cr_assert(has_reason(&r, "velocity_unavailable"));
+}
+
+Test(rules, blocklist_kinds_parse_and_emails_compare_lower_cased) {
+  blocklist_kind k;
+  cr_assert_eq(blocklist_parse("device", &k), 0);
+  cr_assert_eq(k, BLOCKLIST_DEVICE);
+  cr_assert_str_eq(blocklist_key(k), "blocklist:device");
+  cr_assert_eq(blocklist_parse("phone", &k), -1);
+  char out[64];
+  blocklist_normalize(BLOCKLIST_EMAIL, "Fraud@Example.COM", out, sizeof out);
+  cr_assert_str_eq(out, "fraud@example.com");
+  blocklist_normalize(BLOCKLIST_IP, "10.0.0.1", out, sizeof out);
+  cr_assert_str_eq(out, "10.0.0.1");
+}

@@ -233,7 +233,8 @@ static void usage(void) {
           "  lag --stage S                   committed offsets and lag of a stage\n"
           "  idempotency show <merchant> <key> | prune --older-than D\n"
           "  outcomes                        print payments.outcomes as JSON lines\n"
-          "  dlq list | show <partition> <offset> | redrive [--dry-run]\n");
+          "  dlq list | show <partition> <offset> | redrive [--dry-run]\n"
+          "  blocklist add|remove <card|ip|email|device> <value> | list [kind]\n");
 }
 
 int main(int argc, char **argv) {
@@ -276,6 +277,8 @@ int main(int argc, char **argv) {
     rc = cmd_topic_dump(&p, "outcomes", argc - 2, argv + 2);
   } else if (strcmp(cmd, "dlq") == 0) {
     rc = cmd_dlq(&p, argc - 2, argv + 2);
+  } else if (strcmp(cmd, "blocklist") == 0) {
+    rc = cmd_blocklist(&p, argc - 2, argv + 2);
   } else {
     usage();
     rc = 2;
