@@ -22,6 +22,8 @@ typedef struct processor {
   char *api_key;           /* secret: never logged */
   bool paypal;             /* flavour: PayPal-like, else Stripe-like */
   breaker br;
+  /* Its series, looked up once: calls are per payment. */
+  metric *m_seconds, *m_state, *m_calls[CHARGE_UNKNOWN + 1];
 } processor;
 
 typedef struct charge_state {
@@ -288,7 +290,7 @@ typedef struct http_call {
   size_t resp_len;
   char errbuf[CURL_ERROR_SIZE];
   bool paypal;
-  const char *proc_name;
+  const processor *proc;
 } http_call;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
@@ -311,7 +313,7 @@ static void call_setup(http_call *c, const charge_state *st, citem *x) {
   memset(c, 0, sizeof *c);
   c->item = x;
   c->paypal = pr->paypal;
-  c->proc_name = pr->name;
+  c->proc = pr;
   c->easy = curl_easy_init();
   if (!c->easy) abort();
   charge_idempotency_key(x->m->ev->payment_id, pr->name, key, sizeof key);
@@ -352,27 +354,32 @@ static void call_cleanup(http_call *c) {
   free(c->resp);
 }
 
-/* Processor calls: latency and result kind per processor. */
-static void observe_call(const char *proc, CURL *easy, const charge_answer *a) {
+/* Looks up a processor's series: latency, calls by result, breaker state. */
+static void processor_metrics(processor *pr) {
+  pr->m_seconds = metrics_histogram("paystream_processor_seconds", "Processor call latency",
+                                    METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS,
+                                    "processor", pr->name, NULL);
+  for (int k = 0; k <= CHARGE_UNKNOWN; k++)
+    pr->m_calls[k] = metrics_counter("paystream_processor_calls_total",
+                                     "Processor calls by result (not_sent, unknown and retryable "
+                                     "are failures for the circuit breaker)",
+                                     "processor", pr->name, "result",
+                                     charge_kind_name((charge_kind)k), NULL);
+  pr->m_state = metrics_gauge("paystream_circuit_breaker_state",
+                              "Circuit breaker per processor: 0 closed, 1 half-open, 2 open",
+                              "processor", pr->name, NULL);
+}
+
+static void observe_call(const processor *pr, CURL *easy, const charge_answer *a) {
   curl_off_t us = 0;
   curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &us);
-  metric_observe(metrics_histogram("paystream_processor_seconds", "Processor call latency",
-                                   METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, "processor",
-                                   proc, NULL),
-                 (double)us / 1e6);
-  metric_add(metrics_counter("paystream_processor_calls_total",
-                             "Processor calls by result (not_sent, unknown and retryable are "
-                             "failures for the circuit breaker)",
-                             "processor", proc, "result", charge_kind_name(a->kind), NULL),
-             1);
+  metric_observe(pr->m_seconds, (double)us / 1e6);
+  if (a->kind <= CHARGE_UNKNOWN) metric_add(pr->m_calls[a->kind], 1);
 }
 
 /* 0 closed, 1 half-open, 2 open: a graph that rises when things go wrong. */
 static void export_breaker(const processor *pr, breaker_state s) {
-  metric_set(metrics_gauge("paystream_circuit_breaker_state",
-                           "Circuit breaker per processor: 0 closed, 1 half-open, 2 open",
-                           "processor", pr->name, NULL),
-             s == BREAKER_CLOSED ? 0 : s == BREAKER_HALF_OPEN ? 1 : 2);
+  metric_set(pr->m_state, s == BREAKER_CLOSED ? 0 : s == BREAKER_HALF_OPEN ? 1 : 2);
 }
 
 static void call_finish(http_call *c, CURLcode cc) {
@@ -388,7 +395,7 @@ static void call_finish(http_call *c, CURLcode cc) {
     a->kind = cc == CURLE_COULDNT_CONNECT ? CHARGE_NOT_SENT : CHARGE_UNKNOWN;
     snprintf(a->error, sizeof a->error, "%.150s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
   }
-  observe_call(c->proc_name, c->easy, a);
+  observe_call(c->proc, c->easy, a);
 }
 
 /* Sends every call concurrently (up to max_inflight at once) and waits. */
@@ -723,6 +730,7 @@ static int load_processor(processor *p, const char *prefix, const char *def_name
   }
   p->paypal = strcmp(fl, "paypal") == 0;
   breaker_init(&p->br, bc);
+  processor_metrics(p);
   export_breaker(p, BREAKER_CLOSED);
   return 1;
 }
