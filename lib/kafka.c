@@ -179,11 +179,18 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
  * resume where the group left off. Doing it here, rather than with
  * auto.offset.reset=earliest, keeps auto.offset.reset=error for the case that
  * matters: a committed offset that no longer exists is reported, not skipped. */
+typedef struct rebalance_hook {
+  kafka_rebalance_fn fn;
+  void *opaque;
+} rebalance_hook;
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
-  (void)opaque;
+  const rebalance_hook *hook = opaque;
   if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     log_info("partitions revoked: %d", parts->cnt);
+    /* Still the owner: the hook may commit what is finished. */
+    if (hook && hook->fn) hook->fn(hook->opaque, false, parts);
     rd_kafka_assign(rk, NULL);
     assigned_set(0);
     return;
@@ -203,9 +210,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   log_info("partitions assigned: %d", parts->cnt);
   rd_kafka_assign(rk, parts);
   assigned_set(parts->cnt);
+  if (hook && hook->fn) hook->fn(hook->opaque, true, parts);
 }
 
-rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_t errlen) {
+rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_fn on_rebalance,
+                               void *opaque, char *err, size_t errlen) {
   rd_kafka_conf_t *conf = base_conf(c, "consumer", err, errlen);
   if (!conf) return NULL;
   char session[32];
@@ -229,6 +238,11 @@ rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_
   rd_kafka_conf_set_stats_cb(conf, stats_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  /* One consumer per process: the hook outlives it. */
+  static rebalance_hook hook;
+  hook.fn = on_rebalance;
+  hook.opaque = opaque;
+  rd_kafka_conf_set_opaque(conf, &hook);
   char e[512];
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
   if (!rk) {

@@ -5,6 +5,7 @@
 #define PS_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -14,10 +15,17 @@ rd_kafka_t *kafka_producer_new(const cfg *c, void (*dr_msg_cb)(rd_kafka_t *,
                                                                const rd_kafka_message_t *, void *),
                                char *err, size_t errlen);
 
+/* Called after partitions are assigned, and before they are revoked (the
+ * caller still owns them and may commit). */
+typedef void (*kafka_rebalance_fn)(void *opaque, bool assigned,
+                                   const rd_kafka_topic_partition_list_t *parts);
+
 /* A group consumer (group = c->group_id) subscribed to topic. Offsets are
  * committed only by the caller; a partition with no committed offset starts
- * at the beginning; an out-of-range offset is an error, never a jump. */
-rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, char *err, size_t errlen);
+ * at the beginning; an out-of-range offset is an error, never a jump.
+ * on_rebalance may be NULL. One per process. */
+rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_fn on_rebalance,
+                               void *opaque, char *err, size_t errlen);
 
 /* Applies PAYSTREAM_KAFKA_PROPERTIES ("k=v;k=v", e.g. security.protocol,
  * sasl.*, ssl.*), then the key=value lines of PAYSTREAM_KAFKA_PROPERTIES_FILE

@@ -117,6 +117,13 @@ static void outbox_free(outbox *ob) {
 
 /* ---- the worker cycle --------------------------------------------------- */
 
+/* Per input partition, for continuous stages. */
+typedef struct part_track {
+  int64_t high;      /* highest offset consumed and handled, or -1 */
+  int64_t committed; /* what we last committed, or -1 */
+  bool alert_paused; /* paused by an out-of-range alert: stays paused */
+} part_track;
+
 typedef struct kloop {
   const stage_def *def;
   cfg cfg;
@@ -132,6 +139,10 @@ typedef struct kloop {
   char delivery_error[256];
   uint64_t processed, batches;
   int64_t next_health_ms;
+  part_track *parts; /* indexed by partition */
+  int32_t nparts;
+  bool flow_paused;  /* partitions paused because the stage is full */
+  int64_t next_commit_ms;
   struct {
     metric *consumed, *batch_size, *batch_seconds, *retries, *out_of_range, *dlq;
   } m;
@@ -233,6 +244,19 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+static part_track *track(kloop *kl, int32_t p) {
+  if (p < 0) return NULL;
+  if (p >= kl->nparts) {
+    int32_t n = p + 1 > kl->nparts * 2 ? p + 1 : kl->nparts * 2;
+    part_track *nv = realloc(kl->parts, (size_t)n * sizeof *nv);
+    if (!nv) abort();
+    for (int32_t i = kl->nparts; i < n; i++) nv[i] = (part_track){-1, -1, false};
+    kl->parts = nv;
+    kl->nparts = n;
+  }
+  return &kl->parts[p];
+}
+
 /* A committed offset that no longer exists (retention deleted it, or the
  * topic was re-created) must never be skipped silently: the partition is
  * paused, the error is an alert with what to do, and it stays paused until
@@ -249,6 +273,8 @@ static void consumer_error(kloop *kl, rd_kafka_message_t *m) {
     rd_kafka_topic_partition_list_add(p, topic, m->partition);
     rd_kafka_pause_partitions(kl->consumer, p);
     rd_kafka_topic_partition_list_destroy(p);
+    part_track *t = track(kl, m->partition);
+    if (t) t->alert_paused = true;
     log_at(LOG_ERROR, &lc,
            "ALERT committed offset out of range (messages were deleted before they were "
            "processed); partition paused, nothing skipped. Investigate, then move the group "
@@ -259,22 +285,26 @@ static void consumer_error(kloop *kl, rd_kafka_message_t *m) {
   log_at(LOG_ERROR, &lc, "consumer error: %s", rd_kafka_message_errstr(m));
 }
 
-/* Collects up to batch_max messages, waiting at most batch_wait_ms after the
- * first one arrives. Consumer errors are logged; an offset out of range is an
- * error the operator must see (we never reset past messages). */
-static void collect_batch(kloop *kl) {
+/* Collects up to limit messages, waiting at most batch_wait_ms after the
+ * first one arrives — or, when !block, only what is already fetched.
+ * Consumer errors are logged; an offset out of range is an error the
+ * operator must see (we never reset past messages). */
+static void collect_batch(kloop *kl, size_t limit, bool block) {
   kl->nbatch = 0;
   int64_t deadline = 0;
-  while (!stop_requested && kl->nbatch < (size_t)kl->cfg.batch_max) {
+  while (!stop_requested && kl->nbatch < limit) {
     if (kl->nbatch == 0) health_tick(kl);
-    int timeout = 100;
-    if (kl->nbatch) {
+    int timeout = block ? 100 : 0;
+    if (kl->nbatch && block) {
       int64_t left = deadline - ps_mono_ms();
       if (left <= 0) break;
       timeout = (int)left;
     }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(kl->consumer, timeout);
-    if (!m) continue;
+    if (!m) {
+      if (!block) break;
+      continue;
+    }
     if (m->err) {
       consumer_error(kl, m);
       rd_kafka_message_destroy(m);
@@ -397,9 +427,152 @@ static void release_batch(kloop *kl) {
   kl->nbatch = 0;
 }
 
+/* ---- continuous stages ----------------------------------------------------- */
+
+/* Commits, per partition, the lowest offset the stage still keeps, or past
+ * the last message handled when it keeps none. Called only when every
+ * output so far is acknowledged. At most every 100 ms unless forced (idle,
+ * rebalance, stop). */
+static void commit_floors(kloop *kl, bool force) {
+  int64_t now = ps_mono_ms();
+  if ((!force && now < kl->next_commit_ms) || kl->nparts == 0) return;
+  kl->next_commit_ms = now + 100;
+  int64_t *floor = malloc((size_t)kl->nparts * sizeof *floor);
+  if (!floor) abort();
+  for (int32_t p = 0; p < kl->nparts; p++) floor[p] = -1;
+  kl->def->floors(&kl->ctx, floor, kl->nparts);
+  rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(4);
+  for (int32_t p = 0; p < kl->nparts; p++) {
+    part_track *t = &kl->parts[p];
+    if (t->high < 0) continue;
+    int64_t off = floor[p] >= 0 ? floor[p] : t->high + 1;
+    if (off > t->committed) rd_kafka_topic_partition_list_add(offs, kl->input_topic, p)->offset = off;
+  }
+  free(floor);
+  if (offs->cnt) {
+    rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
+    if (err)
+      log_warn("offset commit failed (messages will be re-delivered, harmlessly): %s",
+               rd_kafka_err2str(err));
+    else
+      for (int i = 0; i < offs->cnt; i++) track(kl, offs->elems[i].partition)->committed =
+                                              offs->elems[i].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(offs);
+}
+
+/* Back-pressure: a full stage pauses its partitions (so the consumer keeps
+ * polling — rebalances, liveness — without taking more) and resumes them
+ * when there is room. A partition paused by an alert stays paused. */
+static void flow_control(kloop *kl, bool room) {
+  if (room != kl->flow_paused) return;
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (rd_kafka_assignment(kl->consumer, &a) || !a) return;
+  rd_kafka_topic_partition_list_t *b = rd_kafka_topic_partition_list_new(a->cnt ? a->cnt : 1);
+  for (int i = 0; i < a->cnt; i++) {
+    part_track *t = track(kl, a->elems[i].partition);
+    if (!t || !t->alert_paused)
+      rd_kafka_topic_partition_list_add(b, a->elems[i].topic, a->elems[i].partition);
+  }
+  if (room) rd_kafka_resume_partitions(kl->consumer, b);
+  else rd_kafka_pause_partitions(kl->consumer, b);
+  kl->flow_paused = !room;
+  log_debug("%s %d partitions: %zu kept", room ? "resumed" : "paused (full)", b->cnt,
+            kl->def->pending(&kl->ctx));
+  rd_kafka_topic_partition_list_destroy(b);
+  rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* Before partitions are revoked: commit what is finished, let the stage drop
+ * what it keeps from them, forget them, and drop collected messages of
+ * theirs (the next owner reads them from the committed offset). */
+static void on_rebalance(void *opaque, bool assigned, const rd_kafka_topic_partition_list_t *parts) {
+  kloop *kl = opaque;
+  if (!kl->def->progress) return;
+  kl->flow_paused = false; /* a new assignment starts unpaused */
+  if (assigned) {
+    for (int i = 0; i < parts->cnt; i++) {
+      part_track *t = track(kl, parts->elems[i].partition);
+      if (t) *t = (part_track){-1, -1, false};
+    }
+    return;
+  }
+  commit_floors(kl, true);
+  for (int i = 0; i < parts->cnt; i++) {
+    int32_t p = parts->elems[i].partition;
+    kl->def->revoked(&kl->ctx, p);
+    part_track *t = track(kl, p);
+    if (t) *t = (part_track){-1, -1, false};
+    size_t k = 0;
+    for (size_t j = 0; j < kl->nbatch; j++) {
+      if (kl->batch[j]->partition == p) rd_kafka_message_destroy(kl->batch[j]);
+      else kl->batch[k++] = kl->batch[j];
+    }
+    kl->nbatch = k;
+  }
+}
+
+/* One cycle of a continuous stage: admit what arrived (without waiting when
+ * work is in progress), advance the work, produce, commit the floors. */
+static int cycle_continuous(kloop *kl) {
+  const stage_def *d = kl->def;
+  size_t pending = d->pending(&kl->ctx), room = d->capacity(&kl->ctx);
+  flow_control(kl, room > 0);
+  size_t limit = (size_t)kl->cfg.batch_max;
+  if (room && room < limit) limit = room;
+  collect_batch(kl, limit, pending == 0);
+  if (kl->nbatch == 0 && pending == 0) return 0;
+  double t0 = metrics_now();
+  size_t n = decode_batch(kl, &kl->out);
+  int rc = process_with_retry(kl, n);
+  free_decoded(kl, n); /* what the stage did not keep */
+  if (rc == 0) d->progress(&kl->ctx, &kl->out, kl->nbatch ? 0 : 5);
+  if (rc == 0) rc = produce_outbox(kl);
+  if (rc == 0) count_outputs(kl);
+  outbox_reset(&kl->out);
+  if (rc == 0) {
+    for (size_t i = 0; i < kl->nbatch; i++) {
+      part_track *t = track(kl, kl->batch[i]->partition);
+      if (t && kl->batch[i]->offset > t->high) t->high = kl->batch[i]->offset;
+    }
+    commit_floors(kl, d->pending(&kl->ctx) == 0);
+    if (kl->nbatch) {
+      kl->processed += kl->nbatch;
+      kl->batches++;
+      metric_add(kl->m.consumed, (double)kl->nbatch);
+      metric_observe(kl->m.batch_size, (double)kl->nbatch);
+      metric_observe(kl->m.batch_seconds, metrics_now() - t0);
+    }
+  }
+  release_batch(kl);
+  if (rc) {
+    log_error("stopping without committing");
+    return -1;
+  }
+  return 0;
+}
+
+/* On SIGTERM a continuous stage takes nothing new and finishes what it
+ * holds for up to 5 s; what is left is re-delivered to the next owner. */
+static void drain_continuous(kloop *kl) {
+  int64_t until = ps_mono_ms() + 5000;
+  while (kl->def->pending(&kl->ctx) && ps_mono_ms() < until && !stop_now) {
+    kl->def->progress(&kl->ctx, &kl->out, 20);
+    int rc = produce_outbox(kl);
+    if (rc == 0) count_outputs(kl);
+    outbox_reset(&kl->out);
+    if (rc) return;
+    commit_floors(kl, false);
+  }
+  commit_floors(kl, true);
+  size_t left = kl->def->pending(&kl->ctx);
+  if (left) log_warn("%zu messages unfinished at shutdown: left to the next owner", left);
+}
+
 /* One cycle. Returns 0 to continue, -1 to stop the worker. */
 static int cycle(kloop *kl) {
-  collect_batch(kl);
+  if (kl->def->progress) return cycle_continuous(kl);
+  collect_batch(kl, (size_t)kl->cfg.batch_max, true);
   if (kl->nbatch == 0) return 0;
   double t0 = metrics_now();
   size_t n = decode_batch(kl, &kl->out);
@@ -461,7 +634,8 @@ static int kloop_init(kloop *kl, const stage_def *def) {
     log_error("%s", err);
     return -1;
   }
-  kl->consumer = kafka_consumer_new(&kl->cfg, kl->input_topic, err, sizeof err);
+  kl->consumer =
+      kafka_consumer_new(&kl->cfg, kl->input_topic, on_rebalance, kl, err, sizeof err);
   if (!kl->consumer) {
     log_error("%s", err);
     return -1;
@@ -492,6 +666,7 @@ static void kloop_exit(kloop *kl) {
   cfg_close(&kl->cfg);
   free(kl->batch);
   free(kl->msgs);
+  free(kl->parts);
 }
 
 int stage_main(const stage_def *def) {
@@ -511,6 +686,7 @@ int stage_main(const stage_def *def) {
         code = 1;
         break;
       }
+    if (def->progress && code == 0 && !stop_now) drain_continuous(&kl);
     log_info("stopping after %llu messages in %llu batches", (unsigned long long)kl.processed,
              (unsigned long long)kl.batches);
   } else {

@@ -87,6 +87,29 @@ typedef struct stage_def {
    * the same batch may be processed again after a crash or a replay. */
   int (*process)(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out);
   void (*destroy)(stage_ctx *ctx); /* may be NULL */
+
+  /* A continuous stage keeps work across cycles (charge: requests in
+   * flight) instead of finishing each batch. It sets all of these; the
+   * others leave them NULL. Then:
+   * - process admits new messages. It takes each event it keeps (setting
+   *   m->ev = NULL; it frees it later) and keeps all or none: -1 means
+   *   nothing was kept and the same messages come again.
+   * - progress advances the kept work (waiting at most wait_ms), appending
+   *   the outputs of what finished. It does not fail: what cannot be done
+   *   now is kept and tried again.
+   * - pending is how much is kept; capacity how many new messages it takes
+   *   now (0: kloop pauses the partitions; a soft limit).
+   * - floors sets floor[p] (preset to -1) to the lowest offset still kept in
+   *   partition p < nparts. kloop commits, per partition, that offset, or
+   *   past the last consumed message when nothing is kept, once every
+   *   output before it is acknowledged.
+   * - revoked drops what is kept from a partition the worker lost (its
+   *   offsets are not committed: the next owner resumes it). */
+  void (*progress)(stage_ctx *ctx, outbox *out, int wait_ms);
+  size_t (*pending)(stage_ctx *ctx);
+  size_t (*capacity)(stage_ctx *ctx);
+  void (*floors)(stage_ctx *ctx, int64_t *floor, int32_t nparts);
+  void (*revoked)(stage_ctx *ctx, int32_t partition);
 } stage_def;
 
 /* Runs the worker until SIGTERM/SIGINT. Returns the process exit code. */

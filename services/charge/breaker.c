@@ -76,6 +76,10 @@ void breaker_record(breaker *b, int64_t now_ms, bool failure) {
     trip(b, now_ms);
 }
 
+void breaker_release(breaker *b) {
+  if (b->state == BREAKER_HALF_OPEN && b->probes_in_flight > 0) b->probes_in_flight--;
+}
+
 const char *breaker_state_name(breaker_state s) {
   return s == BREAKER_CLOSED ? "closed" : s == BREAKER_OPEN ? "open" : "half_open";
 }

@@ -42,6 +42,10 @@ bool breaker_allow(breaker *b, int64_t now_ms);
  * (refused, timed out, 5xx); a decline is a healthy processor's success. */
 void breaker_record(breaker *b, int64_t now_ms, bool failure);
 
+/* Gives back a probe slot that breaker_allow granted to a request that was
+ * never sent (no verdict either way). */
+void breaker_release(breaker *b);
+
 breaker_state breaker_get_state(const breaker *b, int64_t now_ms);
 const char *breaker_state_name(breaker_state s);
 

@@ -1,7 +1,14 @@
-/* charge: durable attempts, concurrent HTTP, recorded answers. */
+/* charge: durable attempts, concurrent HTTP, recorded answers — as a
+ * continuous pipeline. Every payment is an item that moves through phases
+ * on its own: read from Postgres, sent (the send counted first), answered,
+ * recorded, emitted. Each cycle admits new messages, starts what is ready
+ * while in-flight slots are free, settles whatever answered, records and
+ * emits what finished; kloop commits each partition up to its first
+ * unfinished payment. A slow answer holds only its own payment. */
 #include "charge.h"
 
 #include <curl/curl.h>
+#include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,31 +33,67 @@ typedef struct processor {
   metric *m_seconds, *m_state, *m_calls[CHARGE_UNKNOWN + 1];
 } processor;
 
-typedef struct charge_state {
-  processor proc[CHARGE_MAX_PROCESSORS]; /* primary first, then the backup */
-  int nproc;
-  long long timeout_ms, max_inflight, max_tries, deadline_ms;
-  CURLM *multi;
-} charge_state;
+typedef enum phase {
+  PH_NEW,      /* (re-)read its state from Postgres */
+  PH_WAIT_DUP, /* another message of the same payment goes first */
+  PH_READY,    /* a live `charging` attempt: send at next_try_ms */
+  PH_INFLIGHT, /* a request is out */
+  PH_RECORD,   /* a definite answer to record */
+  PH_DONE,     /* emit and drop */
+} phase;
+
+struct citem;
+
+typedef struct http_call {
+  struct citem *item;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  char *body;
+  char *resp;
+  size_t resp_len;
+  char errbuf[CURL_ERROR_SIZE];
+  bool paypal;
+  const processor *proc;
+} http_call;
 
 typedef struct citem {
-  stage_msg *m;
-  bool known, has_attempt, to_send;
+  ps_event *ev;            /* owned */
+  int32_t partition;
+  int64_t offset;
+  phase ph;
+  bool active;             /* holds its payment's place in the active set */
+  bool known, has_attempt;
   char status[16];         /* payment status */
   char state[16];          /* live attempt's state */
   int proc;                /* live attempt's processor index, -1 if unknown */
   int sends, refused;      /* of the live attempt (Postgres is the truth) */
-  long long age_ms;        /* of the live attempt */
-  int abandoned;           /* processors already abandoned for this payment */
+  int64_t created_ms;      /* the live attempt's creation, on our monotonic clock */
   char *outcome_hex;
   char charge_id[128];
   int64_t fee_minor;
-  charge_answer ans;       /* the answer of this batch's request */
+  charge_answer ans;       /* the answer of the last request */
   bool answered;           /* ans is definite and must be recorded */
   char fail_code[32];      /* set when we end the payment ourselves */
+  bool to_send;            /* chosen to send this cycle */
+  bool refused_now;        /* a refused send to add to the proof */
   bool failover;           /* nobody received it: move to the next processor */
+  int tries;               /* ambiguous answers so far, for the back-off */
+  int64_t next_try_ms;
   char *record_outcome_hex;
+  http_call call;
 } citem;
+
+typedef struct charge_state {
+  processor proc[CHARGE_MAX_PROCESSORS]; /* primary first, then the backup */
+  int nproc;
+  long long timeout_ms, max_inflight, deadline_ms;
+  CURLM *multi;
+  citem **items;           /* kept, in admission order */
+  size_t n, cap;
+  size_t inflight;
+  GHashTable *active;      /* payment ids with an item past PH_WAIT_DUP */
+  metric *m_inflight, *m_pending;
+} charge_state;
 
 void charge_idempotency_key(const char *payment_id, const char *processor, char *out, size_t len) {
   snprintf(out, len, "paystream:%s:%s", payment_id, processor);
@@ -140,28 +183,12 @@ static const char SQL_RECORD_PAYMENTS[] =
 
 /* ---- state in Postgres --------------------------------------------------- */
 
-static int read_state(stage_ctx *ctx, const charge_state *st, citem *it, size_t n,
-                      bool begin_attempts) {
-  pg_array ids;
-  pg_array_init(&ids);
-  for (size_t i = 0; i < n; i++) pg_array_add_str(&ids, it[i].m->ev->payment_id);
-  const char *p2[] = {pg_array_finish(&ids), st->proc[0].name};
-  pg_stmt all[] = {{SQL_BEGIN_ATTEMPTS, 2, p2}, {SQL_MARK_CHARGING, 1, p2}, {SQL_READ, 1, p2}};
-  pg_stmt *stmts = begin_attempts ? all : &all[2];
-  int ns = begin_attempts ? 3 : 1;
-  PGresult *res[3] = {0};
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, ns, res, err, sizeof err);
-  pg_array_free(&ids);
-  if (rc) {
-    log_warn("reading charge state failed: %s", err);
-    return -1;
-  }
-  PGresult *r = res[ns - 1];
+/* Fills items from a SQL_READ result (u.ord is the 1-based index). */
+static void parse_read(const charge_state *st, PGresult *r, citem **it, size_t n, int64_t now) {
   for (int row = 0; row < PQntuples(r); row++) {
     long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
     if (ord < 1 || (size_t)ord > n) continue;
-    citem *x = &it[ord - 1];
+    citem *x = it[ord - 1];
     x->known = true;
     snprintf(x->status, sizeof x->status, "%s", PQgetvalue(r, row, 1));
     free(x->outcome_hex);
@@ -173,15 +200,33 @@ static int read_state(stage_ctx *ctx, const charge_state *st, citem *it, size_t 
     x->proc = x->has_attempt ? proc_index(st, PQgetvalue(r, row, 6)) : -1;
     x->sends = atoi(PQgetvalue(r, row, 7));
     x->refused = atoi(PQgetvalue(r, row, 8));
-    x->age_ms = strtoll(PQgetvalue(r, row, 9), NULL, 10);
-    x->abandoned = atoi(PQgetvalue(r, row, 10));
+    x->created_ms = now - strtoll(PQgetvalue(r, row, 9), NULL, 10);
   }
-  pg_results_clear(res, ns);
+}
+
+/* Opens the first attempt of payments that have none and reads each
+ * payment with its live attempt, in one round trip. */
+static int read_state(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
+  pg_array ids;
+  pg_array_init(&ids);
+  for (size_t i = 0; i < n; i++) pg_array_add_str(&ids, it[i]->ev->payment_id);
+  const char *p2[] = {pg_array_finish(&ids), st->proc[0].name};
+  pg_stmt stmts[] = {{SQL_BEGIN_ATTEMPTS, 2, p2}, {SQL_MARK_CHARGING, 1, p2}, {SQL_READ, 1, p2}};
+  PGresult *res[3] = {0};
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, sizeof err);
+  pg_array_free(&ids);
+  if (rc) {
+    log_warn("reading charge state failed: %s", err);
+    return -1;
+  }
+  parse_read(st, res[2], it, n, ps_mono_ms());
+  pg_results_clear(res, 3);
   return 0;
 }
 
 static void build_outcome_hex(citem *x, const charge_state *st) {
-  ps_event *ev = x->m->ev;
+  ps_event *ev = x->ev;
   ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
   ch.processor = (char *)(x->proc >= 0 ? st->proc[x->proc].name : "");
   ps_charge *saved = ev->charge;
@@ -194,20 +239,19 @@ static void build_outcome_hex(citem *x, const charge_state *st) {
   } else {
     outcome_from_event(&ob, ev, OUTCOME_FAILED, x->fail_code, x->ans.error);
   }
+  free(x->record_outcome_hex);
   x->record_outcome_hex = outcome_pack_hex(&ob.o);
   ev->charge = saved;
 }
 
-/* Records every definite answer of this batch in one transaction. */
-static int record_answers(stage_ctx *ctx, const charge_state *st, citem *it, size_t n) {
+/* Records the definite answers of it[0..n) in one transaction and reads
+ * the payments back (the truth to emit), in one round trip. */
+static int record_answers(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
   pg_array a[7], p[7];
   pg_arrays_init(a, 7);
   pg_arrays_init(p, 7);
-  int count = 0;
   for (size_t i = 0; i < n; i++) {
-    citem *x = &it[i];
-    if (!x->answered || x->proc < 0) continue;
-    count++;
+    citem *x = it[i];
     const char *s = x->ans.kind == CHARGE_SUCCEEDED  ? "succeeded"
                     : x->ans.kind == CHARGE_DECLINED ? "declined"
                                                      : "failed";
@@ -215,7 +259,7 @@ static int record_answers(stage_ctx *ctx, const charge_state *st, citem *it, siz
     if (!ok && !x->fail_code[0]) snprintf(x->fail_code, sizeof x->fail_code, "processor_rejected");
     if (!ok) build_outcome_hex(x, st);
     const char *proc = st->proc[x->proc].name;
-    pg_array_add_str(&a[0], x->m->ev->payment_id);
+    pg_array_add_str(&a[0], x->ev->payment_id);
     pg_array_add_str(&a[1], proc);
     pg_array_add_str(&a[2], s);
     pg_array_add_str(&a[3], ok ? x->ans.charge_id : NULL);
@@ -223,7 +267,7 @@ static int record_answers(stage_ctx *ctx, const charge_state *st, citem *it, siz
     if (ok) pg_array_add_int(&a[5], x->ans.fee_minor);
     else pg_array_add_str(&a[5], NULL);
     pg_array_add_str(&a[6], x->ans.error[0] ? x->ans.error : NULL);
-    pg_array_add_str(&p[0], x->m->ev->payment_id);
+    pg_array_add_str(&p[0], x->ev->payment_id);
     pg_array_add_str(&p[1], proc);
     pg_array_add_str(&p[2], s);
     pg_array_add_str(&p[3], ok ? x->ans.charge_id : NULL);
@@ -234,64 +278,87 @@ static int record_answers(stage_ctx *ctx, const charge_state *st, citem *it, siz
                       : x->ans.kind == CHARGE_DECLINED ? x->ans.decline_code
                                                        : x->fail_code);
   }
-  int rc = 0;
-  if (count) {
-    const char *pa[7], *pp[7];
-    pg_arrays_finish(a, 7, pa);
-    pg_arrays_finish(p, 7, pp);
-    pg_stmt stmts[] = {{SQL_RECORD_ATTEMPTS, 7, pa}, {SQL_RECORD_PAYMENTS, 7, pp}};
-    PGresult *res[2];
-    char err[512];
-    rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
-    if (rc) log_warn("recording charge answers failed: %s", err);
-    pg_results_clear(res, 2);
-  }
+  const char *pa[7], *pp[7];
+  pg_arrays_finish(a, 7, pa);
+  pg_arrays_finish(p, 7, pp);
+  pg_stmt stmts[] = {{SQL_RECORD_ATTEMPTS, 7, pa}, {SQL_RECORD_PAYMENTS, 7, pp}, {SQL_READ, 1, pa}};
+  PGresult *res[3] = {0};
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, sizeof err);
+  if (rc) log_warn("recording charge answers failed: %s", err);
+  else parse_read(st, res[2], it, n, ps_mono_ms());
+  pg_results_clear(res, 3);
   pg_arrays_free(a, 7);
   pg_arrays_free(p, 7);
   return rc;
 }
 
-/* Runs sql over the (payment id, processor) of the live attempt of every
- * item selected by want. On success *res holds the result (caller clears),
- * or NULL when nothing was selected. Returns 0 or -1. */
-static int on_attempts(stage_ctx *ctx, const charge_state *st, const citem *it, size_t n,
-                       const char *sql, bool (*want)(const citem *), PGresult **res) {
+/* Counts the sends of it[0..n) in Postgres before they leave, and keeps
+ * only those whose attempt is still live there (another instance may have
+ * moved it on). Returns 0 or -1. */
+static int count_sends(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
   pg_array a[2];
   pg_arrays_init(a, 2);
-  int count = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!want(&it[i])) continue;
-    count++;
-    pg_array_add_str(&a[0], it[i].m->ev->payment_id);
-    pg_array_add_str(&a[1], st->proc[it[i].proc].name);
+    pg_array_add_str(&a[0], it[i]->ev->payment_id);
+    pg_array_add_str(&a[1], st->proc[it[i]->proc].name);
   }
-  *res = NULL;
-  int rc = 0;
-  if (count) {
-    const char *pa[2];
-    pg_arrays_finish(a, 2, pa);
-    pg_stmt stmt = {sql, 2, pa};
-    char err[512];
-    rc = pg_pipeline(&ctx->pg, &stmt, 1, res, err, sizeof err);
-    if (rc) log_warn("charge bookkeeping failed: %s", err);
-  }
+  const char *pa[2];
+  pg_arrays_finish(a, 2, pa);
+  pg_stmt stmt = {SQL_COUNT_SENDS, 2, pa};
+  PGresult *res = NULL;
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, &stmt, 1, &res, err, sizeof err);
   pg_arrays_free(a, 2);
+  if (rc) {
+    log_warn("counting sends failed: %s", err);
+    return -1;
+  }
+  GHashTable *live = g_hash_table_new(g_str_hash, g_str_equal);
+  for (int row = 0; row < PQntuples(res); row++) g_hash_table_add(live, PQgetvalue(res, row, 0));
+  for (size_t i = 0; i < n; i++) it[i]->to_send = g_hash_table_contains(live, it[i]->ev->payment_id);
+  g_hash_table_destroy(live);
+  PQclear(res);
+  return 0;
+}
+
+/* In one transaction: adds refused sends to the proof that nobody received
+ * an attempt, then abandons the attempts nobody received and opens the next
+ * processor's — a crash can never leave a payment without a live attempt,
+ * and the CHECK on abandoned refuses anything unproven. */
+static int bookkeep(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
+  pg_array r[2], f[4];
+  pg_arrays_init(r, 2);
+  pg_arrays_init(f, 4);
+  for (size_t i = 0; i < n; i++) {
+    const citem *x = it[i];
+    if (x->refused_now) {
+      pg_array_add_str(&r[0], x->ev->payment_id);
+      pg_array_add_str(&r[1], st->proc[x->proc].name);
+    }
+    if (x->failover) {
+      pg_array_add_str(&f[0], x->ev->payment_id);
+      pg_array_add_str(&f[1], st->proc[x->proc].name);
+      pg_array_add_str(&f[2], "connection refused or circuit open");
+      pg_array_add_str(&f[3], st->proc[x->proc + 1].name);
+    }
+  }
+  const char *pr[2], *pf[4];
+  pg_arrays_finish(r, 2, pr);
+  pg_arrays_finish(f, 4, pf);
+  const char *pn[] = {pf[0], pf[3]};
+  pg_stmt stmts[] = {{SQL_COUNT_REFUSED, 2, pr}, {SQL_ABANDON, 3, pf}, {SQL_FAILOVER, 2, pn}};
+  PGresult *res[3] = {0};
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, sizeof err);
+  if (rc) log_warn("failover bookkeeping failed: %s", err);
+  pg_results_clear(res, 3);
+  pg_arrays_free(r, 2);
+  pg_arrays_free(f, 4);
   return rc;
 }
 
 /* ---- HTTP through the multi interface --------------------------------------- */
-
-typedef struct http_call {
-  citem *item;
-  CURL *easy;
-  struct curl_slist *hdrs;
-  char *body;
-  char *resp;
-  size_t resp_len;
-  char errbuf[CURL_ERROR_SIZE];
-  bool paypal;
-  const processor *proc;
-} http_call;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   http_call *c = ud;
@@ -307,7 +374,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 }
 
 static void call_setup(http_call *c, const charge_state *st, citem *x) {
-  const ps_intent *in = x->m->ev->intent;
+  const ps_intent *in = x->ev->intent;
   const processor *pr = &st->proc[x->proc];
   char url[1024], hdr[512], key[256];
   memset(c, 0, sizeof *c);
@@ -316,18 +383,18 @@ static void call_setup(http_call *c, const charge_state *st, citem *x) {
   c->proc = pr;
   c->easy = curl_easy_init();
   if (!c->easy) abort();
-  charge_idempotency_key(x->m->ev->payment_id, pr->name, key, sizeof key);
+  charge_idempotency_key(x->ev->payment_id, pr->name, key, sizeof key);
   if (pr->paypal) {
     snprintf(url, sizeof url, "%s/v2/payments/captures", pr->url);
     c->body = paypal_build_body(in->amount->amount_minor, in->amount->currency,
-                                in->payment_method->id, x->m->ev->payment_id);
+                                in->payment_method->id, x->ev->payment_id);
     snprintf(hdr, sizeof hdr, "PayPal-Request-Id: %s", key);
     c->hdrs = curl_slist_append(c->hdrs, hdr);
     c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/json");
   } else {
     snprintf(url, sizeof url, "%s/v1/charges", pr->url);
     c->body = stripe_build_body(in->amount->amount_minor, in->amount->currency,
-                                in->payment_method->id, x->m->ev->payment_id);
+                                in->payment_method->id, x->ev->payment_id);
     snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
     c->hdrs = curl_slist_append(c->hdrs, hdr);
     c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/x-www-form-urlencoded");
@@ -352,6 +419,7 @@ static void call_cleanup(http_call *c) {
   curl_slist_free_all(c->hdrs);
   free(c->body);
   free(c->resp);
+  memset(c, 0, sizeof *c);
 }
 
 /* Looks up a processor's series: latency, calls by result, breaker state. */
@@ -398,272 +466,309 @@ static void call_finish(http_call *c, CURLcode cc) {
   observe_call(c->proc, c->easy, a);
 }
 
-/* Sends every call concurrently (up to max_inflight at once) and waits. */
-static void run_calls(charge_state *st, http_call *calls, size_t n) {
-  static metric *inflight;
-  if (!inflight)
-    inflight = metrics_gauge("paystream_charges_in_flight", "Processor requests in flight", NULL);
-  for (size_t i = 0; i < n; i++) curl_multi_add_handle(st->multi, calls[i].easy);
-  int running = 1;
-  while (running) {
-    curl_multi_perform(st->multi, &running);
-    metric_set(inflight, running);
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(st->multi, &left))) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      http_call *c = NULL;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-      call_finish(c, msg->data.result);
-      curl_multi_remove_handle(st->multi, msg->easy_handle);
-    }
-    if (running) curl_multi_poll(st->multi, NULL, 0, 100, NULL);
-  }
+/* ---- an item's way through -------------------------------------------------- */
+
+static log_ctx item_ctx(const stage_ctx *ctx, const citem *x) {
+  log_ctx lc = {ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->ev->payment_id, NULL};
+  return lc;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
+/* Ends the payment ourselves: recorded `failed` with code, never charged. */
+static void end_failed(citem *x, const char *code, const char *why) {
+  x->answered = true;
+  x->failover = false;
+  x->ans.kind = CHARGE_REJECTED;
+  snprintf(x->fail_code, sizeof x->fail_code, "%s", code);
+  snprintf(x->ans.error, sizeof x->ans.error, "%s", why);
+  x->ph = PH_RECORD;
 }
 
-static bool sending(const citem *x) { return x->to_send; }
-
-/* Counts this round's sends in Postgres before they leave, and keeps only
- * the sends whose attempt is still live there (another instance may have
- * moved it on). Returns 0 or -1. */
-static int count_sends(stage_ctx *ctx, const charge_state *st, citem *it, size_t n) {
-  PGresult *res;
-  if (on_attempts(ctx, st, it, n, SQL_COUNT_SENDS, sending, &res)) return -1;
-  for (size_t i = 0; i < n; i++) {
-    if (!it[i].to_send) continue;
-    bool live = false;
-    for (int row = 0; res && row < PQntuples(res) && !live; row++)
-      live = strcmp(PQgetvalue(res, row, 0), it[i].m->ev->payment_id) == 0;
-    it[i].to_send = live;
-  }
-  if (res) PQclear(res);
-  return 0;
-}
-
-/* After the requests: each refused connection counts toward the proof. */
-static bool was_refused(const citem *x) { return x->to_send && x->ans.kind == CHARGE_NOT_SENT; }
-
-static int count_refused(stage_ctx *ctx, const charge_state *st, citem *it, size_t n) {
-  PGresult *res;
-  if (on_attempts(ctx, st, it, n, SQL_COUNT_REFUSED, was_refused, &res)) return -1;
-  if (res) PQclear(res);
-  return 0;
-}
-
-/* Abandons the attempts nobody received and opens the next processor's, in
- * one transaction: a crash can never leave a payment without a live attempt. */
-static int fail_over(stage_ctx *ctx, const charge_state *st, citem *it, size_t n) {
-  pg_array a[4];
-  pg_arrays_init(a, 4);
-  int count = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!it[i].failover) continue;
-    count++;
-    pg_array_add_str(&a[0], it[i].m->ev->payment_id);
-    pg_array_add_str(&a[1], st->proc[it[i].proc].name);
-    pg_array_add_str(&a[2], "connection refused or circuit open");
-    pg_array_add_str(&a[3], st->proc[it[i].proc + 1].name);
-  }
-  int rc = 0;
-  if (count) {
-    const char *pa[4];
-    pg_arrays_finish(a, 4, pa);
-    const char *pf[] = {pa[0], pa[3]};
-    pg_stmt stmts[] = {{SQL_ABANDON, 3, pa}, {SQL_FAILOVER, 2, pf}};
-    PGresult *res[2];
-    char err[512];
-    rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
-    if (rc) log_warn("failing over failed: %s", err);
-    pg_results_clear(res, 2);
-  }
-  pg_arrays_free(a, 4);
-  return rc;
-}
-
-/* ---- one round of charging ---------------------------------------------------- */
-
-
-/* Decides this round's sends: live `charging` attempts whose processor's
- * breaker lets a request through. A payment whose processor is open and
- * that nobody ever received is marked for failover ('F'). */
-static size_t plan_round(charge_state *st, citem *it, size_t n, int64_t now) {
-  size_t sends = 0;
-  for (size_t i = 0; i < n; i++) {
-    citem *x = &it[i];
-    x->to_send = false;
-    x->failover = false;
-    if (!x->known || x->answered || !x->has_attempt || x->proc < 0 ||
-        strcmp(x->state, "charging") != 0)
-      continue;
-    if (breaker_allow(&st->proc[x->proc].br, now)) {
-      x->to_send = true;
-      sends++;
-    } else if (x->sends == x->refused) {
-      x->failover = true; /* circuit open and never received */
-    }
-  }
-  return sends;
-}
-
-/* After a round: a refused send counts toward the proof that nobody got the
- * charge; an attempt nobody received fails over to the next processor, or —
- * with none left — ends the payment `failed` (no processor has it). */
-static void settle_round(charge_state *st, citem *it, size_t n, int64_t now) {
-  for (size_t i = 0; i < n; i++) {
-    citem *x = &it[i];
-    if (x->to_send) {
-      charge_kind k = x->ans.kind;
-      bool failure = k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE;
-      processor *pr = &st->proc[x->proc];
-      breaker_state before = breaker_get_state(&pr->br, now);
-      breaker_record(&pr->br, now, failure);
-      breaker_state after = breaker_get_state(&pr->br, now);
-      if (after != before)
-        log_warn("circuit for %s: %s -> %s", pr->name, breaker_state_name(before),
-                 breaker_state_name(after));
-      export_breaker(pr, after);
-      x->sends++;
-      if (k == CHARGE_NOT_SENT) {
-        x->refused++;
-        if (x->sends == x->refused) x->failover = true;
-      }
-      x->answered = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED;
-    }
-    if (x->failover && x->proc + 1 >= st->nproc) {
-      x->failover = false;
-      x->answered = true;
-      x->ans.kind = CHARGE_REJECTED;
-      snprintf(x->fail_code, sizeof x->fail_code, "processor_unavailable");
-      snprintf(x->ans.error, sizeof x->ans.error,
-               "no processor could be reached; the payment was not charged");
-    }
-  }
-}
-
-/* Charges every live attempt, failing over when provably safe, retrying
- * what is not definite with back-off and jitter. Returns how many payments
- * stay ambiguous, or -1 on a Postgres failure. */
-static long charge_all(stage_ctx *ctx, charge_state *st, citem *it, size_t n) {
-  http_call *calls = calloc(n + 1, sizeof *calls);
-  if (!calls) abort();
-  long pending = 0;
-  for (long long round = 0; round < st->max_tries; round++) {
-    int64_t now = ps_mono_ms();
-    size_t nsend = plan_round(st, it, n, now);
-    for (int p = 0; p < st->nproc; p++)
-      export_breaker(&st->proc[p], breaker_get_state(&st->proc[p].br, now));
-    /* Durable before the requests leave: this attempt may now be received. */
-    if (nsend && count_sends(ctx, st, it, n)) {
-      free(calls);
-      return -1;
-    }
-    size_t nc = 0;
-    for (size_t i = 0; i < n; i++)
-      if (it[i].to_send) call_setup(&calls[nc++], st, &it[i]);
-    if (nc) run_calls(st, calls, nc);
-    for (size_t i = 0; i < nc; i++) call_cleanup(&calls[i]);
-    settle_round(st, it, n, ps_mono_ms());
-    if (count_refused(ctx, st, it, n) ||
-        fail_over(ctx, st, it, n)) {
-      free(calls);
-      return -1;
-    }
-    bool failed_over = false;
-    pending = 0;
-    for (size_t i = 0; i < n; i++) {
-      citem *x = &it[i];
-      if (x->failover) {
-        log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, x->m->ev->payment_id, NULL};
-        log_at(LOG_WARN, &lc, "%s never received the charge; failing over to %s",
-               st->proc[x->proc].name, st->proc[x->proc + 1].name);
-        x->failover = false;
-        failed_over = true;
-        continue;
-      }
-      if (x->known && x->has_attempt && !x->answered && strcmp(x->state, "charging") == 0) {
-        pending++;
-        if (x->to_send) {
-          log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, x->m->ev->payment_id, NULL};
-          log_at(LOG_WARN, &lc, "charge at %s not definite (%s): %s", st->proc[x->proc].name,
-                 charge_kind_name(x->ans.kind), x->ans.error);
-        }
-      }
-    }
-    /* Postgres says where each payment's live attempt now is. */
-    if (failed_over && read_state(ctx, st, it, n, false)) {
-      free(calls);
-      return -1;
-    }
-    if (pending == 0 && !failed_over) break;
-    if (!failed_over && round + 1 < st->max_tries)
-      sleep_ms(charge_backoff_ms((int)round, (double)rand() / ((double)RAND_MAX + 1)));
-  }
-  free(calls);
-  /* Whatever is still live and unanswered (including a payment that failed
-   * over in the last round) makes the batch retry; nothing is emitted for it. */
-  pending = 0;
-  for (size_t i = 0; i < n; i++)
-    if (it[i].known && it[i].has_attempt && !it[i].answered && strcmp(it[i].state, "charging") == 0)
-      pending++;
-  return pending;
-}
-
-/* Ends payments whose attempt stayed ambiguous past the deadline: `failed`
- * with processor_timeout, never charged elsewhere; reconcile will show a
- * charge if the processor did take it. */
-static void apply_deadline(const charge_state *st, citem *it, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    citem *x = &it[i];
-    if (!x->known || x->answered || !x->has_attempt || strcmp(x->state, "charging") != 0 ||
-        x->age_ms < st->deadline_ms || x->proc < 0)
-      continue;
-    x->answered = true;
-    x->ans.kind = CHARGE_REJECTED;
-    snprintf(x->fail_code, sizeof x->fail_code, "processor_timeout");
-    snprintf(x->ans.error, sizeof x->ans.error,
-             "no definite answer from %s before the deadline; not retried elsewhere",
-             st->proc[x->proc].name);
-  }
-}
-
-/* ---- emitting --------------------------------------------------------------- */
-
-static void emit(stage_ctx *ctx, const charge_state *st, citem *x, outbox *out) {
-  ps_event *ev = x->m->ev;
-  if (x->has_attempt && strcmp(x->state, "succeeded") == 0 && x->proc >= 0) {
-    ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
-    ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
-    ch.processor = (char *)st->proc[x->proc].name;
-    ch.processor_charge_id = x->charge_id;
-    ch.fee_minor = x->fee_minor;
-    ps_charge *saved = ev->charge;
-    ev->charge = &ch;
-    outbox_add_event(out, ctx->cfg->topics.charged, ev);
-    ev->charge = saved;
+/* After its state was read: what the item does next. */
+static void classify(stage_ctx *ctx, citem *x, int64_t now) {
+  x->answered = false;
+  x->to_send = x->refused_now = x->failover = false;
+  if (!x->known || !x->has_attempt || strcmp(x->state, "charging") != 0) {
+    x->ph = PH_DONE;
     return;
   }
-  if (x->outcome_hex)
-    outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key, x->outcome_hex);
-}
-
-static void free_items(citem *it, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    free(it[i].outcome_hex);
-    free(it[i].record_outcome_hex);
+  if (x->proc < 0) {
+    /* Its processor is no longer configured: it may hold the charge, so
+     * nothing else may be tried. Look again later; an operator must act. */
+    log_ctx lc = item_ctx(ctx, x);
+    log_at(LOG_ERROR, &lc, "live attempt at a processor that is not configured; waiting");
+    x->ph = PH_NEW;
+    x->next_try_ms = now + 5000;
+    return;
   }
-  free(it);
+  x->ph = PH_READY;
 }
 
+/* A finished request: the breaker learns, a refused send adds to the proof,
+ * a definite answer is recorded, anything else waits and is retried on the
+ * same processor with the same key. */
+static void settle(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
+  charge_kind k = x->ans.kind;
+  bool failure = k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE;
+  processor *pr = &st->proc[x->proc];
+  breaker_state before = breaker_get_state(&pr->br, now);
+  breaker_record(&pr->br, now, failure);
+  breaker_state after = breaker_get_state(&pr->br, now);
+  if (after != before)
+    log_warn("circuit for %s: %s -> %s", pr->name, breaker_state_name(before),
+             breaker_state_name(after));
+  export_breaker(pr, after);
+  x->sends++;
+  x->ph = PH_READY;
+  if (k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED) {
+    x->answered = true;
+    x->ph = PH_RECORD;
+    return;
+  }
+  if (k == CHARGE_NOT_SENT) {
+    x->refused++;
+    x->refused_now = true;
+    if (x->sends == x->refused) {
+      x->failover = true; /* nobody has it: safe to go elsewhere */
+      return;
+    }
+  }
+  log_ctx lc = item_ctx(ctx, x);
+  log_at(LOG_WARN, &lc, "charge at %s not definite (%s): %s", pr->name, charge_kind_name(k),
+         x->ans.error);
+  x->next_try_ms = now + charge_backoff_ms(x->tries++, (double)rand() / ((double)RAND_MAX + 1));
+}
+
+/* The last processor cannot fail over: nobody received the payment, so it
+ * ends `failed` and uncharged. */
+static void no_processor_left(const charge_state *st, citem *x) {
+  if (x->failover && x->proc + 1 >= st->nproc)
+    end_failed(x, "processor_unavailable",
+               "no processor could be reached; the payment was not charged");
+}
+
+/* ---- the pending set ---------------------------------------------------------- */
+
+static void item_free(charge_state *st, citem *x) {
+  if (x->ph == PH_INFLIGHT) {
+    curl_multi_remove_handle(st->multi, x->call.easy);
+    call_cleanup(&x->call);
+    breaker_release(&st->proc[x->proc].br);
+    st->inflight--;
+  }
+  if (x->active) g_hash_table_remove(st->active, x->ev->payment_id);
+  event_free(x->ev);
+  free(x->outcome_hex);
+  free(x->record_outcome_hex);
+  free(x);
+}
+
+static void keep(charge_state *st, citem *x) {
+  if (st->n == st->cap) {
+    size_t cap = st->cap ? st->cap * 2 : 256;
+    citem **nv = realloc(st->items, cap * sizeof *nv);
+    if (!nv) abort();
+    st->items = nv;
+    st->cap = cap;
+  }
+  st->items[st->n++] = x;
+}
+
+/* The items in phase ph (and, for PH_READY/PH_NEW, due), into sel. */
+static size_t select_phase(charge_state *st, phase ph, int64_t now, citem **sel) {
+  size_t k = 0;
+  for (size_t i = 0; i < st->n; i++) {
+    citem *x = st->items[i];
+    if (x->ph == ph && (ph != PH_NEW || x->next_try_ms <= now)) sel[k++] = x;
+  }
+  return k;
+}
+
+/* ---- the cycle ------------------------------------------------------------------ */
+
+/* Re-reads items whose state must come from Postgres (admitted duplicates
+ * whose turn came, failovers, sends another instance moved on). */
+static void reread(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
+  for (size_t i = 0; i < st->n; i++) {
+    citem *x = st->items[i];
+    if (x->ph == PH_WAIT_DUP && !g_hash_table_contains(st->active, x->ev->payment_id)) {
+      g_hash_table_add(st->active, x->ev->payment_id);
+      x->active = true;
+      x->ph = PH_NEW;
+      x->next_try_ms = 0;
+    }
+  }
+  size_t k = select_phase(st, PH_NEW, now, sel);
+  if (k == 0) return;
+  if (read_state(ctx, st, sel, k)) {
+    for (size_t i = 0; i < k; i++) sel[i]->next_try_ms = now + 500;
+    return;
+  }
+  for (size_t i = 0; i < k; i++) classify(ctx, sel[i], now);
+}
+
+/* Starts due items while in-flight slots are free: deadline first, then
+ * the breaker decides between sending, failing over (nobody ever received
+ * it) and waiting. Sends are counted in Postgres before they leave. */
+static void start_ready(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
+  size_t room = st->inflight < (size_t)st->max_inflight ? (size_t)st->max_inflight - st->inflight : 0;
+  size_t k = 0;
+  for (size_t i = 0; i < st->n; i++) {
+    citem *x = st->items[i];
+    if (x->ph != PH_READY || x->failover || x->next_try_ms > now) continue;
+    if (now - x->created_ms >= st->deadline_ms) {
+      char why[160];
+      snprintf(why, sizeof why,
+               "no definite answer from %s before the deadline; not retried elsewhere",
+               st->proc[x->proc].name);
+      end_failed(x, "processor_timeout", why);
+      continue;
+    }
+    if (k == room) continue;
+    if (breaker_allow(&st->proc[x->proc].br, now)) {
+      sel[k++] = x;
+    } else if (x->sends == x->refused) {
+      x->failover = true; /* circuit open and never received */
+      no_processor_left(st, x);
+    } else {
+      x->next_try_ms = now + 100; /* it may have it: wait for the circuit */
+    }
+  }
+  for (int p = 0; p < st->nproc; p++)
+    export_breaker(&st->proc[p], breaker_get_state(&st->proc[p].br, now));
+  if (k == 0) return;
+  if (count_sends(ctx, st, sel, k)) {
+    for (size_t i = 0; i < k; i++) {
+      breaker_release(&st->proc[sel[i]->proc].br); /* not sent: no verdict */
+      sel[i]->next_try_ms = now + 500;
+    }
+    return;
+  }
+  for (size_t i = 0; i < k; i++) {
+    citem *x = sel[i];
+    if (!x->to_send) {
+      breaker_release(&st->proc[x->proc].br);
+      x->ph = PH_NEW; /* moved on elsewhere: read the truth */
+      continue;
+    }
+    call_setup(&x->call, st, x);
+    curl_multi_add_handle(st->multi, x->call.easy);
+    x->ph = PH_INFLIGHT;
+    st->inflight++;
+  }
+}
+
+/* Drives the transfers, waiting at most wait_ms for one to finish, and
+ * settles every finished one. */
+static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
+  int running = 0;
+  curl_multi_perform(st->multi, &running);
+  if (wait_ms > 0) {
+    curl_multi_poll(st->multi, NULL, 0, wait_ms, NULL);
+    curl_multi_perform(st->multi, &running);
+  }
+  int64_t now = ps_mono_ms();
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(st->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    http_call *c = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+    CURLcode cc = msg->data.result;
+    curl_multi_remove_handle(st->multi, c->easy);
+    citem *x = c->item;
+    call_finish(c, cc);
+    call_cleanup(c);
+    st->inflight--;
+    settle(ctx, st, x, now);
+    no_processor_left(st, x);
+  }
+  metric_set(st->m_inflight, (double)st->inflight);
+}
+
+/* Records refused sends and failovers; failed-over items are re-read. */
+static void fail_over(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
+  size_t k = 0;
+  for (size_t i = 0; i < st->n; i++)
+    if (st->items[i]->refused_now || st->items[i]->failover) sel[k++] = st->items[i];
+  if (k == 0) return;
+  int rc = bookkeep(ctx, st, sel, k);
+  for (size_t i = 0; i < k; i++) {
+    citem *x = sel[i];
+    if (x->failover && rc == 0) {
+      log_ctx lc = item_ctx(ctx, x);
+      log_at(LOG_WARN, &lc, "%s never received the charge; failing over to %s",
+             st->proc[x->proc].name, st->proc[x->proc + 1].name);
+    }
+    /* Failed over, or the proof could not be written: Postgres says what
+     * is live now (without the proof, it stays on the same processor). */
+    if (x->failover || rc) {
+      x->ph = x->ph == PH_RECORD ? PH_RECORD : PH_NEW;
+      x->next_try_ms = rc ? now + 500 : 0;
+    }
+    x->refused_now = x->failover = false;
+  }
+}
+
+/* Emits what finished and drops it. */
+static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
+  size_t k = 0;
+  for (size_t i = 0; i < st->n; i++) {
+    citem *x = st->items[i];
+    if (x->ph != PH_DONE) {
+      st->items[k++] = x;
+      continue;
+    }
+    ps_event *ev = x->ev;
+    if (x->has_attempt && strcmp(x->state, "succeeded") == 0 && x->proc >= 0) {
+      ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
+      ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
+      ch.processor = (char *)st->proc[x->proc].name;
+      ch.processor_charge_id = x->charge_id;
+      ch.fee_minor = x->fee_minor;
+      ps_charge *saved = ev->charge;
+      ev->charge = &ch;
+      outbox_add_event(out, ctx->cfg->topics.charged, ev);
+      ev->charge = saved;
+    } else if (x->outcome_hex) {
+      outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
+                        x->outcome_hex);
+    }
+    item_free(st, x);
+  }
+  st->n = k;
+}
+
+static void charge_progress(stage_ctx *ctx, outbox *out, int wait_ms) {
+  charge_state *st = ctx->state;
+  citem **sel = malloc((st->n + 1) * sizeof *sel);
+  if (!sel) abort();
+  int64_t now = ps_mono_ms();
+  reread(ctx, st, sel, now);
+  start_ready(ctx, st, sel, now);
+  drive(ctx, st, st->inflight ? wait_ms : 0);
+  now = ps_mono_ms();
+  fail_over(ctx, st, sel, now);
+  size_t k = select_phase(st, PH_RECORD, now, sel);
+  if (k && record_answers(ctx, st, sel, k) == 0)
+    for (size_t i = 0; i < k; i++) classify(ctx, sel[i], now);
+  emit_done(ctx, st, out);
+  free(sel);
+  metric_set(st->m_pending, (double)st->n);
+  /* Nothing in flight and nothing due: do not spin. */
+  if (!st->inflight && wait_ms > 0 && st->n) {
+    struct timespec ts = {0, (long)wait_ms * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Admits new messages: one round trip opens their first attempts and reads
+ * them; all are kept, or none (-1). */
 static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
   charge_state *st = ctx->state;
-  citem *it = calloc(n, sizeof *it);
-  if (!it) abort();
-  size_t nv = 0;
+  citem **nw = calloc(n, sizeof *nw);
+  stage_msg **src = calloc(n, sizeof *src);
+  if (!nw || !src) abort();
+  size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     const ps_event *ev = msgs[i].ev;
     if (!ev->fraud || ev->fraud->decision != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW ||
@@ -671,34 +776,81 @@ static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &msgs[i], "not allowed by fraud");
       continue;
     }
-    it[nv++].m = &msgs[i];
+    citem *x = calloc(1, sizeof *x);
+    if (!x) abort();
+    x->ev = msgs[i].ev;
+    x->partition = msgs[i].partition;
+    x->offset = msgs[i].offset;
+    x->proc = -1;
+    src[k] = &msgs[i];
+    nw[k++] = x;
   }
-  int rc = nv ? read_state(ctx, st, it, nv, true) : 0;
-  long ambiguous = 0;
-  if (rc == 0 && nv) {
-    apply_deadline(st, it, nv);
-    ambiguous = charge_all(ctx, st, it, nv);
-    if (ambiguous < 0) rc = -1;
-    if (rc == 0) rc = record_answers(ctx, st, it, nv);
+  int rc = k ? read_state(ctx, st, nw, k) : 0;
+  int64_t now = ps_mono_ms();
+  for (size_t i = 0; i < k; i++) {
+    citem *x = nw[i];
+    if (rc) {
+      free(x->outcome_hex);
+      free(x);
+      continue;
+    }
+    src[i]->ev = NULL; /* ours now */
+    if (!x->known) {
+      outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", src[i], "unknown payment_id");
+      event_free(x->ev);
+      free(x->outcome_hex);
+      free(x);
+      continue;
+    }
+    keep(st, x);
+    if (g_hash_table_contains(st->active, x->ev->payment_id)) {
+      x->ph = PH_WAIT_DUP; /* per-payment order: after the one in progress */
+      continue;
+    }
+    g_hash_table_add(st->active, x->ev->payment_id);
+    x->active = true;
+    classify(ctx, x, now);
   }
-  if (rc == 0 && nv) rc = read_state(ctx, st, it, nv, false);
-  if (rc == 0 && ambiguous > 0) {
-    /* Nothing is given up or sent elsewhere: the batch is retried, and the
-     * same idempotency key makes the processor answer the first charge. */
-    log_warn("%ld charges still ambiguous; retrying the batch", ambiguous);
-    rc = -1;
+  free(nw);
+  free(src);
+  return rc;
+}
+
+static size_t charge_pending(stage_ctx *ctx) { return ((charge_state *)ctx->state)->n; }
+
+/* Keeps up to twice the in-flight limit: a slot that frees is refilled at
+ * once from items already read. */
+static size_t charge_capacity(stage_ctx *ctx) {
+  const charge_state *st = ctx->state;
+  size_t max = 2 * (size_t)st->max_inflight;
+  return st->n < max ? max - st->n : 0;
+}
+
+static void charge_floors(stage_ctx *ctx, int64_t *floor, int32_t nparts) {
+  const charge_state *st = ctx->state;
+  for (size_t i = 0; i < st->n; i++) {
+    const citem *x = st->items[i];
+    if (x->partition < nparts && (floor[x->partition] < 0 || x->offset < floor[x->partition]))
+      floor[x->partition] = x->offset;
   }
-  if (rc == 0) {
-    for (size_t i = 0; i < nv; i++) {
-      if (!it[i].known) {
-        outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", it[i].m, "unknown payment_id");
-        continue;
-      }
-      emit(ctx, st, &it[i], out);
+}
+
+/* A lost partition's payments are dropped mid-flight: their attempts are
+ * durable, and the next owner resends with the same key. */
+static void charge_revoked(stage_ctx *ctx, int32_t partition) {
+  charge_state *st = ctx->state;
+  size_t k = 0, dropped = 0;
+  for (size_t i = 0; i < st->n; i++) {
+    citem *x = st->items[i];
+    if (x->partition == partition) {
+      item_free(st, x);
+      dropped++;
+    } else {
+      st->items[k++] = x;
     }
   }
-  free_items(it, n);
-  return rc;
+  st->n = k;
+  if (dropped) log_info("partition %d revoked: %zu payments left to the next owner", partition, dropped);
 }
 
 static const char *charge_input(const cfg *c) { return c->topics.fraud_scored; }
@@ -743,7 +895,6 @@ static int charge_init(stage_ctx *ctx, char *err, size_t errlen) {
   if (cfg_env_int("PAYSTREAM_PROCESSOR_TIMEOUT_MS", 10000, 1, 600000, &st.timeout_ms, err,
                   errlen) ||
       cfg_env_int("PAYSTREAM_CHARGE_MAX_INFLIGHT", 500, 1, 10000, &st.max_inflight, err, errlen) ||
-      cfg_env_int("PAYSTREAM_CHARGE_MAX_TRIES", 4, 1, 100, &st.max_tries, err, errlen) ||
       cfg_env_int("PAYSTREAM_CHARGE_DEADLINE_MS", 600000, 1000, 7 * 86400000LL, &st.deadline_ms,
                   err, errlen) ||
       cfg_env_int("PAYSTREAM_BREAKER_WINDOW", bc.window, 1, BREAKER_MAX_WINDOW, &v, err, errlen))
@@ -779,6 +930,12 @@ static int charge_init(stage_ctx *ctx, char *err, size_t errlen) {
   st.multi = curl_multi_init();
   curl_multi_setopt(st.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)st.max_inflight);
   curl_multi_setopt(st.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)st.max_inflight);
+  st.active = g_hash_table_new(g_str_hash, g_str_equal);
+  st.m_inflight = metrics_gauge("paystream_charges_in_flight", "Processor requests in flight", NULL);
+  st.m_pending = metrics_gauge("paystream_charges_pending",
+                               "Payments the charge worker holds (in flight, waiting to retry, "
+                               "being recorded); their offsets are not committed yet",
+                               NULL);
   srand((unsigned)time(NULL));
   ctx->state = &st;
   log_info("charging at %s%s%s", st.proc[0].name, st.nproc > 1 ? ", failing over to " : "",
@@ -789,6 +946,9 @@ static int charge_init(stage_ctx *ctx, char *err, size_t errlen) {
 static void charge_destroy(stage_ctx *ctx) {
   charge_state *st = ctx->state;
   if (!st) return;
+  for (size_t i = 0; i < st->n; i++) item_free(st, st->items[i]);
+  free(st->items);
+  g_hash_table_destroy(st->active);
   curl_multi_cleanup(st->multi);
   for (int i = 0; i < st->nproc; i++) free(st->proc[i].api_key);
   curl_global_cleanup();
@@ -801,4 +961,9 @@ const stage_def charge_stage = {
     .init = charge_init,
     .process = charge_process,
     .destroy = charge_destroy,
+    .progress = charge_progress,
+    .pending = charge_pending,
+    .capacity = charge_capacity,
+    .floors = charge_floors,
+    .revoked = charge_revoked,
 };

@@ -123,7 +123,7 @@ manifest_terminal() { jq -r 'select(.kind|test("^duplicate|^garbage")|not) | .ke
 # procsim's charge list and payments.outcomes, against what was published.
 assert_invariants() {
   local M=$1 R=$PAYSTREAM_RUN_DIR
-  local valid='select(.kind=="valid" or .kind=="decline" or .kind=="fraud")'
+  local valid='select(.kind=="valid" or .kind=="decline" or .kind=="fraud" or .kind=="slow")'
   local base; base=$(jq -r "$valid | .key" "$M" | wc -l)
 
   # 1. one request, one payment

@@ -79,6 +79,29 @@ Test(breaker, a_failed_probe_opens_it_again_for_a_full_cool_down) {
   cr_assert(breaker_allow(&b, 2200));
 }
 
+Test(breaker, an_unsent_probe_gives_its_slot_back_without_a_verdict) {
+  results(0, 5, 0);
+  cr_assert(breaker_allow(&b, 1000));
+  cr_assert(breaker_allow(&b, 1000));
+  cr_assert_not(breaker_allow(&b, 1000));
+  breaker_release(&b);
+  cr_assert_eq(breaker_get_state(&b, 1000), BREAKER_HALF_OPEN, "no verdict");
+  cr_assert(breaker_allow(&b, 1000), "the slot is free again");
+  breaker_release(&b);
+  breaker_release(&b);
+  breaker_release(&b); /* more releases than grants change nothing */
+  cr_assert(breaker_allow(&b, 1000));
+  cr_assert(breaker_allow(&b, 1000));
+  cr_assert_not(breaker_allow(&b, 1000));
+}
+
+Test(breaker, releasing_while_closed_changes_nothing) {
+  breaker_release(&b);
+  cr_assert_eq(breaker_get_state(&b, 0), BREAKER_CLOSED);
+  results(0, 5, 0);
+  cr_assert_eq(breaker_get_state(&b, 0), BREAKER_OPEN);
+}
+
 Test(breaker, state_names) {
   cr_assert_str_eq(breaker_state_name(BREAKER_CLOSED), "closed");
   cr_assert_str_eq(breaker_state_name(BREAKER_OPEN), "open");

@@ -14,7 +14,7 @@
 #include "payctl.h"
 
 typedef struct mix {
-  long count, duplicates, conflicts, declines, fraud, invalid, garbage;
+  long count, duplicates, conflicts, declines, fraud, slow, invalid, garbage;
   long cross; /* duplicates produced to another partition than their original */
   long customers; /* distinct customers (repeat customers trip velocity rules) */
   long fuzz;      /* valid intents with random damage: bit flips, cuts, junk */
@@ -256,6 +256,7 @@ static int parse_mix(int argc, char **argv, mix *m) {
     else if (strcmp(a, "--conflicts") == 0) m->conflicts = atol(v);
     else if (strcmp(a, "--declines") == 0) m->declines = atol(v);
     else if (strcmp(a, "--fraud") == 0) m->fraud = atol(v);
+    else if (strcmp(a, "--slow") == 0) m->slow = atol(v);
     else if (strcmp(a, "--invalid") == 0) m->invalid = atol(v);
     else if (strcmp(a, "--garbage") == 0) m->garbage = atol(v);
     else if (strcmp(a, "--cross-partition") == 0) m->cross = atol(v);
@@ -272,7 +273,7 @@ static int parse_mix(int argc, char **argv, mix *m) {
    * trips the velocity rule. */
   if (m->customers <= 0) m->customers = m->count > 1000 ? m->count : 1000;
   long base = m->count - m->duplicates - m->conflicts - m->invalid - m->garbage - m->fuzz;
-  if (base < 0 || (base == 0 && m->duplicates + m->conflicts + m->declines + m->fraud > 0) || m->declines + m->fraud > base || m->cross > m->duplicates || (m->duplicates + m->conflicts > 0 && base < 1))
+  if (base < 0 || (base == 0 && m->duplicates + m->conflicts + m->declines + m->fraud > 0) || m->declines + m->fraud + m->slow > base || m->cross > m->duplicates || (m->duplicates + m->conflicts > 0 && base < 1))
     return -1;
   return 0;
 }
@@ -282,10 +283,11 @@ int cmd_publish(payctl *p, int argc, char **argv) {
   if (parse_mix(argc, argv, &m)) {
     fprintf(stderr,
             "usage: payctl publish [--count N] [--duplicates N] [--conflicts N] [--declines N]\n"
-            "         [--fraud N] [--invalid N] [--garbage N] [--fuzz N] [--cross-partition N]\n"
+            "         [--fraud N] [--slow N] [--invalid N] [--garbage N] [--fuzz N] [--cross-partition N]\n"
             "         [--customers N] [--padding BYTES]\n"
             "         [--seed S] [--run NAME] [--manifest FILE]\n"
-            "count is the total number of messages; declines and fraud are among the\n"
+            "count is the total number of messages; declines, fraud and slow (procsim's\n"
+            "pm_card_slow: answered after slow_ms) are among the\n"
             "valid ones; duplicates and conflicts re-use keys of valid ones.\n");
     return 2;
   }
@@ -320,6 +322,9 @@ int cmd_publish(payctl *p, int argc, char **argv) {
       expect = "blocked";
       kind = "fraud";
       code = "fraud_blocked";
+    } else if (i < m.declines + m.fraud + m.slow) {
+      snprintf(g->pm, sizeof g->pm, "pm_card_slow"); /* procsim answers after slow_ms */
+      kind = "slow";
     }
     publish_intent(g, false, RD_KAFKA_PARTITION_UA, g);
     record(kind, g, expect, code);

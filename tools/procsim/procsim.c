@@ -18,7 +18,10 @@
  *   with the key charges once; fail_rate=1&fail_status=503 is a full outage;
  * - timeout_rate: charge, then answer only after hang_ms (a client timeout
  *   that did charge; hang_ms beyond the client timeout = never answers);
- * - api_key: only "Bearer K" is accepted (by default any "Bearer sk_..."). */
+ * - api_key: only "Bearer K" is accepted (by default any "Bearer sk_...");
+ * - slow_ms: a charge with payment method pm_card_slow succeeds after slow_ms
+ *   (default 15000) instead of the usual latency — one slow answer among
+ *   fast ones. */
 #include <arpa/inet.h>
 #include <glib.h>
 #include <netinet/in.h>
@@ -49,6 +52,7 @@ static volatile double fail_rate;
 static volatile double timeout_rate; /* charge, then answer only after hang_ms */
 static volatile int hang_ms = 5000;
 static volatile int fail_status = 500;
+static volatile int slow_ms = 15000; /* for payment method pm_card_slow */
 typedef enum { LAT_FIXED, LAT_UNIFORM, LAT_LONGTAIL } latency_dist;
 static volatile latency_dist lat_dist = LAT_FIXED;
 static char required_key[256]; /* set before traffic by tests; empty = any sk_ key */
@@ -315,7 +319,7 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body,
     g_mutex_unlock(&lock);
   }
 
-  int delay = sim_latency_ms();
+  int delay = body && strstr(body, "pm_card_slow") ? slow_ms : sim_latency_ms();
   if (delay > 0) usleep((useconds_t)delay * 1000);
   char *b = NULL;
   unsigned status;
@@ -374,6 +378,8 @@ static enum MHD_Result handle_config(struct MHD_Connection *c) {
   if (f) fail_rate = atof(f);
   if (t) timeout_rate = atof(t);
   if (h) hang_ms = atoi(h);
+  const char *sl = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "slow_ms");
+  if (sl) slow_ms = atoi(sl);
   const char *fs = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fail_status");
   if (fs && atoi(fs) >= 400 && atoi(fs) <= 599) fail_status = atoi(fs);
   const char *ld = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "latency");
@@ -386,8 +392,8 @@ static enum MHD_Result handle_config(struct MHD_Connection *c) {
   char b[256];
   snprintf(b, sizeof b,
            "{\"latency_ms\":%d,\"latency\":\"%s\",\"fail_rate\":%g,\"fail_status\":%d,"
-           "\"timeout_rate\":%g,\"hang_ms\":%d}",
-           latency_ms, dists[lat_dist], fail_rate, fail_status, timeout_rate, hang_ms);
+           "\"timeout_rate\":%g,\"hang_ms\":%d,\"slow_ms\":%d}",
+           latency_ms, dists[lat_dist], fail_rate, fail_status, timeout_rate, hang_ms, slow_ms);
   return reply(c, 200, b);
 }
 
