@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/charge.sh: one charge worker against procsim with 500 ms processor
-# latency — concurrent (curl multi, up to 500 in flight) vs. the seed's
+# latency — the continuous pipeline (curl multi, 500 or 1000 in flight) vs. the seed's
 # synchronous design (the same binary with PAYSTREAM_CHARGE_MAX_INFLIGHT=1:
 # one request at a time). Payments are brought to `scored` with the charge
 # worker stopped, then it drains the backlog.
@@ -30,5 +30,6 @@ run() {
 
 echo "| charge worker, processor latency 500 ms | charges | time | throughput |"
 echo "|---|---|---|---|"
-run "concurrent (curl multi, batches of 500, 500 in flight)" "$N"
+run "continuous pipeline, 500 in flight (default)" "$N"
+run "continuous pipeline, 1000 in flight" "$N" PAYSTREAM_CHARGE_MAX_INFLIGHT=1000
 run "seed design (one request at a time)" "$NSEED" PAYSTREAM_CHARGE_MAX_INFLIGHT=1 PAYSTREAM_BATCH_MAX=1

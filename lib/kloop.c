@@ -5,6 +5,7 @@
 #include "kloop.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -669,7 +670,18 @@ static void kloop_exit(kloop *kl) {
   free(kl->parts);
 }
 
+/* A charge worker keeps a connection per request in flight: take the hard
+ * limit on open files, not the (often 1024) soft one. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int stage_main(const stage_def *def) {
+  raise_nofile();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;

@@ -80,6 +80,8 @@ typedef struct citem {
   int tries;               /* ambiguous answers so far, for the back-off */
   int64_t next_try_ms;
   char *record_outcome_hex;
+  void *raw, *key;         /* the message, for the DLQ */
+  size_t rawlen, keylen;
   http_call call;
 } citem;
 
@@ -114,14 +116,15 @@ static int proc_index(const charge_state *st, const char *name) {
   return -1;
 }
 
-/* The first attempt of a payment goes to the primary. */
+/* The first attempt of a payment goes to the primary; sends = $3 counts a
+ * first send that leaves right after this commits. */
 static const char SQL_BEGIN_ATTEMPTS[] =
-    "INSERT INTO charge_attempts (payment_id, processor, idempotency_key, amount_minor, currency)"
-    " SELECT p.payment_id, $2, 'paystream:' || p.payment_id || ':' || $2, p.amount_minor,"
-    " p.currency FROM unnest($1::text[]) AS u(id) JOIN payments p ON p.payment_id = u.id"
+    "INSERT INTO charge_attempts (payment_id, processor, idempotency_key, amount_minor, currency,"
+    " sends) SELECT p.payment_id, $2, 'paystream:' || p.payment_id || ':' || $2, p.amount_minor,"
+    " p.currency, $3::int FROM unnest($1::text[]) AS u(id) JOIN payments p ON p.payment_id = u.id"
     " WHERE p.status IN ('scored', 'charging')"
     " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id)"
-    " ON CONFLICT DO NOTHING";
+    " ON CONFLICT DO NOTHING RETURNING payment_id";
 
 static const char SQL_MARK_CHARGING[] =
     "UPDATE payments SET status = 'charging', updated_at = now()"
@@ -181,7 +184,7 @@ static const char SQL_RECORD_PAYMENTS[] =
     " $7::text[]) AS u(id, proc, s, cid, fee, o, code)"
     " WHERE p.payment_id = u.id AND p.status = 'charging'";
 
-/* ---- state in Postgres --------------------------------------------------- */
+/* ---- state in Postgres: one round trip per cycle ------------------------------ */
 
 /* Fills items from a SQL_READ result (u.ord is the 1-based index). */
 static void parse_read(const charge_state *st, PGresult *r, citem **it, size_t n, int64_t now) {
@@ -204,27 +207,6 @@ static void parse_read(const charge_state *st, PGresult *r, citem **it, size_t n
   }
 }
 
-/* Opens the first attempt of payments that have none and reads each
- * payment with its live attempt, in one round trip. */
-static int read_state(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
-  pg_array ids;
-  pg_array_init(&ids);
-  for (size_t i = 0; i < n; i++) pg_array_add_str(&ids, it[i]->ev->payment_id);
-  const char *p2[] = {pg_array_finish(&ids), st->proc[0].name};
-  pg_stmt stmts[] = {{SQL_BEGIN_ATTEMPTS, 2, p2}, {SQL_MARK_CHARGING, 1, p2}, {SQL_READ, 1, p2}};
-  PGresult *res[3] = {0};
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, sizeof err);
-  pg_array_free(&ids);
-  if (rc) {
-    log_warn("reading charge state failed: %s", err);
-    return -1;
-  }
-  parse_read(st, res[2], it, n, ps_mono_ms());
-  pg_results_clear(res, 3);
-  return 0;
-}
-
 static void build_outcome_hex(citem *x, const charge_state *st) {
   ps_event *ev = x->ev;
   ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
@@ -244,117 +226,134 @@ static void build_outcome_hex(citem *x, const charge_state *st) {
   ev->charge = saved;
 }
 
-/* Records the definite answers of it[0..n) in one transaction and reads
- * the payments back (the truth to emit), in one round trip. */
-static int record_answers(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
-  pg_array a[7], p[7];
-  pg_arrays_init(a, 7);
-  pg_arrays_init(p, 7);
-  for (size_t i = 0; i < n; i++) {
-    citem *x = it[i];
+/* What one cycle asks of Postgres. Every group may be empty. */
+typedef struct trip {
+  citem **fresh; size_t nfresh; /* open first attempts (send counted if eager), read */
+  citem **book; size_t nbook;   /* refused sends; failovers */
+  citem **rec; size_t nrec;     /* definite answers to record, then read back */
+  citem **send; size_t nsend;   /* sends to count before they leave */
+  bool eager;                   /* fresh attempts are sent right after the trip */
+} trip;
+
+/* Statement parameters: the arrays, finished, live until the trip ends. */
+#define TRIP_ARRAYS 20
+
+/* Everything the cycle must make durable or learn, in one transaction and
+ * one round trip, in this order: refused sends and failovers; answers
+ * (then read back: the truth to emit); first attempts (then read); counted
+ * sends (RETURNING: only still-live attempts may be sent). Returns 0, or -1
+ * when nothing of it happened. */
+static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
+  pg_array a[TRIP_ARRAYS];
+  pg_arrays_init(a, TRIP_ARRAYS);
+  /* book: 0 refused ids, 1 their processors, 2 failover ids, 3 processors, 4 why, 5 next */
+  for (size_t i = 0; i < t->nbook; i++) {
+    const citem *x = t->book[i];
+    if (x->refused_now) {
+      pg_array_add_str(&a[0], x->ev->payment_id);
+      pg_array_add_str(&a[1], st->proc[x->proc].name);
+    }
+    if (x->failover) {
+      pg_array_add_str(&a[2], x->ev->payment_id);
+      pg_array_add_str(&a[3], st->proc[x->proc].name);
+      pg_array_add_str(&a[4], "connection refused or circuit open");
+      pg_array_add_str(&a[5], st->proc[x->proc + 1].name);
+    }
+  }
+  /* rec: 6..11 attempts (id, proc, state, charge id, decline, fee, error
+   * shares 6,7,8,9), payments' outcome and code */
+  for (size_t i = 0; i < t->nrec; i++) {
+    citem *x = t->rec[i];
     const char *s = x->ans.kind == CHARGE_SUCCEEDED  ? "succeeded"
                     : x->ans.kind == CHARGE_DECLINED ? "declined"
                                                      : "failed";
     bool ok = x->ans.kind == CHARGE_SUCCEEDED;
     if (!ok && !x->fail_code[0]) snprintf(x->fail_code, sizeof x->fail_code, "processor_rejected");
     if (!ok) build_outcome_hex(x, st);
-    const char *proc = st->proc[x->proc].name;
-    pg_array_add_str(&a[0], x->ev->payment_id);
-    pg_array_add_str(&a[1], proc);
-    pg_array_add_str(&a[2], s);
-    pg_array_add_str(&a[3], ok ? x->ans.charge_id : NULL);
-    pg_array_add_str(&a[4], x->ans.kind == CHARGE_DECLINED ? x->ans.decline_code : NULL);
-    if (ok) pg_array_add_int(&a[5], x->ans.fee_minor);
-    else pg_array_add_str(&a[5], NULL);
-    pg_array_add_str(&a[6], x->ans.error[0] ? x->ans.error : NULL);
-    pg_array_add_str(&p[0], x->ev->payment_id);
-    pg_array_add_str(&p[1], proc);
-    pg_array_add_str(&p[2], s);
-    pg_array_add_str(&p[3], ok ? x->ans.charge_id : NULL);
-    if (ok) pg_array_add_int(&p[4], x->ans.fee_minor);
-    else pg_array_add_str(&p[4], NULL);
-    pg_array_add_str(&p[5], x->record_outcome_hex);
-    pg_array_add_str(&p[6], ok ? NULL
+    pg_array_add_str(&a[6], x->ev->payment_id);
+    pg_array_add_str(&a[7], st->proc[x->proc].name);
+    pg_array_add_str(&a[8], s);
+    pg_array_add_str(&a[9], ok ? x->ans.charge_id : NULL);
+    pg_array_add_str(&a[10], x->ans.kind == CHARGE_DECLINED ? x->ans.decline_code : NULL);
+    if (ok) pg_array_add_int(&a[11], x->ans.fee_minor);
+    else pg_array_add_str(&a[11], NULL);
+    pg_array_add_str(&a[12], x->ans.error[0] ? x->ans.error : NULL);
+    pg_array_add_str(&a[13], x->record_outcome_hex);
+    pg_array_add_str(&a[14], ok ? NULL
                       : x->ans.kind == CHARGE_DECLINED ? x->ans.decline_code
                                                        : x->fail_code);
   }
-  const char *pa[7], *pp[7];
-  pg_arrays_finish(a, 7, pa);
-  pg_arrays_finish(p, 7, pp);
-  pg_stmt stmts[] = {{SQL_RECORD_ATTEMPTS, 7, pa}, {SQL_RECORD_PAYMENTS, 7, pp}, {SQL_READ, 1, pa}};
-  PGresult *res[3] = {0};
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, sizeof err);
-  if (rc) log_warn("recording charge answers failed: %s", err);
-  else parse_read(st, res[2], it, n, ps_mono_ms());
-  pg_results_clear(res, 3);
-  pg_arrays_free(a, 7);
-  pg_arrays_free(p, 7);
-  return rc;
-}
-
-/* Counts the sends of it[0..n) in Postgres before they leave, and keeps
- * only those whose attempt is still live there (another instance may have
- * moved it on). Returns 0 or -1. */
-static int count_sends(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
-  pg_array a[2];
-  pg_arrays_init(a, 2);
-  for (size_t i = 0; i < n; i++) {
-    pg_array_add_str(&a[0], it[i]->ev->payment_id);
-    pg_array_add_str(&a[1], st->proc[it[i]->proc].name);
+  for (size_t i = 0; i < t->nfresh; i++) pg_array_add_str(&a[15], t->fresh[i]->ev->payment_id);
+  for (size_t i = 0; i < t->nsend; i++) {
+    pg_array_add_str(&a[16], t->send[i]->ev->payment_id);
+    pg_array_add_str(&a[17], st->proc[t->send[i]->proc].name);
   }
-  const char *pa[2];
-  pg_arrays_finish(a, 2, pa);
-  pg_stmt stmt = {SQL_COUNT_SENDS, 2, pa};
-  PGresult *res = NULL;
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, &stmt, 1, &res, err, sizeof err);
-  pg_arrays_free(a, 2);
-  if (rc) {
-    log_warn("counting sends failed: %s", err);
-    return -1;
+  const char *p[TRIP_ARRAYS];
+  pg_arrays_finish(a, TRIP_ARRAYS, p);
+  const char *refused[] = {p[0], p[1]}, *abandon[] = {p[2], p[3], p[4]}, *next[] = {p[2], p[5]};
+  const char *att[] = {p[6], p[7], p[8], p[9], p[10], p[11], p[12]};
+  const char *pay[] = {p[6], p[7], p[8], p[9], p[11], p[13], p[14]};
+  const char *fresh[] = {p[15], st->proc[0].name, t->eager ? "1" : "0"};
+  const char *sends[] = {p[16], p[17]};
+  pg_stmt stmts[12];
+  int ns = 0, i_rec = -1, i_fresh = -1, i_begin = -1, i_send = -1;
+  if (t->nbook) {
+    stmts[ns++] = (pg_stmt){SQL_COUNT_REFUSED, 2, refused};
+    stmts[ns++] = (pg_stmt){SQL_ABANDON, 3, abandon};
+    stmts[ns++] = (pg_stmt){SQL_FAILOVER, 2, next};
   }
-  GHashTable *live = g_hash_table_new(g_str_hash, g_str_equal);
-  for (int row = 0; row < PQntuples(res); row++) g_hash_table_add(live, PQgetvalue(res, row, 0));
-  for (size_t i = 0; i < n; i++) it[i]->to_send = g_hash_table_contains(live, it[i]->ev->payment_id);
-  g_hash_table_destroy(live);
-  PQclear(res);
-  return 0;
-}
-
-/* In one transaction: adds refused sends to the proof that nobody received
- * an attempt, then abandons the attempts nobody received and opens the next
- * processor's — a crash can never leave a payment without a live attempt,
- * and the CHECK on abandoned refuses anything unproven. */
-static int bookkeep(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
-  pg_array r[2], f[4];
-  pg_arrays_init(r, 2);
-  pg_arrays_init(f, 4);
-  for (size_t i = 0; i < n; i++) {
-    const citem *x = it[i];
-    if (x->refused_now) {
-      pg_array_add_str(&r[0], x->ev->payment_id);
-      pg_array_add_str(&r[1], st->proc[x->proc].name);
+  if (t->nrec) {
+    stmts[ns++] = (pg_stmt){SQL_RECORD_ATTEMPTS, 7, att};
+    stmts[ns++] = (pg_stmt){SQL_RECORD_PAYMENTS, 7, pay};
+    i_rec = ns;
+    stmts[ns++] = (pg_stmt){SQL_READ, 1, att};
+  }
+  if (t->nfresh) {
+    i_begin = ns;
+    stmts[ns++] = (pg_stmt){SQL_BEGIN_ATTEMPTS, 3, fresh};
+    stmts[ns++] = (pg_stmt){SQL_MARK_CHARGING, 1, fresh};
+    i_fresh = ns;
+    stmts[ns++] = (pg_stmt){SQL_READ, 1, fresh};
+  }
+  if (t->nsend) {
+    i_send = ns;
+    stmts[ns++] = (pg_stmt){SQL_COUNT_SENDS, 2, sends};
+  }
+  int rc = 0;
+  if (ns) {
+    PGresult *res[12] = {0};
+    char err[512];
+    rc = pg_pipeline(&ctx->pg, stmts, ns, res, err, sizeof err);
+    if (rc) {
+      log_warn("charge bookkeeping failed (retried next cycle): %s", err);
+    } else {
+      int64_t now = ps_mono_ms();
+      if (i_rec >= 0) parse_read(st, res[i_rec], t->rec, t->nrec, now);
+      if (i_fresh >= 0) {
+        parse_read(st, res[i_fresh], t->fresh, t->nfresh, now);
+        /* Attempts opened here with their first send already counted. */
+        GHashTable *mine = g_hash_table_new(g_str_hash, g_str_equal);
+        for (int row = 0; t->eager && row < PQntuples(res[i_begin]); row++)
+          g_hash_table_add(mine, PQgetvalue(res[i_begin], row, 0));
+        for (size_t i = 0; i < t->nfresh; i++) {
+          citem *x = t->fresh[i];
+          x->to_send = g_hash_table_contains(mine, x->ev->payment_id);
+          if (x->to_send) x->sends--; /* local sends count answered requests */
+        }
+        g_hash_table_destroy(mine);
+      }
+      if (i_send >= 0) {
+        GHashTable *live = g_hash_table_new(g_str_hash, g_str_equal);
+        for (int row = 0; row < PQntuples(res[i_send]); row++)
+          g_hash_table_add(live, PQgetvalue(res[i_send], row, 0));
+        for (size_t i = 0; i < t->nsend; i++)
+          t->send[i]->to_send = g_hash_table_contains(live, t->send[i]->ev->payment_id);
+        g_hash_table_destroy(live);
+      }
     }
-    if (x->failover) {
-      pg_array_add_str(&f[0], x->ev->payment_id);
-      pg_array_add_str(&f[1], st->proc[x->proc].name);
-      pg_array_add_str(&f[2], "connection refused or circuit open");
-      pg_array_add_str(&f[3], st->proc[x->proc + 1].name);
-    }
+    pg_results_clear(res, ns);
   }
-  const char *pr[2], *pf[4];
-  pg_arrays_finish(r, 2, pr);
-  pg_arrays_finish(f, 4, pf);
-  const char *pn[] = {pf[0], pf[3]};
-  pg_stmt stmts[] = {{SQL_COUNT_REFUSED, 2, pr}, {SQL_ABANDON, 3, pf}, {SQL_FAILOVER, 2, pn}};
-  PGresult *res[3] = {0};
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, sizeof err);
-  if (rc) log_warn("failover bookkeeping failed: %s", err);
-  pg_results_clear(res, 3);
-  pg_arrays_free(r, 2);
-  pg_arrays_free(f, 4);
+  pg_arrays_free(a, TRIP_ARRAYS);
   return rc;
 }
 
@@ -559,6 +558,8 @@ static void item_free(charge_state *st, citem *x) {
   event_free(x->ev);
   free(x->outcome_hex);
   free(x->record_outcome_hex);
+  free(x->raw);
+  free(x->key);
   free(x);
 }
 
@@ -573,21 +574,24 @@ static void keep(charge_state *st, citem *x) {
   st->items[st->n++] = x;
 }
 
-/* The items in phase ph (and, for PH_READY/PH_NEW, due), into sel. */
-static size_t select_phase(charge_state *st, phase ph, int64_t now, citem **sel) {
-  size_t k = 0;
-  for (size_t i = 0; i < st->n; i++) {
-    citem *x = st->items[i];
-    if (x->ph == ph && (ph != PH_NEW || x->next_try_ms <= now)) sel[k++] = x;
-  }
-  return k;
-}
-
 /* ---- the cycle ------------------------------------------------------------------ */
 
-/* Re-reads items whose state must come from Postgres (admitted duplicates
- * whose turn came, failovers, sends another instance moved on). */
-static void reread(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
+/* Starts the request of an item whose send is counted. */
+static void start_call(charge_state *st, citem *x) {
+  call_setup(&x->call, st, x);
+  curl_multi_add_handle(st->multi, x->call.easy);
+  x->ph = PH_INFLIGHT;
+  x->to_send = false;
+  st->inflight++;
+}
+
+/* Plans the cycle's round trip: duplicates whose turn came and other items
+ * to (re-)read; due items to send while slots are free (deadline first,
+ * then the breaker decides between sending, failing over — nobody ever
+ * received it — and waiting); refused sends, failovers and answers to make
+ * durable. */
+static void plan(charge_state *st, trip *t, int64_t now) {
+  size_t room = st->inflight < (size_t)st->max_inflight ? (size_t)st->max_inflight - st->inflight : 0;
   for (size_t i = 0; i < st->n; i++) {
     citem *x = st->items[i];
     if (x->ph == PH_WAIT_DUP && !g_hash_table_contains(st->active, x->ev->payment_id)) {
@@ -596,64 +600,81 @@ static void reread(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
       x->ph = PH_NEW;
       x->next_try_ms = 0;
     }
-  }
-  size_t k = select_phase(st, PH_NEW, now, sel);
-  if (k == 0) return;
-  if (read_state(ctx, st, sel, k)) {
-    for (size_t i = 0; i < k; i++) sel[i]->next_try_ms = now + 500;
-    return;
-  }
-  for (size_t i = 0; i < k; i++) classify(ctx, sel[i], now);
-}
-
-/* Starts due items while in-flight slots are free: deadline first, then
- * the breaker decides between sending, failing over (nobody ever received
- * it) and waiting. Sends are counted in Postgres before they leave. */
-static void start_ready(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
-  size_t room = st->inflight < (size_t)st->max_inflight ? (size_t)st->max_inflight - st->inflight : 0;
-  size_t k = 0;
-  for (size_t i = 0; i < st->n; i++) {
-    citem *x = st->items[i];
-    if (x->ph != PH_READY || x->failover || x->next_try_ms > now) continue;
-    if (now - x->created_ms >= st->deadline_ms) {
-      char why[160];
-      snprintf(why, sizeof why,
-               "no definite answer from %s before the deadline; not retried elsewhere",
-               st->proc[x->proc].name);
-      end_failed(x, "processor_timeout", why);
+    if (x->ph == PH_NEW && x->next_try_ms <= now) {
+      t->fresh[t->nfresh++] = x;
       continue;
     }
-    if (k == room) continue;
-    if (breaker_allow(&st->proc[x->proc].br, now)) {
-      sel[k++] = x;
-    } else if (x->sends == x->refused) {
-      x->failover = true; /* circuit open and never received */
-      no_processor_left(st, x);
-    } else {
-      x->next_try_ms = now + 100; /* it may have it: wait for the circuit */
+    if (x->ph == PH_READY && !x->failover && x->next_try_ms <= now) {
+      if (now - x->created_ms >= st->deadline_ms) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "no definite answer from %s before the deadline; not retried elsewhere",
+                 st->proc[x->proc].name);
+        end_failed(x, "processor_timeout", why);
+      } else if (t->nsend < room) {
+        if (breaker_allow(&st->proc[x->proc].br, now)) {
+          t->send[t->nsend++] = x;
+        } else if (x->sends == x->refused) {
+          x->failover = true; /* circuit open and never received */
+          no_processor_left(st, x);
+        } else {
+          x->next_try_ms = now + 100; /* it may have it: wait for the circuit */
+        }
+      }
     }
+    if (x->refused_now || x->failover) t->book[t->nbook++] = x;
+    if (x->ph == PH_RECORD) t->rec[t->nrec++] = x;
   }
+  /* First attempts go out right after the trip when the primary is
+   * healthy and every one of them has a slot. */
+  t->eager = t->nfresh && t->nsend + t->nfresh <= room &&
+             breaker_get_state(&st->proc[0].br, now) == BREAKER_CLOSED;
   for (int p = 0; p < st->nproc; p++)
     export_breaker(&st->proc[p], breaker_get_state(&st->proc[p].br, now));
-  if (k == 0) return;
-  if (count_sends(ctx, st, sel, k)) {
-    for (size_t i = 0; i < k; i++) {
-      breaker_release(&st->proc[sel[i]->proc].br); /* not sent: no verdict */
-      sel[i]->next_try_ms = now + 500;
-    }
-    return;
-  }
-  for (size_t i = 0; i < k; i++) {
-    citem *x = sel[i];
-    if (!x->to_send) {
-      breaker_release(&st->proc[x->proc].br);
-      x->ph = PH_NEW; /* moved on elsewhere: read the truth */
+}
+
+/* Applies the trip's results: sends leave, reads classify, failovers are
+ * re-read next cycle. On failure nothing happened: retry later. */
+static void apply(stage_ctx *ctx, charge_state *st, trip *t, int rc, int64_t now) {
+  for (size_t i = 0; i < t->nsend; i++) {
+    citem *x = t->send[i];
+    if (rc == 0 && x->to_send) {
+      start_call(st, x);
       continue;
     }
-    call_setup(&x->call, st, x);
-    curl_multi_add_handle(st->multi, x->call.easy);
-    x->ph = PH_INFLIGHT;
-    st->inflight++;
+    breaker_release(&st->proc[x->proc].br); /* not sent: no verdict */
+    if (rc) x->next_try_ms = now + 500;
+    else x->ph = PH_NEW; /* moved on elsewhere: read the truth */
+  }
+  for (size_t i = 0; i < t->nbook; i++) {
+    citem *x = t->book[i];
+    if (x->failover && rc == 0) {
+      log_ctx lc = item_ctx(ctx, x);
+      log_at(LOG_WARN, &lc, "%s never received the charge; failing over to %s",
+             st->proc[x->proc].name, st->proc[x->proc + 1].name);
+    }
+    /* Failed over, or the proof could not be written: Postgres says what
+     * is live now (without the proof, it stays on the same processor). */
+    if ((x->failover || rc) && x->ph != PH_RECORD) {
+      x->ph = PH_NEW;
+      x->next_try_ms = rc ? now + 500 : 0;
+    }
+    x->refused_now = x->failover = false;
+  }
+  for (size_t i = 0; i < t->nrec; i++)
+    if (rc == 0) classify(ctx, t->rec[i], now);
+  for (size_t i = 0; i < t->nfresh; i++) {
+    citem *x = t->fresh[i];
+    if (rc) {
+      x->next_try_ms = now + 500;
+      continue;
+    }
+    bool send = x->to_send;
+    classify(ctx, x, now);
+    if (send && x->ph == PH_READY) {
+      breaker_allow(&st->proc[x->proc].br, now); /* closed: always */
+      start_call(st, x);
+    }
   }
 }
 
@@ -682,31 +703,6 @@ static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
     settle(ctx, st, x, now);
     no_processor_left(st, x);
   }
-  metric_set(st->m_inflight, (double)st->inflight);
-}
-
-/* Records refused sends and failovers; failed-over items are re-read. */
-static void fail_over(stage_ctx *ctx, charge_state *st, citem **sel, int64_t now) {
-  size_t k = 0;
-  for (size_t i = 0; i < st->n; i++)
-    if (st->items[i]->refused_now || st->items[i]->failover) sel[k++] = st->items[i];
-  if (k == 0) return;
-  int rc = bookkeep(ctx, st, sel, k);
-  for (size_t i = 0; i < k; i++) {
-    citem *x = sel[i];
-    if (x->failover && rc == 0) {
-      log_ctx lc = item_ctx(ctx, x);
-      log_at(LOG_WARN, &lc, "%s never received the charge; failing over to %s",
-             st->proc[x->proc].name, st->proc[x->proc + 1].name);
-    }
-    /* Failed over, or the proof could not be written: Postgres says what
-     * is live now (without the proof, it stays on the same processor). */
-    if (x->failover || rc) {
-      x->ph = x->ph == PH_RECORD ? PH_RECORD : PH_NEW;
-      x->next_try_ms = rc ? now + 500 : 0;
-    }
-    x->refused_now = x->failover = false;
-  }
 }
 
 /* Emits what finished and drops it. */
@@ -719,7 +715,11 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
       continue;
     }
     ps_event *ev = x->ev;
-    if (x->has_attempt && strcmp(x->state, "succeeded") == 0 && x->proc >= 0) {
+    if (!x->known) {
+      stage_msg m = {ev, ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->raw,
+                     x->rawlen, x->key, x->keylen};
+      outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, "unknown payment_id");
+    } else if (x->has_attempt && strcmp(x->state, "succeeded") == 0 && x->proc >= 0) {
       ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
       ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
       ch.processor = (char *)st->proc[x->proc].name;
@@ -738,37 +738,35 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
   st->n = k;
 }
 
+/* One cycle: answers in (waiting at most wait_ms), one round trip to
+ * Postgres, requests out, finished payments emitted. */
 static void charge_progress(stage_ctx *ctx, outbox *out, int wait_ms) {
   charge_state *st = ctx->state;
-  citem **sel = malloc((st->n + 1) * sizeof *sel);
-  if (!sel) abort();
-  int64_t now = ps_mono_ms();
-  reread(ctx, st, sel, now);
-  start_ready(ctx, st, sel, now);
   drive(ctx, st, st->inflight ? wait_ms : 0);
-  now = ps_mono_ms();
-  fail_over(ctx, st, sel, now);
-  size_t k = select_phase(st, PH_RECORD, now, sel);
-  if (k && record_answers(ctx, st, sel, k) == 0)
-    for (size_t i = 0; i < k; i++) classify(ctx, sel[i], now);
-  emit_done(ctx, st, out);
+  citem **sel = malloc((4 * st->n + 1) * sizeof *sel);
+  if (!sel) abort();
+  trip t = {.fresh = sel, .book = sel + st->n, .rec = sel + 2 * st->n, .send = sel + 3 * st->n};
+  int64_t now = ps_mono_ms();
+  plan(st, &t, now);
+  int rc = round_trip(ctx, st, &t);
+  apply(ctx, st, &t, rc, ps_mono_ms());
   free(sel);
+  int running;
+  curl_multi_perform(st->multi, &running); /* the new requests leave now */
+  emit_done(ctx, st, out);
+  metric_set(st->m_inflight, (double)st->inflight);
   metric_set(st->m_pending, (double)st->n);
-  /* Nothing in flight and nothing due: do not spin. */
+  /* Nothing in flight (all waiting to retry): do not spin. */
   if (!st->inflight && wait_ms > 0 && st->n) {
     struct timespec ts = {0, (long)wait_ms * 1000000L};
     nanosleep(&ts, NULL);
   }
 }
 
-/* Admits new messages: one round trip opens their first attempts and reads
- * them; all are kept, or none (-1). */
+/* Admits new messages without a round trip: they are read (and, with a
+ * healthy primary, sent) in the next cycle's trip. Never fails. */
 static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
   charge_state *st = ctx->state;
-  citem **nw = calloc(n, sizeof *nw);
-  stage_msg **src = calloc(n, sizeof *src);
-  if (!nw || !src) abort();
-  size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     const ps_event *ev = msgs[i].ev;
     if (!ev->fraud || ev->fraud->decision != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW ||
@@ -779,29 +777,18 @@ static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     citem *x = calloc(1, sizeof *x);
     if (!x) abort();
     x->ev = msgs[i].ev;
+    msgs[i].ev = NULL; /* ours now */
     x->partition = msgs[i].partition;
     x->offset = msgs[i].offset;
     x->proc = -1;
-    src[k] = &msgs[i];
-    nw[k++] = x;
-  }
-  int rc = k ? read_state(ctx, st, nw, k) : 0;
-  int64_t now = ps_mono_ms();
-  for (size_t i = 0; i < k; i++) {
-    citem *x = nw[i];
-    if (rc) {
-      free(x->outcome_hex);
-      free(x);
-      continue;
-    }
-    src[i]->ev = NULL; /* ours now */
-    if (!x->known) {
-      outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", src[i], "unknown payment_id");
-      event_free(x->ev);
-      free(x->outcome_hex);
-      free(x);
-      continue;
-    }
+    /* Kept for the DLQ, should Postgres not know the payment. */
+    x->raw = malloc(msgs[i].rawlen + 1);
+    x->key = malloc(msgs[i].keylen + 1);
+    if (!x->raw || !x->key) abort();
+    memcpy(x->raw, msgs[i].raw, msgs[i].rawlen);
+    memcpy(x->key, msgs[i].key, msgs[i].keylen);
+    x->rawlen = msgs[i].rawlen;
+    x->keylen = msgs[i].keylen;
     keep(st, x);
     if (g_hash_table_contains(st->active, x->ev->payment_id)) {
       x->ph = PH_WAIT_DUP; /* per-payment order: after the one in progress */
@@ -809,11 +796,9 @@ static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     }
     g_hash_table_add(st->active, x->ev->payment_id);
     x->active = true;
-    classify(ctx, x, now);
+    x->ph = PH_NEW;
   }
-  free(nw);
-  free(src);
-  return rc;
+  return 0;
 }
 
 static size_t charge_pending(stage_ctx *ctx) { return ((charge_state *)ctx->state)->n; }
@@ -894,7 +879,7 @@ static int charge_init(stage_ctx *ctx, char *err, size_t errlen) {
   breaker_cfg_default(&bc);
   if (cfg_env_int("PAYSTREAM_PROCESSOR_TIMEOUT_MS", 10000, 1, 600000, &st.timeout_ms, err,
                   errlen) ||
-      cfg_env_int("PAYSTREAM_CHARGE_MAX_INFLIGHT", 500, 1, 10000, &st.max_inflight, err, errlen) ||
+      cfg_env_int("PAYSTREAM_CHARGE_MAX_INFLIGHT", 1000, 1, 10000, &st.max_inflight, err, errlen) ||
       cfg_env_int("PAYSTREAM_CHARGE_DEADLINE_MS", 600000, 1000, 7 * 86400000LL, &st.deadline_ms,
                   err, errlen) ||
       cfg_env_int("PAYSTREAM_BREAKER_WINDOW", bc.window, 1, BREAKER_MAX_WINDOW, &v, err, errlen))

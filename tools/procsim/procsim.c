@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,6 +448,11 @@ static void free_stored(gpointer p) {
 }
 
 int main(int argc, char **argv) {
+  struct rlimit rl; /* a thread and a socket per connection: take the hard limit */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   unsigned port = 0;
   const char *port_file = NULL;
   const char *bind = "127.0.0.1";
@@ -474,7 +480,8 @@ int main(int argc, char **argv) {
   }
   /* A thread per connection: injected latency sleeps without blocking others. */
   struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+      /* poll, not select: thousands of connections (fds past FD_SETSIZE). */
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
       NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, NULL, MHD_OPTION_END);
