@@ -18,3 +18,13 @@ new_stack() {
   "$STACK" up >/dev/null
   . "$PAYSTREAM_RUN_DIR/env"
 }
+
+# Waits until worker S-I answers /readyz with 200 (partitions assigned).
+wait_ready() {
+  local port
+  until [ -s "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port" ] &&
+    port=$(cat "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port") &&
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; do
+    sleep 0.2
+  done
+}

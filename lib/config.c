@@ -112,7 +112,7 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->session_timeout_ms = (int)v;
   if (cfg_env_int("PAYSTREAM_BATCH_MAX", 500, 1, 100000, &v, err, errlen)) return -1;
   c->batch_max = (int)v;
-  if (cfg_env_int("PAYSTREAM_BATCH_WAIT_MS", 20, 0, 60000, &v, err, errlen)) return -1;
+  if (cfg_env_int("PAYSTREAM_BATCH_WAIT_MS", 0, 0, 60000, &v, err, errlen)) return -1;
   c->batch_wait_ms = (int)v;
   if (cfg_env_int("PAYSTREAM_MAX_MESSAGE_BYTES", 262144, 64, 100 << 20, &v, err, errlen)) return -1;
   c->max_message_bytes = (int)v;

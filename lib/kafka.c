@@ -91,6 +91,10 @@ static rd_kafka_conf_t *base_conf(const cfg *c, const char *role, char *err, siz
   if (set(conf, "bootstrap.servers", c->kafka_bootstrap, err, errlen) ||
       set(conf, "client.id", client_id, err, errlen) ||
       set(conf, "socket.nagle.disable", "true", err, errlen) ||
+      /* Tuning an operator may override (PAYSTREAM_KAFKA_PROPERTIES): a real
+       * broker answers a fetch as soon as data arrives; this bounds only an
+       * idle poll (devbroker's mock waits it out on every empty fetch). */
+      (strcmp(role, "consumer") == 0 && set(conf, "fetch.wait.max.ms", "20", err, errlen)) ||
       kafka_apply_extra(conf, err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
@@ -224,7 +228,6 @@ rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_
       set(conf, "enable.auto.offset.store", "false", err, errlen) ||
       set(conf, "auto.offset.reset", "error", err, errlen) ||
       set(conf, "session.timeout.ms", session, err, errlen) ||
-      set(conf, "fetch.wait.max.ms", "20", err, errlen) ||
       set(conf, "max.poll.interval.ms", "600000", err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;

@@ -296,14 +296,17 @@ static void collect_batch(kloop *kl, size_t limit, bool block) {
   while (!stop_requested && kl->nbatch < limit) {
     if (kl->nbatch == 0) health_tick(kl);
     int timeout = block ? 100 : 0;
+    bool draining = !block; /* take only what is already fetched */
     if (kl->nbatch && block) {
+      /* Past the wait, still take everything already fetched: batches
+       * grow with load on their own and stay small when traffic is light. */
       int64_t left = deadline - ps_mono_ms();
-      if (left <= 0) break;
-      timeout = (int)left;
+      timeout = left > 0 ? (int)left : 0;
+      draining = left <= 0;
     }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(kl->consumer, timeout);
     if (!m) {
-      if (!block) break;
+      if (draining) break;
       continue;
     }
     if (m->err) {

@@ -224,6 +224,7 @@ static void usage(void) {
           "usage: payctl <command>\n"
           "  migrate                         apply db/migrations\n"
           "  publish [options]               publish generated intents (see publish --help)\n"
+          "  load [options]                  open-loop load: throughput, end-to-end latency\n"
           "  status <merchant> <key>         show a payment\n"
           "  wait --terminal N [--timeout S] wait until N intents are terminal\n"
           "  summary                         outcomes by status and throughput\n"
@@ -257,6 +258,8 @@ int main(int argc, char **argv) {
                                            : cmd_migrate(&p);
   } else if (strcmp(cmd, "publish") == 0) {
     rc = cmd_publish(&p, argc - 2, argv + 2);
+  } else if (strcmp(cmd, "load") == 0) {
+    rc = cmd_load(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "status") == 0) {
     rc = cmd_status(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "wait") == 0) {

@@ -3,6 +3,8 @@
 #ifndef PAYCTL_H
 #define PAYCTL_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "pg.h"
 
@@ -12,6 +14,7 @@ typedef struct payctl {
 } payctl;
 
 int cmd_publish(payctl *p, int argc, char **argv);
+int cmd_load(payctl *p, int argc, char **argv);
 int cmd_ledger(payctl *p, int argc, char **argv);
 int cmd_idempotency(payctl *p, int argc, char **argv);
 int cmd_reconcile(payctl *p, int argc, char **argv);
@@ -24,6 +27,8 @@ int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv);
  * subscribed to topic and waiting for the assignment (NULL on timeout). */
 #include <librdkafka/rdkafka.h>
 rd_kafka_t *payctl_group_handle(payctl *p, const char *group);
+/* The same, optionally reporting the end of each partition. */
+rd_kafka_t *payctl_consumer(payctl *p, const char *group, bool partition_eof);
 int payctl_partition_count(rd_kafka_t *rk, const char *topic);
 rd_kafka_topic_partition_list_t *payctl_join_group(rd_kafka_t *rk, const char *topic,
                                                    int timeout_s);

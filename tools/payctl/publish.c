@@ -3,11 +3,13 @@
  * undecodable messages, and writes a manifest (JSON lines: what each
  * message is and what it must end as) that tests and the demo check
  * against. */
+#include <glib.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "event.h"
 #include "kafka.h"
@@ -78,6 +80,7 @@ static void record(const char *kind, const gen_intent *g, const char *expect, co
 /* Publishes g; track (may be NULL) receives the partition it landed on and
  * must outlive the delivery report. */
 static long padding_bytes; /* --padding: metadata bytes per intent */
+static int64_t stamp_ms;    /* published_at_ms to stamp (0: now) */
 
 static void publish_intent(const gen_intent *g, bool omit_amount, int32_t partition,
                            gen_intent *track) {
@@ -126,7 +129,7 @@ static void publish_intent(const gen_intent *g, bool omit_amount, int32_t partit
   ps_event ev = PAYMENTS__V1__PAYMENT_EVENT__INIT;
   ev.schema_version = PS_SCHEMA_VERSION;
   ev.intent = &in;
-  ev.published_at_ms = ps_now_ms();
+  ev.published_at_ms = stamp_ms ? stamp_ms : ps_now_ms();
   size_t len;
   uint8_t *buf = event_pack(&ev, &len);
   produce(g->key, buf, len, partition, track);
@@ -360,4 +363,231 @@ int cmd_publish(payctl *p, int argc, char **argv) {
   free(bases);
   rd_kafka_destroy(producer);
   return 0;
+}
+
+/* ---- payctl load: open-loop load with end-to-end latency ------------------- */
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(const int64_t *v, size_t n, double p) {
+  if (!n) return 0;
+  size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+  return (double)v[i < n ? i : n - 1];
+}
+
+typedef struct load_opts {
+  long count, rate, timeout_s;
+  double declines, fraud, duplicates, repeat;
+  const char *run, *json;
+  unsigned seed;
+} load_opts;
+
+static int parse_load(int argc, char **argv, load_opts *o) {
+  *o = (load_opts){.count = 20000, .rate = 0, .timeout_s = 120, .declines = 3, .fraud = 1,
+                   .duplicates = 2, .repeat = 30, .run = "load", .seed = 42};
+  for (int i = 0; i + 1 < argc; i += 2) {
+    const char *a = argv[i], *v = argv[i + 1];
+    if (strcmp(a, "--count") == 0) o->count = atol(v);
+    else if (strcmp(a, "--rate") == 0) o->rate = atol(v);
+    else if (strcmp(a, "--timeout") == 0) o->timeout_s = atol(v);
+    else if (strcmp(a, "--declines") == 0) o->declines = atof(v);
+    else if (strcmp(a, "--fraud") == 0) o->fraud = atof(v);
+    else if (strcmp(a, "--duplicates") == 0) o->duplicates = atof(v);
+    else if (strcmp(a, "--repeat-customers") == 0) o->repeat = atof(v);
+    else if (strcmp(a, "--run") == 0) o->run = v;
+    else if (strcmp(a, "--json") == 0) o->json = v;
+    else if (strcmp(a, "--seed") == 0) o->seed = (unsigned)atol(v);
+    else return -1;
+  }
+  if (argc % 2 || o->count < 1 || o->rate < 0 || o->timeout_s < 1 || o->declines < 0 ||
+      o->fraud < 0 || o->duplicates < 0 || o->repeat < 0 || o->repeat >= 100 ||
+      o->declines + o->fraud > 100)
+    return -1;
+  return 0;
+}
+
+/* Consumer of payments.outcomes from its current end, so only this run's
+ * outcomes (and later ones) are read. */
+static rd_kafka_t *outcome_reader(payctl *p, char *group, size_t glen) {
+  snprintf(group, glen, "payctl-load-%d", (int)getpid());
+  rd_kafka_t *rk = payctl_consumer(p, group, true);
+  if (!rk) return NULL;
+  const char *t = p->cfg.topics.outcomes;
+  int np = payctl_partition_count(rk, t);
+  if (np < 1) {
+    rd_kafka_destroy(rk);
+    return NULL;
+  }
+  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np);
+  for (int i = 0; i < np; i++) {
+    int64_t lo = 0, hi = 0;
+    rd_kafka_query_watermark_offsets(rk, t, i, &lo, &hi, 10000);
+    rd_kafka_topic_partition_list_add(parts, t, i)->offset = hi;
+  }
+  rd_kafka_assign(rk, parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  /* Fetching before the clock starts: every partition reports its end. */
+  int eofs = 0;
+  for (int64_t until = ps_mono_ms() + 15000; eofs < np && ps_mono_ms() < until;) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) eofs++;
+    rd_kafka_message_destroy(m);
+  }
+  return rk;
+}
+
+int cmd_load(payctl *p, int argc, char **argv) {
+  load_opts o;
+  if (parse_load(argc, argv, &o)) {
+    fprintf(stderr,
+            "usage: payctl load [--count N] [--rate PER_S (0: as fast as possible)] [--run NAME]\n"
+            "         [--declines PCT] [--fraud PCT] [--duplicates PCT] [--repeat-customers PCT]\n"
+            "         [--timeout S] [--seed S] [--json FILE]\n"
+            "Publishes N intents open-loop (at a fixed rate, each stamped with its scheduled\n"
+            "time, so a slow pipeline shows as latency, not as a slower publisher), reads\n"
+            "payments.outcomes, and reports throughput and end-to-end latency percentiles.\n");
+    return 2;
+  }
+  char err[512], group[64];
+  producer = kafka_producer_new(&p->cfg, on_delivery, err, sizeof err);
+  if (!producer) {
+    fprintf(stderr, "payctl: %s\n", err);
+    return 1;
+  }
+  rd_kafka_t *reader = outcome_reader(p, group, sizeof group);
+  if (!reader) {
+    fprintf(stderr, "payctl: could not read %s\n", p->cfg.topics.outcomes);
+    rd_kafka_destroy(producer);
+    return 1;
+  }
+  topic = p->cfg.topics.intents;
+  /* Connected, with the topic's metadata, before the clock starts. */
+  if (partition_count(producer, topic) < 1) fprintf(stderr, "payctl: no metadata for %s\n", topic);
+  mix m = {.run = o.run, .seed = o.seed};
+  m.customers = (long)((double)o.count * (1 - o.repeat / 100.0));
+  if (m.customers < 1) m.customers = 1;
+  long ndup = (long)((double)o.count * o.duplicates / 100.0), nbase = o.count - ndup;
+  gen_intent *bases = calloc((size_t)nbase, sizeof *bases);
+  int64_t *lat = calloc((size_t)nbase, sizeof *lat);
+  int64_t *arrived = calloc((size_t)nbase, sizeof *arrived); /* monotonic, in order */
+  GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  if (!bases || !lat || !arrived) abort();
+  long status[8] = {0}, replayed = 0, got = 0, published = 0, made = 0;
+  unsigned rs = o.seed;
+  size_t prefix = strlen(o.run);
+  int64_t t0 = ps_mono_ms(), w0 = ps_now_ms(), first_out = 0, last_out = 0, last_pub = 0;
+  int64_t deadline = 0, next_report = t0 + 1000;
+  while (got < nbase) {
+    int64_t now = ps_mono_ms();
+    /* Due by now: every message at rate, or everything (in slices, so the
+     * reader keeps up) as fast as possible. */
+    long due = o.rate ? (long)((now - t0) * o.rate / 1000) + 1 : published + 2000;
+    if (due > o.count) due = o.count;
+    while (published < due) {
+      gen_intent *g;
+      bool dup = made > 0 && ndup > 0 && (published - made) < ndup &&
+                 (made >= nbase || rand_r(&rs) % (unsigned)o.count < (unsigned)ndup);
+      if (dup) {
+        g = &bases[rand_r(&rs) % (unsigned)made]; /* a repeated request */
+      } else {
+        g = &bases[made];
+        make_base(g, &m, made, &rs);
+        double r = (double)rand_r(&rs) / ((double)RAND_MAX + 1) * 100.0;
+        if (r < o.declines) snprintf(g->pm, sizeof g->pm, "%s", decline_pms[made % 3]);
+        else if (r < o.declines + o.fraud) g->amount = 5000000; /* over the rules' limit */
+        made++;
+      }
+      /* Open loop: the scheduled time, not when we got round to it. */
+      stamp_ms = o.rate ? w0 + published * 1000 / o.rate : 0;
+      publish_intent(g, false, RD_KAFKA_PARTITION_UA, NULL);
+      published++;
+      last_pub = ps_mono_ms();
+    }
+    if (published == o.count && !deadline) deadline = ps_mono_ms() + o.timeout_s * 1000;
+    rd_kafka_poll(producer, 0);
+    for (int k = 0; k < 5000; k++) {
+      rd_kafka_message_t *msg = rd_kafka_consumer_poll(reader, k ? 0 : 1);
+      if (!msg) break;
+      ps_outcome *oc = msg->err ? NULL : outcome_decode(msg->payload, msg->len); /* EOFs too */
+      if (oc && oc->idempotency_key && strncmp(oc->idempotency_key, o.run, prefix) == 0 &&
+          oc->idempotency_key[prefix] == '-') {
+        int64_t wall = ps_now_ms();
+        if (oc->replayed) {
+          replayed++;
+        } else if (oc->status != PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW &&
+                   !g_hash_table_contains(seen, oc->idempotency_key) && got < nbase) {
+          g_hash_table_add(seen, g_strdup(oc->idempotency_key));
+          arrived[got] = ps_mono_ms();
+          lat[got++] = wall - oc->published_at_ms;
+          if ((int)oc->status >= 0 && oc->status < 8) status[oc->status]++;
+          if (!first_out) first_out = ps_mono_ms();
+          last_out = ps_mono_ms();
+        }
+      }
+      outcome_free(oc);
+      rd_kafka_message_destroy(msg);
+    }
+    now = ps_mono_ms();
+    if (now >= next_report) {
+      fprintf(stderr, "load: %6.1f s  published %ld (%.0f/s)  outcomes %ld (%.0f/s)\n",
+              (double)(now - t0) / 1000, published,
+              (double)published * 1000 / (double)(now - t0 + 1), got,
+              (double)got * 1000 / (double)(now - t0 + 1));
+      next_report = now + 1000;
+    }
+    if (deadline && now > deadline) {
+      fprintf(stderr, "load: timed out with %ld of %ld outcomes\n", got, nbase);
+      break;
+    }
+  }
+  while (rd_kafka_outq_len(producer) > 0) rd_kafka_flush(producer, 1000);
+  qsort(lat, (size_t)got, sizeof *lat, cmp_i64);
+  double secs = (double)(last_out - t0) / 1000.0, pub_secs = (double)(last_pub - t0) / 1000.0;
+  /* Sustained: the rate between the 10th and the 90th percentile of
+   * arrivals, without the pipeline filling up and draining. */
+  long i10 = got / 10, i90 = got * 9 / 10;
+  double sustained = got >= 10 && arrived[i90] > arrived[i10]
+                         ? (double)(i90 - i10) * 1000.0 / (double)(arrived[i90] - arrived[i10])
+                         : 0.0;
+  double mean = 0;
+  for (long i = 0; i < got; i++) mean += (double)lat[i];
+  mean = got ? mean / (double)got : 0;
+  json_t *res = json_pack(
+      "{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:{s:f,s:f,s:f,s:f,s:f,s:f},"
+      "s:{s:I,s:I,s:I,s:I,s:I},s:f}",
+      "run", o.run, "rate_target", (json_int_t)o.rate, "published", (json_int_t)published,
+      "payments", (json_int_t)nbase, "outcomes", (json_int_t)got, "replayed",
+      (json_int_t)replayed, "publish_rate", pub_secs > 0 ? (double)published / pub_secs : 0.0,
+      "seconds", secs, "throughput", secs > 0 ? (double)got / secs : 0.0, "latency_ms", "p50",
+      pct(lat, (size_t)got, 50), "p90", pct(lat, (size_t)got, 90), "p99", pct(lat, (size_t)got, 99),
+      "p99_9", pct(lat, (size_t)got, 99.9), "max", got ? (double)lat[got - 1] : 0.0, "mean", mean,
+      "status", "succeeded", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_SUCCEEDED],
+      "declined", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_DECLINED],
+      "blocked", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_BLOCKED],
+      "failed", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_FAILED],
+      "rejected", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REJECTED],
+      "sustained", sustained);
+  (void)first_out;
+  char *js = json_dumps(res, JSON_COMPACT);
+  printf("%s\n", js);
+  if (o.json) {
+    FILE *f = fopen(o.json, "w");
+    if (f) {
+      fprintf(f, "%s\n", js);
+      fclose(f);
+    }
+  }
+  free(js);
+  json_decref(res);
+  g_hash_table_destroy(seen);
+  free(bases);
+  free(lat);
+  free(arrived);
+  rd_kafka_destroy(reader);
+  rd_kafka_destroy(producer);
+  return got == nbase ? 0 : 1;
 }

@@ -23,13 +23,20 @@ static const char *stage_topic(const cfg *c, const char *stage) {
 
 /* A consumer handle in the stage's group; it never processes a message. */
 rd_kafka_t *payctl_group_handle(payctl *p, const char *group) {
+  return payctl_consumer(p, group, false);
+}
+
+rd_kafka_t *payctl_consumer(payctl *p, const char *group, bool partition_eof) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (rd_kafka_conf_set(conf, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err) ||
+      rd_kafka_conf_set(conf, "enable.partition.eof", partition_eof ? "true" : "false", err,
+                        sizeof err) ||
       rd_kafka_conf_set(conf, "group.id", group, err, sizeof err) ||
       rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
       rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err) ||
       rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof err) ||
+      rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", err, sizeof err) ||
       kafka_apply_extra(conf, err, sizeof err)) {
     fprintf(stderr, "payctl: %s\n", err);
     rd_kafka_conf_destroy(conf);
