@@ -1,17 +1,22 @@
-/* fraud: rule evaluation with Redis velocity, stored assessments. */
+/* fraud: rules over Redis history, then the model over the whole batch;
+ * stored assessments and review decisions are re-emitted, never re-scored. */
 #include "fraud.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "model.h"
 #include "rules.h"
-
-#define HOUR_MS 3600000LL
+#include "rules_config.h"
 
 typedef struct fraud_state {
   rules_cfg rules;
+  fraud_model *model; /* NULL: rules only (PAYSTREAM_FRAUD_MODEL=none) */
+  metric *m_model_rows, *m_model_seconds, *m_decisions[3];
 } fraud_state;
 
 typedef struct fitem {
@@ -20,20 +25,26 @@ typedef struct fitem {
   bool assessed;            /* an assessment is stored */
   ps_fraud *stored;         /* decoded stored assessment */
   char *outcome_hex;        /* stored terminal outcome, if any */
+  char review[8];           /* "approve", "reject" or "" */
+  ps_fraud *approved;       /* the assessment forwarded on approval */
   fraud_signals sig;
+  rules_result rr;
+  double ml;
+  const char *model_version;
   uint8_t *assessment;      /* packed new assessment */
   size_t assessment_len;
   Payments__V1__FraudDecision decision;
-  rules_result rr;
   double combined;
   char *block_outcome_hex;  /* outcome to store when blocking */
 } fitem;
 
 static const char SQL_READ[] =
-    "SELECT u.ord, encode(a.assessment, 'hex'), encode(p.outcome, 'hex')"
+    "SELECT u.ord, encode(a.assessment, 'hex'), encode(p.outcome, 'hex'), r.decision,"
+    " encode(r.assessment, 'hex')"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
-    " LEFT JOIN fraud_assessments a ON a.payment_id = u.id";
+    " LEFT JOIN fraud_assessments a ON a.payment_id = u.id"
+    " LEFT JOIN fraud_reviews r ON r.payment_id = u.id";
 
 static const char SQL_STORE[] =
     "INSERT INTO fraud_assessments (payment_id, decision, rule_score, ml_score, combined_score,"
@@ -56,6 +67,7 @@ static const char SQL_TRANSITION[] =
 static void free_items(fitem *it, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (it[i].stored) payments__v1__fraud_assessment__free_unpacked(it[i].stored, NULL);
+    if (it[i].approved) payments__v1__fraud_assessment__free_unpacked(it[i].approved, NULL);
     free(it[i].outcome_hex);
     free(it[i].assessment);
     free(it[i].block_outcome_hex);
@@ -63,7 +75,16 @@ static void free_items(fitem *it, size_t n) {
   free(it);
 }
 
-/* Reads stored assessments and outcomes for the batch. Returns 0 or -1. */
+static ps_fraud *unpack_hex(const char *hex) {
+  size_t len;
+  uint8_t *b = hex_decode(hex, &len);
+  ps_fraud *fa = b ? payments__v1__fraud_assessment__unpack(NULL, len, b) : NULL;
+  free(b);
+  return fa;
+}
+
+/* Reads stored assessments, outcomes and review decisions for the batch.
+ * Returns 0 or -1. */
 static int read_stored(stage_ctx *ctx, fitem *it, size_t n) {
   pg_array ids;
   pg_array_init(&ids);
@@ -84,14 +105,13 @@ static int read_stored(stage_ctx *ctx, fitem *it, size_t n) {
     fitem *x = &it[ord - 1];
     x->known = true;
     if (!PQgetisnull(r, row, 1) && !x->stored) {
-      size_t len;
-      uint8_t *b = hex_decode(PQgetvalue(r, row, 1), &len);
-      if (b) x->stored = payments__v1__fraud_assessment__unpack(NULL, len, b);
-      free(b);
+      x->stored = unpack_hex(PQgetvalue(r, row, 1));
       x->assessed = x->stored != NULL;
     }
     free(x->outcome_hex);
     x->outcome_hex = PQgetisnull(r, row, 2) ? NULL : strdup(PQgetvalue(r, row, 2));
+    snprintf(x->review, sizeof x->review, "%s", PQgetvalue(r, row, 3));
+    if (!PQgetisnull(r, row, 4) && !x->approved) x->approved = unpack_hex(PQgetvalue(r, row, 4));
   }
   PQclear(r);
   return 0;
@@ -110,87 +130,171 @@ static const char *blocklist_value(const ps_intent *in, blocklist_kind k) {
   return v && *v ? v : NULL;
 }
 
-#define SIGNAL_CMDS (3 + BLOCKLIST_KINDS)
+/* Per payment: customer history (ZADD, ZREVRANGEBYSCORE, trim, expire),
+ * card history (the same), blocklists. */
+#define SIGNAL_CMDS (8 + BLOCKLIST_KINDS)
+#define ARG_LEN 512
 
-/* Every Redis signal of the batch in one pipelined round trip. Velocity is
- * a sorted set of payment ids scored by event time, so a payment counted
- * twice (retry, replay, two instances) is still one member; blocklists are
- * sets. Redis down: both fail open, each with its reason code. */
+typedef struct sigbuf {
+  char cust[200], card[200], member[ARG_LEN], num[8][24];
+  char val[BLOCKLIST_KINDS][256];
+  int first, n_cust, n_card;
+  int bl[BLOCKLIST_KINDS];
+} sigbuf;
+
+static void queue_signals(const fitem *x, sigbuf *b, rds_cmd *cmds, size_t *ncmd) {
+  const ps_intent *in = x->m->ev->intent;
+  const char *pid = x->m->ev->payment_id;
+  int64_t t = in->created_at_ms;
+  b->first = (int)*ncmd;
+  snprintf(b->cust, sizeof b->cust, "fraud:customer:{%s}:%s", in->merchant_id, in->customer_id);
+  hist_encode(in, pid, b->member, sizeof b->member);
+  snprintf(b->num[0], 24, "%lld", (long long)t);
+  snprintf(b->num[1], 24, "%lld", (long long)(t - HIST_WINDOW_MS));
+  snprintf(b->num[2], 24, "(%lld", (long long)(t - HIST_WINDOW_MS));
+  snprintf(b->num[3], 24, "%lld", (long long)(HIST_WINDOW_MS + DAY_MS));
+  snprintf(b->num[4], 24, "%d", HIST_MAX + 1);
+  snprintf(b->num[5], 24, "%lld", (long long)(t - DAY_MS));
+  snprintf(b->num[6], 24, "(%lld", (long long)(t - DAY_MS));
+  snprintf(b->num[7], 24, "%lld", (long long)(2 * DAY_MS));
+  /* ZADD of the same member is a no-op: a retry or replay counts once. The
+   * history read is by event time up to this payment's own. */
+  const char *zadd[] = {"ZADD", b->cust, b->num[0], b->member};
+  const char *range[] = {"ZREVRANGEBYSCORE", b->cust, b->num[0], b->num[1], "LIMIT", "0", b->num[4]};
+  const char *trim[] = {"ZREMRANGEBYSCORE", b->cust, "-inf", b->num[2]};
+  const char *exp[] = {"PEXPIRE", b->cust, b->num[3]};
+  rds_cmd_set(&cmds[(*ncmd)++], 4, zadd);
+  b->n_cust = (int)*ncmd;
+  rds_cmd_set(&cmds[(*ncmd)++], 7, range);
+  rds_cmd_set(&cmds[(*ncmd)++], 4, trim);
+  rds_cmd_set(&cmds[(*ncmd)++], 3, exp);
+  b->n_card = -1;
+  const char *fp = blocklist_value(in, BLOCKLIST_CARD);
+  if (fp) {
+    snprintf(b->card, sizeof b->card, "fraud:card:{%s}", fp);
+    const char *cadd[] = {"ZADD", b->card, b->num[0], pid};
+    const char *crange[] = {"ZREVRANGEBYSCORE", b->card, b->num[0], b->num[5], "WITHSCORES",
+                            "LIMIT", "0", b->num[4]};
+    const char *ctrim[] = {"ZREMRANGEBYSCORE", b->card, "-inf", b->num[6]};
+    const char *cexp[] = {"PEXPIRE", b->card, b->num[7]};
+    rds_cmd_set(&cmds[(*ncmd)++], 4, cadd);
+    b->n_card = (int)*ncmd;
+    rds_cmd_set(&cmds[(*ncmd)++], 8, crange);
+    rds_cmd_set(&cmds[(*ncmd)++], 4, ctrim);
+    rds_cmd_set(&cmds[(*ncmd)++], 3, cexp);
+  }
+  for (int k = 0; k < BLOCKLIST_KINDS; k++) {
+    const char *v = blocklist_value(in, (blocklist_kind)k);
+    b->bl[k] = -1;
+    if (!v) continue;
+    blocklist_normalize((blocklist_kind)k, v, b->val[k], sizeof b->val[k]);
+    const char *ismember[] = {"SISMEMBER", blocklist_key((blocklist_kind)k), b->val[k]};
+    b->bl[k] = (int)*ncmd;
+    rds_cmd_set(&cmds[(*ncmd)++], 3, ismember);
+  }
+}
+
+/* Turns the replies into signals; false when the history could not be read. */
+static bool read_history(fitem *x, const sigbuf *b, redisReply **rep) {
+  const ps_intent *in = x->m->ev->intent;
+  redisReply *c = rep[b->n_cust], *k = b->n_card >= 0 ? rep[b->n_card] : NULL;
+  if (!c || c->type != REDIS_REPLY_ARRAY) return false;
+  if (b->n_card >= 0 && (!k || k->type != REDIS_REPLY_ARRAY)) return false;
+  hist_entry *h = calloc(c->elements + 1, sizeof *h);
+  int64_t *ct = calloc((k ? k->elements / 2 : 0) + 1, sizeof *ct);
+  if (!h || !ct) abort();
+  size_t nh = 0, nc = 0;
+  for (size_t i = 0; i < c->elements; i++)
+    if (c->element[i]->type == REDIS_REPLY_STRING && hist_decode(c->element[i]->str, &h[nh]) == 0)
+      nh++;
+  for (size_t i = 0; k && i + 1 < k->elements; i += 2)
+    if (strcmp(k->element[i]->str, x->m->ev->payment_id) != 0)
+      ct[nc++] = strtoll(k->element[i + 1]->str, NULL, 10);
+  signals_from_history(in, x->m->ev->payment_id, h, nh, ct, nc, &x->sig);
+  free(h);
+  free(ct);
+  return true;
+}
+
+/* Every Redis signal of the batch in one pipelined round trip. Redis down:
+ * history and blocklists are unavailable, and the rules file says whether
+ * that fails open (reason codes) or holds for review. */
 static void gather_signals(stage_ctx *ctx, fitem *it, size_t n) {
   size_t ncmd = 0;
   rds_cmd *cmds = calloc(SIGNAL_CMDS * n + 1, sizeof *cmds);
-  char(*keys)[160] = calloc(n + 1, sizeof *keys);
-  char(*nums)[3][24] = calloc(n + 1, sizeof *nums);
-  char(*vals)[BLOCKLIST_KINDS][256] = calloc(n + 1, sizeof *vals);
-  int(*slot)[BLOCKLIST_KINDS] = calloc(n + 1, sizeof *slot);
-  size_t *first = calloc(n + 1, sizeof *first);
+  sigbuf *bufs = calloc(n + 1, sizeof *bufs);
   redisReply **rep = calloc(SIGNAL_CMDS * n + 1, sizeof *rep);
-  if (!cmds || !keys || !nums || !vals || !slot || !first || !rep) abort();
+  if (!cmds || !bufs || !rep) abort();
   for (size_t i = 0; i < n; i++) {
     fitem *x = &it[i];
-    first[i] = ncmd;
     if (!x->known || x->assessed) continue;
-    const ps_intent *in = x->m->ev->intent;
-    int64_t t = in->created_at_ms;
-    snprintf(keys[i], sizeof keys[i], "velocity:customer:{%s}:%s", in->merchant_id,
-             in->customer_id);
-    snprintf(nums[i][0], 24, "%lld", (long long)t);
-    snprintf(nums[i][1], 24, "%lld", (long long)(t - HOUR_MS));
-    snprintf(nums[i][2], 24, "%lld", 25 * HOUR_MS);
-    const char *zadd[] = {"ZADD", keys[i], nums[i][0], x->m->ev->payment_id};
-    const char *zcount[] = {"ZCOUNT", keys[i], nums[i][1], nums[i][0]};
-    const char *expire[] = {"PEXPIRE", keys[i], nums[i][2]};
-    rds_cmd_set(&cmds[ncmd++], 4, zadd);
-    rds_cmd_set(&cmds[ncmd++], 4, zcount);
-    rds_cmd_set(&cmds[ncmd++], 3, expire);
-    for (int k = 0; k < BLOCKLIST_KINDS; k++) {
-      const char *v = blocklist_value(in, (blocklist_kind)k);
-      slot[i][k] = -1;
-      if (!v) continue;
-      blocklist_normalize((blocklist_kind)k, v, vals[i][k], sizeof vals[i][k]);
-      const char *ismember[] = {"SISMEMBER", blocklist_key((blocklist_kind)k), vals[i][k]};
-      slot[i][k] = (int)ncmd;
-      rds_cmd_set(&cmds[ncmd++], 3, ismember);
-    }
+    signals_from_intent(x->m->ev->intent, &x->sig);
+    queue_signals(x, &bufs[i], cmds, &ncmd);
   }
-  bool ok = rds_pipeline(&ctx->redis, cmds, (int)ncmd, rep) == 0;
+  bool ok = ncmd > 0 && rds_pipeline(&ctx->redis, cmds, (int)ncmd, rep) == 0;
   for (size_t i = 0; i < n; i++) {
     fitem *x = &it[i];
     if (!x->known || x->assessed) continue;
-    redisReply *c = ok ? rep[first[i] + 1] : NULL;
-    x->sig.velocity_unavailable = !(c && c->type == REDIS_REPLY_INTEGER);
-    x->sig.customer_count_1h = x->sig.velocity_unavailable ? 0 : (long)c->integer;
+    x->sig.history_unavailable = !(ok && read_history(x, &bufs[i], rep));
     x->sig.blocklist_unavailable = !ok;
     for (int k = 0; ok && k < BLOCKLIST_KINDS; k++) {
-      redisReply *b = slot[i][k] >= 0 ? rep[slot[i][k]] : NULL;
+      redisReply *b = bufs[i].bl[k] >= 0 ? rep[bufs[i].bl[k]] : NULL;
       x->sig.blocklisted[k] = b && b->type == REDIS_REPLY_INTEGER && b->integer == 1;
     }
   }
   for (size_t j = 0; ok && j < ncmd; j++) freeReplyObject(rep[j]);
   free(cmds);
-  free(keys);
-  free(nums);
-  free(vals);
-  free(slot);
-  free(first);
+  free(bufs);
   free(rep);
 }
 
-static void assess(const fraud_state *st, stage_ctx *ctx, fitem *x) {
-  const ps_event *ev = x->m->ev;
-  x->sig.amount_minor = ev->intent->amount ? ev->intent->amount->amount_minor : 0;
-  rules_evaluate(&st->rules, &x->sig, &x->rr);
-  double ml = 0.0;
-  x->decision = rules_decide(&st->rules, &x->rr, ml, &x->combined);
+/* Rules for every fresh payment, then one model call for those no rule
+ * blocked outright. Returns 0, or -1 when the model failed (retried). */
+static int score(fraud_state *st, fitem *it, size_t n) {
+  float *rows = calloc(n * FEATURES_N + 1, sizeof *rows);
+  double *out = calloc(n + 1, sizeof *out);
+  size_t *idx = calloc(n + 1, sizeof *idx), k = 0;
+  if (!rows || !out || !idx) abort();
+  for (size_t i = 0; i < n; i++) {
+    fitem *x = &it[i];
+    if (!x->known || x->assessed) continue;
+    rules_evaluate(&st->rules, &x->sig, &x->rr);
+    x->model_version = x->rr.block ? "skipped" : st->model ? model_version(st->model) : "none";
+    if (x->rr.block || !st->model) continue;
+    features_vector(&x->sig, &rows[k * FEATURES_N]);
+    idx[k++] = i;
+  }
+  int rc = 0;
+  if (k > 0) {
+    char err[512];
+    double t0 = metrics_now();
+    rc = model_predict(st->model, rows, k, out, err, sizeof err);
+    if (rc) log_error("fraud model failed: %s", err);
+    metric_observe(st->m_model_seconds, metrics_now() - t0);
+    metric_add(st->m_model_rows, (double)k);
+    for (size_t j = 0; rc == 0 && j < k; j++) it[idx[j]].ml = out[j];
+  }
+  free(rows);
+  free(out);
+  free(idx);
+  return rc;
+}
 
+static void assess(fraud_state *st, fitem *x) {
+  const ps_event *ev = x->m->ev;
+  x->decision = rules_decide(&st->rules, &x->rr, x->ml, &x->combined);
+  metric_add(st->m_decisions[x->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK    ? 2
+                             : x->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW ? 1
+                                                                                                  : 0],
+             1);
   ps_fraud fa = PAYMENTS__V1__FRAUD_ASSESSMENT__INIT;
   fa.rule_score = x->rr.rule_score;
-  fa.ml_score = ml;
+  fa.ml_score = x->ml;
   fa.combined_score = x->combined;
   fa.decision = x->decision;
   fa.n_reasons = x->rr.nreasons;
   fa.reasons = (char **)x->rr.reasons;
-  fa.model_version = "none";
+  fa.model_version = (char *)x->model_version;
   x->assessment_len = payments__v1__fraud_assessment__get_packed_size(&fa);
   x->assessment = malloc(x->assessment_len + 1);
   if (!x->assessment) abort();
@@ -198,6 +302,7 @@ static void assess(const fraud_state *st, stage_ctx *ctx, fitem *x) {
 
   if (x->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK) {
     char msg[256] = "blocked by fraud rules:";
+    if (!x->rr.block) snprintf(msg, sizeof msg, "blocked by fraud score %.3f:", x->combined);
     for (size_t i = 0; i < x->rr.nreasons; i++) {
       strncat(msg, " ", sizeof msg - strlen(msg) - 1);
       strncat(msg, x->rr.reasons[i], sizeof msg - strlen(msg) - 1);
@@ -206,7 +311,6 @@ static void assess(const fraud_state *st, stage_ctx *ctx, fitem *x) {
     outcome_from_event(&ob, ev, OUTCOME_BLOCKED, "fraud_blocked", msg);
     x->block_outcome_hex = outcome_pack_hex(&ob.o);
   }
-  (void)ctx;
 }
 
 /* Stores new assessments and moves payments on, in one transaction. */
@@ -220,7 +324,7 @@ static int store(stage_ctx *ctx, fitem *it, size_t n) {
     pg_array_add_str(&t[0], x->m->ev->payment_id);
     pg_array_add_str(&t[1], x->block_outcome_hex);
     if (x->assessed || !x->assessment) continue;
-    char reasons[512] = "", num[3][32], *hex = malloc(2 * x->assessment_len + 1);
+    char reasons[1024] = "", num[3][32], *hex = malloc(2 * x->assessment_len + 1);
     if (!hex) abort();
     for (size_t k = 0; k < x->rr.nreasons; k++) {
       if (k) strcat(reasons, ",");
@@ -228,7 +332,7 @@ static int store(stage_ctx *ctx, fitem *it, size_t n) {
     }
     hex_encode(x->assessment, x->assessment_len, hex);
     snprintf(num[0], 32, "%.17g", x->rr.rule_score);
-    snprintf(num[1], 32, "%.17g", 0.0);
+    snprintf(num[1], 32, "%.17g", x->ml);
     snprintf(num[2], 32, "%.17g", x->combined);
     pg_array_add_str(&a[0], x->m->ev->payment_id);
     pg_array_add_str(&a[1], rules_decision_name(x->decision));
@@ -236,7 +340,7 @@ static int store(stage_ctx *ctx, fitem *it, size_t n) {
     pg_array_add_str(&a[3], num[1]);
     pg_array_add_str(&a[4], num[2]);
     pg_array_add_str(&a[5], reasons);
-    pg_array_add_str(&a[6], "none");
+    pg_array_add_str(&a[6], x->model_version);
     pg_array_add_str(&a[7], hex);
     free(hex);
   }
@@ -254,28 +358,33 @@ static int store(stage_ctx *ctx, fitem *it, size_t n) {
   return rc;
 }
 
+static void forward(stage_ctx *ctx, ps_event *ev, const ps_fraud *fa, outbox *out) {
+  ps_fraud *saved = ev->fraud;
+  ev->fraud = (ps_fraud *)fa;
+  outbox_add_event(out, ctx->cfg->topics.fraud_scored, ev);
+  ev->fraud = saved;
+}
+
+/* What a payment's stored state says to emit: allowed or approved go on to
+ * charge, held ones answer `review`, blocked or rejected re-send their
+ * stored outcome. */
 static void emit(stage_ctx *ctx, fitem *x, outbox *out) {
   ps_event *ev = x->m->ev;
   const ps_fraud *fa = x->stored;
   if (!fa) return; /* read back failed to find it: unreachable after store */
-  switch (fa->decision) {
-  case PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW: {
-    ps_fraud *saved = ev->fraud;
-    ev->fraud = (ps_fraud *)fa;
-    outbox_add_event(out, ctx->cfg->topics.fraud_scored, ev);
-    ev->fraud = saved;
-    break;
-  }
-  case PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW: {
+  if (fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW) {
+    forward(ctx, ev, fa, out);
+  } else if (fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW &&
+             strcmp(x->review, "approve") == 0 && x->approved) {
+    forward(ctx, ev, x->approved, out);
+  } else if (fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW &&
+             !x->outcome_hex) {
     outcome_buf ob;
     outcome_from_event(&ob, ev, OUTCOME_REVIEW, "fraud_review", "held for manual review");
     outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
-    break;
-  }
-  default:
-    if (outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
-                          x->outcome_hex))
-      log_error("blocked payment %s has no stored outcome", ev->payment_id);
+  } else if (outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
+                               x->outcome_hex)) {
+    log_error("payment %s has no stored outcome", ev->payment_id);
   }
 }
 
@@ -285,18 +394,17 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
   if (!it) abort();
   for (size_t i = 0; i < n; i++) it[i].m = &msgs[i];
   int rc = read_stored(ctx, it, n);
-  if (rc == 0) {
+  bool fresh = false;
+  for (size_t i = 0; rc == 0 && i < n; i++) fresh |= it[i].known && !it[i].assessed;
+  if (rc == 0 && fresh) {
     gather_signals(ctx, it, n);
-    bool fresh = false;
-    for (size_t i = 0; i < n; i++)
-      if (it[i].known && !it[i].assessed) {
-        assess(st, ctx, &it[i]);
-        fresh = true;
-      }
+    rc = score(st, it, n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+      if (it[i].known && !it[i].assessed) assess(st, &it[i]);
     /* Store, then read back: whatever is stored (ours or a racing
      * instance's) is what we emit. */
-    if (fresh) rc = store(ctx, it, n);
-    if (rc == 0 && fresh) rc = read_stored(ctx, it, n);
+    if (rc == 0) rc = store(ctx, it, n);
+    if (rc == 0) rc = read_stored(ctx, it, n);
   }
   if (rc == 0) {
     for (size_t i = 0; i < n; i++) {
@@ -315,22 +423,45 @@ static const char *fraud_input(const cfg *c) { return c->topics.requests; }
 
 static int fraud_init(stage_ctx *ctx, char *err, size_t errlen) {
   static fraud_state st;
-  rules_cfg_default(&st.rules);
-  long long v;
-  if (cfg_env_int("PAYSTREAM_FRAUD_AMOUNT_LIMIT_MINOR", st.rules.amount_limit_minor, 1,
-                  INT64_MAX / 2, &v, err, errlen))
+  const char *rules = cfg_env_str("PAYSTREAM_FRAUD_RULES", "");
+  if (*rules ? rules_config_load(rules, &st.rules, err, errlen) : (rules_cfg_default(&st.rules), 0))
     return -1;
-  st.rules.amount_limit_minor = v;
-  if (cfg_env_int("PAYSTREAM_FRAUD_VELOCITY_1H_MAX", st.rules.velocity_customer_1h_max, 1,
-                  1000000, &v, err, errlen))
+  const char *path = cfg_env_str("PAYSTREAM_FRAUD_MODEL", "");
+  long long threads;
+  if (cfg_env_int("PAYSTREAM_FRAUD_MODEL_THREADS", 1, 0, 256, &threads, err, errlen)) return -1;
+  if (!*path) {
+    snprintf(err, errlen,
+             "PAYSTREAM_FRAUD_MODEL is not set: the path of the model fraud-train wrote, or "
+             "'none' to score with rules only");
     return -1;
-  st.rules.velocity_customer_1h_max = (int)v;
-  if (cfg_env_double("PAYSTREAM_FRAUD_WEIGHT_RULES", 0.4, 0, 1, &st.rules.weight_rules, err,
-                     errlen) ||
-      cfg_env_double("PAYSTREAM_FRAUD_WEIGHT_ML", 0.6, 0, 1, &st.rules.weight_ml, err, errlen))
-    return -1;
+  }
+  if (strcmp(path, "none") != 0) {
+    char merr[512];
+    st.model = model_load(path, (int)threads, merr, sizeof merr);
+    if (!st.model) {
+      snprintf(err, errlen, "PAYSTREAM_FRAUD_MODEL: %s", merr);
+      return -1;
+    }
+    log_info("fraud model %s loaded (features %s)", model_version(st.model), FEATURES_VERSION);
+  } else {
+    log_warn("PAYSTREAM_FRAUD_MODEL=none: scoring with rules only");
+  }
+  st.m_model_rows = metrics_counter("paystream_fraud_model_rows_total",
+                                    "Payments scored by the fraud model", NULL);
+  st.m_model_seconds =
+      metrics_histogram("paystream_fraud_model_seconds", "Time of one batch prediction",
+                        METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, NULL);
+  const char *names[] = {"allow", "review", "block"};
+  for (int i = 0; i < 3; i++)
+    st.m_decisions[i] = metrics_counter("paystream_fraud_decisions_total",
+                                        "Fresh fraud decisions", "decision", names[i], NULL);
   ctx->state = &st;
   return 0;
+}
+
+static void fraud_destroy(stage_ctx *ctx) {
+  fraud_state *st = ctx->state;
+  if (st) model_destroy(st->model), st->model = NULL;
 }
 
 const stage_def fraud_stage = {
@@ -340,5 +471,5 @@ const stage_def fraud_stage = {
     .uses_redis = true,
     .init = fraud_init,
     .process = fraud_process,
-    .destroy = NULL,
+    .destroy = fraud_destroy,
 };

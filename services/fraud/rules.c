@@ -5,11 +5,26 @@
 #include <stdio.h>
 #include <string.h>
 
+static const char *const RULE_NAMES[RULES_N] = {
+    "velocity_customer_1h", "velocity_customer_24h", "velocity_card_1h", "velocity_card_24h",
+    "distinct_cards_24h",   "amount_limit",          "amount_high",      "country_new",
+    "country_mismatch",     "impossible_travel",     "new_payment_method", "blocklist_card",
+    "blocklist_ip",         "blocklist_email",       "blocklist_device"};
+
 static const char *const BL_NAMES[BLOCKLIST_KINDS] = {"card", "ip", "email", "device"};
 static const char *const BL_KEYS[BLOCKLIST_KINDS] = {"blocklist:card", "blocklist:ip",
                                                      "blocklist:email", "blocklist:device"};
-static const char *const BL_REASONS[BLOCKLIST_KINDS] = {"blocklist_card", "blocklist_ip",
-                                                        "blocklist_email", "blocklist_device"};
+
+const char *rule_name(rule_id r) { return RULE_NAMES[r]; }
+
+int rule_parse(const char *name, rule_id *out) {
+  for (int r = 0; r < RULES_N; r++)
+    if (strcmp(name, RULE_NAMES[r]) == 0) {
+      *out = (rule_id)r;
+      return 0;
+    }
+  return -1;
+}
 
 const char *blocklist_name(blocklist_kind k) { return BL_NAMES[k]; }
 const char *blocklist_key(blocklist_kind k) { return BL_KEYS[k]; }
@@ -29,43 +44,95 @@ void blocklist_normalize(blocklist_kind k, const char *value, char *out, size_t 
     for (char *c = out; *c; c++) *c = (char)tolower((unsigned char)*c);
 }
 
+int64_t amount_limit_for(const amount_limits *l, const char *currency) {
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->by[i].currency, currency) == 0) return l->by[i].minor;
+  return l->default_minor;
+}
+
+static void set_amounts(amount_limits *l, int64_t usd, int64_t jpy) {
+  l->n = 0;
+  l->default_minor = usd;
+  snprintf(l->by[l->n].currency, 4, "JPY");
+  l->by[l->n++].minor = jpy;
+}
+
 void rules_cfg_default(rules_cfg *c) {
-  c->amount_limit_minor = 1000000; /* 10,000.00 in a two-decimal currency */
-  c->amount_high_minor = 200000;
-  c->velocity_customer_1h_max = 10;
+  memset(c, 0, sizeof *c);
+  for (int r = 0; r < RULES_N; r++) c->rule[r].enabled = true;
+  rule_cfg *x = c->rule;
+  x[RULE_VELOCITY_CUSTOMER_1H] = (rule_cfg){.enabled = true, .score = 1.0, .block = true, .max = 10};
+  x[RULE_VELOCITY_CUSTOMER_24H] = (rule_cfg){.enabled = true, .score = 0.5, .max = 30};
+  x[RULE_VELOCITY_CARD_1H] = (rule_cfg){.enabled = true, .score = 0.8, .max = 5};
+  x[RULE_VELOCITY_CARD_24H] = (rule_cfg){.enabled = true, .score = 0.5, .max = 20};
+  x[RULE_DISTINCT_CARDS_24H] = (rule_cfg){.enabled = true, .score = 0.7, .max = 3};
+  x[RULE_AMOUNT_LIMIT] = (rule_cfg){.enabled = true, .score = 1.0, .block = true};
+  set_amounts(&x[RULE_AMOUNT_LIMIT].amounts, 1000000, 1500000);
+  x[RULE_AMOUNT_HIGH] = (rule_cfg){.enabled = true, .score = 0.4};
+  set_amounts(&x[RULE_AMOUNT_HIGH].amounts, 200000, 300000);
+  x[RULE_COUNTRY_NEW] = (rule_cfg){.enabled = true, .score = 0.4};
+  x[RULE_COUNTRY_MISMATCH] = (rule_cfg){.enabled = true, .score = 0.3};
+  x[RULE_IMPOSSIBLE_TRAVEL] =
+      (rule_cfg){.enabled = true, .score = 0.7, .max_kmh = 900, .min_km = 300};
+  x[RULE_NEW_PAYMENT_METHOD] = (rule_cfg){.enabled = true, .score = 0.3, .max_age_hours = 24};
+  for (int r = RULE_BLOCKLIST_CARD; r <= RULE_BLOCKLIST_DEVICE; r++)
+    x[r] = (rule_cfg){.enabled = true, .score = 1.0, .block = true};
   c->weight_rules = 0.4;
   c->weight_ml = 0.6;
   c->block_above = 0.8;
   c->review_above = 0.5;
+  c->on_redis_unavailable = REDIS_FAIL_OPEN;
 }
 
-static void add(rules_result *r, const char *reason, double score) {
-  if (r->nreasons < RULES_MAX_REASONS) r->reasons[r->nreasons++] = reason;
-  if (score > r->rule_score) r->rule_score = score;
+static void reason(rules_result *r, const char *code) {
+  if (r->nreasons < RULES_MAX_REASONS) r->reasons[r->nreasons++] = code;
+}
+
+/* Whether rule id fires on s (an enabled rule only). */
+static bool fires(const rules_cfg *c, rule_id id, const fraud_signals *s) {
+  const rule_cfg *x = &c->rule[id];
+  bool h = !s->history_unavailable;
+  switch (id) {
+  case RULE_VELOCITY_CUSTOMER_1H: return h && s->customer_count_1h > x->max;
+  case RULE_VELOCITY_CUSTOMER_24H: return h && s->customer_count_24h > x->max;
+  case RULE_VELOCITY_CARD_1H: return h && s->card_count_1h > x->max;
+  case RULE_VELOCITY_CARD_24H: return h && s->card_count_24h > x->max;
+  case RULE_DISTINCT_CARDS_24H: return h && s->distinct_cards_24h > x->max;
+  case RULE_AMOUNT_LIMIT:
+  case RULE_AMOUNT_HIGH: return s->amount_minor > amount_limit_for(&x->amounts, s->currency);
+  case RULE_COUNTRY_NEW: return h && s->country_new;
+  case RULE_COUNTRY_MISMATCH: return s->country_mismatch;
+  case RULE_IMPOSSIBLE_TRAVEL:
+    return h && s->travel_km >= x->min_km && s->travel_kmh > x->max_kmh;
+  case RULE_NEW_PAYMENT_METHOD: return s->pm_age_hours >= 0 && s->pm_age_hours < x->max_age_hours;
+  case RULE_BLOCKLIST_CARD: return s->blocklisted[BLOCKLIST_CARD];
+  case RULE_BLOCKLIST_IP: return s->blocklisted[BLOCKLIST_IP];
+  case RULE_BLOCKLIST_EMAIL: return s->blocklisted[BLOCKLIST_EMAIL];
+  case RULE_BLOCKLIST_DEVICE: return s->blocklisted[BLOCKLIST_DEVICE];
+  default: return false;
+  }
 }
 
 void rules_evaluate(const rules_cfg *c, const fraud_signals *s, rules_result *r) {
-  r->rule_score = 0;
-  r->block = false;
-  r->nreasons = 0;
-  if (s->amount_minor > c->amount_limit_minor) {
-    add(r, "amount_over_limit", 1.0);
-    r->block = true;
-  } else if (s->amount_minor > c->amount_high_minor) {
-    add(r, "amount_high", 0.5);
+  memset(r, 0, sizeof *r);
+  double keep = 1.0; /* probability that none of the fired rules is right */
+  for (int id = 0; id < RULES_N; id++) {
+    if (!c->rule[id].enabled || !fires(c, (rule_id)id, s)) continue;
+    /* A payment over the hard limit is not also "high". */
+    if (id == RULE_AMOUNT_HIGH && c->rule[RULE_AMOUNT_LIMIT].enabled &&
+        fires(c, RULE_AMOUNT_LIMIT, s))
+      continue;
+    reason(r, RULE_NAMES[id]);
+    keep *= 1.0 - c->rule[id].score;
+    if (c->rule[id].block) r->block = true;
   }
-  /* A blocklisted card, IP, email or device blocks outright. */
-  for (int k = 0; k < BLOCKLIST_KINDS; k++)
-    if (s->blocklisted[k]) {
-      add(r, BL_REASONS[k], 1.0);
-      r->block = true;
-    }
-  if (s->blocklist_unavailable) add(r, "blocklist_unavailable", 0.0);
-  if (s->velocity_unavailable) {
-    add(r, "velocity_unavailable", 0.0);
-  } else if (s->customer_count_1h > c->velocity_customer_1h_max) {
-    add(r, "velocity_customer_1h", 1.0);
-    r->block = true;
+  r->rule_score = 1.0 - keep;
+  if (s->history_unavailable) reason(r, "velocity_unavailable");
+  if (s->blocklist_unavailable) reason(r, "blocklist_unavailable");
+  if ((s->history_unavailable || s->blocklist_unavailable) &&
+      c->on_redis_unavailable == REDIS_FAIL_REVIEW) {
+    r->force_review = true;
+    reason(r, "redis_unavailable_review");
   }
 }
 
@@ -73,7 +140,8 @@ Payments__V1__FraudDecision rules_decide(const rules_cfg *c, const rules_result 
                                          double ml_score, double *combined) {
   *combined = c->weight_rules * r->rule_score + c->weight_ml * ml_score;
   if (r->block || *combined > c->block_above) return PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK;
-  if (*combined > c->review_above) return PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW;
+  if (r->force_review || *combined > c->review_above)
+    return PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW;
   return PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW;
 }
 

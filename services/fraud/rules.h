@@ -1,6 +1,7 @@
 /* rules: the fraud stage's deterministic rules and score combination. Pure
- * logic over signals the stage gathers (Redis velocity, the intent itself),
- * so every rule is unit-tested and a replay scores the same. */
+ * logic over the signals the stage gathers (fraud_features.h), configured by the
+ * rules file (rules_config.c), so every rule is unit-tested and a replay
+ * scores the same. */
 #ifndef FRAUD_RULES_H
 #define FRAUD_RULES_H
 
@@ -9,26 +10,66 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "fraud_features.h"
+
+/* Every rule, by the name it has in the rules file and as a reason code. */
+typedef enum rule_id {
+  RULE_VELOCITY_CUSTOMER_1H,
+  RULE_VELOCITY_CUSTOMER_24H,
+  RULE_VELOCITY_CARD_1H,
+  RULE_VELOCITY_CARD_24H,
+  RULE_DISTINCT_CARDS_24H,
+  RULE_AMOUNT_LIMIT,
+  RULE_AMOUNT_HIGH,
+  RULE_COUNTRY_NEW,
+  RULE_COUNTRY_MISMATCH,
+  RULE_IMPOSSIBLE_TRAVEL,
+  RULE_NEW_PAYMENT_METHOD,
+  RULE_BLOCKLIST_CARD,
+  RULE_BLOCKLIST_IP,
+  RULE_BLOCKLIST_EMAIL,
+  RULE_BLOCKLIST_DEVICE,
+  RULES_N
+} rule_id;
+
+#define RULES_MAX_CURRENCIES 32
+
+/* A per-currency amount threshold (minor units), with a default. */
+typedef struct amount_limits {
+  struct { char currency[4]; int64_t minor; } by[RULES_MAX_CURRENCIES];
+  size_t n;
+  int64_t default_minor;
+} amount_limits;
+
+int64_t amount_limit_for(const amount_limits *l, const char *currency);
+
+typedef struct rule_cfg {
+  bool enabled;
+  double score;      /* 0..1, its contribution when it fires */
+  bool block;        /* fires -> blocked outright, the model is skipped */
+  long max;          /* velocity and distinct-card rules: fires above this */
+  double max_kmh;    /* impossible_travel: fires above this speed ... */
+  double min_km;     /* ... over at least this distance */
+  double max_age_hours; /* new_payment_method: fires below this age */
+  amount_limits amounts; /* amount_limit, amount_high: fires above this */
+} rule_cfg;
+
+typedef enum redis_policy {
+  REDIS_FAIL_OPEN,   /* score without history/blocklists, say so in the reasons */
+  REDIS_FAIL_REVIEW  /* hold every payment scored without Redis for review */
+} redis_policy;
 
 typedef struct rules_cfg {
-  int64_t amount_limit_minor;     /* above: block outright */
-  int64_t amount_high_minor;      /* above: adds risk, no block */
-  int velocity_customer_1h_max;   /* more payments than this in 1 h: block */
+  rule_cfg rule[RULES_N];
   double weight_rules, weight_ml; /* combined = wr * rules + wm * ml */
   double block_above, review_above;
+  redis_policy on_redis_unavailable;
 } rules_cfg;
 
+/* The built-in configuration; config/fraud-rules.yaml spells it out. */
 void rules_cfg_default(rules_cfg *c);
-
-/* Blocklists (Redis sets managed with `payctl blocklist`): what a payment is
- * matched on. Emails are compared lower-cased (blocklist_normalize). */
-typedef enum blocklist_kind {
-  BLOCKLIST_CARD,   /* payment method fingerprint */
-  BLOCKLIST_IP,
-  BLOCKLIST_EMAIL,
-  BLOCKLIST_DEVICE,
-  BLOCKLIST_KINDS
-} blocklist_kind;
+const char *rule_name(rule_id r);
+int rule_parse(const char *name, rule_id *out);
 
 /* "card", "ip", "email", "device"; blocklist_parse returns -1 on others. */
 const char *blocklist_name(blocklist_kind k);
@@ -38,26 +79,21 @@ const char *blocklist_key(blocklist_kind k);
 /* Copies value into out (lower-cased for emails), for both adding and matching. */
 void blocklist_normalize(blocklist_kind k, const char *value, char *out, size_t outlen);
 
-typedef struct fraud_signals {
-  int64_t amount_minor;
-  long customer_count_1h;         /* payments by this customer in the hour up to this one */
-  bool velocity_unavailable;      /* Redis could not answer: fail open, say so */
-  bool blocklisted[BLOCKLIST_KINDS];
-  bool blocklist_unavailable;     /* Redis could not answer: fail open, say so */
-} fraud_signals;
-
-#define RULES_MAX_REASONS 8
+#define RULES_MAX_REASONS 20
 
 typedef struct rules_result {
-  double rule_score;              /* 0..1 */
+  double rule_score;              /* 0..1: 1 - prod(1 - score) over the rules that fired */
   bool block;                     /* a blocking rule fired: the model is skipped */
+  bool force_review;              /* Redis down under REDIS_FAIL_REVIEW */
   const char *reasons[RULES_MAX_REASONS];
   size_t nreasons;
 } rules_result;
 
 void rules_evaluate(const rules_cfg *c, const fraud_signals *s, rules_result *r);
 
-/* Combined score and decision (block when a rule blocks outright). */
+/* Combined score and decision: block when a rule blocks outright or the
+ * combined score is above block_above; review above review_above or when
+ * Redis policy says so; else allow. */
 Payments__V1__FraudDecision rules_decide(const rules_cfg *c, const rules_result *r,
                                          double ml_score, double *combined);
 

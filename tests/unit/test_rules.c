@@ -1,4 +1,6 @@
-/* Unit tests for the fraud rules and score combination. */
+/* Unit tests for the fraud rules and score combination: every rule fires
+ * on its signal and not below its threshold, blocking rules block, the
+ * score combination and thresholds, and Redis-down policies. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -14,51 +16,127 @@ static bool has_reason(const rules_result *r, const char *reason) {
   return false;
 }
 
-Test(rules, ordinary_payment_is_allowed_without_reasons) {
-  fraud_signals s = {.amount_minor = 5000, .customer_count_1h = 1};
+/* An ordinary payment: one a customer with history makes at home. */
+static fraud_signals ordinary(void) {
+  fraud_signals s = {.amount_minor = 5000, .currency = "USD", .customer_count_1h = 1,
+                     .customer_count_24h = 1, .card_count_1h = 1, .card_count_24h = 1,
+                     .distinct_cards_24h = 1, .history_count = 5, .pm_age_hours = 2000};
+  return s;
+}
+
+static rules_result eval(const fraud_signals *s) {
   rules_result r;
-  rules_evaluate(&c, &s, &r);
+  rules_evaluate(&c, s, &r);
+  return r;
+}
+
+Test(rules, ordinary_payment_is_allowed_without_reasons) {
+  fraud_signals s = ordinary();
+  rules_result r = eval(&s);
   double comb;
   cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW);
   cr_assert_eq(r.nreasons, 0);
   cr_assert_float_eq(comb, 0.0, 1e-12);
 }
 
-Test(rules, amount_over_limit_blocks_outright) {
-  fraud_signals s = {.amount_minor = c.amount_limit_minor + 1, .customer_count_1h = 1};
-  rules_result r;
-  rules_evaluate(&c, &s, &r);
-  double comb;
+Test(rules, amount_over_the_currency_limit_blocks_outright) {
+  fraud_signals s = ordinary();
+  s.amount_minor = 1000001;
+  rules_result r = eval(&s);
   cr_assert(r.block);
-  cr_assert(has_reason(&r, "amount_over_limit"));
-  cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK);
-}
-
-Test(rules, limit_itself_is_allowed) {
-  fraud_signals s = {.amount_minor = c.amount_limit_minor, .customer_count_1h = 1};
-  rules_result r;
-  rules_evaluate(&c, &s, &r);
+  cr_assert(has_reason(&r, "amount_limit"));
+  cr_assert_not(has_reason(&r, "amount_high"), "over the limit is not also 'high'");
+  s.amount_minor = 1000000; /* the limit itself */
+  r = eval(&s);
   cr_assert_not(r.block);
   cr_assert(has_reason(&r, "amount_high"));
 }
 
-Test(rules, velocity_over_limit_blocks) {
-  fraud_signals s = {.amount_minor = 100, .customer_count_1h = c.velocity_customer_1h_max + 1};
-  rules_result r;
-  rules_evaluate(&c, &s, &r);
-  cr_assert(r.block);
-  cr_assert(has_reason(&r, "velocity_customer_1h"));
-  s.customer_count_1h = c.velocity_customer_1h_max;
-  rules_evaluate(&c, &s, &r);
+Test(rules, amount_limits_are_per_currency) {
+  fraud_signals s = ordinary();
+  strcpy(s.currency, "JPY");
+  s.amount_minor = 1200000; /* over the default, under JPY's 1,500,000 */
+  rules_result r = eval(&s);
   cr_assert_not(r.block);
+  s.amount_minor = 1500001;
+  r = eval(&s);
+  cr_assert(r.block);
 }
 
-Test(rules, redis_down_fails_open_with_a_reason) {
-  fraud_signals s = {.amount_minor = 100, .customer_count_1h = 999, .velocity_unavailable = true};
-  rules_result r;
-  rules_evaluate(&c, &s, &r);
+Test(rules, customer_velocity_1h_blocks_above_max) {
+  fraud_signals s = ordinary();
+  s.customer_count_1h = 11;
+  rules_result r = eval(&s);
+  cr_assert(r.block);
+  cr_assert(has_reason(&r, "velocity_customer_1h"));
+  s.customer_count_1h = 10;
+  r = eval(&s);
   cr_assert_not(r.block);
-  cr_assert(has_reason(&r, "velocity_unavailable"));
+  cr_assert_eq(r.nreasons, 0);
+}
+
+Test(rules, each_scoring_rule_fires_on_its_signal_only) {
+  fraud_signals s;
+  rules_result r;
+#define FIRES(field_stmt, id)                                                     \
+  s = ordinary();                                                                 \
+  field_stmt;                                                                     \
+  r = eval(&s);                                                                   \
+  cr_assert(has_reason(&r, rule_name(id)), "%s", rule_name(id));                  \
+  cr_assert_eq(r.nreasons, 1, "%s alone", rule_name(id));                         \
+  cr_assert_not(r.block, "%s does not block by default", rule_name(id));          \
+  cr_assert_float_eq(r.rule_score, c.rule[id].score, 1e-12, "%s", rule_name(id));
+  FIRES(s.customer_count_24h = 31, RULE_VELOCITY_CUSTOMER_24H);
+  FIRES(s.card_count_1h = 6, RULE_VELOCITY_CARD_1H);
+  FIRES(s.card_count_24h = 21, RULE_VELOCITY_CARD_24H);
+  FIRES(s.distinct_cards_24h = 4, RULE_DISTINCT_CARDS_24H);
+  FIRES(s.amount_minor = 200001, RULE_AMOUNT_HIGH);
+  FIRES(s.country_new = true, RULE_COUNTRY_NEW);
+  FIRES(s.country_mismatch = true, RULE_COUNTRY_MISMATCH);
+  FIRES((s.travel_km = 5800, s.travel_kmh = 2900), RULE_IMPOSSIBLE_TRAVEL);
+  FIRES(s.pm_age_hours = 2, RULE_NEW_PAYMENT_METHOD);
+#undef FIRES
+}
+
+Test(rules, thresholds_are_exclusive) {
+  fraud_signals s[5];
+  for (int i = 0; i < 5; i++) s[i] = ordinary();
+  s[0].customer_count_24h = 30;
+  s[1].card_count_1h = 5;
+  s[2].distinct_cards_24h = 3;
+  s[3].pm_age_hours = 24;
+  s[4].pm_age_hours = -1; /* unknown age */
+  for (int i = 0; i < 5; i++) {
+    rules_result r = eval(&s[i]);
+    cr_assert_eq(r.nreasons, 0, "case %d", i);
+  }
+}
+
+Test(rules, impossible_travel_needs_speed_and_distance) {
+  fraud_signals s = ordinary();
+  s.travel_km = 100, s.travel_kmh = 6000; /* fast but short: GPS noise, a neighbour town */
+  rules_result r = eval(&s);
+  cr_assert_not(has_reason(&r, "impossible_travel"));
+  s.travel_km = 5800, s.travel_kmh = 700; /* a flight */
+  r = eval(&s);
+  cr_assert_not(has_reason(&r, "impossible_travel"));
+}
+
+Test(rules, fired_scores_combine_as_independent_evidence) {
+  fraud_signals s = ordinary();
+  s.country_new = true;      /* 0.4 */
+  s.country_mismatch = true; /* 0.3 */
+  rules_result r = eval(&s);
+  cr_assert_float_eq(r.rule_score, 1 - 0.6 * 0.7, 1e-12);
+}
+
+Test(rules, a_disabled_rule_never_fires) {
+  c.rule[RULE_AMOUNT_LIMIT].enabled = false;
+  fraud_signals s = ordinary();
+  s.amount_minor = 5000000;
+  rules_result r = eval(&s);
+  cr_assert_not(r.block);
+  cr_assert(has_reason(&r, "amount_high"), "high still fires when the limit is off");
 }
 
 Test(rules, combined_score_thresholds) {
@@ -71,30 +149,60 @@ Test(rules, combined_score_thresholds) {
   cr_assert_eq(rules_decide(&c, &r, 1.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK);
   r.rule_score = 0.0; /* exactly 0.5 is not above 0.5 */
   cr_assert_eq(rules_decide(&c, &r, 0.5 / 0.6, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW);
+  c.weight_rules = 1.0, c.weight_ml = 0.0; /* weights are configuration */
+  r.rule_score = 0.9;
+  cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK);
+}
+
+Test(rules, a_blocking_rule_blocks_whatever_the_model_says) {
+  rules_result r = {.rule_score = 1.0, .block = true};
+  double comb;
+  cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK);
 }
 
 Test(rules, each_blocklist_blocks_outright_with_its_reason) {
   const char *reasons[] = {"blocklist_card", "blocklist_ip", "blocklist_email",
                            "blocklist_device"};
   for (int k = 0; k < BLOCKLIST_KINDS; k++) {
-    fraud_signals s = {.amount_minor = 100};
+    fraud_signals s = ordinary();
     s.blocklisted[k] = true;
-    rules_result r;
-    rules_evaluate(&c, &s, &r);
+    rules_result r = eval(&s);
     cr_assert(r.block, "%s", reasons[k]);
     cr_assert(has_reason(&r, reasons[k]));
     cr_assert_eq(r.nreasons, 1);
   }
 }
 
-Test(rules, blocklists_unavailable_fail_open_with_a_reason) {
-  fraud_signals s = {.amount_minor = 100, .blocklist_unavailable = true,
-                     .velocity_unavailable = true};
-  rules_result r;
-  rules_evaluate(&c, &s, &r);
+Test(rules, redis_down_fails_open_with_reasons_and_no_history_rules) {
+  fraud_signals s = ordinary();
+  s.history_unavailable = true;
+  s.blocklist_unavailable = true;
+  s.customer_count_1h = 999; /* meaningless without history */
+  s.country_new = true;
+  rules_result r = eval(&s);
   cr_assert_not(r.block);
-  cr_assert(has_reason(&r, "blocklist_unavailable"));
+  cr_assert_not(r.force_review);
   cr_assert(has_reason(&r, "velocity_unavailable"));
+  cr_assert(has_reason(&r, "blocklist_unavailable"));
+  cr_assert_not(has_reason(&r, "velocity_customer_1h"));
+  cr_assert_not(has_reason(&r, "country_new"));
+  double comb;
+  cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW);
+}
+
+Test(rules, redis_down_under_review_policy_holds_for_review) {
+  c.on_redis_unavailable = REDIS_FAIL_REVIEW;
+  fraud_signals s = ordinary();
+  s.history_unavailable = true;
+  s.blocklist_unavailable = true;
+  rules_result r = eval(&s);
+  cr_assert(r.force_review);
+  cr_assert(has_reason(&r, "redis_unavailable_review"));
+  double comb;
+  cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW);
+  s.amount_minor = 5000000; /* a blocking rule still blocks */
+  r = eval(&s);
+  cr_assert_eq(rules_decide(&c, &r, 0.0, &comb), PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK);
 }
 
 Test(rules, blocklist_kinds_parse_and_emails_compare_lower_cased) {
