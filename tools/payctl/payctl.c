@@ -235,7 +235,9 @@ static void usage(void) {
           "  idempotency show <merchant> <key> | prune --older-than D\n"
           "  outcomes                        print payments.outcomes as JSON lines\n"
           "  dlq list | show <partition> <offset> | redrive [--dry-run]\n"
-          "  blocklist add|remove <card|ip|email|device> <value> | list [kind]\n");
+          "  blocklist add|remove <card|ip|email|device> <value> | list [kind]\n"
+          "  review list | approve|reject <payment> [--operator NAME]\n"
+          "  publish --json FILE|- [--run PREFIX]   intents from JSON lines (fraudgen's format)\n");
 }
 
 int main(int argc, char **argv) {
@@ -282,6 +284,8 @@ int main(int argc, char **argv) {
     rc = cmd_dlq(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "blocklist") == 0) {
     rc = cmd_blocklist(&p, argc - 2, argv + 2);
+  } else if (strcmp(cmd, "review") == 0) {
+    rc = cmd_review(&p, argc - 2, argv + 2);
   } else {
     usage();
     rc = 2;
