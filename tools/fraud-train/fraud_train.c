@@ -303,7 +303,9 @@ int main(int argc, char **argv) {
   }
   FILE *r = report ? fopen(report, "w") : stdout;
   if (!r) r = stdout;
-  fprintf(r, "# Fraud model evaluation\n\n");
+  fprintf(r, "# Fraud model evaluation\n\nCommand: `fraud-train");
+  for (int i = 1; i < argc; i++) fprintf(r, " %s", argv[i]);
+  fprintf(r, "` (data set: `fraudgen`, see README \"Fraud\").\n\n");
   fprintf(r, "Model `%s`, features `%s` (%d), %zu training rows, %zu held-out rows "
              "(%zu fraud, %.2f %%), split by customer.\n\n",
           version, FEATURES_VERSION, FEATURES_N, ntr, nte, pos, 100.0 * (double)pos / (double)nte);
