@@ -526,23 +526,16 @@ static void settle(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
   if (k == CHARGE_NOT_SENT) {
     x->refused++;
     x->refused_now = true;
-    if (x->sends == x->refused) {
+    if (x->sends == x->refused && x->proc + 1 < st->nproc) {
       x->failover = true; /* nobody has it: safe to go elsewhere */
       return;
     }
+    /* The last processor: wait for it, as for an ambiguous answer. */
   }
   log_ctx lc = item_ctx(ctx, x);
   log_at(LOG_WARN, &lc, "charge at %s not definite (%s): %s", pr->name, charge_kind_name(k),
          x->ans.error);
   x->next_try_ms = now + charge_backoff_ms(x->tries++, (double)rand() / ((double)RAND_MAX + 1));
-}
-
-/* The last processor cannot fail over: nobody received the payment, so it
- * ends `failed` and uncharged. */
-static void no_processor_left(const charge_state *st, citem *x) {
-  if (x->failover && x->proc + 1 >= st->nproc)
-    end_failed(x, "processor_unavailable",
-               "no processor could be reached; the payment was not charged");
 }
 
 /* ---- the pending set ---------------------------------------------------------- */
@@ -607,18 +600,23 @@ static void plan(charge_state *st, trip *t, int64_t now) {
     if (x->ph == PH_READY && !x->failover && x->next_try_ms <= now) {
       if (now - x->created_ms >= st->deadline_ms) {
         char why[160];
+        /* Nobody ever received it: not charged. Else the processor may have it. */
+        bool unreceived = x->sends == x->refused;
         snprintf(why, sizeof why,
-                 "no definite answer from %s before the deadline; not retried elsewhere",
+                 unreceived ? "no processor could be reached before the deadline; the payment "
+                              "was not charged"
+                            : "no definite answer from %s before the deadline; not retried "
+                              "elsewhere",
                  st->proc[x->proc].name);
-        end_failed(x, "processor_timeout", why);
+        end_failed(x, unreceived ? "processor_unavailable" : "processor_timeout", why);
       } else if (t->nsend < room) {
         if (breaker_allow(&st->proc[x->proc].br, now)) {
           t->send[t->nsend++] = x;
-        } else if (x->sends == x->refused) {
+        } else if (x->sends == x->refused && x->proc + 1 < st->nproc) {
           x->failover = true; /* circuit open and never received */
-          no_processor_left(st, x);
         } else {
-          x->next_try_ms = now + 100; /* it may have it: wait for the circuit */
+          /* It may have it, or there is nowhere else: wait for the circuit. */
+          x->next_try_ms = now + 100;
         }
       }
     }
@@ -701,7 +699,6 @@ static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
     call_cleanup(c);
     st->inflight--;
     settle(ctx, st, x, now);
-    no_processor_left(st, x);
   }
 }
 

@@ -17,25 +17,26 @@ static const char *const BL_KEYS[BLOCKLIST_KINDS] = {"blocklist:card", "blocklis
 
 const char *rule_name(rule_id r) { return RULE_NAMES[r]; }
 
-int rule_parse(const char *name, rule_id *out) {
-  for (int r = 0; r < RULES_N; r++)
-    if (strcmp(name, RULE_NAMES[r]) == 0) {
-      *out = (rule_id)r;
-      return 0;
-    }
+/* The index of name in names[0..n), or -1. */
+static int index_of(const char *const *names, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(name, names[i]) == 0) return i;
   return -1;
+}
+
+int rule_parse(const char *name, rule_id *out) {
+  int i = index_of(RULE_NAMES, RULES_N, name);
+  if (i >= 0) *out = (rule_id)i;
+  return i >= 0 ? 0 : -1;
 }
 
 const char *blocklist_name(blocklist_kind k) { return BL_NAMES[k]; }
 const char *blocklist_key(blocklist_kind k) { return BL_KEYS[k]; }
 
 int blocklist_parse(const char *name, blocklist_kind *out) {
-  for (int k = 0; k < BLOCKLIST_KINDS; k++)
-    if (strcmp(name, BL_NAMES[k]) == 0) {
-      *out = (blocklist_kind)k;
-      return 0;
-    }
-  return -1;
+  int i = index_of(BL_NAMES, BLOCKLIST_KINDS, name);
+  if (i >= 0) *out = (blocklist_kind)i;
+  return i >= 0 ? 0 : -1;
 }
 
 void blocklist_normalize(blocklist_kind k, const char *value, char *out, size_t outlen) {

@@ -3,8 +3,11 @@
 # everything (nothing charged). The circuit opens past the threshold, sends
 # nothing while open, half-opens after the cool-down and re-opens when the
 # probes fail; when the processor recovers, a probe succeeds and the circuit
-# closes. No backup is configured, so nothing fails over: every payment is
-# retried on the same processor with the same key and charged exactly once.
+# closes. No backup is configured, so nothing fails over: every payment —
+# also one that arrives while the circuit is open — waits, is retried on the
+# same processor with the same key and charged exactly once. Then nothing
+# reachable at all: payments wait until the deadline and end failed,
+# uncharged.
 source "$(dirname "$0")/lib.sh"
 stack_up
 export PAYSTREAM_BREAKER_MIN_REQUESTS=5 PAYSTREAM_BREAKER_COOL_DOWN_MS=5000 \
@@ -36,5 +39,23 @@ eq "nothing failed over (no backup) and nothing was given up" 0 \
   "$(sql "SELECT count(*) FROM charge_attempts WHERE state IN ('abandoned', 'failed')")"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 assert_invariants "$PAYSTREAM_RUN_DIR/m.jsonl"
+
+# No processor reachable at all and no backup: payments wait for it (they
+# are not failed the moment the circuit opens) until the deadline, then end
+# `failed` with processor_unavailable, never charged.
+for s in ingest fraud ledger; do "$STACK" start-worker "$s" 2; done
+PAYSTREAM_CHARGE_DEADLINE_MS=4000 PAYSTREAM_PROCESSOR_URL_OVERRIDE=http://127.0.0.1:9 \
+  "$STACK" start-worker charge 2
+"$PAYCTL" publish --count 20 --run gone >/dev/null
+gone() { sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'gone-%' AND status = '$1'"; }
+settled_gone() { [ "$(gone failed)" = 20 ]; }
+check "with nothing reachable every payment ends failed" wait_until 60 settled_gone
+eq "with processor_unavailable" "20" \
+  "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'gone-%' AND error_code = 'processor_unavailable'")"
+eq "only after the deadline (none ended well before the 4 s)" "0" \
+  "$(sql "SELECT count(*) FROM payments p JOIN charge_attempts a USING (payment_id) WHERE p.idempotency_key LIKE 'gone-%' AND p.updated_at - a.created_at < interval '3 s'")"
+eq "none was ever received (sends = refused)" "20" \
+  "$(sql "SELECT count(*) FROM charge_attempts a JOIN payments p USING (payment_id) WHERE p.idempotency_key LIKE 'gone-%' AND a.sends = a.refused")"
+check "the workers stop" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish
