@@ -583,8 +583,9 @@ int cmd_load(payctl *p, int argc, char **argv) {
         int64_t wall = ps_now_ms();
         if (oc->replayed) {
           replayed++;
-        } else if (oc->status != PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW &&
-                   !g_hash_table_contains(seen, oc->idempotency_key) && got < nbase) {
+        } else if (!g_hash_table_contains(seen, oc->idempotency_key) && got < nbase) {
+          /* The first answer counts, `review` (held for an operator) included:
+           * it is what the merchant hears from the pipeline. */
           g_hash_table_add(seen, g_strdup(oc->idempotency_key));
           arrived[got] = ps_mono_ms();
           lat[got++] = wall - oc->published_at_ms;
@@ -623,7 +624,7 @@ int cmd_load(payctl *p, int argc, char **argv) {
   mean = got ? mean / (double)got : 0;
   json_t *res = json_pack(
       "{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:{s:f,s:f,s:f,s:f,s:f,s:f},"
-      "s:{s:I,s:I,s:I,s:I,s:I},s:f}",
+      "s:{s:I,s:I,s:I,s:I,s:I,s:I},s:f}",
       "run", o.run, "rate_target", (json_int_t)o.rate, "published", (json_int_t)published,
       "payments", (json_int_t)nbase, "outcomes", (json_int_t)got, "replayed",
       (json_int_t)replayed, "publish_rate", pub_secs > 0 ? (double)published / pub_secs : 0.0,
@@ -635,6 +636,7 @@ int cmd_load(payctl *p, int argc, char **argv) {
       "blocked", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_BLOCKED],
       "failed", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_FAILED],
       "rejected", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REJECTED],
+      "review", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW],
       "sustained", sustained);
   (void)first_out;
   char *js = json_dumps(res, JSON_COMPACT);

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# bench/cpu.sh: where the CPU goes at maximum load. Runs `payctl load`
+# (as fast as possible, processor latency 0) through one instance per stage
+# and reports, per process, the CPU seconds it used during the run and its
+# share, plus CPU microseconds per payment — the budget to cut from to
+# raise end-to-end throughput on this 2-core machine.
+# usage: bench/cpu.sh [build-dir] [payments]
+source "$(dirname "$0")/lib.sh" "${1:-}"
+N=${2:-30000}
+new_stack
+[ -n "${CPU_SQL:-}" ] && sql "$CPU_SQL" >/dev/null  # an experiment: e.g. a setting to compare
+for s in ingest fraud charge ledger; do
+  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES=fetch.wait.max.ms=5 "$STACK" start-worker "$s" 1
+done
+for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
+"$PAYCTL" load --run warm --count 1000 >/dev/null 2>&1 || true
+
+# CPU ticks (user + system, 1/100 s) of every process by name, from
+# /proc: a Postgres backend counts under its role, other Postgres
+# processes (WAL writer, checkpointer, ...) as "postgres (server)".
+snapshot() {
+  local f pid name args t
+  for f in /proc/[0-9]*/stat; do
+    pid=${f#/proc/}; pid=${pid%/stat}
+    read -r -a st <"$f" 2>/dev/null || continue
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    case "$args" in
+      postgres:\ paystream_*|postgres:\ postgres\ *) name="postgres backend ${args#postgres: }"; name=${name%% paystream *} ;;
+      postgres:*|*/postgres\ *) name="postgres (server)" ;;
+      *ps-ingest*|*ps-fraud*|*ps-charge*|*ps-ledger*|*devbroker*|*procsim*|*redis-server*|*payctl*)
+        name=$(basename "${args%% *}") ;;
+      *) continue ;;
+    esac
+    # fields after "(comm)": utime is the 14th field, stime the 15th
+    t=$(sed 's/^.*) //' "$f" | awk '{ print $12 + $13 }')
+    printf '%s\t%s\t%s\n' "$name" "$pid" "$t"
+  done | awk -F'\t' '{ cpu[$1] += $3 } END { for (n in cpu) printf "%s\t%d\n", n, cpu[n] }' | sort
+}
+snapshot >"$PAYSTREAM_RUN_DIR/cpu0"
+t0=$(now_ms)
+TIMEFORMAT='%U %S'
+{ time "$PAYCTL" load --run cpu --count "$N" --json "$PAYSTREAM_RUN_DIR/load.json" >/dev/null 2>&1; } \
+  2>"$PAYSTREAM_RUN_DIR/load.time"
+t1=$(now_ms)
+snapshot >"$PAYSTREAM_RUN_DIR/cpu1"
+# The load generator ran and exited between the snapshots: its own times.
+printf 'payctl load (generator)\t0\n' >>"$PAYSTREAM_RUN_DIR/cpu0"
+printf 'payctl load (generator)\t%.0f\n' "$(awk '{ print ($1 + $2) * 100 }' "$PAYSTREAM_RUN_DIR/load.time")" >>"$PAYSTREAM_RUN_DIR/cpu1"
+sort -o "$PAYSTREAM_RUN_DIR/cpu0" "$PAYSTREAM_RUN_DIR/cpu0"
+sort -o "$PAYSTREAM_RUN_DIR/cpu1" "$PAYSTREAM_RUN_DIR/cpu1"
+secs=$(echo "($t1 - $t0) / 1000" | bc -l)
+printf '%d payments in %.1f s (%.0f/s); CPU seconds by process during the run:\n\n' "$N" "$secs" \
+  "$(jq -r .throughput "$PAYSTREAM_RUN_DIR/load.json")"
+echo "| process | CPU s | share of 2 cores | CPU µs per payment |"
+echo "|---|---|---|---|"
+join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$PAYSTREAM_RUN_DIR/cpu0" "$PAYSTREAM_RUN_DIR/cpu1" |
+  awk -F'\t' -v s="$secs" -v n="$N" '{ d = ($3 - $2) / 100; if (d > 0) printf "| %s | %.1f | %.0f %% | %.0f |\n", $1, d, 100 * d / (2 * s), d * 1e6 / n }' |
+  sort -t'|' -k3 -rn
