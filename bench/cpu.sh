@@ -7,7 +7,10 @@
 # usage: bench/cpu.sh [build-dir] [payments]
 source "$(dirname "$0")/lib.sh" "${1:-}"
 N=${2:-30000}
+# pg_stat_statements: which statements the Postgres time goes to.
+export PAYSTREAM_PG_OPTIONS=${PAYSTREAM_PG_OPTIONS:-"-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"}
 new_stack
+sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 [ -n "${CPU_SQL:-}" ] && sql "$CPU_SQL" >/dev/null  # an experiment: e.g. a setting to compare
 for s in ingest fraud charge ledger; do
   env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES=fetch.wait.max.ms=5 "$STACK" start-worker "$s" 1
@@ -37,6 +40,7 @@ snapshot() {
   done | awk -F'\t' '{ cpu[$1] += $3 } END { for (n in cpu) printf "%s\t%d\n", n, cpu[n] }' | sort
 }
 snapshot >"$PAYSTREAM_RUN_DIR/cpu0"
+sql "SELECT pg_stat_statements_reset()" >/dev/null
 t0=$(now_ms)
 TIMEFORMAT='%U %S'
 { time "$PAYCTL" load --run cpu --count "$N" --json "$PAYSTREAM_RUN_DIR/load.json" >/dev/null 2>&1; } \
@@ -56,3 +60,14 @@ echo "|---|---|---|---|"
 join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$PAYSTREAM_RUN_DIR/cpu0" "$PAYSTREAM_RUN_DIR/cpu1" |
   awk -F'\t' -v s="$secs" -v n="$N" '{ d = ($3 - $2) / 100; if (d > 0) printf "| %s | %.1f | %.0f %% | %.0f |\n", $1, d, 100 * d / (2 * s), d * 1e6 / n }' |
   sort -t'|' -k3 -rn
+
+echo
+echo "Postgres statements by total execution time during the run (pg_stat_statements):"
+echo
+echo "| role | statement | calls | rows | total ms | µs per payment |"
+echo "|---|---|---|---|---|---|"
+psql "$PAYSTREAM_PG_DSN" -qAtX -F '|' -c "SELECT r.rolname, left(regexp_replace(s.query, '\s+', ' ', 'g'), 90),
+    s.calls, s.rows, round(s.total_exec_time::numeric, 0), round((s.total_exec_time * 1000 / $N)::numeric, 1)
+  FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+  WHERE s.total_exec_time * 1000 / $N >= 2 ORDER BY s.total_exec_time DESC LIMIT 20" |
+  sed 's/^/| /; s/$/ |/; s/|/ | /g; s/  */ /g'

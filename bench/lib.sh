@@ -7,7 +7,7 @@ export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
 STACK=$repo/deploy/local/stack
 PAYCTL=$BUILD/payctl
 
-cleanup() { "$STACK" down >/dev/null 2>&1 || true; }
+cleanup() { [ -n "${KEEP_STACK:-}" ] || "$STACK" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -c "$1"; }
 now_ms() { date +%s%3N; }
