@@ -2,6 +2,7 @@
  * stored assessments and review decisions are re-emitted, never re-scored. */
 #include "fraud.h"
 
+#include <glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ static const char SQL_STORE[] =
     " SELECT id, d, rs, ms, cs, string_to_array(r, ','), mv, decode(a, 'hex')"
     " FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::text[],"
     " $7::text[], $8::text[]) AS u(id, d, rs, ms, cs, r, mv, a)"
-    " ON CONFLICT (payment_id) DO NOTHING";
+    " ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id";
 
 /* Moves payments out of `received` according to their stored decision. */
 static const char SQL_TRANSITION[] =
@@ -316,8 +317,19 @@ static void assess(fraud_state *st, fitem *x) {
   }
 }
 
-/* Stores new assessments and moves payments on, in one transaction. */
-static int store(stage_ctx *ctx, fitem *it, size_t n) {
+/* What our INSERT stored is what the database holds: the assessment as
+ * packed, and (blocked) the outcome the transition wrote. */
+static void adopt(fitem *x) {
+  x->stored = payments__v1__fraud_assessment__unpack(NULL, x->assessment_len, x->assessment);
+  x->assessed = x->stored != NULL;
+  free(x->outcome_hex);
+  x->outcome_hex = x->block_outcome_hex ? strdup(x->block_outcome_hex) : NULL;
+}
+
+/* Stores new assessments and moves payments on, in one transaction. Items
+ * whose assessment was stored take it as theirs; *conflicts counts those
+ * another instance assessed first (read back by the caller). */
+static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts) {
   pg_array a[8], t[2];
   pg_arrays_init(a, 8);
   pg_arrays_init(t, 2);
@@ -355,6 +367,19 @@ static int store(stage_ctx *ctx, fitem *it, size_t n) {
   char err[512];
   int rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
   if (rc) log_warn("storing assessments failed: %s", err);
+  *conflicts = 0;
+  if (rc == 0) {
+    GHashTable *ours = g_hash_table_new(g_str_hash, g_str_equal);
+    for (int row = 0; row < PQntuples(res[0]); row++)
+      g_hash_table_add(ours, PQgetvalue(res[0], row, 0));
+    for (size_t i = 0; i < n; i++) {
+      fitem *x = &it[i];
+      if (!x->known || x->assessed || !x->assessment) continue;
+      if (g_hash_table_contains(ours, x->m->ev->payment_id)) adopt(x);
+      else (*conflicts)++;
+    }
+    g_hash_table_destroy(ours);
+  }
   pg_results_clear(res, 2);
   pg_arrays_free(a, 8);
   pg_arrays_free(t, 2);
@@ -405,10 +430,11 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
     rc = score(st, it, n);
     for (size_t i = 0; rc == 0 && i < n; i++)
       if (it[i].known && !it[i].assessed) assess(st, &it[i]);
-    /* Store, then read back: whatever is stored (ours or a racing
-     * instance's) is what we emit. */
-    if (rc == 0) rc = store(ctx, it, n);
-    if (rc == 0) rc = read_stored(ctx, it, n);
+    /* Store; where a racing instance stored first, read back: whatever is
+     * stored is what we emit. */
+    size_t conflicts = 0;
+    if (rc == 0) rc = store(ctx, it, n, &conflicts);
+    if (rc == 0 && conflicts) rc = read_stored(ctx, it, n);
   }
   if (rc == 0) {
     for (size_t i = 0; i < n; i++) {
