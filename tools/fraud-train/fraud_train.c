@@ -219,89 +219,119 @@ static void pr_at(const scored *v, size_t n, double thr, double *prec, double *r
   *rec = pos > 0 ? tp / pos : 0;
 }
 
-int main(int argc, char **argv) {
-  const char *data = NULL, *out = NULL, *rules_path = NULL, *report = NULL;
-  int rounds = 150, depth = 6;
-  long seed = 42;
+typedef struct opts {
+  const char *data, *out, *rules, *report;
+  int rounds, depth;
+  long seed;
+} opts;
+
+static int parse_args(int argc, char **argv, opts *o) {
+  *o = (opts){.rounds = 150, .depth = 6, .seed = 42};
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--data") == 0) data = argv[i + 1];
-    else if (strcmp(argv[i], "--out") == 0) out = argv[i + 1];
-    else if (strcmp(argv[i], "--rules") == 0) rules_path = argv[i + 1];
-    else if (strcmp(argv[i], "--report") == 0) report = argv[i + 1];
-    else if (strcmp(argv[i], "--rounds") == 0) rounds = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--depth") == 0) depth = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--seed") == 0) seed = atol(argv[i + 1]);
-    else data = NULL, i = argc;
+    const char *a = argv[i], *v = argv[i + 1];
+    if (strcmp(a, "--data") == 0) o->data = v;
+    else if (strcmp(a, "--out") == 0) o->out = v;
+    else if (strcmp(a, "--rules") == 0) o->rules = v;
+    else if (strcmp(a, "--report") == 0) o->report = v;
+    else if (strcmp(a, "--rounds") == 0) o->rounds = atoi(v);
+    else if (strcmp(a, "--depth") == 0) o->depth = atoi(v);
+    else if (strcmp(a, "--seed") == 0) o->seed = atol(v);
+    else return -1;
   }
-  if (!data || !out || rounds < 1 || depth < 1 || argc % 2 == 0) {
-    fprintf(stderr, "usage: fraud-train --data FILE|- --out MODEL.json [--rules RULES.yaml]\n"
-                    "         [--report REPORT.md] [--rounds N] [--depth D] [--seed S]\n");
-    return 2;
-  }
-  rules_cfg rc;
-  char err[512];
-  if (rules_path ? rules_config_load(rules_path, &rc, err, sizeof err) : (rules_cfg_default(&rc), 0)) {
-    fprintf(stderr, "fraud-train: %s\n", err);
-    return 1;
-  }
-  dataset d = {0};
-  if (load(data, &rc, &d)) return 1;
-  size_t *tr_idx = malloc((d.n + 1) * sizeof *tr_idx), *te_idx = malloc((d.n + 1) * sizeof *te_idx);
-  size_t ntr, nte;
-  DMatrixHandle dtr = matrix(&d, false, tr_idx, &ntr), dte = matrix(&d, true, te_idx, &nte);
-  if (ntr == 0 || nte == 0) {
-    fprintf(stderr, "fraud-train: the data set is too small to split\n");
-    return 1;
-  }
-  BoosterHandle b;
+  return o->data && o->out && o->rounds >= 1 && o->depth >= 1 && argc % 2 == 1 ? 0 : -1;
+}
+
+/* Trains on dtr and writes the model with its feature and model versions.
+ * Returns 0, or -1 with XGBoost's error printed. */
+static int train(const opts *o, DMatrixHandle dtr, const char *version) {
+  BoosterHandle b = NULL;
   char sd[24], dp[24];
-  snprintf(sd, sizeof sd, "%ld", seed);
-  snprintf(dp, sizeof dp, "%d", depth);
+  snprintf(sd, sizeof sd, "%ld", o->seed);
+  snprintf(dp, sizeof dp, "%d", o->depth);
   const char *params[][2] = {{"objective", "binary:logistic"}, {"eta", "0.1"}, {"max_depth", dp},
                              {"min_child_weight", "2"}, {"subsample", "0.9"},
                              {"tree_method", "hist"}, {"eval_metric", "auc"}, {"seed", sd},
                              {"nthread", "2"}};
-  DMatrixHandle both[] = {dtr, dte};
-  if (XGBoosterCreate(both, 1, &b)) goto xgb_err;
-  for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
-    if (XGBoosterSetParam(b, params[i][0], params[i][1])) goto xgb_err;
-  for (int it = 0; it < rounds; it++)
-    if (XGBoosterUpdateOneIter(b, it, dtr)) goto xgb_err;
-  char version[128];
-  snprintf(version, sizeof version, "gbt-d%d-r%d-s%ld-n%zu", depth, rounds, seed, ntr);
-  if (XGBoosterSetAttr(b, MODEL_ATTR_FEATURES, FEATURES_VERSION) ||
-      XGBoosterSetAttr(b, MODEL_ATTR_VERSION, version) || XGBoosterSaveModel(b, out))
-    goto xgb_err;
+  int rc = XGBoosterCreate(&dtr, 1, &b);
+  for (size_t i = 0; rc == 0 && i < sizeof params / sizeof params[0]; i++)
+    rc = XGBoosterSetParam(b, params[i][0], params[i][1]);
+  for (int it = 0; rc == 0 && it < o->rounds; it++) rc = XGBoosterUpdateOneIter(b, it, dtr);
+  if (rc == 0) rc = XGBoosterSetAttr(b, MODEL_ATTR_FEATURES, FEATURES_VERSION);
+  if (rc == 0) rc = XGBoosterSetAttr(b, MODEL_ATTR_VERSION, version);
+  if (rc == 0) rc = XGBoosterSaveModel(b, o->out);
+  if (rc) fprintf(stderr, "fraud-train: %s\n", XGBGetLastError());
+  if (b) XGBoosterFree(b);
+  return rc ? -1 : 0;
+}
 
-  /* Evaluate the saved model the way the worker loads it. */
-  fraud_model *m = model_load(out, 2, err, sizeof err);
+/* The worker's decision for row k with model score ml. */
+static Payments__V1__FraudDecision decision_of(const rules_cfg *rc, const dataset *d, size_t k,
+                                               double ml, double *combined) {
+  rules_result rr = {.rule_score = d->rule[k], .block = d->rule_block[k],
+                     .force_review = d->force_review[k]};
+  return rules_decide(rc, &rr, ml, combined);
+}
+
+/* Per pattern: what share of the held-out payments the decision holds for
+ * review or blocks. */
+static void report_patterns(FILE *r, const rules_cfg *rc, const dataset *d, const size_t *te,
+                            size_t nte, const double *p) {
+  fprintf(r, "\nShare of held-out payments the decision holds for review or blocks, by pattern:\n\n"
+             "| pattern | label | payments | review or block | block |\n|---|---|---|---|---|\n");
+  GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
+  for (size_t i = 0; i < nte; i++) {
+    const char *pat = d->pattern[te[i]];
+    if (g_hash_table_contains(seen, pat)) continue;
+    g_hash_table_add(seen, (gpointer)pat);
+    size_t n = 0, flagged = 0, blocked = 0;
+    for (size_t j = 0; j < nte; j++) {
+      if (strcmp(d->pattern[te[j]], pat) != 0) continue;
+      double c;
+      Payments__V1__FraudDecision dec = decision_of(rc, d, te[j], p[j], &c);
+      n++;
+      flagged += dec != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW;
+      blocked += dec == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK;
+    }
+    fprintf(r, "| %s | %d | %zu | %.1f %% | %.1f %% |\n", pat, (int)d->y[te[i]], n,
+            100.0 * (double)flagged / (double)n, 100.0 * (double)blocked / (double)n);
+  }
+  g_hash_table_destroy(seen);
+}
+
+/* Scores the held-out rows with the saved model (loaded as the worker
+ * loads it) and writes the report. Returns the model's ROC-AUC, or -1. */
+static double evaluate(int argc, char **argv, const opts *o, const rules_cfg *rc,
+                       const dataset *d, const size_t *te, size_t nte, size_t ntr,
+                       const char *version) {
+  char err[512];
+  fraud_model *m = model_load(o->out, 2, err, sizeof err);
   if (!m) {
     fprintf(stderr, "fraud-train: %s\n", err);
-    return 1;
+    return -1;
   }
   float *x = malloc(nte * FEATURES_N * sizeof *x);
   double *p = malloc(nte * sizeof *p);
+  scored *ml = malloc(nte * sizeof *ml), *comb = malloc(nte * sizeof *comb);
+  if (!x || !p || !ml || !comb) abort();
   for (size_t i = 0; i < nte; i++)
-    memcpy(&x[i * FEATURES_N], &d.x[te_idx[i] * FEATURES_N], FEATURES_N * sizeof *x);
+    memcpy(&x[i * FEATURES_N], &d->x[te[i] * FEATURES_N], FEATURES_N * sizeof *x);
+  double auc_ml = -1;
   if (model_predict(m, x, nte, p, err, sizeof err)) {
     fprintf(stderr, "fraud-train: %s\n", err);
-    return 1;
+    goto out;
   }
-  scored *ml = malloc(nte * sizeof *ml), *comb = malloc(nte * sizeof *comb);
   size_t pos = 0;
   for (size_t i = 0; i < nte; i++) {
-    size_t k = te_idx[i];
-    ml[i] = (scored){p[i], (int)d.y[k]};
-    rules_result rr = {.rule_score = d.rule[k], .block = d.rule_block[k],
-                       .force_review = d.force_review[k]};
+    size_t k = te[i];
     double c;
-    Payments__V1__FraudDecision dec = rules_decide(&rc, &rr, p[i], &c);
+    Payments__V1__FraudDecision dec = decision_of(rc, d, k, p[i], &c);
+    ml[i] = (scored){p[i], (int)d->y[k]};
     /* The decision as a score: a rule block counts as certain. */
-    comb[i] = (scored){dec == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK && rr.block ? 1.0 : c,
-                       (int)d.y[k]};
-    pos += (size_t)d.y[k];
+    comb[i] = (scored){dec == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK && d->rule_block[k] ? 1.0 : c,
+                       (int)d->y[k]};
+    pos += (size_t)d->y[k];
   }
-  FILE *r = report ? fopen(report, "w") : stdout;
+  FILE *r = o->report ? fopen(o->report, "w") : stdout;
   if (!r) r = stdout;
   fprintf(r, "# Fraud model evaluation\n\nCommand: `fraud-train");
   for (int i = 1; i < argc; i++) fprintf(r, " %s", argv[i]);
@@ -311,54 +341,66 @@ int main(int argc, char **argv) {
           version, FEATURES_VERSION, FEATURES_N, ntr, nte, pos, 100.0 * (double)pos / (double)nte);
   fprintf(r, "| scorer | ROC-AUC | PR-AUC | precision > %.2f | recall > %.2f | precision > %.2f | "
              "recall > %.2f |\n|---|---|---|---|---|---|---|\n",
-          rc.review_above, rc.review_above, rc.block_above, rc.block_above);
+          rc->review_above, rc->review_above, rc->block_above, rc->block_above);
   const char *names[] = {"model alone", "decision: rules + model"};
   scored *sets[] = {ml, comb};
-  double auc_ml = 0;
   for (int s = 0; s < 2; s++) {
     double roc, pr, p1, r1, p2, r2;
-    pr_at(sets[s], nte, rc.review_above, &p1, &r1);
-    pr_at(sets[s], nte, rc.block_above, &p2, &r2);
+    pr_at(sets[s], nte, rc->review_above, &p1, &r1);
+    pr_at(sets[s], nte, rc->block_above, &p2, &r2);
     aucs(sets[s], nte, &roc, &pr);
     if (s == 0) auc_ml = roc;
     fprintf(r, "| %s | %.4f | %.4f | %.3f | %.3f | %.3f | %.3f |\n", names[s], roc, pr, p1, r1,
             p2, r2);
   }
-  /* Per pattern: what share the decision flags (review or block). */
-  fprintf(r, "\nShare of held-out payments the decision holds for review or blocks, by pattern:\n\n"
-             "| pattern | label | payments | review or block | block |\n|---|---|---|---|---|\n");
-  GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
-  for (size_t i = 0; i < nte; i++) {
-    const char *pat = d.pattern[te_idx[i]];
-    if (g_hash_table_contains(seen, pat)) continue;
-    g_hash_table_add(seen, (gpointer)pat);
-    size_t n = 0, flagged = 0, blocked = 0;
-    for (size_t j = 0; j < nte; j++) {
-      size_t k = te_idx[j];
-      if (strcmp(d.pattern[k], pat) != 0) continue;
-      rules_result rr = {.rule_score = d.rule[k], .block = d.rule_block[k],
-                         .force_review = d.force_review[k]};
-      double c;
-      Payments__V1__FraudDecision dec = rules_decide(&rc, &rr, p[j], &c);
-      n++;
-      flagged += dec != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW;
-      blocked += dec == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_BLOCK;
-    }
-    fprintf(r, "| %s | %d | %zu | %.1f %% | %.1f %% |\n", pat, (int)d.y[te_idx[i]], n,
-            100.0 * (double)flagged / (double)n, 100.0 * (double)blocked / (double)n);
-  }
-  g_hash_table_destroy(seen);
+  report_patterns(r, rc, d, te, nte, p);
   if (r != stdout) fclose(r);
-  fprintf(stderr, "fraud-train: wrote %s (held-out ROC-AUC %.4f)\n", out, auc_ml);
+out:
   model_destroy(m);
-  XGBoosterFree(b);
+  free(x), free(p), free(ml), free(comb);
+  return auc_ml;
+}
+
+static void dataset_free(dataset *d) {
+  for (size_t i = 0; i < d->n; i++) g_free(d->pattern[i]);
+  free(d->x), free(d->y), free(d->rule), free(d->rule_block), free(d->force_review),
+      free(d->pattern), free(d->test);
+}
+
+int main(int argc, char **argv) {
+  opts o;
+  if (parse_args(argc, argv, &o)) {
+    fprintf(stderr, "usage: fraud-train --data FILE|- --out MODEL.json [--rules RULES.yaml]\n"
+                    "         [--report REPORT.md] [--rounds N] [--depth D] [--seed S]\n");
+    return 2;
+  }
+  rules_cfg rc;
+  char err[512];
+  if (o.rules ? rules_config_load(o.rules, &rc, err, sizeof err) : (rules_cfg_default(&rc), 0)) {
+    fprintf(stderr, "fraud-train: %s\n", err);
+    return 1;
+  }
+  dataset d = {0};
+  if (load(o.data, &rc, &d)) return 1;
+  size_t *tr = malloc((d.n + 1) * sizeof *tr), *te = malloc((d.n + 1) * sizeof *te);
+  size_t ntr, nte;
+  DMatrixHandle dtr = matrix(&d, false, tr, &ntr), dte = matrix(&d, true, te, &nte);
+  int rc_ = 1;
+  char version[128];
+  snprintf(version, sizeof version, "gbt-d%d-r%d-s%ld-n%zu", o.depth, o.rounds, o.seed, ntr);
+  if (ntr == 0 || nte == 0) {
+    fprintf(stderr, "fraud-train: the data set is too small to split\n");
+  } else if (train(&o, dtr, version) == 0) {
+    double auc = evaluate(argc, argv, &o, &rc, &d, te, nte, ntr, version);
+    if (auc >= 0) {
+      fprintf(stderr, "fraud-train: wrote %s (held-out ROC-AUC %.4f)\n", o.out, auc);
+      rc_ = 0;
+    }
+  }
   XGDMatrixFree(dtr);
   XGDMatrixFree(dte);
-  for (size_t i = 0; i < d.n; i++) g_free(d.pattern[i]);
-  free(d.x), free(d.y), free(d.rule), free(d.rule_block), free(d.force_review), free(d.pattern),
-      free(d.test), free(tr_idx), free(te_idx), free(x), free(p), free(ml), free(comb);
-  return 0;
-xgb_err:
-  fprintf(stderr, "fraud-train: %s\n", XGBGetLastError());
-  return 1;
+  dataset_free(&d);
+  free(tr);
+  free(te);
+  return rc_;
 }
