@@ -599,16 +599,18 @@ static void plan(charge_state *st, trip *t, int64_t now) {
     }
     if (x->ph == PH_READY && !x->failover && x->next_try_ms <= now) {
       if (now - x->created_ms >= st->deadline_ms) {
-        char why[160];
         /* Nobody ever received it: not charged. Else the processor may have it. */
-        bool unreceived = x->sends == x->refused;
-        snprintf(why, sizeof why,
-                 unreceived ? "no processor could be reached before the deadline; the payment "
-                              "was not charged"
-                            : "no definite answer from %s before the deadline; not retried "
-                              "elsewhere",
-                 st->proc[x->proc].name);
-        end_failed(x, unreceived ? "processor_unavailable" : "processor_timeout", why);
+        char why[160];
+        if (x->sends == x->refused) {
+          end_failed(x, "processor_unavailable",
+                     "no processor could be reached before the deadline; the payment was not "
+                     "charged");
+        } else {
+          snprintf(why, sizeof why,
+                   "no definite answer from %s before the deadline; not retried elsewhere",
+                   st->proc[x->proc].name);
+          end_failed(x, "processor_timeout", why);
+        }
       } else if (t->nsend < room) {
         if (breaker_allow(&st->proc[x->proc].br, now)) {
           t->send[t->nsend++] = x;

@@ -137,53 +137,58 @@ static const char *blocklist_value(const ps_intent *in, blocklist_kind k) {
 #define SIGNAL_CMDS (8 + BLOCKLIST_KINDS)
 #define ARG_LEN 512
 
+/* One history window in Redis: a sorted set scored by event time. */
+typedef struct window {
+  char key[200], min[24], trim[24], ttl[24];
+} window;
+
 typedef struct sigbuf {
-  char cust[200], card[200], member[ARG_LEN], num[8][24];
+  char member[ARG_LEN], at[24], limit[24];
+  window cust, card;
   char val[BLOCKLIST_KINDS][256];
-  int first, n_cust, n_card;
+  int n_cust, n_card; /* where their history reads are, or -1 */
   int bl[BLOCKLIST_KINDS];
 } sigbuf;
+
+/* Queues, for a window of span_ms ending at this payment's time: add the
+ * member (the same member twice is a no-op: a retry or replay counts
+ * once), read the newest HIST_MAX + 1 up to this payment's own time, trim
+ * what fell out, expire the key after ttl_ms. Returns the read's index. */
+static int queue_window(window *w, const char *member, const char *at, int64_t t, int64_t span_ms,
+                        int64_t ttl_ms, bool withscores, const char *limit, rds_cmd *cmds,
+                        size_t *ncmd) {
+  snprintf(w->min, sizeof w->min, "%lld", (long long)(t - span_ms));
+  snprintf(w->trim, sizeof w->trim, "(%lld", (long long)(t - span_ms));
+  snprintf(w->ttl, sizeof w->ttl, "%lld", (long long)ttl_ms);
+  const char *zadd[] = {"ZADD", w->key, at, member};
+  const char *range[] = {"ZREVRANGEBYSCORE", w->key, at, w->min, "LIMIT", "0", limit, "WITHSCORES"};
+  const char *trim[] = {"ZREMRANGEBYSCORE", w->key, "-inf", w->trim};
+  const char *exp[] = {"PEXPIRE", w->key, w->ttl};
+  rds_cmd_set(&cmds[(*ncmd)++], 4, zadd);
+  int read = (int)*ncmd;
+  rds_cmd_set(&cmds[(*ncmd)++], withscores ? 8 : 7, range);
+  rds_cmd_set(&cmds[(*ncmd)++], 4, trim);
+  rds_cmd_set(&cmds[(*ncmd)++], 3, exp);
+  return read;
+}
 
 static void queue_signals(const fitem *x, sigbuf *b, rds_cmd *cmds, size_t *ncmd) {
   const ps_intent *in = x->m->ev->intent;
   const char *pid = x->m->ev->payment_id;
   int64_t t = in->created_at_ms;
-  b->first = (int)*ncmd;
-  snprintf(b->cust, sizeof b->cust, "fraud:customer:{%s}:%s", in->merchant_id, in->customer_id);
+  snprintf(b->at, sizeof b->at, "%lld", (long long)t);
+  snprintf(b->limit, sizeof b->limit, "%d", HIST_MAX + 1);
   hist_encode(in, pid, b->member, sizeof b->member);
-  snprintf(b->num[0], 24, "%lld", (long long)t);
-  snprintf(b->num[1], 24, "%lld", (long long)(t - HIST_WINDOW_MS));
-  snprintf(b->num[2], 24, "(%lld", (long long)(t - HIST_WINDOW_MS));
-  snprintf(b->num[3], 24, "%lld", (long long)(HIST_WINDOW_MS + DAY_MS));
-  snprintf(b->num[4], 24, "%d", HIST_MAX + 1);
-  snprintf(b->num[5], 24, "%lld", (long long)(t - DAY_MS));
-  snprintf(b->num[6], 24, "(%lld", (long long)(t - DAY_MS));
-  snprintf(b->num[7], 24, "%lld", (long long)(2 * DAY_MS));
-  /* ZADD of the same member is a no-op: a retry or replay counts once. The
-   * history read is by event time up to this payment's own. */
-  const char *zadd[] = {"ZADD", b->cust, b->num[0], b->member};
-  const char *range[] = {"ZREVRANGEBYSCORE", b->cust, b->num[0], b->num[1], "LIMIT", "0", b->num[4]};
-  const char *trim[] = {"ZREMRANGEBYSCORE", b->cust, "-inf", b->num[2]};
-  const char *exp[] = {"PEXPIRE", b->cust, b->num[3]};
-  rds_cmd_set(&cmds[(*ncmd)++], 4, zadd);
-  b->n_cust = (int)*ncmd;
-  rds_cmd_set(&cmds[(*ncmd)++], 7, range);
-  rds_cmd_set(&cmds[(*ncmd)++], 4, trim);
-  rds_cmd_set(&cmds[(*ncmd)++], 3, exp);
+  snprintf(b->cust.key, sizeof b->cust.key, "fraud:customer:{%s}:%s", in->merchant_id,
+           in->customer_id);
+  b->n_cust = queue_window(&b->cust, b->member, b->at, t, HIST_WINDOW_MS, HIST_WINDOW_MS + DAY_MS,
+                           false, b->limit, cmds, ncmd);
   b->n_card = -1;
   const char *fp = blocklist_value(in, BLOCKLIST_CARD);
   if (fp) {
-    snprintf(b->card, sizeof b->card, "fraud:card:{%s}", fp);
-    const char *cadd[] = {"ZADD", b->card, b->num[0], pid};
-    const char *crange[] = {"ZREVRANGEBYSCORE", b->card, b->num[0], b->num[5], "WITHSCORES",
-                            "LIMIT", "0", b->num[4]};
-    const char *ctrim[] = {"ZREMRANGEBYSCORE", b->card, "-inf", b->num[6]};
-    const char *cexp[] = {"PEXPIRE", b->card, b->num[7]};
-    rds_cmd_set(&cmds[(*ncmd)++], 4, cadd);
-    b->n_card = (int)*ncmd;
-    rds_cmd_set(&cmds[(*ncmd)++], 8, crange);
-    rds_cmd_set(&cmds[(*ncmd)++], 4, ctrim);
-    rds_cmd_set(&cmds[(*ncmd)++], 3, cexp);
+    snprintf(b->card.key, sizeof b->card.key, "fraud:card:{%s}", fp);
+    b->n_card = queue_window(&b->card, pid, b->at, t, DAY_MS, 2 * DAY_MS, true, b->limit, cmds,
+                             ncmd);
   }
   for (int k = 0; k < BLOCKLIST_KINDS; k++) {
     const char *v = blocklist_value(in, (blocklist_kind)k);

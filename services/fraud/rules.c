@@ -60,7 +60,6 @@ static void set_amounts(amount_limits *l, int64_t usd, int64_t jpy) {
 
 void rules_cfg_default(rules_cfg *c) {
   memset(c, 0, sizeof *c);
-  for (int r = 0; r < RULES_N; r++) c->rule[r].enabled = true;
   rule_cfg *x = c->rule;
   x[RULE_VELOCITY_CUSTOMER_1H] = (rule_cfg){.enabled = true, .score = 1.0, .block = true, .max = 10};
   x[RULE_VELOCITY_CUSTOMER_24H] = (rule_cfg){.enabled = true, .score = 0.5, .max = 30};
