@@ -54,11 +54,17 @@ int pg_ensure(pg_conn *pg, char *err, size_t errlen) {
    * benchmarks; our statements are written for the default, read committed. */
   /* JIT off: our statements are short and per batch; JIT compiling one
    * whose cost the planner overestimates (unnest of a batch) takes 200 ms,
-   * and never pays back. */
+   * and never pays back. random_page_cost 1.1 (the usual setting for SSDs
+   * and cached data; the default 4 assumes spinning disks): a batch joins
+   * its few hundred ids to a table by primary key, and with the default the
+   * planner prefers a sequential scan of the whole table until it holds
+   * some 100,000 rows — bench/cpu.sh saw fraud's batch UPDATE scan all
+   * assessments (5 ms and growing per batch) instead of 500 index probes. */
   const char *iso = getenv("PAYSTREAM_PG_ISOLATION");
-  char options[128] = "-c jit=off";
+  char options[160] = "-c jit=off -c random_page_cost=1.1";
   if (iso && strcmp(iso, "serializable") == 0)
-    snprintf(options, sizeof options, "-c jit=off -c default_transaction_isolation=serializable");
+    snprintf(options, sizeof options,
+             "-c jit=off -c random_page_cost=1.1 -c default_transaction_isolation=serializable");
   const char *keys[] = {"application_name", "connect_timeout", "options", "dbname", NULL};
   const char *vals[] = {pg->app_name, "5", options, pg->dsn, NULL};
   pg->conn = PQconnectdbParams(keys, vals, 1);
