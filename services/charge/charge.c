@@ -75,6 +75,7 @@ typedef struct citem {
   bool answered;           /* ans is definite and must be recorded */
   char fail_code[32];      /* set when we end the payment ourselves */
   bool to_send;            /* chosen to send this cycle */
+  bool unread;             /* its state could not be learnt this cycle */
   bool refused_now;        /* a refused send to add to the proof */
   bool failover;           /* nobody received it: move to the next processor */
   int tries;               /* ambiguous answers so far, for the back-off */
@@ -126,11 +127,13 @@ static const char SQL_BEGIN_ATTEMPTS[] =
     " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id)"
     " ON CONFLICT DO NOTHING RETURNING payment_id";
 
+/* A payment whose first attempt was opened above is `charging` now. */
 static const char SQL_MARK_CHARGING[] =
     "UPDATE payments SET status = 'charging', updated_at = now()"
     " WHERE payment_id = ANY($1::text[]) AND status = 'scored'";
 
-/* Each payment with its live (not abandoned) attempt, if any. */
+/* Each payment with its live (not abandoned) attempt, if any: for what the
+ * cycle's own writes do not tell (redeliveries, failovers, races). */
 static const char SQL_READ[] =
     "SELECT u.ord, p.status, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
     " a.fee_minor, a.processor, a.sends, a.refused,"
@@ -174,7 +177,8 @@ static const char SQL_RECORD_ATTEMPTS[] =
     " decline_code = u.dc, fee_minor = u.fee, error = u.err, updated_at = now()"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],"
     " $7::text[]) AS u(id, proc, s, cid, dc, fee, err)"
-    " WHERE a.payment_id = u.id AND a.processor = u.proc AND a.state = 'charging'";
+    " WHERE a.payment_id = u.id AND a.processor = u.proc AND a.state = 'charging'"
+    " RETURNING a.payment_id";
 
 static const char SQL_RECORD_PAYMENTS[] =
     "UPDATE payments p SET status = CASE u.s WHEN 'succeeded' THEN 'charged' ELSE u.s END,"
@@ -182,7 +186,8 @@ static const char SQL_RECORD_PAYMENTS[] =
     " processor_charge_id = u.cid, fee_minor = u.fee, updated_at = now()"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],"
     " $7::text[]) AS u(id, proc, s, cid, fee, o, code)"
-    " WHERE p.payment_id = u.id AND p.status = 'charging'";
+    " WHERE p.payment_id = u.id AND p.status = 'charging'"
+    " RETURNING p.payment_id";
 
 /* ---- state in Postgres: one round trip per cycle ------------------------------ */
 
@@ -226,6 +231,73 @@ static void build_outcome_hex(citem *x, const charge_state *st) {
   ev->charge = saved;
 }
 
+/* The first column of every row of r, as a set (valid while r lives). */
+static GHashTable *returned_ids(PGresult *r) {
+  GHashTable *h = g_hash_table_new(g_str_hash, g_str_equal);
+  for (int row = 0; r && row < PQntuples(r); row++) g_hash_table_add(h, PQgetvalue(r, row, 0));
+  return h;
+}
+
+/* The attempt state a definite answer is recorded as. */
+static const char *answer_state(const citem *x) {
+  return x->ans.kind == CHARGE_SUCCEEDED  ? "succeeded"
+         : x->ans.kind == CHARGE_DECLINED ? "declined"
+                                          : "failed";
+}
+
+/* Its answer was recorded in this cycle's transaction: the state is what
+ * was written. */
+static void know_recorded(citem *x) {
+  bool ok = x->ans.kind == CHARGE_SUCCEEDED;
+  const char *s = answer_state(x);
+  x->known = x->has_attempt = true;
+  snprintf(x->status, sizeof x->status, "%s", ok ? "charged" : s);
+  snprintf(x->state, sizeof x->state, "%s", s);
+  free(x->outcome_hex);
+  x->outcome_hex = ok || !x->record_outcome_hex ? NULL : strdup(x->record_outcome_hex);
+  snprintf(x->charge_id, sizeof x->charge_id, "%s", ok ? x->ans.charge_id : "");
+  x->fee_minor = ok ? x->ans.fee_minor : 0;
+}
+
+/* Its first attempt was opened at the primary in this cycle's transaction. */
+static void know_opened(citem *x, bool send_counted, int64_t now) {
+  x->known = x->has_attempt = true;
+  snprintf(x->status, sizeof x->status, "charging");
+  snprintf(x->state, sizeof x->state, "charging");
+  free(x->outcome_hex);
+  x->outcome_hex = NULL;
+  x->charge_id[0] = '\0';
+  x->fee_minor = 0;
+  x->proc = 0;
+  x->sends = send_counted ? 1 : 0;
+  x->refused = 0;
+  x->created_ms = now;
+  if (send_counted) x->sends--; /* local sends count answered requests */
+}
+
+/* Reads the state of items the cycle's writes did not tell, in a second
+ * round trip (the first has committed; this one only reads). Items it
+ * cannot read are marked unread and looked at again later. */
+static void read_state(stage_ctx *ctx, const charge_state *st, citem **it, size_t n) {
+  if (!n) return;
+  pg_array ids;
+  pg_arrays_init(&ids, 1);
+  for (size_t i = 0; i < n; i++) pg_array_add_str(&ids, it[i]->ev->payment_id);
+  const char *p[1];
+  pg_arrays_finish(&ids, 1, p);
+  pg_stmt stmt = {SQL_READ, 1, p};
+  PGresult *res[1] = {0};
+  char err[512];
+  if (pg_pipeline(&ctx->pg, &stmt, 1, res, err, sizeof err) == 0) {
+    parse_read(st, res[0], it, n, ps_mono_ms());
+  } else {
+    log_warn("charge state read failed (read again later): %s", err);
+    for (size_t i = 0; i < n; i++) it[i]->unread = true;
+  }
+  pg_results_clear(res, 1);
+  pg_arrays_free(&ids, 1);
+}
+
 /* What one cycle asks of Postgres. Every group may be empty. */
 typedef struct trip {
   citem **fresh; size_t nfresh; /* open first attempts (send counted if eager), read */
@@ -264,9 +336,7 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
    * shares 6,7,8,9), payments' outcome and code */
   for (size_t i = 0; i < t->nrec; i++) {
     citem *x = t->rec[i];
-    const char *s = x->ans.kind == CHARGE_SUCCEEDED  ? "succeeded"
-                    : x->ans.kind == CHARGE_DECLINED ? "declined"
-                                                     : "failed";
+    const char *s = answer_state(x);
     bool ok = x->ans.kind == CHARGE_SUCCEEDED;
     if (!ok && !x->fail_code[0]) snprintf(x->fail_code, sizeof x->fail_code, "processor_rejected");
     if (!ok) build_outcome_hex(x, st);
@@ -296,24 +366,22 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
   const char *fresh[] = {p[15], st->proc[0].name, t->eager ? "1" : "0"};
   const char *sends[] = {p[16], p[17]};
   pg_stmt stmts[12];
-  int ns = 0, i_rec = -1, i_fresh = -1, i_begin = -1, i_send = -1;
+  int ns = 0, i_att = -1, i_pay = -1, i_begin = -1, i_send = -1;
   if (t->nbook) {
     stmts[ns++] = (pg_stmt){SQL_COUNT_REFUSED, 2, refused};
     stmts[ns++] = (pg_stmt){SQL_ABANDON, 3, abandon};
     stmts[ns++] = (pg_stmt){SQL_FAILOVER, 2, next};
   }
   if (t->nrec) {
+    i_att = ns;
     stmts[ns++] = (pg_stmt){SQL_RECORD_ATTEMPTS, 7, att};
+    i_pay = ns;
     stmts[ns++] = (pg_stmt){SQL_RECORD_PAYMENTS, 7, pay};
-    i_rec = ns;
-    stmts[ns++] = (pg_stmt){SQL_READ, 1, att};
   }
   if (t->nfresh) {
     i_begin = ns;
     stmts[ns++] = (pg_stmt){SQL_BEGIN_ATTEMPTS, 3, fresh};
     stmts[ns++] = (pg_stmt){SQL_MARK_CHARGING, 1, fresh};
-    i_fresh = ns;
-    stmts[ns++] = (pg_stmt){SQL_READ, 1, fresh};
   }
   if (t->nsend) {
     i_send = ns;
@@ -328,28 +396,48 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
       log_warn("charge bookkeeping failed (retried next cycle): %s", err);
     } else {
       int64_t now = ps_mono_ms();
-      if (i_rec >= 0) parse_read(st, res[i_rec], t->rec, t->nrec, now);
-      if (i_fresh >= 0) {
-        parse_read(st, res[i_fresh], t->fresh, t->nfresh, now);
-        /* Attempts opened here with their first send already counted. */
-        GHashTable *mine = g_hash_table_new(g_str_hash, g_str_equal);
-        for (int row = 0; t->eager && row < PQntuples(res[i_begin]); row++)
-          g_hash_table_add(mine, PQgetvalue(res[i_begin], row, 0));
+      /* What our own writes say needs no read: an answer recorded in both
+       * tables, an attempt opened here. The rest is read below. */
+      citem **unknown = malloc((t->nrec + t->nfresh + 1) * sizeof *unknown);
+      if (!unknown) abort();
+      size_t nunknown = 0;
+      if (i_att >= 0) {
+        GHashTable *att_done = returned_ids(res[i_att]), *pay_done = returned_ids(res[i_pay]);
+        for (size_t i = 0; i < t->nrec; i++) {
+          citem *x = t->rec[i];
+          if (g_hash_table_contains(att_done, x->ev->payment_id) &&
+              g_hash_table_contains(pay_done, x->ev->payment_id))
+            know_recorded(x);
+          else
+            unknown[nunknown++] = x;
+        }
+        g_hash_table_destroy(att_done);
+        g_hash_table_destroy(pay_done);
+      }
+      if (i_begin >= 0) {
+        GHashTable *opened = returned_ids(res[i_begin]);
         for (size_t i = 0; i < t->nfresh; i++) {
           citem *x = t->fresh[i];
-          x->to_send = g_hash_table_contains(mine, x->ev->payment_id);
-          if (x->to_send) x->sends--; /* local sends count answered requests */
+          if (g_hash_table_contains(opened, x->ev->payment_id)) {
+            know_opened(x, t->eager, now);
+            /* Its first send is counted: it leaves right after this trip
+             * (local sends count answered requests). */
+            x->to_send = t->eager;
+          } else {
+            x->to_send = false;
+            unknown[nunknown++] = x;
+          }
         }
-        g_hash_table_destroy(mine);
+        g_hash_table_destroy(opened);
       }
       if (i_send >= 0) {
-        GHashTable *live = g_hash_table_new(g_str_hash, g_str_equal);
-        for (int row = 0; row < PQntuples(res[i_send]); row++)
-          g_hash_table_add(live, PQgetvalue(res[i_send], row, 0));
+        GHashTable *live = returned_ids(res[i_send]);
         for (size_t i = 0; i < t->nsend; i++)
           t->send[i]->to_send = g_hash_table_contains(live, t->send[i]->ev->payment_id);
         g_hash_table_destroy(live);
       }
+      read_state(ctx, st, unknown, nunknown);
+      free(unknown);
     }
     pg_results_clear(res, ns);
   }
@@ -661,11 +749,21 @@ static void apply(stage_ctx *ctx, charge_state *st, trip *t, int rc, int64_t now
     }
     x->refused_now = x->failover = false;
   }
-  for (size_t i = 0; i < t->nrec; i++)
-    if (rc == 0) classify(ctx, t->rec[i], now);
+  for (size_t i = 0; i < t->nrec; i++) {
+    citem *x = t->rec[i];
+    if (rc) continue; /* recorded next cycle */
+    if (x->unread) {
+      x->unread = false; /* recorded: learn its state from Postgres */
+      x->ph = PH_NEW;
+      x->next_try_ms = now + 500;
+      continue;
+    }
+    classify(ctx, x, now);
+  }
   for (size_t i = 0; i < t->nfresh; i++) {
     citem *x = t->fresh[i];
-    if (rc) {
+    if (rc || x->unread) {
+      x->unread = false;
       x->next_try_ms = now + 500;
       continue;
     }
