@@ -31,9 +31,19 @@ void pg_init(pg_conn *pg, const char *dsn, const char *app_name) {
   pg->backoff_ms = 100;
 }
 
+/* Prepared statements live and die with the connection. */
 void pg_close(pg_conn *pg) {
   if (pg->conn) PQfinish(pg->conn);
   pg->conn = NULL;
+  for (int i = 0; i < pg->nprepared; i++) free(pg->prepared[i]);
+  pg->nprepared = 0;
+}
+
+/* The index of sql among the connection's prepared statements, or -1. */
+static int prepared_index(const pg_conn *pg, const char *sql) {
+  for (int i = 0; i < pg->nprepared; i++)
+    if (strcmp(pg->prepared[i], sql) == 0) return i;
+  return -1;
 }
 
 static void trim_newline(char *s) {
@@ -103,19 +113,63 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
     return -1;
   }
   int rc = 0;
-  for (int i = 0; i < n && rc == 0; i++)
-    if (!PQsendQueryParams(c, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL, NULL,
-                           0))
+  /* A statement seen for the first time is prepared in this round trip
+   * under the next free name; it counts as prepared once Postgres says so
+   * (a Parse after a failed statement is skipped, and is sent again next
+   * time). When every name is taken, statements are sent unprepared. */
+  int *prep = malloc(((size_t)n + 1) * sizeof *prep);
+  if (!prep) abort();
+  int nextname = pg->nprepared;
+  for (int i = 0; i < n && rc == 0; i++) {
+    char name[16];
+    int k = prepared_index(pg, stmts[i].sql);
+    for (int j = 0; k < 0 && j < i; j++)
+      if (prep[j] >= 0 && strcmp(stmts[j].sql, stmts[i].sql) == 0) k = prep[j];
+    prep[i] = -1;
+    if (k < 0 && nextname < PG_MAX_PREPARED) {
+      k = nextname++;
+      prep[i] = k;
+      snprintf(name, sizeof name, "ps%d", k);
+      if (!PQsendPrepare(c, name, stmts[i].sql, stmts[i].nparams, NULL)) rc = -1;
+    }
+    snprintf(name, sizeof name, "ps%d", k);
+    if (rc == 0 && (k >= 0 ? !PQsendQueryPrepared(c, name, stmts[i].nparams, stmts[i].params,
+                                                  NULL, NULL, 0)
+                           : !PQsendQueryParams(c, stmts[i].sql, stmts[i].nparams, NULL,
+                                                stmts[i].params, NULL, NULL, 0)))
       rc = -1;
+  }
   if (rc == 0 && !PQpipelineSync(c)) rc = -1;
   if (rc) {
     result_error(NULL, c, err, errlen);
     pg_close(pg);
+    free(prep);
     return -1;
   }
 
-  /* Read one result set per statement, then the sync marker. */
+  /* Read one result set per statement (after its Prepare's, if sent),
+   * then the sync marker. */
   for (int i = 0; i < n; i++) {
+    if (prep[i] >= 0) {
+      PGresult *pr = PQgetResult(c);
+      if (!pr) {
+        result_error(NULL, c, err, errlen);
+        rc = -1;
+        break;
+      }
+      ExecStatusType ps = PQresultStatus(pr);
+      if (ps == PGRES_COMMAND_OK && prep[i] == pg->nprepared) {
+        pg->prepared[pg->nprepared++] = strdup(stmts[i].sql);
+        if (!pg->prepared[pg->nprepared - 1]) abort();
+      } else if (ps != PGRES_COMMAND_OK && ps != PGRES_PIPELINE_ABORTED) {
+        /* A statement that does not prepare is a bug in it: say so. */
+        if (rc == 0) result_error(pr, c, err, errlen);
+        rc = -1;
+      }
+      PQclear(pr);
+      PGresult *end = PQgetResult(c);
+      if (end) PQclear(end);
+    }
     PGresult *r = PQgetResult(c);
     if (!r) {
       result_error(NULL, c, err, errlen);
@@ -155,6 +209,10 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
     PQexitPipelineMode(c);
   }
   drop_if_broken(pg);
+  /* Should the server not know a name we think prepared (or know one we
+   * do not), start over on a new connection rather than fail forever. */
+  if (rc && (strncmp(err, "26000", 5) == 0 || strncmp(err, "42P05", 5) == 0)) pg_close(pg);
+  free(prep);
   if (rc) pg_results_clear(results, n);
   return rc;
 }

@@ -10,12 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Statements pg_pipeline prepared on the current connection (by text). */
+#define PG_MAX_PREPARED 64
+
 typedef struct pg_conn {
   const char *dsn;          /* may carry a password: never logged */
   const char *app_name;
   PGconn *conn;
   int64_t next_try_ms;      /* reconnect back-off */
   int backoff_ms;
+  char *prepared[PG_MAX_PREPARED]; /* statement "ps<i>" has this text */
+  int nprepared;
 } pg_conn;
 
 typedef struct pg_stmt {
@@ -31,7 +36,10 @@ void pg_close(pg_conn *pg);
  * before the next attempt is made). */
 int pg_ensure(pg_conn *pg, char *err, size_t errlen);
 
-/* Runs n statements as one transaction in a single round trip. On success
+/* Runs n statements as one transaction in a single round trip; each
+ * statement is prepared on the connection the first time it is sent (in
+ * the same round trip) and executed by name after that, so a batch is not
+ * parsed and planned again every time. On success
  * returns 0 and results[i] holds each statement's result (caller PQclears).
  * On failure returns -1, clears everything, and writes "SQLSTATE: message"
  * into err; a broken connection is dropped so the next call reconnects. */
