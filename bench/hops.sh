@@ -7,12 +7,13 @@
 # payment spent between stages: the previous stage's produce and commit,
 # the Kafka hop, and waiting for the next stage's current batch.
 # usage: bench/hops.sh [build-dir] [rate/s] [seconds]
+# (WORKER_KAFKA_PROPERTIES: the workers' librdkafka settings, default fetch.wait.max.ms=5)
 source "$(dirname "$0")/lib.sh" "${1:-}"
 RATE=${2:-1500}
 SECS=${3:-20}
 new_stack
 for s in ingest fraud charge ledger; do
-  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES=fetch.wait.max.ms=5 "$STACK" start-worker "$s" 1
+  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES="${WORKER_KAFKA_PROPERTIES:-fetch.wait.max.ms=5}" "$STACK" start-worker "$s" 1
 done
 for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 "$PAYCTL" load --run warm --count 1000 >/dev/null 2>&1 || true
