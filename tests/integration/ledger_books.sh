@@ -42,6 +42,16 @@ check "an entry in another currency than its account is refused" refused "BEGIN;
   INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor) VALUES (900003, $A, 'USD', 'D', 100);
   INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor) VALUES (900003, $REUR, 'USD', 'C', 100);
   COMMIT;" "foreign key"
+check "an entry added to a committed transaction is refused" refused \
+  "INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor) VALUES (900002, $A, 'USD', 'D', 5)" "is closed"
+check "a balanced pair added to a committed transaction is refused too" refused "BEGIN;
+  INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor) VALUES (900002, $A, 'USD', 'D', 5);
+  INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor) VALUES (900002, $R, 'USD', 'C', 5);
+  COMMIT;" "is closed"
+eq "the committed transaction kept its two entries" "2" "$(sql "SELECT count(*) FROM ledger_entries WHERE transaction_id = 900002")"
+check "a transaction without entries is refused at commit" refused "BEGIN;
+  INSERT INTO ledger_transactions (transaction_id, payment_id, kind) VALUES (900004, 'pay_direct', 'chargeback');
+  COMMIT;" "has no entries"
 check "zero and negative entries are refused" refused \
   "INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor) VALUES (900002, $A, 'USD', 'D', 0)" "check constraint"
 # Clean up the hand-made rows so the pipeline checks below see only its own.
