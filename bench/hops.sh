@@ -19,6 +19,7 @@ for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 "$PAYCTL" load --run warm --count 1000 >/dev/null 2>&1 || true
 "$PAYCTL" load --run hops --rate "$RATE" --count $((RATE * SECS)) --json "$PAYSTREAM_RUN_DIR/load.json" >/dev/null 2>&1
 echo "rate $RATE/s for $SECS s: end to end (publication -> outcome) p50 $(jq .latency_ms.p50 "$PAYSTREAM_RUN_DIR/load.json") ms, p99 $(jq .latency_ms.p99 "$PAYSTREAM_RUN_DIR/load.json") ms"
+echo "p99 by second of publication (ms): $(jq -r '[.latency_by_second[] | .p99 | floor] | join(" ")' "$PAYSTREAM_RUN_DIR/load.json")"
 echo
 echo "| hop (ms) | p50 | p90 | p99 |"
 echo "|---|---|---|---|"

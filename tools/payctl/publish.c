@@ -443,6 +443,37 @@ static double pct(const int64_t *v, size_t n, double p) {
   return (double)v[i < n ? i : n - 1];
 }
 
+/* One answer: the second of the run it was published in, its latency. */
+typedef struct timed {
+  int64_t sec, ms;
+} timed;
+
+static int cmp_timed(const void *a, const void *b) {
+  const timed *x = a, *y = b;
+  if (x->sec != y->sec) return x->sec < y->sec ? -1 : 1;
+  return x->ms < y->ms ? -1 : x->ms > y->ms;
+}
+
+/* Latency percentiles per second of publication: how latency moves during
+ * a run (a pipeline that keeps up stays flat; one that falls behind, or a
+ * broker whose cost grows with its log, climbs). */
+static json_t *by_second(timed *t, size_t n) {
+  qsort(t, n, sizeof *t, cmp_timed);
+  json_t *arr = json_array();
+  int64_t *v = malloc((n + 1) * sizeof *v);
+  if (!v) abort();
+  for (size_t i = 0; i < n;) {
+    size_t j = i, k = 0;
+    while (j < n && t[j].sec == t[i].sec) v[k++] = t[j++].ms;
+    json_array_append_new(arr, json_pack("{s:I,s:I,s:f,s:f,s:f}", "second", (json_int_t)t[i].sec,
+                                         "outcomes", (json_int_t)k, "p50", pct(v, k, 50), "p99",
+                                         pct(v, k, 99), "max", (double)v[k - 1]));
+    i = j;
+  }
+  free(v);
+  return arr;
+}
+
 typedef struct load_opts {
   long count, rate, timeout_s;
   double declines, fraud, duplicates, repeat;
@@ -539,8 +570,9 @@ int cmd_load(payctl *p, int argc, char **argv) {
   gen_intent *bases = calloc((size_t)nbase, sizeof *bases);
   int64_t *lat = calloc((size_t)nbase, sizeof *lat);
   int64_t *arrived = calloc((size_t)nbase, sizeof *arrived); /* monotonic, in order */
+  timed *per = calloc((size_t)nbase + 1, sizeof *per);
   GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  if (!bases || !lat || !arrived) abort();
+  if (!bases || !lat || !arrived || !per) abort();
   long status[8] = {0}, replayed = 0, got = 0, published = 0, made = 0;
   unsigned rs = o.seed;
   size_t prefix = strlen(o.run);
@@ -588,6 +620,8 @@ int cmd_load(payctl *p, int argc, char **argv) {
            * it is what the merchant hears from the pipeline. */
           g_hash_table_add(seen, g_strdup(oc->idempotency_key));
           arrived[got] = ps_mono_ms();
+          per[got].sec = oc->published_at_ms > w0 ? (oc->published_at_ms - w0) / 1000 : 0;
+          per[got].ms = wall - oc->published_at_ms;
           lat[got++] = wall - oc->published_at_ms;
           if ((int)oc->status >= 0 && oc->status < 8) status[oc->status]++;
           if (!first_out) first_out = ps_mono_ms();
@@ -638,6 +672,7 @@ int cmd_load(payctl *p, int argc, char **argv) {
       "rejected", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REJECTED],
       "review", (json_int_t)status[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW],
       "sustained", sustained);
+  json_object_set_new(res, "latency_by_second", by_second(per, (size_t)got));
   (void)first_out;
   char *js = json_dumps(res, JSON_COMPACT);
   printf("%s\n", js);
@@ -654,6 +689,7 @@ int cmd_load(payctl *p, int argc, char **argv) {
   free(bases);
   free(lat);
   free(arrived);
+  free(per);
   rd_kafka_destroy(reader);
   rd_kafka_destroy(producer);
   return got == nbase ? 0 : 1;
