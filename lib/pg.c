@@ -102,6 +102,17 @@ static void drop_if_broken(pg_conn *pg) {
   if (pg->conn && PQstatus(pg->conn) != CONNECTION_OK) pg_close(pg);
 }
 
+/* The next result set's result, its NULL terminator consumed; NULL if the
+ * connection has none. */
+static PGresult *next_result(PGconn *c) {
+  PGresult *r = PQgetResult(c);
+  if (r) {
+    PGresult *end = PQgetResult(c);
+    if (end) PQclear(end);
+  }
+  return r;
+}
+
 static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **results, char *err,
                         size_t errlen) {
   for (int i = 0; i < n; i++) results[i] = NULL;
@@ -151,7 +162,7 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
    * then the sync marker. */
   for (int i = 0; i < n; i++) {
     if (prep[i] >= 0) {
-      PGresult *pr = PQgetResult(c);
+      PGresult *pr = next_result(c);
       if (!pr) {
         result_error(NULL, c, err, errlen);
         rc = -1;
@@ -167,10 +178,8 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
         rc = -1;
       }
       PQclear(pr);
-      PGresult *end = PQgetResult(c);
-      if (end) PQclear(end);
     }
-    PGresult *r = PQgetResult(c);
+    PGresult *r = next_result(c);
     if (!r) {
       result_error(NULL, c, err, errlen);
       rc = -1;
@@ -184,8 +193,6 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
       rc = -1;
       PQclear(r);
     }
-    PGresult *end = PQgetResult(c); /* NULL terminates each statement's results */
-    if (end) PQclear(end);
   }
   if (PQstatus(c) == CONNECTION_OK) {
     for (int guard = 0; guard < 1000; guard++) {
