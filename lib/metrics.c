@@ -374,7 +374,11 @@ int metrics_serve(const char *stage, const char *addr, const char *port_file, ch
     snprintf(err, errlen, "PAYSTREAM_METRICS_ADDR '%s': %s", addr, gai_strerror(gai));
     return -1;
   }
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+  /* epoll (MHD_USE_AUTO picks it on Linux), not select(): a charge worker
+   * holds a connection per request in flight, so a probe's socket can be
+   * past descriptor 1024, which select() cannot watch — the probes then
+   * fail exactly when the worker is busiest. */
+  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
   daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
                              ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
