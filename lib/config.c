@@ -116,6 +116,10 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->batch_wait_ms = (int)v;
   if (cfg_env_int("PAYSTREAM_MAX_MESSAGE_BYTES", 262144, 64, 100 << 20, &v, err, errlen)) return -1;
   c->max_message_bytes = (int)v;
+  /* 0 behind a pooler that does not keep prepared statements across
+   * transactions (PgBouncer in transaction mode before 1.21). */
+  if (cfg_env_int("PAYSTREAM_PG_PREPARE", 1, 0, 1, &v, err, errlen)) return -1;
+  c->pg_prepare = (int)v;
   if (cfg_env_int("PAYSTREAM_REDIS_PORT", 6379, 1, 65535, &v, err, errlen)) return -1;
   c->redis_port = (int)v;
   if (cfg_env_int("PAYSTREAM_REDIS_TIMEOUT_MS", 200, 1, 60000, &v, err, errlen)) return -1;

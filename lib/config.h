@@ -26,6 +26,7 @@ typedef struct cfg {
   const char *redis_password; /* secret: never logged; NULL = no AUTH */
   int redis_port;
   int redis_timeout_ms;
+  int pg_prepare;             /* 1: prepare pipeline statements once per connection */
   const char *log_level;
   const char *metrics_addr;      /* host:port for /metrics /healthz /readyz, or off */
   const char *metrics_port_file; /* written with the bound port (port 0: any free one) */

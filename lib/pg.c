@@ -29,6 +29,7 @@ void pg_init(pg_conn *pg, const char *dsn, const char *app_name) {
   pg->dsn = dsn;
   pg->app_name = app_name;
   pg->backoff_ms = 100;
+  pg->prepare = true;
 }
 
 /* Prepared statements live and die with the connection. */
@@ -130,7 +131,7 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
    * time). When every name is taken, statements are sent unprepared. */
   int *prep = malloc(((size_t)n + 1) * sizeof *prep);
   if (!prep) abort();
-  int nextname = pg->nprepared;
+  int nextname = pg->prepare ? pg->nprepared : PG_MAX_PREPARED;
   for (int i = 0; i < n && rc == 0; i++) {
     char name[16];
     int k = prepared_index(pg, stmts[i].sql);

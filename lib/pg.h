@@ -7,6 +7,7 @@
 #define PS_PG_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,7 @@ typedef struct pg_conn {
   PGconn *conn;
   int64_t next_try_ms;      /* reconnect back-off */
   int backoff_ms;
+  bool prepare;             /* prepare statements (default); off: always unnamed */
   char *prepared[PG_MAX_PREPARED]; /* statement "ps<i>" has this text */
   int nprepared;
 } pg_conn;

@@ -253,6 +253,7 @@ int main(int argc, char **argv) {
   }
   log_init("payctl", LOG_WARN);
   pg_init(&p.pg, p.cfg.pg_dsn, "payctl");
+  p.pg.prepare = p.cfg.pg_prepare != 0;
   const char *cmd = argv[1];
   int rc;
   if (strcmp(cmd, "migrate") == 0) {
