@@ -643,8 +643,7 @@ static int kloop_init(kloop *kl, const stage_def *def) {
     return -1;
   }
   kl->ctx.cfg = &kl->cfg;
-  pg_init(&kl->ctx.pg, kl->cfg.pg_dsn, def->name);
-  kl->ctx.pg.prepare = kl->cfg.pg_prepare != 0;
+  pg_init(&kl->ctx.pg, kl->cfg.pg_dsn, def->name, kl->cfg.pg_prepare != 0);
   rds_init(&kl->ctx.redis, kl->cfg.redis_host, kl->cfg.redis_port, kl->cfg.redis_timeout_ms);
   rds_set_auth(&kl->ctx.redis, kl->cfg.redis_user, kl->cfg.redis_password);
   if (def->init && def->init(&kl->ctx, err, sizeof err)) {

@@ -24,12 +24,12 @@ int64_t ps_mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void pg_init(pg_conn *pg, const char *dsn, const char *app_name) {
+void pg_init(pg_conn *pg, const char *dsn, const char *app_name, bool prepare) {
   memset(pg, 0, sizeof *pg);
   pg->dsn = dsn;
   pg->app_name = app_name;
   pg->backoff_ms = 100;
-  pg->prepare = true;
+  pg->prepare = prepare;
 }
 
 /* Prepared statements live and die with the connection. */
@@ -74,8 +74,7 @@ int pg_ensure(pg_conn *pg, char *err, size_t errlen) {
   const char *iso = getenv("PAYSTREAM_PG_ISOLATION");
   char options[160] = "-c jit=off -c random_page_cost=1.1";
   if (iso && strcmp(iso, "serializable") == 0)
-    snprintf(options, sizeof options,
-             "-c jit=off -c random_page_cost=1.1 -c default_transaction_isolation=serializable");
+    strcat(options, " -c default_transaction_isolation=serializable");
   const char *keys[] = {"application_name", "connect_timeout", "options", "dbname", NULL};
   const char *vals[] = {pg->app_name, "5", options, pg->dsn, NULL};
   pg->conn = PQconnectdbParams(keys, vals, 1);
@@ -135,8 +134,6 @@ static int pipeline_run(pg_conn *pg, const pg_stmt *stmts, int n, PGresult **res
   for (int i = 0; i < n && rc == 0; i++) {
     char name[16];
     int k = prepared_index(pg, stmts[i].sql);
-    for (int j = 0; k < 0 && j < i; j++)
-      if (prep[j] >= 0 && strcmp(stmts[j].sql, stmts[i].sql) == 0) k = prep[j];
     prep[i] = -1;
     if (k < 0 && nextname < PG_MAX_PREPARED) {
       k = nextname++;

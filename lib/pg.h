@@ -20,7 +20,7 @@ typedef struct pg_conn {
   PGconn *conn;
   int64_t next_try_ms;      /* reconnect back-off */
   int backoff_ms;
-  bool prepare;             /* prepare statements (default); off: always unnamed */
+  bool prepare;             /* prepare statements; off: always unnamed */
   char *prepared[PG_MAX_PREPARED]; /* statement "ps<i>" has this text */
   int nprepared;
 } pg_conn;
@@ -31,7 +31,8 @@ typedef struct pg_stmt {
   const char *const *params; /* text format; NULL entries are SQL NULL */
 } pg_stmt;
 
-void pg_init(pg_conn *pg, const char *dsn, const char *app_name);
+/* prepare: pg_pipeline prepares its statements (PAYSTREAM_PG_PREPARE). */
+void pg_init(pg_conn *pg, const char *dsn, const char *app_name, bool prepare);
 void pg_close(pg_conn *pg);
 
 /* Connects if not connected. Returns 0, or -1 with err set (and a back-off

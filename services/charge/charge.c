@@ -63,7 +63,6 @@ typedef struct citem {
   phase ph;
   bool active;             /* holds its payment's place in the active set */
   bool known, has_attempt;
-  char status[16];         /* payment status */
   char state[16];          /* live attempt's state */
   int proc;                /* live attempt's processor index, -1 if unknown */
   int sends, refused;      /* of the live attempt (Postgres is the truth) */
@@ -135,10 +134,9 @@ static const char SQL_MARK_CHARGING[] =
 /* Each payment with its live (not abandoned) attempt, if any: for what the
  * cycle's own writes do not tell (redeliveries, failovers, races). */
 static const char SQL_READ[] =
-    "SELECT u.ord, p.status, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
+    "SELECT u.ord, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
     " a.fee_minor, a.processor, a.sends, a.refused,"
-    " (extract(epoch FROM now() - a.created_at) * 1000)::bigint,"
-    " (SELECT count(*) FROM charge_attempts x WHERE x.payment_id = u.id AND x.state = 'abandoned')"
+    " (extract(epoch FROM now() - a.created_at) * 1000)::bigint"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.id AND a.state <> 'abandoned'";
@@ -198,17 +196,16 @@ static void parse_read(const charge_state *st, PGresult *r, citem **it, size_t n
     if (ord < 1 || (size_t)ord > n) continue;
     citem *x = it[ord - 1];
     x->known = true;
-    snprintf(x->status, sizeof x->status, "%s", PQgetvalue(r, row, 1));
     free(x->outcome_hex);
-    x->outcome_hex = PQgetisnull(r, row, 2) ? NULL : strdup(PQgetvalue(r, row, 2));
-    x->has_attempt = !PQgetisnull(r, row, 3);
-    snprintf(x->state, sizeof x->state, "%s", PQgetvalue(r, row, 3));
-    snprintf(x->charge_id, sizeof x->charge_id, "%s", PQgetvalue(r, row, 4));
-    x->fee_minor = strtoll(PQgetvalue(r, row, 5), NULL, 10);
-    x->proc = x->has_attempt ? proc_index(st, PQgetvalue(r, row, 6)) : -1;
-    x->sends = atoi(PQgetvalue(r, row, 7));
-    x->refused = atoi(PQgetvalue(r, row, 8));
-    x->created_ms = now - strtoll(PQgetvalue(r, row, 9), NULL, 10);
+    x->outcome_hex = PQgetisnull(r, row, 1) ? NULL : strdup(PQgetvalue(r, row, 1));
+    x->has_attempt = !PQgetisnull(r, row, 2);
+    snprintf(x->state, sizeof x->state, "%s", PQgetvalue(r, row, 2));
+    snprintf(x->charge_id, sizeof x->charge_id, "%s", PQgetvalue(r, row, 3));
+    x->fee_minor = strtoll(PQgetvalue(r, row, 4), NULL, 10);
+    x->proc = x->has_attempt ? proc_index(st, PQgetvalue(r, row, 5)) : -1;
+    x->sends = atoi(PQgetvalue(r, row, 6));
+    x->refused = atoi(PQgetvalue(r, row, 7));
+    x->created_ms = now - strtoll(PQgetvalue(r, row, 8), NULL, 10);
   }
 }
 
@@ -249,30 +246,26 @@ static const char *answer_state(const citem *x) {
  * was written. */
 static void know_recorded(citem *x) {
   bool ok = x->ans.kind == CHARGE_SUCCEEDED;
-  const char *s = answer_state(x);
   x->known = x->has_attempt = true;
-  snprintf(x->status, sizeof x->status, "%s", ok ? "charged" : s);
-  snprintf(x->state, sizeof x->state, "%s", s);
+  snprintf(x->state, sizeof x->state, "%s", answer_state(x));
   free(x->outcome_hex);
   x->outcome_hex = ok || !x->record_outcome_hex ? NULL : strdup(x->record_outcome_hex);
   snprintf(x->charge_id, sizeof x->charge_id, "%s", ok ? x->ans.charge_id : "");
   x->fee_minor = ok ? x->ans.fee_minor : 0;
 }
 
-/* Its first attempt was opened at the primary in this cycle's transaction. */
-static void know_opened(citem *x, bool send_counted, int64_t now) {
+/* Its first attempt was opened at the primary in this cycle's transaction
+ * (a send counted with it has not been answered: local sends stay 0). */
+static void know_opened(citem *x, int64_t now) {
   x->known = x->has_attempt = true;
-  snprintf(x->status, sizeof x->status, "charging");
   snprintf(x->state, sizeof x->state, "charging");
   free(x->outcome_hex);
   x->outcome_hex = NULL;
   x->charge_id[0] = '\0';
   x->fee_minor = 0;
   x->proc = 0;
-  x->sends = send_counted ? 1 : 0;
-  x->refused = 0;
+  x->sends = x->refused = 0;
   x->created_ms = now;
-  if (send_counted) x->sends--; /* local sends count answered requests */
 }
 
 /* Reads the state of items the cycle's writes did not tell, in a second
@@ -419,10 +412,8 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
         for (size_t i = 0; i < t->nfresh; i++) {
           citem *x = t->fresh[i];
           if (g_hash_table_contains(opened, x->ev->payment_id)) {
-            know_opened(x, t->eager, now);
-            /* Its first send is counted: it leaves right after this trip
-             * (local sends count answered requests). */
-            x->to_send = t->eager;
+            know_opened(x, now);
+            x->to_send = t->eager; /* its first send is counted: it leaves right after */
           } else {
             x->to_send = false;
             unknown[nunknown++] = x;

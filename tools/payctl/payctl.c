@@ -252,8 +252,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   log_init("payctl", LOG_WARN);
-  pg_init(&p.pg, p.cfg.pg_dsn, "payctl");
-  p.pg.prepare = p.cfg.pg_prepare != 0;
+  pg_init(&p.pg, p.cfg.pg_dsn, "payctl", p.cfg.pg_prepare != 0);
   const char *cmd = argv[1];
   int rc;
   if (strcmp(cmd, "migrate") == 0) {

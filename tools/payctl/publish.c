@@ -621,8 +621,7 @@ int cmd_load(payctl *p, int argc, char **argv) {
           g_hash_table_add(seen, g_strdup(oc->idempotency_key));
           arrived[got] = ps_mono_ms();
           per[got].sec = oc->published_at_ms > w0 ? (oc->published_at_ms - w0) / 1000 : 0;
-          per[got].ms = wall - oc->published_at_ms;
-          lat[got++] = wall - oc->published_at_ms;
+          per[got++].ms = wall - oc->published_at_ms;
           if ((int)oc->status >= 0 && oc->status < 8) status[oc->status]++;
           if (!first_out) first_out = ps_mono_ms();
           last_out = ps_mono_ms();
@@ -645,6 +644,7 @@ int cmd_load(payctl *p, int argc, char **argv) {
     }
   }
   while (rd_kafka_outq_len(producer) > 0) rd_kafka_flush(producer, 1000);
+  for (long i = 0; i < got; i++) lat[i] = per[i].ms;
   qsort(lat, (size_t)got, sizeof *lat, cmp_i64);
   double secs = (double)(last_out - t0) / 1000.0, pub_secs = (double)(last_pub - t0) / 1000.0;
   /* Sustained: the rate between the 10th and the 90th percentile of
