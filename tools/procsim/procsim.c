@@ -59,11 +59,6 @@ static volatile latency_dist lat_dist = LAT_FIXED;
 static char required_key[256]; /* set before traffic by tests; empty = any sk_ key */
 static volatile sig_atomic_t running = 1;
 
-typedef struct upload {
-  char *data;
-  size_t len;
-} upload;
-
 static void on_signal(int sig) {
   (void)sig;
   running = 0;
@@ -273,7 +268,141 @@ static int sim_latency_ms(void) {
   return base;
 }
 
-static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body, flavour fl) {
+/* ---- waiting without a thread ------------------------------------------------
+ * Injected latency suspends the connection; one timer thread resumes it when
+ * its time comes. One event loop serves thousands of connections at 500 ms
+ * each without a thread per connection (whose switches cost more CPU than
+ * the charges themselves and competed with the pipeline on a shared
+ * machine). */
+
+typedef enum { REQ_NEW, REQ_DELAYED, REQ_HUNG } req_phase;
+
+typedef struct req {
+  char *data; /* the upload */
+  size_t len;
+  req_phase ph;
+  flavour fl;
+  char *key, *params;    /* while a charge waits */
+  unsigned status;       /* a hung answer, sent when it resumes */
+  char *answer;
+} req;
+
+typedef struct waiter {
+  gint64 due; /* g_get_monotonic_time() */
+  struct MHD_Connection *c;
+} waiter;
+
+static GMutex timer_lock;
+static GCond timer_cond;
+static GSequence *waiting;  /* waiter*, by due */
+static bool timers_stop;
+
+static gint by_due(gconstpointer a, gconstpointer b, gpointer ud) {
+  (void)ud;
+  gint64 x = ((const waiter *)a)->due, y = ((const waiter *)b)->due;
+  return x < y ? -1 : x > y;
+}
+
+/* Suspends c until ms from now. Called from the request handler. */
+static enum MHD_Result wait_then_resume(struct MHD_Connection *c, int ms) {
+  waiter *w = g_new(waiter, 1);
+  w->due = g_get_monotonic_time() + (gint64)ms * 1000;
+  w->c = c;
+  MHD_suspend_connection(c);
+  g_mutex_lock(&timer_lock);
+  GSequenceIter *it = g_sequence_insert_sorted(waiting, w, by_due, NULL);
+  if (g_sequence_iter_is_begin(it)) g_cond_signal(&timer_cond);
+  g_mutex_unlock(&timer_lock);
+  return MHD_YES;
+}
+
+/* Resumes each connection when it is due; on shutdown, all of them at once
+ * (MHD must not stop with suspended connections). */
+static gpointer timer_thread(gpointer ud) {
+  (void)ud;
+  g_mutex_lock(&timer_lock);
+  for (;;) {
+    GSequenceIter *first = g_sequence_get_begin_iter(waiting);
+    if (g_sequence_iter_is_end(first)) {
+      if (timers_stop) break;
+      g_cond_wait(&timer_cond, &timer_lock);
+      continue;
+    }
+    waiter *w = g_sequence_get(first);
+    if (!timers_stop && w->due > g_get_monotonic_time()) {
+      /* 2 ms of slack: whatever falls due meanwhile is resumed in the same
+       * wake-up (one switch for many answers; 2 ms is noise on a processor). */
+      g_cond_wait_until(&timer_cond, &timer_lock, w->due + 2000);
+      continue;
+    }
+    g_sequence_remove(first);
+    MHD_resume_connection(w->c);
+    g_free(w);
+  }
+  g_mutex_unlock(&timer_lock);
+  return NULL;
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c, flavour fl, unsigned status,
+                                   char *b) {
+  if (fl == PAYPAL) status = paypal_answer(status, &b);
+  enum MHD_Result r = reply(c, status, b);
+  free(b);
+  return r;
+}
+
+/* After the injected latency: fail before charging, or charge. Sets the
+ * answer; returns true when the answer is to come only after hang_ms. */
+static bool charge_after_delay(req *q, unsigned *status, char **b) {
+  const char *key = q->key;
+  q->ph = REQ_NEW; /* decided: never twice */
+  if (fail_rate > 0 && g_random_double() < fail_rate) {
+    /* Failing before charging: a later retry with the key charges once. */
+    *status = (unsigned)fail_status;
+    *b = error_body("api_error", NULL, NULL, "simulated processor error");
+    if (key) {
+      g_mutex_lock(&lock);
+      g_hash_table_remove(by_key, key);
+      g_mutex_unlock(&lock);
+    }
+    return false;
+  }
+  GHashTable *form = q->fl == PAYPAL ? paypal_form(q->data) : parse_form(q->data);
+  *status = do_charge(form, key, b);
+  g_hash_table_destroy(form);
+  if (key) {
+    g_mutex_lock(&lock);
+    stored *s = g_hash_table_lookup(by_key, key);
+    s->in_progress = 0;
+    s->status = *status;
+    s->body = strdup(*b);
+    g_mutex_unlock(&lock);
+  }
+  /* The charge is made; the answer comes too late for the client (an
+   * ambiguous timeout). A retry with the same key gets this answer. */
+  return timeout_rate > 0 && g_random_double() < timeout_rate;
+}
+
+static enum MHD_Result answer_after_delay(struct MHD_Connection *c, req *q) {
+  unsigned status;
+  char *b = NULL;
+  if (charge_after_delay(q, &status, &b)) {
+    q->ph = REQ_HUNG;
+    q->status = status;
+    q->answer = b;
+    return wait_then_resume(c, hang_ms);
+  }
+  return send_answer(c, q->fl, status, b);
+}
+
+static enum MHD_Result handle_charge(struct MHD_Connection *c, req *q, flavour fl) {
+  if (q->ph == REQ_DELAYED) return answer_after_delay(c, q);
+  if (q->ph == REQ_HUNG) {
+    char *b = q->answer;
+    q->answer = NULL;
+    return send_answer(c, q->fl, q->status, b);
+  }
+  const char *body = q->data;
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   if (!auth || strncmp(auth, "Bearer sk_", 10) != 0 ||
       (required_key[0] && strcmp(auth + 7, required_key) != 0)) {
@@ -308,53 +437,21 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, const char *body,
       }
       g_mutex_unlock(&lock);
       g_free(params);
-      if (fl == PAYPAL) status = paypal_answer(status, &b);
-      enum MHD_Result r = reply(c, status, b);
-      free(b);
-      return r;
+      return send_answer(c, fl, status, b);
     }
     s = g_new0(stored, 1);
     s->in_progress = 1;
     s->params = g_strdup(params);
     g_hash_table_insert(by_key, g_strdup(key), s);
     g_mutex_unlock(&lock);
-  }
-
-  int delay = body && strstr(body, "pm_card_slow") ? slow_ms : sim_latency_ms();
-  if (delay > 0) usleep((useconds_t)delay * 1000);
-  char *b = NULL;
-  unsigned status;
-  if (fail_rate > 0 && g_random_double() < fail_rate) {
-    /* Failing before charging: a later retry with the key charges once. */
-    status = (unsigned)fail_status;
-    b = error_body("api_error", NULL, NULL, "simulated processor error");
-    if (key) {
-      g_mutex_lock(&lock);
-      g_hash_table_remove(by_key, key);
-      g_mutex_unlock(&lock);
-    }
-  } else {
-    GHashTable *form = fl == PAYPAL ? paypal_form(body) : parse_form(body);
-    status = do_charge(form, key, &b);
-    g_hash_table_destroy(form);
-    /* The charge is made; the answer comes too late for the client (an
-     * ambiguous timeout). A retry with the same key gets this answer. */
-    bool hang = timeout_rate > 0 && g_random_double() < timeout_rate;
-    if (key) {
-      g_mutex_lock(&lock);
-      stored *s = g_hash_table_lookup(by_key, key);
-      s->in_progress = 0;
-      s->status = status;
-      s->body = strdup(b);
-      g_mutex_unlock(&lock);
-    }
-    if (hang) usleep((useconds_t)hang_ms * 1000);
+    q->key = g_strdup(key);
   }
   g_free(params);
-  if (fl == PAYPAL) status = paypal_answer(status, &b);
-  enum MHD_Result r = reply(c, status, b);
-  free(b);
-  return r;
+  q->fl = fl;
+  q->ph = REQ_DELAYED;
+  int delay = body && strstr(body, "pm_card_slow") ? slow_ms : sim_latency_ms();
+  if (delay > 0) return wait_then_resume(c, delay);
+  return answer_after_delay(c, q);
 }
 
 static enum MHD_Result handle_list(struct MHD_Connection *c) {
@@ -403,9 +500,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *upload_data, size_t *upload_size, void **con_cls) {
   (void)cls;
   (void)version;
-  upload *u = *con_cls;
+  req *u = *con_cls;
   if (!u) {
-    *con_cls = calloc(1, sizeof(upload));
+    *con_cls = calloc(1, sizeof(req));
     return *con_cls ? MHD_YES : MHD_NO;
   }
   if (*upload_size) {
@@ -418,9 +515,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/charges") == 0)
-    return handle_charge(c, u->data, STRIPE);
+    return handle_charge(c, u, STRIPE);
   if (strcmp(method, "POST") == 0 && strcmp(url, "/v2/payments/captures") == 0)
-    return handle_charge(c, u->data, PAYPAL);
+    return handle_charge(c, u, PAYPAL);
   if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/charges") == 0) return handle_list(c);
   if (strcmp(method, "POST") == 0 && strcmp(url, "/_sim/config") == 0) return handle_config(c);
   if (strcmp(url, "/healthz") == 0) return reply(c, 200, "{\"ok\":true}");
@@ -432,9 +529,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   (void)cls;
   (void)c;
   (void)toe;
-  upload *u = *con_cls;
+  req *u = *con_cls;
+  if (u && u->ph == REQ_DELAYED) {
+    /* The client left while its charge waited: the processor still makes
+     * it (a retry with the key gets this answer), as a real one would. */
+    unsigned status;
+    char *b = NULL;
+    charge_after_delay(u, &status, &b);
+    free(b);
+  }
   if (u) {
     free(u->data);
+    g_free(u->key);
+    free(u->answer);
     free(u);
   }
   *con_cls = NULL;
@@ -448,7 +555,7 @@ static void free_stored(gpointer p) {
 }
 
 int main(int argc, char **argv) {
-  struct rlimit rl; /* a thread and a socket per connection: take the hard limit */
+  struct rlimit rl; /* a socket per connection: take the hard limit */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -478,10 +585,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "procsim: --bind wants an IPv4 address, got %s\n", bind);
     return 2;
   }
-  /* A thread per connection: injected latency sleeps without blocking others. */
+  waiting = g_sequence_new(NULL);
+  GThread *timers = g_thread_new("procsim-timers", timer_thread, NULL);
+  /* One epoll event loop (thousands of connections, fds past FD_SETSIZE);
+   * injected latency suspends a connection instead of holding a thread. */
   struct MHD_Daemon *d = MHD_start_daemon(
-      /* poll, not select: thousands of connections (fds past FD_SETSIZE). */
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0,
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
       NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, NULL, MHD_OPTION_END);
@@ -504,6 +613,13 @@ int main(int argc, char **argv) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   while (running) pause();
+  /* Answer whatever waits now, then let the loop send it before stopping. */
+  g_mutex_lock(&timer_lock);
+  timers_stop = true;
+  g_cond_signal(&timer_cond);
+  g_mutex_unlock(&timer_lock);
+  g_thread_join(timers);
+  g_sequence_free(waiting);
   MHD_stop_daemon(d);
   g_hash_table_destroy(by_key);
   g_ptr_array_free(charges, TRUE);
