@@ -8,7 +8,10 @@
 #include "charge.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <glib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +93,14 @@ typedef struct charge_state {
   int nproc;
   long long timeout_ms, max_inflight, deadline_ms;
   CURLM *multi;
+  /* The transfers are driven by socket events (curl_multi_socket_action on
+   * epoll): a cycle costs what moved, not what is in flight — with a slow
+   * processor thousands of requests wait, and perform/poll would visit
+   * every one of them each cycle. */
+  int epfd;
+  int64_t timer_due;       /* curl's timeout on our monotonic clock, -1: none */
+  CURL **pool;             /* finished easy handles, reset, for the next calls */
+  size_t npool;
   citem **items;           /* kept, in admission order */
   size_t n, cap;
   size_t inflight;
@@ -451,7 +462,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-static void call_setup(http_call *c, const charge_state *st, citem *x) {
+static void call_setup(http_call *c, charge_state *st, citem *x) {
   const ps_intent *in = x->ev->intent;
   const processor *pr = &st->proc[x->proc];
   char url[1024], hdr[512], key[256];
@@ -459,7 +470,7 @@ static void call_setup(http_call *c, const charge_state *st, citem *x) {
   c->item = x;
   c->paypal = pr->paypal;
   c->proc = pr;
-  c->easy = curl_easy_init();
+  c->easy = st->npool ? st->pool[--st->npool] : curl_easy_init();
   if (!c->easy) abort();
   charge_idempotency_key(x->ev->payment_id, pr->name, key, sizeof key);
   if (pr->paypal) {
@@ -492,8 +503,15 @@ static void call_setup(http_call *c, const charge_state *st, citem *x) {
   curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
 }
 
-static void call_cleanup(http_call *c) {
-  curl_easy_cleanup(c->easy);
+/* The easy handle goes back to the pool (a handle and its buffers are
+ * allocated once, not per charge). */
+static void call_cleanup(charge_state *st, http_call *c) {
+  if (st->npool < (size_t)st->max_inflight) {
+    curl_easy_reset(c->easy);
+    st->pool[st->npool++] = c->easy;
+  } else {
+    curl_easy_cleanup(c->easy);
+  }
   curl_slist_free_all(c->hdrs);
   free(c->body);
   free(c->resp);
@@ -622,7 +640,7 @@ static void settle(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
 static void item_free(charge_state *st, citem *x) {
   if (x->ph == PH_INFLIGHT) {
     curl_multi_remove_handle(st->multi, x->call.easy);
-    call_cleanup(&x->call);
+    call_cleanup(st, &x->call);
     breaker_release(&st->proc[x->proc].br);
     st->inflight--;
   }
@@ -767,15 +785,58 @@ static void apply(stage_ctx *ctx, charge_state *st, trip *t, int rc, int64_t now
   }
 }
 
-/* Drives the transfers, waiting at most wait_ms for one to finish, and
- * settles every finished one. */
-static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
-  int running = 0;
-  curl_multi_perform(st->multi, &running);
-  if (wait_ms > 0) {
-    curl_multi_poll(st->multi, NULL, 0, wait_ms, NULL);
-    curl_multi_perform(st->multi, &running);
+/* curl says which sockets to watch for what. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  (void)easy;
+  (void)socketp;
+  charge_state *st = userp;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL); /* already gone if closed */
+    return 0;
   }
+  struct epoll_event ev = {.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                                     ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
+                           .data.fd = fd};
+  if (epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+  if (errno == ENOENT && epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+  log_error("charge: cannot watch a processor connection: %s", strerror(errno));
+  return -1; /* curl fails that transfer: an unknown answer, retried */
+}
+
+/* curl says when it next needs to run without a socket event. */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  charge_state *st = userp;
+  st->timer_due = timeout_ms < 0 ? -1 : ps_mono_ms() + timeout_ms;
+  return 0;
+}
+
+/* Runs curl's due timers: new requests start, timeouts fire. */
+static void run_timers(charge_state *st) {
+  int running;
+  for (int i = 0; i < 8 && st->timer_due >= 0 && st->timer_due <= ps_mono_ms(); i++) {
+    st->timer_due = -1;
+    curl_multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  }
+}
+
+/* Drives the transfers, waiting at most wait_ms for a socket to move (or
+ * curl's next timer), and settles every finished one. */
+static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
+  if (st->timer_due >= 0) {
+    int64_t left = st->timer_due - ps_mono_ms();
+    if (left < wait_ms) wait_ms = left > 0 ? (int)left : 0;
+  }
+  struct epoll_event evs[256];
+  int n = epoll_wait(st->epfd, evs, 256, wait_ms);
+  for (int i = 0; i < n; i++) {
+    int mask = ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+               ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+               ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+    int running;
+    curl_multi_socket_action(st->multi, evs[i].data.fd, mask, &running);
+  }
+  run_timers(st);
   int64_t now = ps_mono_ms();
   CURLMsg *msg;
   int left;
@@ -787,7 +848,7 @@ static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
     curl_multi_remove_handle(st->multi, c->easy);
     citem *x = c->item;
     call_finish(c, cc);
-    call_cleanup(c);
+    call_cleanup(st, c);
     st->inflight--;
     settle(ctx, st, x, now);
   }
@@ -839,8 +900,7 @@ static void charge_progress(stage_ctx *ctx, outbox *out, int wait_ms) {
   int rc = round_trip(ctx, st, &t);
   apply(ctx, st, &t, rc, ps_mono_ms());
   free(sel);
-  int running;
-  curl_multi_perform(st->multi, &running); /* the new requests leave now */
+  run_timers(st); /* the new requests leave now */
   emit_done(ctx, st, out);
   metric_set(st->m_inflight, (double)st->inflight);
   metric_set(st->m_pending, (double)st->n);
@@ -1001,6 +1061,17 @@ static int charge_init(stage_ctx *ctx, char *err, size_t errlen) {
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   st.multi = curl_multi_init();
+  st.epfd = epoll_create1(EPOLL_CLOEXEC);
+  st.pool = malloc((size_t)st.max_inflight * sizeof *st.pool);
+  if (!st.multi || st.epfd < 0 || !st.pool) {
+    snprintf(err, errlen, "charge: cannot set up HTTP: %s", strerror(errno));
+    return -1;
+  }
+  st.timer_due = -1;
+  curl_multi_setopt(st.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(st.multi, CURLMOPT_SOCKETDATA, &st);
+  curl_multi_setopt(st.multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(st.multi, CURLMOPT_TIMERDATA, &st);
   curl_multi_setopt(st.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)st.max_inflight);
   curl_multi_setopt(st.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)st.max_inflight);
   st.active = g_hash_table_new(g_str_hash, g_str_equal);
@@ -1023,6 +1094,9 @@ static void charge_destroy(stage_ctx *ctx) {
   free(st->items);
   g_hash_table_destroy(st->active);
   curl_multi_cleanup(st->multi);
+  for (size_t i = 0; i < st->npool; i++) curl_easy_cleanup(st->pool[i]);
+  free(st->pool);
+  close(st->epfd);
   for (int i = 0; i < st->nproc; i++) free(st->proc[i].api_key);
   curl_global_cleanup();
 }
