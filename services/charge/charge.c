@@ -50,6 +50,7 @@ struct citem;
 typedef struct http_call {
   struct citem *item;
   CURL *easy;
+  CURLM *multi;            /* the shard it runs in */
   struct curl_slist *hdrs;
   char *body;
   char *resp;
@@ -88,17 +89,28 @@ typedef struct citem {
   http_call call;
 } citem;
 
+#define CHARGE_SHARD_CONNS 64
+
+typedef struct shard {
+  CURLM *multi;
+  int idx, epfd;
+  int64_t timer_due;       /* curl's timeout on our monotonic clock, -1: none */
+} shard;
+
 typedef struct charge_state {
   processor proc[CHARGE_MAX_PROCESSORS]; /* primary first, then the backup */
   int nproc;
   long long timeout_ms, max_inflight, deadline_ms;
-  CURLM *multi;
   /* The transfers are driven by socket events (curl_multi_socket_action on
    * epoll): a cycle costs what moved, not what is in flight — with a slow
    * processor thousands of requests wait, and perform/poll would visit
-   * every one of them each cycle. */
+   * every one of them each cycle. They are spread over multi handles of at
+   * most CHARGE_SHARD_CONNS connections each: to start a request, libcurl
+   * walks its multi's connections to the host looking for an idle one
+   * (a fifth of the worker's CPU with 2,000 in flight in one multi). */
+  struct shard *shards;
+  int nshards, next_shard;
   int epfd;
-  int64_t timer_due;       /* curl's timeout on our monotonic clock, -1: none */
   CURL **pool;             /* finished easy handles, reset, for the next calls */
   size_t npool;
   citem **items;           /* kept, in admission order */
@@ -639,7 +651,7 @@ static void settle(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
 
 static void item_free(charge_state *st, citem *x) {
   if (x->ph == PH_INFLIGHT) {
-    curl_multi_remove_handle(st->multi, x->call.easy);
+    curl_multi_remove_handle(x->call.multi, x->call.easy);
     call_cleanup(st, &x->call);
     breaker_release(&st->proc[x->proc].br);
     st->inflight--;
@@ -669,7 +681,9 @@ static void keep(charge_state *st, citem *x) {
 /* Starts the request of an item whose send is counted. */
 static void start_call(charge_state *st, citem *x) {
   call_setup(&x->call, st, x);
-  curl_multi_add_handle(st->multi, x->call.easy);
+  x->call.multi = st->shards[st->next_shard].multi;
+  st->next_shard = (st->next_shard + 1) % st->nshards;
+  curl_multi_add_handle(x->call.multi, x->call.easy);
   x->ph = PH_INFLIGHT;
   x->to_send = false;
   st->inflight++;
@@ -785,47 +799,52 @@ static void apply(stage_ctx *ctx, charge_state *st, trip *t, int rc, int64_t now
   }
 }
 
-/* curl says which sockets to watch for what. */
+/* curl says which sockets of a shard to watch for what. */
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
   (void)easy;
   (void)socketp;
-  charge_state *st = userp;
+  shard *sh = userp;
   if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL); /* already gone if closed */
+    epoll_ctl(sh->epfd, EPOLL_CTL_DEL, fd, NULL); /* already gone if closed */
     return 0;
   }
   struct epoll_event ev = {.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
                                      ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
-                           .data.fd = fd};
-  if (epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
-  if (errno == ENOENT && epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+                           .data.u64 = (uint64_t)sh->idx << 32 | (uint32_t)fd};
+  if (epoll_ctl(sh->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+  if (errno == ENOENT && epoll_ctl(sh->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
   log_error("charge: cannot watch a processor connection: %s", strerror(errno));
   return -1; /* curl fails that transfer: an unknown answer, retried */
 }
 
-/* curl says when it next needs to run without a socket event. */
+/* curl says when a shard next needs to run without a socket event. */
 static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
   (void)multi;
-  charge_state *st = userp;
-  st->timer_due = timeout_ms < 0 ? -1 : ps_mono_ms() + timeout_ms;
+  shard *sh = userp;
+  sh->timer_due = timeout_ms < 0 ? -1 : ps_mono_ms() + timeout_ms;
   return 0;
 }
 
 /* Runs curl's due timers: new requests start, timeouts fire. */
 static void run_timers(charge_state *st) {
   int running;
-  for (int i = 0; i < 8 && st->timer_due >= 0 && st->timer_due <= ps_mono_ms(); i++) {
-    st->timer_due = -1;
-    curl_multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  int64_t now = ps_mono_ms();
+  for (int k = 0; k < st->nshards; k++) {
+    shard *sh = &st->shards[k];
+    for (int i = 0; i < 8 && sh->timer_due >= 0 && sh->timer_due <= now; i++) {
+      sh->timer_due = -1;
+      curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
   }
 }
 
 /* Drives the transfers, waiting at most wait_ms for a socket to move (or
  * curl's next timer), and settles every finished one. */
 static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
-  if (st->timer_due >= 0) {
-    int64_t left = st->timer_due - ps_mono_ms();
-    if (left < wait_ms) wait_ms = left > 0 ? (int)left : 0;
+  int64_t now = ps_mono_ms();
+  for (int k = 0; k < st->nshards; k++) {
+    int64_t due = st->shards[k].timer_due;
+    if (due >= 0 && due - now < wait_ms) wait_ms = due > now ? (int)(due - now) : 0;
   }
   struct epoll_event evs[256];
   int n = epoll_wait(st->epfd, evs, 256, wait_ms);
@@ -834,23 +853,26 @@ static void drive(stage_ctx *ctx, charge_state *st, int wait_ms) {
                ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
                ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
     int running;
-    curl_multi_socket_action(st->multi, evs[i].data.fd, mask, &running);
+    curl_multi_socket_action(st->shards[evs[i].data.u64 >> 32].multi,
+                             (curl_socket_t)(uint32_t)evs[i].data.u64, mask, &running);
   }
   run_timers(st);
-  int64_t now = ps_mono_ms();
-  CURLMsg *msg;
-  int left;
-  while ((msg = curl_multi_info_read(st->multi, &left))) {
-    if (msg->msg != CURLMSG_DONE) continue;
-    http_call *c = NULL;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-    CURLcode cc = msg->data.result;
-    curl_multi_remove_handle(st->multi, c->easy);
-    citem *x = c->item;
-    call_finish(c, cc);
-    call_cleanup(st, c);
-    st->inflight--;
-    settle(ctx, st, x, now);
+  now = ps_mono_ms();
+  for (int k = 0; k < st->nshards; k++) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(st->shards[k].multi, &left))) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      http_call *c = NULL;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+      CURLcode cc = msg->data.result;
+      curl_multi_remove_handle(c->multi, c->easy);
+      citem *x = c->item;
+      call_finish(c, cc);
+      call_cleanup(st, c);
+      st->inflight--;
+      settle(ctx, st, x, now);
+    }
   }
 }
 
@@ -1060,20 +1082,28 @@ static int charge_init(stage_ctx *ctx, char *err, size_t errlen) {
     st.nproc = 2;
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  st.multi = curl_multi_init();
   st.epfd = epoll_create1(EPOLL_CLOEXEC);
   st.pool = malloc((size_t)st.max_inflight * sizeof *st.pool);
-  if (!st.multi || st.epfd < 0 || !st.pool) {
+  st.nshards = (int)((st.max_inflight + CHARGE_SHARD_CONNS - 1) / CHARGE_SHARD_CONNS);
+  st.shards = calloc((size_t)st.nshards, sizeof *st.shards);
+  if (st.epfd < 0 || !st.pool || !st.shards) {
     snprintf(err, errlen, "charge: cannot set up HTTP: %s", strerror(errno));
     return -1;
   }
-  st.timer_due = -1;
-  curl_multi_setopt(st.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(st.multi, CURLMOPT_SOCKETDATA, &st);
-  curl_multi_setopt(st.multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  curl_multi_setopt(st.multi, CURLMOPT_TIMERDATA, &st);
-  curl_multi_setopt(st.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)st.max_inflight);
-  curl_multi_setopt(st.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)st.max_inflight);
+  for (int k = 0; k < st.nshards; k++) {
+    shard *sh = &st.shards[k];
+    sh->idx = k;
+    sh->epfd = st.epfd;
+    sh->timer_due = -1;
+    if (!(sh->multi = curl_multi_init())) {
+      snprintf(err, errlen, "charge: cannot set up HTTP");
+      return -1;
+    }
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+  }
   st.active = g_hash_table_new(g_str_hash, g_str_equal);
   st.m_inflight = metrics_gauge("paystream_charges_in_flight", "Processor requests in flight", NULL);
   st.m_pending = metrics_gauge("paystream_charges_pending",
@@ -1093,7 +1123,8 @@ static void charge_destroy(stage_ctx *ctx) {
   for (size_t i = 0; i < st->n; i++) item_free(st, st->items[i]);
   free(st->items);
   g_hash_table_destroy(st->active);
-  curl_multi_cleanup(st->multi);
+  for (int k = 0; k < st->nshards; k++) curl_multi_cleanup(st->shards[k].multi);
+  free(st->shards);
   for (size_t i = 0; i < st->npool; i++) curl_easy_cleanup(st->pool[i]);
   free(st->pool);
   close(st->epfd);
