@@ -77,6 +77,24 @@ eq "every killed-in-flight payment succeeded" "600" \
   "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'kill-%' AND status = 'succeeded'")"
 eq "and was charged exactly once" "0" "$(succeeded_twice)"
 
+# What the database itself refuses, whatever a worker does: a second live
+# attempt for a charged payment (at any processor), and an attempt whose
+# processor idempotency key is not the one derived from its primary key
+# (which is what keeps keys unique).
+paid=$(sql "SELECT payment_id FROM charge_attempts WHERE state = 'succeeded' LIMIT 1")
+attempt() { # attempt PAYMENT PROCESSOR KEY STATE
+  echo "INSERT INTO charge_attempts (payment_id, processor, idempotency_key, state, amount_minor, currency)
+        VALUES ('$1', '$2', '$3', '$4', 100, 'USD')"
+}
+check "a second succeeded attempt for a charged payment is refused" \
+  refused "$(attempt "$paid" other "paystream:$paid:other" succeeded)" charge_attempts_one_live
+check "so is a second charging one" \
+  refused "$(attempt "$paid" other "paystream:$paid:other" charging)" charge_attempts_one_live
+check "an attempt with a key not derived from payment and processor is refused" \
+  refused "$(attempt "$paid" other "paystream:someone-else:other" declined)" charge_attempts_key_derived
+check "a finished attempt at another processor with its own key is accepted" \
+  quietly psql "$PAYSTREAM_PG_DSN" -v ON_ERROR_STOP=1 -c "BEGIN; $(attempt "$paid" other "paystream:$paid:other" declined); ROLLBACK"
+
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
 eq "one posting per succeeded payment" "$(sql "SELECT count(*) FROM payments WHERE status = 'succeeded'")" \
   "$(sql "SELECT count(*) FROM ledger_transactions")"

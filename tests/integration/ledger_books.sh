@@ -6,11 +6,6 @@ source "$(dirname "$0")/lib.sh"
 export PAYSTREAM_PARTITIONS=6
 
 stack_up
-refused() { # refused SQL PATTERN: the statement fails with a message matching PATTERN
-  local out
-  out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1) && return 1
-  grep -q -- "$2" <<<"$out"
-}
 
 # A payment row to hang postings on (the database also refuses orphans).
 sql "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,

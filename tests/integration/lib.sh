@@ -77,6 +77,11 @@ metric() {
 }
 
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
+refused() { # refused SQL PATTERN: the statement fails with a message matching PATTERN
+  local out
+  out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1) && return 1
+  grep -q -- "$2" <<<"$out"
+}
 
 # No sanitizer report in any worker or tool log.
 no_sanitizer_reports() {
