@@ -25,7 +25,7 @@ snapshot() {
   local f pid name args t
   for f in /proc/[0-9]*/stat; do
     pid=${f#/proc/}; pid=${pid%/stat}
-    read -r -a st <"$f" 2>/dev/null || continue
+    { read -r -a st <"$f"; } 2>/dev/null || continue  # it may have exited
     args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
     case "$args" in
       postgres:\ paystream_*|postgres:\ postgres\ *) name="postgres backend ${args#postgres: }"; name=${name%% paystream *} ;;
