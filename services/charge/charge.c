@@ -139,12 +139,13 @@ static int proc_index(const charge_state *st, const char *name) {
   return -1;
 }
 
-/* The first attempt of a payment goes to the primary; sends = $3 counts a
- * first send that leaves right after this commits. */
+/* The first attempt of a payment goes to the primary; sends (from $3) counts
+ * a first send that leaves right after this commits. */
 static const char SQL_BEGIN_ATTEMPTS[] =
     "INSERT INTO charge_attempts (payment_id, processor, idempotency_key, amount_minor, currency,"
     " sends) SELECT p.payment_id, $2, 'paystream:' || p.payment_id || ':' || $2, p.amount_minor,"
-    " p.currency, $3::int FROM unnest($1::text[]) AS u(id) JOIN payments p ON p.payment_id = u.id"
+    " p.currency, u.s FROM unnest($1::text[], $3::int[]) AS u(id, s)"
+    " JOIN payments p ON p.payment_id = u.id"
     " WHERE p.status IN ('scored', 'charging')"
     " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id)"
     " ON CONFLICT DO NOTHING RETURNING payment_id";
@@ -316,11 +317,11 @@ static void read_state(stage_ctx *ctx, const charge_state *st, citem **it, size_
 
 /* What one cycle asks of Postgres. Every group may be empty. */
 typedef struct trip {
-  citem **fresh; size_t nfresh; /* open first attempts (send counted if eager), read */
+  citem **fresh; size_t nfresh; /* open first attempts (send counted for the eager), read */
   citem **book; size_t nbook;   /* refused sends; failovers */
   citem **rec; size_t nrec;     /* definite answers to record, then read back */
   citem **send; size_t nsend;   /* sends to count before they leave */
-  bool eager;                   /* fresh attempts are sent right after the trip */
+  size_t neager;                /* the first neager fresh are sent right after the trip */
 } trip;
 
 /* Statement parameters: the arrays, finished, live until the trip ends. */
@@ -369,7 +370,10 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
                       : x->ans.kind == CHARGE_DECLINED ? x->ans.decline_code
                                                        : x->fail_code);
   }
-  for (size_t i = 0; i < t->nfresh; i++) pg_array_add_str(&a[15], t->fresh[i]->ev->payment_id);
+  for (size_t i = 0; i < t->nfresh; i++) {
+    pg_array_add_str(&a[15], t->fresh[i]->ev->payment_id);
+    pg_array_add_int(&a[18], i < t->neager ? 1 : 0);
+  }
   for (size_t i = 0; i < t->nsend; i++) {
     pg_array_add_str(&a[16], t->send[i]->ev->payment_id);
     pg_array_add_str(&a[17], st->proc[t->send[i]->proc].name);
@@ -379,7 +383,7 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
   const char *refused[] = {p[0], p[1]}, *abandon[] = {p[2], p[3], p[4]}, *next[] = {p[2], p[5]};
   const char *att[] = {p[6], p[7], p[8], p[9], p[10], p[11], p[12]};
   const char *pay[] = {p[6], p[7], p[8], p[9], p[11], p[13], p[14]};
-  const char *fresh[] = {p[15], st->proc[0].name, t->eager ? "1" : "0"};
+  const char *fresh[] = {p[15], st->proc[0].name, p[18]};
   const char *sends[] = {p[16], p[17]};
   pg_stmt stmts[12];
   int ns = 0, i_att = -1, i_pay = -1, i_begin = -1, i_send = -1;
@@ -436,7 +440,7 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
           citem *x = t->fresh[i];
           if (g_hash_table_contains(opened, x->ev->payment_id)) {
             know_opened(x, now);
-            x->to_send = t->eager; /* its first send is counted: it leaves right after */
+            x->to_send = i < t->neager; /* its first send is counted: it leaves right after */
           } else {
             x->to_send = false;
             unknown[nunknown++] = x;
@@ -736,10 +740,13 @@ static void plan(charge_state *st, trip *t, int64_t now) {
     if (x->refused_now || x->failover) t->book[t->nbook++] = x;
     if (x->ph == PH_RECORD) t->rec[t->nrec++] = x;
   }
-  /* First attempts go out right after the trip when the primary is
-   * healthy and every one of them has a slot. */
-  t->eager = t->nfresh && t->nsend + t->nfresh <= room &&
-             breaker_get_state(&st->proc[0].br, now) == BREAKER_CLOSED;
+  /* First attempts go out right after the trip, as many as have a slot
+   * after the due sends, when the primary is healthy; the rest are opened
+   * now and sent when slots free (counted then, in a later trip). */
+  size_t left = room > t->nsend ? room - t->nsend : 0;
+  t->neager = breaker_get_state(&st->proc[0].br, now) != BREAKER_CLOSED ? 0
+              : t->nfresh < left                                          ? t->nfresh
+                                                                          : left;
   for (int p = 0; p < st->nproc; p++)
     export_breaker(&st->proc[p], breaker_get_state(&st->proc[p].br, now));
 }
