@@ -19,8 +19,11 @@ build-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Asan >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 
+# Two tests at a time (TEST_JOBS=1 for one): each integration scenario runs
+# its own stack on free ports, and most of a scenario's time is waiting.
+TEST_JOBS ?= 2
 test: build-asan
-	@cd build-asan && ctest --output-on-failure --timeout 900
+	@cd build-asan && ctest --output-on-failure --timeout 900 -j $(TEST_JOBS)
 
 unit: build-asan
 	@cd build-asan && ctest --output-on-failure -R '^unit_'
