@@ -303,17 +303,24 @@ static gint by_due(gconstpointer a, gconstpointer b, gpointer ud) {
   return x < y ? -1 : x > y;
 }
 
-/* Suspends c until ms from now. Called from the request handler. */
-static enum MHD_Result wait_then_resume(struct MHD_Connection *c, int ms) {
+/* Suspends c until ms from now; false when shutting down (answer now:
+ * MHD must not stop with suspended connections). Called from the request
+ * handler. */
+static bool wait_then_resume(struct MHD_Connection *c, int ms) {
   waiter *w = g_new(waiter, 1);
   w->due = g_get_monotonic_time() + (gint64)ms * 1000;
   w->c = c;
-  MHD_suspend_connection(c);
   g_mutex_lock(&timer_lock);
+  if (timers_stop) {
+    g_mutex_unlock(&timer_lock);
+    g_free(w);
+    return false;
+  }
+  MHD_suspend_connection(c);
   GSequenceIter *it = g_sequence_insert_sorted(waiting, w, by_due, NULL);
   if (g_sequence_iter_is_begin(it)) g_cond_signal(&timer_cond);
   g_mutex_unlock(&timer_lock);
-  return MHD_YES;
+  return true;
 }
 
 /* Resumes each connection when it is due; on shutdown, all of them at once
@@ -390,7 +397,8 @@ static enum MHD_Result answer_after_delay(struct MHD_Connection *c, req *q) {
     q->ph = REQ_HUNG;
     q->status = status;
     q->answer = b;
-    return wait_then_resume(c, hang_ms);
+    if (wait_then_resume(c, hang_ms)) return MHD_YES;
+    q->answer = NULL;
   }
   return send_answer(c, q->fl, status, b);
 }
@@ -450,7 +458,7 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, req *q, flavour f
   q->fl = fl;
   q->ph = REQ_DELAYED;
   int delay = body && strstr(body, "pm_card_slow") ? slow_ms : sim_latency_ms();
-  if (delay > 0) return wait_then_resume(c, delay);
+  if (delay > 0 && wait_then_resume(c, delay)) return MHD_YES;
   return answer_after_delay(c, q);
 }
 
@@ -613,7 +621,8 @@ int main(int argc, char **argv) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   while (running) pause();
-  /* Answer whatever waits now, then let the loop send it before stopping. */
+  /* Resume whatever waits (MHD must not stop with suspended connections):
+   * a waiting charge is still made; its answer may not reach the client. */
   g_mutex_lock(&timer_lock);
   timers_stop = true;
   g_cond_signal(&timer_cond);
