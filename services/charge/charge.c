@@ -370,6 +370,7 @@ static int round_trip(stage_ctx *ctx, const charge_state *st, trip *t) {
                       : x->ans.kind == CHARGE_DECLINED ? x->ans.decline_code
                                                        : x->fail_code);
   }
+  /* fresh: 15 ids, 18 their counted sends (1 for the eager); send: 16 ids, 17 processors */
   for (size_t i = 0; i < t->nfresh; i++) {
     pg_array_add_str(&a[15], t->fresh[i]->ev->payment_id);
     pg_array_add_int(&a[18], i < t->neager ? 1 : 0);

@@ -282,7 +282,7 @@ typedef struct req {
   size_t len;
   req_phase ph;
   flavour fl;
-  char *key, *params;    /* while a charge waits */
+  char *key;             /* its idempotency key, while the charge waits */
   unsigned status;       /* a hung answer, sent when it resumes */
   char *answer;
 } req;
