@@ -1,4 +1,4 @@
-/* payctl dlq show | redrive: inspect one dead-lettered message, and
+/* payctl dlq list | show | redrive: list the dead letters, inspect one, and
  * re-publish dead letters to the topic they came from once the cause is
  * fixed. Redrive consumes payments.dlq as its own consumer group
  * (PAYSTREAM_DLQ_REDRIVE_GROUP, default paystream-dlq-redrive), so each dead
@@ -11,7 +11,9 @@
 
 #include "event.h"
 #include "kafka.h"
-#include "payctl.h"
+#include "commands.h"
+#include "kafka_util.h"
+#include "opt.h"
 
 static const char *header(rd_kafka_message_t *m, const char *name, char *buf, size_t len) {
   rd_kafka_headers_t *h = NULL;
@@ -23,13 +25,13 @@ static const char *header(rd_kafka_message_t *m, const char *name, char *buf, si
 }
 
 static int show(payctl *p, int32_t partition, int64_t offset) {
-  rd_kafka_t *rk = payctl_group_handle(p, "payctl-dlq-show");
-  if (!rk) return 1;
+  rd_kafka_t *rk = kutil_consumer(&p->cfg, "payctl-dlq-show", false);
+  if (!rk) return PAYCTL_UNAVAILABLE;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, p->cfg.topics.dlq, partition)->offset = offset;
   rd_kafka_assign(rk, l);
   rd_kafka_topic_partition_list_destroy(l);
-  int rc = 1;
+  int rc = PAYCTL_NOT_FOUND;
   int64_t deadline = ps_mono_ms() + 10000;
   while (ps_mono_ms() < deadline) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
@@ -56,7 +58,7 @@ static int show(payctl *p, int32_t partition, int64_t offset) {
     hex_encode(m->payload, n, hex);
     printf("first %zu bytes: %s\n", n, hex);
     rd_kafka_message_destroy(m);
-    rc = 0;
+    rc = PAYCTL_OK;
     break;
   }
   if (rc) fprintf(stderr, "payctl: no message at %s[%d]@%lld\n", p->cfg.topics.dlq, partition,
@@ -76,8 +78,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static int redrive(payctl *p, bool dry_run) {
   const char *group = cfg_env_str("PAYSTREAM_DLQ_REDRIVE_GROUP", "paystream-dlq-redrive");
   const char *dlq = p->cfg.topics.dlq;
-  rd_kafka_t *rk = payctl_group_handle(p, group);
-  if (!rk) return 1;
+  rd_kafka_t *rk = kutil_consumer(&p->cfg, group, false);
+  if (!rk) return PAYCTL_UNAVAILABLE;
   int failures = 0;
   char err[512];
   rd_kafka_conf_t *pc = rd_kafka_conf_new();
@@ -89,12 +91,12 @@ static int redrive(payctl *p, bool dry_run) {
   rd_kafka_conf_set_dr_msg_cb(pc, on_delivery);
   rd_kafka_conf_set_opaque(pc, &failures);
   rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
-  rd_kafka_topic_partition_list_t *mine = payctl_join_group(rk, dlq, 60);
+  rd_kafka_topic_partition_list_t *mine = prod ? kutil_join_group(rk, dlq, 60) : NULL;
   if (!prod || !mine) {
     fprintf(stderr, "payctl: could not %s\n", prod ? "join the redrive group" : "create a producer");
     if (prod) rd_kafka_destroy(prod);
     rd_kafka_destroy(rk);
-    return 1;
+    return PAYCTL_UNAVAILABLE;
   }
   /* Read up to the end as it is now; committed positions say where to start. */
   long remaining = 0, sent = 0;
@@ -134,15 +136,15 @@ static int redrive(payctl *p, bool dry_run) {
     rd_kafka_message_destroy(m);
   }
   while (rd_kafka_outq_len(prod) > 0) rd_kafka_flush(prod, 1000);
-  int rc = remaining > 0 || failures ? 1 : 0;
-  if (!dry_run && rc == 0) {
+  int rc = remaining > 0 ? PAYCTL_FAILED : failures ? PAYCTL_UNAVAILABLE : PAYCTL_OK;
+  if (!dry_run && rc == PAYCTL_OK) {
     /* Only after every re-published message is acknowledged. */
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(mine->cnt);
     for (int i = 0; i < mine->cnt; i++)
       if (mine->elems[i].offset >= 0)
         rd_kafka_topic_partition_list_add(commit, dlq, mine->elems[i].partition)->offset =
             mine->elems[i].offset;
-    if (commit->cnt && rd_kafka_commit(rk, commit, 0)) rc = 1;
+    if (commit->cnt && rd_kafka_commit(rk, commit, 0)) rc = PAYCTL_UNAVAILABLE;
     rd_kafka_topic_partition_list_destroy(commit);
   }
   printf("%s %ld dead letters%s\n", dry_run ? "would redrive" : "redrove", sent,
@@ -155,11 +157,28 @@ static int redrive(payctl *p, bool dry_run) {
   return rc;
 }
 
+static const char DLQ_USAGE[] =
+    "usage: payctl dlq list | show <partition> <offset> | redrive [--dry-run]";
+
 int cmd_dlq(payctl *p, int argc, char **argv) {
-  if (argc == 1 && strcmp(argv[0], "list") == 0) return cmd_topic_dump(p, "dlq", argc, argv);
-  if (argc == 3 && strcmp(argv[0], "show") == 0) return show(p, atoi(argv[1]), atoll(argv[2]));
-  if (argc >= 1 && strcmp(argv[0], "redrive") == 0)
-    return redrive(p, argc == 2 && strcmp(argv[1], "--dry-run") == 0);
-  fprintf(stderr, "usage: payctl dlq list | show <partition> <offset> | redrive [--dry-run]\n");
-  return 2;
+  static const struct option longopts[] = {{"dry-run", no_argument, NULL, 'n'}, {0, 0, 0, 0}};
+  bool dry_run = false;
+  opt_begin();
+  for (int c; (c = opt_next(argc, argv, longopts)) != -1;) {
+    if (c != 'n') return opt_usage("dlq", DLQ_USAGE);
+    dry_run = true;
+  }
+  const char *verb = optind < argc ? argv[optind] : "";
+  int n = argc - optind; /* the verb and its arguments */
+  if (n == 1 && strcmp(verb, "redrive") == 0) return redrive(p, dry_run);
+  if (dry_run) return opt_usage("dlq", DLQ_USAGE);
+  if (n == 1 && strcmp(verb, "list") == 0) return topic_dump(p, p->cfg.topics.dlq, true);
+  if (n == 3 && strcmp(verb, "show") == 0) {
+    long long partition, offset;
+    if (opt_long("<partition>", argv[optind + 1], 0, INT32_MAX, &partition) ||
+        opt_long("<offset>", argv[optind + 2], 0, INT64_MAX, &offset))
+      return opt_usage("dlq", DLQ_USAGE);
+    return show(p, (int32_t)partition, offset);
+  }
+  return opt_usage("dlq", DLQ_USAGE);
 }

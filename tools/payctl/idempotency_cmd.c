@@ -4,18 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "payctl.h"
+#include "commands.h"
+#include "opt.h"
+#include "pgq.h"
 #include "rds.h"
 
 static int show(payctl *p, const char *merchant, const char *key) {
   const char *v[] = {merchant, key};
-  PGresult *r = payctl_query(
+  PGresult *r = pgq_query(
       p,
       "SELECT payment_id, fingerprint, status, source_topic, source_partition, source_offset,"
       " outcome IS NOT NULL, created_at, intent_pruned_at IS NOT NULL"
       " FROM payments WHERE merchant_id = $1 AND idempotency_key = $2",
       2, v);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   int found = PQntuples(r) > 0;
   if (found)
     printf("claim (postgres)\n  payment_id:  %s\n  fingerprint: %s\n  status:      %s\n"
@@ -28,12 +30,12 @@ static int show(payctl *p, const char *merchant, const char *key) {
     printf("no claim for merchant %s key %s\n", merchant, key);
   PQclear(r);
 
-  r = payctl_query(p,
+  r = pgq_query(p,
                    "SELECT rejection_id, error_code, source_partition, source_offset, created_at"
                    " FROM rejections WHERE merchant_id = $1 AND idempotency_key = $2"
                    " ORDER BY created_at",
                    2, v);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   for (int i = 0; i < PQntuples(r); i++)
     printf("rejected request %s: %s (partition %s offset %s, %s)\n", PQgetvalue(r, i, 0),
            PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
@@ -61,7 +63,7 @@ static int show(payctl *p, const char *merchant, const char *key) {
     printf("cache (redis): unavailable\n");
   }
   rds_close(&redis);
-  return found ? 0 : 1;
+  return found ? PAYCTL_OK : PAYCTL_NOT_FOUND;
 }
 
 /* Parses 30d, 12h, 90m, 3600s (or bare seconds) into seconds; -1 if bad. */
@@ -80,36 +82,47 @@ static long long parse_duration(const char *s) {
 static int prune(payctl *p, const char *older_than) {
   long long secs = parse_duration(older_than);
   if (secs < 0) {
-    fprintf(stderr, "payctl: --older-than takes a duration like 30d, 12h, 90m or 3600s\n");
-    return 2;
+    fprintf(stderr, "payctl: --older-than takes a duration like 30d, 12h, 90m or 3600s, not '%s'\n",
+            older_than);
+    return PAYCTL_USAGE;
   }
   char num[32];
   snprintf(num, sizeof num, "%lld", secs);
   const char *v[] = {num};
-  PGresult *r = payctl_query(
+  PGresult *r = pgq_query(
       p,
       "UPDATE payments SET intent = NULL, intent_pruned_at = now()"
       " WHERE outcome IS NOT NULL AND intent IS NOT NULL"
       " AND updated_at < now() - make_interval(secs => $1::bigint)",
       1, v);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   printf("cleared the request payload of %s finished payments (claims kept)\n", PQcmdTuples(r));
   PQclear(r);
-  r = payctl_query(p,
+  r = pgq_query(p,
                    "DELETE FROM rejections WHERE created_at < now() - make_interval(secs => "
                    "$1::bigint)",
                    1, v);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   printf("deleted %s rejections\n", PQcmdTuples(r));
   PQclear(r);
-  return 0;
+  return PAYCTL_OK;
 }
 
 int cmd_idempotency(payctl *p, int argc, char **argv) {
-  if (argc == 3 && strcmp(argv[0], "show") == 0) return show(p, argv[1], argv[2]);
-  if (argc == 3 && strcmp(argv[0], "prune") == 0 && strcmp(argv[1], "--older-than") == 0)
-    return prune(p, argv[2]);
-  fprintf(stderr, "usage: payctl idempotency show <merchant> <key>\n"
-                  "       payctl idempotency prune --older-than <30d|12h|90m|3600s>\n");
-  return 2;
+  static const struct option longopts[] = {{"older-than", required_argument, NULL, 'o'},
+                                           {0, 0, 0, 0}};
+  static const char usage[] = "usage: payctl idempotency show <merchant> <key>\n"
+                              "       payctl idempotency prune --older-than <30d|12h|90m|3600s>";
+  const char *older_than = NULL;
+  opt_begin();
+  for (int c; (c = opt_next(argc, argv, longopts)) != -1;) {
+    if (c != 'o') return opt_usage("idempotency", usage);
+    older_than = optarg;
+  }
+  const char *verb = optind < argc ? argv[optind] : "";
+  int n = argc - optind; /* the verb and its arguments */
+  if (n == 3 && !older_than && strcmp(verb, "show") == 0)
+    return show(p, argv[optind + 1], argv[optind + 2]);
+  if (n == 1 && older_than && strcmp(verb, "prune") == 0) return prune(p, older_than);
+  return opt_usage("idempotency", usage);
 }

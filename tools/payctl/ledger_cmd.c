@@ -1,12 +1,16 @@
-/* payctl ledger verify | balances: checks the books from first principles.
+/* payctl ledger verify | balances | balance | entries: the books, checked
+ * from first principles and shown.
  * verify recomputes every balance from its entries, checks every
  * transaction balances per currency and the trial balance (sum of all
- * balances per currency is zero), and exits non-zero on any mismatch. */
+ * balances per currency is zero), and exits 1 on any mismatch. balance
+ * and entries exit 3 when there is no such account or no entry. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "payctl.h"
+#include "commands.h"
+#include "opt.h"
+#include "pgq.h"
 
 static const char SQL_BALANCE_MISMATCH[] =
     "SELECT a.name, a.currency, a.balance, coalesce(sum(CASE e.direction WHEN 'D'"
@@ -31,20 +35,20 @@ static const char SQL_BALANCES[] =
 
 static int verify(payctl *p) {
   int bad = 0;
-  PGresult *r = payctl_query(p, SQL_BALANCE_MISMATCH, 0, NULL);
-  if (!r) return 1;
+  PGresult *r = pgq_query(p, SQL_BALANCE_MISMATCH, 0, NULL);
+  if (!r) return pgq_failure(p);
   for (int i = 0; i < PQntuples(r); i++, bad++)
     printf("MISMATCH account %s %s: stored balance %s, entries sum to %s\n", PQgetvalue(r, i, 0),
            PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
   PQclear(r);
-  r = payctl_query(p, SQL_UNBALANCED_TX, 0, NULL);
-  if (!r) return 1;
+  r = pgq_query(p, SQL_UNBALANCED_TX, 0, NULL);
+  if (!r) return pgq_failure(p);
   for (int i = 0; i < PQntuples(r); i++, bad++)
     printf("UNBALANCED transaction %s in %s: debits - credits = %s\n", PQgetvalue(r, i, 0),
            PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
   PQclear(r);
-  r = payctl_query(p, SQL_TRIAL, 0, NULL);
-  if (!r) return 1;
+  r = pgq_query(p, SQL_TRIAL, 0, NULL);
+  if (!r) return pgq_failure(p);
   printf("trial balance\n%-8s %20s %20s\n", "currency", "debits", "credits");
   for (int i = 0; i < PQntuples(r); i++) {
     const char *d = PQgetvalue(r, i, 1), *c = PQgetvalue(r, i, 2);
@@ -53,31 +57,31 @@ static int verify(payctl *p) {
     if (!ok) bad++;
   }
   PQclear(r);
-  r = payctl_query(p, "SELECT count(*) FROM ledger_transactions", 0, NULL);
-  if (!r) return 1;
+  r = pgq_query(p, "SELECT count(*) FROM ledger_transactions", 0, NULL);
+  if (!r) return pgq_failure(p);
   printf("%s transactions checked\n", PQgetvalue(r, 0, 0));
   PQclear(r);
   if (bad) printf("ledger verify: %d problems\n", bad);
   else printf("ledger verify: OK\n");
-  return bad ? 1 : 0;
+  return bad ? PAYCTL_FAILED : PAYCTL_OK;
 }
 
 static int balances(payctl *p) {
-  PGresult *r = payctl_query(p, SQL_BALANCES, 0, NULL);
-  if (!r) return 1;
+  PGresult *r = pgq_query(p, SQL_BALANCES, 0, NULL);
+  if (!r) return pgq_failure(p);
   printf("%-44s %-4s %-8s %18s\n", "account", "cur", "type", "balance");
   for (int i = 0; i < PQntuples(r); i++)
     printf("%-44s %-4s %-8s %18s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
   PQclear(r);
-  return 0;
+  return PAYCTL_OK;
 }
 
 /* One account's balance per currency, on its normal side, with the sum of
  * its entries recomputed next to it. */
 static int balance(payctl *p, const char *account) {
   const char *v[] = {account};
-  PGresult *r = payctl_query(
+  PGresult *r = pgq_query(
       p,
       "SELECT a.currency, a.type, CASE WHEN a.type IN ('asset', 'expense') THEN a.balance"
       " ELSE -a.balance END, count(e.entry_id), coalesce(sum(CASE e.direction WHEN 'D'"
@@ -85,7 +89,7 @@ static int balance(payctl *p, const char *account) {
       " FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.account_id"
       " WHERE a.name = $1 GROUP BY a.account_id ORDER BY a.currency",
       1, v);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   int n = PQntuples(r), bad = 0;
   if (n == 0) printf("no account %s\n", account);
   for (int i = 0; i < n; i++) {
@@ -95,20 +99,20 @@ static int balance(payctl *p, const char *account) {
            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), ok ? "" : "  MISMATCH with its entries");
   }
   PQclear(r);
-  return n == 0 || bad ? 1 : 0;
+  return n == 0 ? PAYCTL_NOT_FOUND : bad ? PAYCTL_FAILED : PAYCTL_OK;
 }
 
 /* Every ledger entry of one payment. */
 static int entries(payctl *p, const char *payment_id) {
   const char *v[] = {payment_id};
-  PGresult *r = payctl_query(
+  PGresult *r = pgq_query(
       p,
       "SELECT t.transaction_id, t.kind, t.created_at, a.name, e.currency, e.direction,"
       " e.amount_minor FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)"
       " JOIN ledger_accounts a ON a.account_id = e.account_id WHERE t.payment_id = $1"
       " ORDER BY e.entry_id",
       1, v);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   int n = PQntuples(r);
   if (n == 0) printf("no ledger entries for %s\n", payment_id);
   for (int i = 0; i < n; i++)
@@ -116,14 +120,19 @@ static int entries(payctl *p, const char *payment_id) {
            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
            PQgetvalue(r, i, 5)[0] == 'D' ? "Dr" : "Cr", PQgetvalue(r, i, 6));
   PQclear(r);
-  return n ? 0 : 1;
+  return n ? PAYCTL_OK : PAYCTL_NOT_FOUND;
 }
 
 int cmd_ledger(payctl *p, int argc, char **argv) {
-  if (argc == 1 && strcmp(argv[0], "verify") == 0) return verify(p);
-  if (argc == 1 && strcmp(argv[0], "balances") == 0) return balances(p);
-  if (argc == 2 && strcmp(argv[0], "balance") == 0) return balance(p, argv[1]);
-  if (argc == 2 && strcmp(argv[0], "entries") == 0) return entries(p, argv[1]);
-  fprintf(stderr, "usage: payctl ledger verify | balances | balance <account> | entries <payment>\n");
-  return 2;
+  static const struct option none[] = {{0, 0, 0, 0}};
+  opt_begin();
+  int c = opt_next(argc, argv, none);
+  const char *verb = optind < argc ? argv[optind] : "";
+  int n = argc - optind; /* the verb and its arguments */
+  if (c == -1 && n == 1 && strcmp(verb, "verify") == 0) return verify(p);
+  if (c == -1 && n == 1 && strcmp(verb, "balances") == 0) return balances(p);
+  if (c == -1 && n == 2 && strcmp(verb, "balance") == 0) return balance(p, argv[optind + 1]);
+  if (c == -1 && n == 2 && strcmp(verb, "entries") == 0) return entries(p, argv[optind + 1]);
+  return opt_usage("ledger", "usage: payctl ledger verify | balances | balance <account> | "
+                             "entries <payment>");
 }

@@ -1,9 +1,11 @@
-/* payctl: the operator's command line. Each subcommand lives in the file
- * named for it; this header is their shared plumbing. */
+/* payctl: the operator's command line. This header is what every command
+ * shares and nothing more: the context a command receives (configuration
+ * and a Postgres connection that connects on first use) and the exit codes
+ * every command answers with. The dispatcher (payctl.c) calls the commands
+ * (commands.h); commands never call back into it — they use the helpers in
+ * pgq.h, kafka_util.h, opt.h and gen.h. */
 #ifndef PAYCTL_H
 #define PAYCTL_H
-
-#include <stdbool.h>
 
 #include "config.h"
 #include "pg.h"
@@ -13,30 +15,17 @@ typedef struct payctl {
   pg_conn pg;
 } payctl;
 
-int cmd_publish(payctl *p, int argc, char **argv);
-int cmd_load(payctl *p, int argc, char **argv);
-int cmd_ledger(payctl *p, int argc, char **argv);
-int cmd_idempotency(payctl *p, int argc, char **argv);
-int cmd_reconcile(payctl *p, int argc, char **argv);
-int cmd_replay(payctl *p, int argc, char **argv);
-int cmd_lag(payctl *p, int argc, char **argv);
-int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv);
-
-/* Kafka helpers (replay.c): a consumer handle in group that never commits
- * on its own; a topic's partition count (-1 if unknown); joining the group
- * subscribed to topic and waiting for the assignment (NULL on timeout). */
-#include <librdkafka/rdkafka.h>
-rd_kafka_t *payctl_group_handle(payctl *p, const char *group);
-/* The same, optionally reporting the end of each partition. */
-rd_kafka_t *payctl_consumer(payctl *p, const char *group, bool partition_eof);
-int payctl_partition_count(rd_kafka_t *rk, const char *topic);
-rd_kafka_topic_partition_list_t *payctl_join_group(rd_kafka_t *rk, const char *topic,
-                                                   int timeout_s);
-int cmd_dlq(payctl *p, int argc, char **argv);
-int cmd_blocklist(payctl *p, int argc, char **argv);
-int cmd_review(payctl *p, int argc, char **argv);
-
-/* Runs one query and prints nothing; returns the result or NULL (error printed). */
-PGresult *payctl_query(payctl *p, const char *sql, int nparams, const char *const *params);
+/* Exit codes: scripts may rely on them (README, payctl --help). */
+enum {
+  PAYCTL_OK = 0,          /* done; a check found nothing wrong */
+  PAYCTL_FAILED = 1,      /* a check found differences, or the operation did not complete */
+  PAYCTL_USAGE = 2,       /* bad command line (unknown command or option, invalid number,
+                             time or duration) or bad configuration: nothing was done */
+  PAYCTL_NOT_FOUND = 3,   /* the named payment, claim, account, message or topic does not exist */
+  PAYCTL_REFUSED = 4,     /* the current state forbids it (a payment decided otherwise or not
+                             held for review; a consumer group with live members) */
+  PAYCTL_UNAVAILABLE = 5, /* a dependency (Postgres, Redis, Kafka, the processor) could not be
+                             reached or failed */
+};
 
 #endif

@@ -1,86 +1,21 @@
 /* payctl replay | lag: a stage's consumer-group offsets. replay moves them
- * back (to the earliest retained offset or a given offset) so the stage
- * re-processes its input — every stage re-emits its stored results and
- * changes nothing. It joins the group to commit (as a member, which every
- * broker accepts) and refuses when other members are alive — they would
- * overwrite the new offsets with their own commits — unless --force. lag prints committed offset, end offset and lag per partition. */
+ * back (to the earliest retained offset, a given offset, or the first
+ * message produced at or after a time) so the stage re-processes its input
+ * — every stage re-emits its stored results and changes nothing. It joins
+ * the group to commit (as a member, which every broker accepts) and refuses
+ * when other members are alive — they would overwrite the new offsets with
+ * their own commits — unless --force. lag prints committed offset, end
+ * offset and lag per partition. */
 #include <stdbool.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glib.h>
 
-#include "kafka.h"
-#include "payctl.h"
-
-static const char *stage_topic(const cfg *c, const char *stage) {
-  if (strcmp(stage, "ingest") == 0) return c->topics.intents;
-  if (strcmp(stage, "fraud") == 0) return c->topics.requests;
-  if (strcmp(stage, "charge") == 0) return c->topics.fraud_scored;
-  if (strcmp(stage, "ledger") == 0) return c->topics.charged;
-  return NULL;
-}
-
-/* A consumer handle in the stage's group; it never processes a message. */
-rd_kafka_t *payctl_group_handle(payctl *p, const char *group) {
-  return payctl_consumer(p, group, false);
-}
-
-rd_kafka_t *payctl_consumer(payctl *p, const char *group, bool partition_eof) {
-  char err[512];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err) ||
-      rd_kafka_conf_set(conf, "enable.partition.eof", partition_eof ? "true" : "false", err,
-                        sizeof err) ||
-      rd_kafka_conf_set(conf, "group.id", group, err, sizeof err) ||
-      rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
-      rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err) ||
-      rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof err) ||
-      rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", err, sizeof err) ||
-      kafka_apply_extra(conf, err, sizeof err)) {
-    fprintf(stderr, "payctl: %s\n", err);
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-  }
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk) fprintf(stderr, "payctl: %s\n", err);
-  return rk;
-}
-
-int payctl_partition_count(rd_kafka_t *rk, const char *topic) {
-  const rd_kafka_metadata_t *md = NULL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  int n = -1;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 && !md->topics[0].err)
-    n = md->topics[0].partition_cnt;
-  if (md) rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
-  return n;
-}
-
-/* Joins the group and waits for the assignment. Committing as a member is
- * what every broker accepts (the development broker refuses commits from
- * outside the group), and the assignment answers the safety question: if we
- * are not given every partition, other members are alive. Returns the
- * assigned list (caller destroys) or NULL on timeout. */
-rd_kafka_topic_partition_list_t *payctl_join_group(rd_kafka_t *rk, const char *topic,
-                                                   int timeout_s) {
-  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
-  rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, sub);
-  rd_kafka_topic_partition_list_destroy(sub);
-  if (err) return NULL;
-  int64_t deadline = ps_mono_ms() + timeout_s * 1000LL;
-  rd_kafka_topic_partition_list_t *assigned = NULL;
-  while (ps_mono_ms() < deadline) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-    if (m) rd_kafka_message_destroy(m); /* never processed, never committed */
-    if (rd_kafka_assignment(rk, &assigned) == 0 && assigned->cnt > 0) return assigned;
-    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
-    assigned = NULL;
-  }
-  return NULL;
-}
+#include "commands.h"
+#include "kafka_util.h"
+#include "opt.h"
+#include "pg.h" /* ps_mono_ms */
 
 /* Reads the timestamp of the first message at or after offset (reader is a
  * handle that never joins the group). Returns -1 if none arrives. */
@@ -94,7 +29,8 @@ static int64_t timestamp_at(rd_kafka_t *reader, const char *topic, int32_t parti
   while (ts < 0 && ps_mono_ms() < deadline) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 200);
     if (!m) continue;
-    if (!m->err && m->partition == partition && m->offset >= offset) ts = rd_kafka_message_timestamp(m, NULL);
+    if (!m->err && m->partition == partition && m->offset >= offset)
+      ts = rd_kafka_message_timestamp(m, NULL);
     rd_kafka_message_destroy(m);
   }
   rd_kafka_assign(reader, NULL);
@@ -124,113 +60,145 @@ static int64_t offset_for_time(rd_kafka_t *rk, rd_kafka_t *reader, const char *t
   return a;
 }
 
-/* RFC 3339 (2026-11-25T10:00:00Z, optional fraction, Z or +hh:mm) to epoch ms. */
-static int64_t parse_rfc3339(const char *s) {
-  struct tm tm;
-  memset(&tm, 0, sizeof tm);
-  const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!rest) return -1;
-  int64_t ms = 0;
-  if (*rest == '.') {
-    int digits = 0;
-    for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
-      if (digits < 3) ms = ms * 10 + (*rest - '0');
-    for (; digits < 3; digits++) ms *= 10;
-  }
-  int64_t offset_s = 0;
-  if (*rest == 'Z') {
-    rest++;
-  } else if (*rest == '+' || *rest == '-') {
-    int hh, mm;
-    if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return -1;
-    offset_s = (hh * 3600 + mm * 60) * (*rest == '+' ? 1 : -1);
-    rest += 6;
-  } else {
-    return -1;
-  }
-  if (*rest) return -1;
-  return ((int64_t)timegm(&tm) - offset_s) * 1000 + ms;
+#define MAX_PARTITIONS 1024
+
+typedef struct replay_opts {
+  const char *stage, *topic, *to_time;
+  bool to_earliest, have_offset, force;
+  int64_t to_offset, when_ms;
+  int npart;                     /* 0: every partition */
+  int32_t parts[MAX_PARTITIONS]; /* --partitions */
+} replay_opts;
+
+static bool wanted(const replay_opts *o, int32_t partition) {
+  for (int i = 0; i < o->npart; i++)
+    if (o->parts[i] == partition) return true;
+  return o->npart == 0;
 }
 
-typedef struct opts {
-  const char *stage, *to_offset, *to_time, *partitions;
-  bool force;
-} opts;
+/* --partitions 0,1,...: each a whole number. */
+static int parse_partitions(replay_opts *o, const char *list) {
+  gchar **items = g_strsplit(list, ",", -1);
+  int rc = 0;
+  for (gchar **it = items; *it && rc == 0; it++) {
+    long long v;
+    if (o->npart == MAX_PARTITIONS || opt_long("--partitions", *it, 0, MAX_PARTITIONS - 1, &v))
+      rc = -1;
+    else o->parts[o->npart++] = (int32_t)v;
+  }
+  g_strfreev(items);
+  return rc;
+}
 
-static bool wanted(const char *list, int partition) {
-  if (!list) return true;
-  char *copy = strdup(list), *save = NULL;
-  bool yes = false;
-  for (char *t = strtok_r(copy, ",", &save); t && !yes; t = strtok_r(NULL, ",", &save))
-    yes = atoi(t) == partition;
-  free(copy);
-  return yes;
+static const char REPLAY_USAGE[] =
+    "usage: payctl replay --stage ingest|fraud|charge|ledger\n"
+    "         (--to-offset earliest|<n> | --to-time 2026-11-25T10:00:00Z)\n"
+    "         [--partitions 0,1,...] [--force]\n";
+
+static int parse_replay(const payctl *p, int argc, char **argv, replay_opts *o) {
+  static const struct option longopts[] = {
+      {"stage", required_argument, NULL, 's'},      {"to-offset", required_argument, NULL, 'o'},
+      {"to-time", required_argument, NULL, 't'},    {"partitions", required_argument, NULL, 'p'},
+      {"force", no_argument, NULL, 'f'},            {0, 0, 0, 0}};
+  opt_begin();
+  for (int c; (c = opt_next(argc, argv, longopts)) != -1;) {
+    long long v;
+    switch (c) {
+    case 's': o->stage = optarg; break;
+    case 'o':
+      o->have_offset = true;
+      o->to_earliest = strcmp(optarg, "earliest") == 0;
+      if (!o->to_earliest && opt_long("--to-offset", optarg, 0, INT64_MAX, &v)) return -1;
+      o->to_offset = o->to_earliest ? 0 : v;
+      break;
+    case 't':
+      o->to_time = optarg;
+      if (opt_time_ms("--to-time", optarg, &o->when_ms)) return -1;
+      break;
+    case 'p':
+      if (parse_partitions(o, optarg)) return -1;
+      break;
+    case 'f': o->force = true; break;
+    default: return -1;
+    }
+  }
+  if (optind < argc) return opt_usage("replay", "takes no positional arguments"), -1;
+  o->topic = o->stage ? kutil_stage_topic(&p->cfg, o->stage) : NULL;
+  if (!o->topic) return opt_usage("replay", "--stage must be ingest, fraud, charge or ledger"), -1;
+  if (o->have_offset == !!o->to_time)
+    return opt_usage("replay", "give exactly one of --to-offset and --to-time"), -1;
+  return 0;
+}
+
+/* Commits the new offsets of the partitions we were given. */
+static int move_offsets(rd_kafka_t *rk, rd_kafka_t *reader, const replay_opts *o,
+                        const char *group, int np, rd_kafka_topic_partition_list_t *mine) {
+  rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(np);
+  int rc = PAYCTL_OK;
+  for (int i = 0; i < np && rc == PAYCTL_OK; i++) {
+    if (!wanted(o, i) || !rd_kafka_topic_partition_list_find(mine, o->topic, i)) continue;
+    int64_t lo = 0, hi = 0;
+    rd_kafka_query_watermark_offsets(rk, o->topic, i, &lo, &hi, 10000);
+    int64_t to = o->to_time       ? offset_for_time(rk, reader, o->topic, i, lo, hi, o->when_ms)
+                 : o->to_earliest ? lo
+                                  : o->to_offset;
+    if (to < 0) {
+      fprintf(stderr, "payctl: could not find %s in %s[%d]\n", o->to_time, o->topic, i);
+      rc = PAYCTL_FAILED;
+      break;
+    }
+    if (to < lo) to = lo; /* older messages are gone: start at the oldest kept */
+    if (to > hi) to = hi;
+    rd_kafka_topic_partition_list_add(offs, o->topic, i)->offset = to;
+    printf("%s[%d]: group %s moves to offset %lld (retained %lld..%lld)\n", o->topic, i, group,
+           (long long)to, (long long)lo, (long long)hi);
+  }
+  if (rc == PAYCTL_OK) {
+    rd_kafka_resp_err_t err = rd_kafka_commit(rk, offs, 0);
+    if (err) {
+      fprintf(stderr, "payctl: could not commit offsets: %s\n", rd_kafka_err2str(err));
+      rc = PAYCTL_UNAVAILABLE;
+    } else {
+      printf("replay of %s set: the next %s workers re-process from there\n", o->topic, o->stage);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(offs);
+  return rc;
 }
 
 int cmd_replay(payctl *p, int argc, char **argv) {
-  opts o = {0};
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--stage") == 0 && i + 1 < argc) o.stage = argv[++i];
-    else if (strcmp(argv[i], "--to-offset") == 0 && i + 1 < argc) o.to_offset = argv[++i];
-    else if (strcmp(argv[i], "--to-time") == 0 && i + 1 < argc) o.to_time = argv[++i];
-    else if (strcmp(argv[i], "--partitions") == 0 && i + 1 < argc) o.partitions = argv[++i];
-    else if (strcmp(argv[i], "--force") == 0) o.force = true;
-    else o.stage = NULL, i = argc;
-  }
-  const char *topic = o.stage ? stage_topic(&p->cfg, o.stage) : NULL;
-  int64_t when_ms = o.to_time ? parse_rfc3339(o.to_time) : 0;
-  if (!topic || !o.to_offset == !o.to_time || when_ms < 0) {
-    fprintf(stderr, "usage: payctl replay --stage ingest|fraud|charge|ledger\n"
-                    "         (--to-offset earliest|<n> | --to-time 2026-11-25T10:00:00Z)\n"
-                    "         [--partitions 0,1,...] [--force]\n");
-    return 2;
+  static replay_opts o;
+  memset(&o, 0, sizeof o);
+  if (parse_replay(p, argc, argv, &o)) {
+    fputs(REPLAY_USAGE, stderr);
+    return PAYCTL_USAGE;
   }
   const char *group = cfg_env_str("PAYSTREAM_GROUP_ID", o.stage);
-  rd_kafka_t *rk = payctl_group_handle(p, group);
-  if (!rk) return 1;
-  int rc = 1;
-  int np = payctl_partition_count(rk, topic);
+  rd_kafka_t *rk = kutil_consumer(&p->cfg, group, false);
+  if (!rk) return PAYCTL_UNAVAILABLE;
+  int np = kutil_partition_count(rk, o.topic);
   printf("joining group %s to move its offsets...\n", group);
-  rd_kafka_topic_partition_list_t *mine = np > 0 ? payctl_join_group(rk, topic, 60) : NULL;
-  rd_kafka_t *reader = o.to_time ? payctl_group_handle(p, "payctl-replay-reader") : NULL;
+  rd_kafka_topic_partition_list_t *mine = np > 0 ? kutil_join_group(rk, o.topic, 60) : NULL;
+  rd_kafka_t *reader = o.to_time ? kutil_consumer(&p->cfg, "payctl-replay-reader", false) : NULL;
   int missing = 0;
   for (int i = 0; mine && i < np; i++)
-    if (wanted(o.partitions, i) && !rd_kafka_topic_partition_list_find(mine, topic, i)) missing++;
+    if (wanted(&o, i) && !rd_kafka_topic_partition_list_find(mine, o.topic, i)) missing++;
+  int rc;
   if (np < 1) {
-    fprintf(stderr, "payctl: no such topic %s\n", topic);
-  } else if (!mine) {
+    fprintf(stderr, np == -1 ? "payctl: no such topic %s\n" : "payctl: no metadata for %s\n",
+            o.topic);
+    rc = np == -1 ? PAYCTL_NOT_FOUND : PAYCTL_UNAVAILABLE;
+  } else if (!mine || (o.to_time && !reader)) {
     fprintf(stderr, "payctl: could not join group %s\n", group);
+    rc = PAYCTL_UNAVAILABLE;
   } else if (missing && !o.force) {
     fprintf(stderr,
             "payctl: group %s has live members holding %d of the partitions; stop the %s "
             "workers first (or --force to move only the partitions given to us)\n",
             group, missing, o.stage);
+    rc = PAYCTL_REFUSED;
   } else {
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(np);
-    for (int i = 0; i < np; i++) {
-      if (!wanted(o.partitions, i) || !rd_kafka_topic_partition_list_find(mine, topic, i))
-        continue;
-      int64_t lo = 0, hi = 0;
-      rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
-      int64_t to = o.to_time ? offset_for_time(rk, reader, topic, i, lo, hi, when_ms)
-                   : strcmp(o.to_offset, "earliest") == 0 ? lo
-                                                          : atoll(o.to_offset);
-      if (to < 0) {
-        fprintf(stderr, "payctl: could not find %s in %s[%d]\n", o.to_time, topic, i);
-        missing = 1;
-        break;
-      }
-      if (to < lo) to = lo; /* older messages are gone: start at the oldest kept */
-      if (to > hi) to = hi;
-      rd_kafka_topic_partition_list_add(offs, topic, i)->offset = to;
-      printf("%s[%d]: group %s moves to offset %lld (retained %lld..%lld)\n", topic, i, group,
-             (long long)to, (long long)lo, (long long)hi);
-    }
-    rd_kafka_resp_err_t err = missing && !o.force ? RD_KAFKA_RESP_ERR__FAIL : rd_kafka_commit(rk, offs, 0);
-    if (err) fprintf(stderr, "payctl: could not commit offsets: %s\n", rd_kafka_err2str(err));
-    else printf("replay of %s set: the next %s workers re-process from there\n", topic, o.stage);
-    rc = err ? 1 : 0;
-    rd_kafka_topic_partition_list_destroy(offs);
+    rc = move_offsets(rk, reader, &o, group, np, mine);
   }
   if (mine) rd_kafka_topic_partition_list_destroy(mine);
   if (reader) {
@@ -243,18 +211,22 @@ int cmd_replay(payctl *p, int argc, char **argv) {
 }
 
 int cmd_lag(payctl *p, int argc, char **argv) {
-  const char *stage = argc == 2 && strcmp(argv[0], "--stage") == 0 ? argv[1] : NULL;
-  const char *topic = stage ? stage_topic(&p->cfg, stage) : NULL;
-  if (!topic) {
-    fprintf(stderr, "usage: payctl lag --stage ingest|fraud|charge|ledger\n");
-    return 2;
+  static const struct option longopts[] = {{"stage", required_argument, NULL, 's'},
+                                            {0, 0, 0, 0}};
+  const char *stage = NULL;
+  opt_begin();
+  for (int c; (c = opt_next(argc, argv, longopts)) != -1;) {
+    if (c != 's') return opt_usage("lag", "usage: payctl lag --stage ingest|fraud|charge|ledger");
+    stage = optarg;
   }
-  rd_kafka_t *rk = payctl_group_handle(p, cfg_env_str("PAYSTREAM_GROUP_ID", stage));
-  if (!rk) return 1;
-  int np = payctl_partition_count(rk, topic);
+  const char *topic = stage && optind == argc ? kutil_stage_topic(&p->cfg, stage) : NULL;
+  if (!topic) return opt_usage("lag", "usage: payctl lag --stage ingest|fraud|charge|ledger");
+  rd_kafka_t *rk = kutil_consumer(&p->cfg, cfg_env_str("PAYSTREAM_GROUP_ID", stage), false);
+  if (!rk) return PAYCTL_UNAVAILABLE;
+  int np = kutil_partition_count(rk, topic);
   rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np > 0 ? np : 1);
   for (int i = 0; i < np; i++) rd_kafka_topic_partition_list_add(parts, topic, i);
-  int rc = 1;
+  int rc = PAYCTL_UNAVAILABLE;
   if (np > 0 && rd_kafka_committed(rk, parts, 10000) == 0) {
     long long total = 0;
     for (int i = 0; i < np; i++) {
@@ -266,7 +238,10 @@ int cmd_lag(payctl *p, int argc, char **argv) {
       total += hi - at;
     }
     printf("total lag %lld\n", total);
-    rc = 0;
+    rc = PAYCTL_OK;
+  } else if (np == -1) {
+    fprintf(stderr, "payctl: no such topic %s\n", topic);
+    rc = PAYCTL_NOT_FOUND;
   } else {
     fprintf(stderr, "payctl: could not read committed offsets\n");
   }

@@ -11,16 +11,17 @@
 
 #include "event.h"
 #include "kafka.h"
-#include "payctl.h"
+#include "commands.h"
+#include "opt.h"
+#include "pgq.h"
 
 static int usage(void) {
-  fprintf(stderr, "usage: payctl review list\n"
-                  "       payctl review approve|reject <payment_id> [--operator NAME]\n");
-  return 2;
+  return opt_usage("review", "usage: payctl review list\n"
+                             "       payctl review approve|reject <payment_id> [--operator NAME]");
 }
 
 static int list(payctl *p) {
-  PGresult *r = payctl_query(
+  PGresult *r = pgq_query(
       p,
       "SELECT p.payment_id, p.merchant_id, p.idempotency_key, p.amount_minor, p.currency,"
       " round(a.combined_score::numeric, 3), array_to_string(a.reasons, ','), p.updated_at"
@@ -28,7 +29,7 @@ static int list(payctl *p) {
       " LEFT JOIN fraud_reviews r USING (payment_id)"
       " WHERE p.status = 'review' AND r.payment_id IS NULL ORDER BY p.created_at, p.payment_id",
       0, NULL);
-  if (!r) return 1;
+  if (!r) return pgq_failure(p);
   printf("payment_id\tmerchant\tidempotency_key\tamount_minor\tcurrency\tscore\treasons\theld_since\n");
   for (int i = 0; i < PQntuples(r); i++) {
     for (int c = 0; c < PQnfields(r); c++)
@@ -36,7 +37,7 @@ static int list(payctl *p) {
     printf("\n");
   }
   PQclear(r);
-  return 0;
+  return PAYCTL_OK;
 }
 
 typedef struct held {
@@ -59,7 +60,7 @@ static char *dup_or_null(PGresult *r, int c) {
 /* Reads the payment's state. Returns 0, 1 (no such payment) or -1. */
 static int read_held(payctl *p, const char *id, held *h) {
   const char *v[] = {id};
-  PGresult *r = payctl_query(
+  PGresult *r = pgq_query(
       p,
       "SELECT p.status, coalesce(r.decision, ''), encode(p.intent, 'hex'),"
       " encode(a.assessment, 'hex'), encode(r.assessment, 'hex'), encode(p.outcome, 'hex')"
@@ -119,7 +120,8 @@ static char *approved_assessment(const held *h) {
 }
 
 /* Records the decision if the payment is still held (a racing operator's
- * decision wins, and is then what is re-read). */
+ * decision wins, and is then what is re-read). Returns 0, -1 (the query
+ * failed) or -2 (nothing stored to decide on). */
 static int decide(payctl *p, const char *id, const char *decision, const char *op, const held *h) {
   char *extra = NULL;
   if (strcmp(decision, "approve") == 0) {
@@ -136,7 +138,7 @@ static int decide(payctl *p, const char *id, const char *decision, const char *o
   }
   if (!extra) {
     fprintf(stderr, "payctl: payment %s has no readable request or assessment\n", id);
-    return -1;
+    return -2;
   }
   static const char SQL_APPROVE[] =
       "WITH held AS (SELECT payment_id FROM payments WHERE payment_id = $1 AND status = 'review'"
@@ -156,7 +158,7 @@ static int decide(payctl *p, const char *id, const char *decision, const char *o
       "   error_code = 'fraud_review_rejected', updated_at = now()"
       " WHERE payment_id IN (SELECT payment_id FROM dec)";
   const char *v[] = {id, op, extra};
-  PGresult *r = payctl_query(p, strcmp(decision, "approve") == 0 ? SQL_APPROVE : SQL_REJECT, 3, v);
+  PGresult *r = pgq_query(p, strcmp(decision, "approve") == 0 ? SQL_APPROVE : SQL_REJECT, 3, v);
   free(extra);
   if (!r) return -1;
   PQclear(r);
@@ -219,44 +221,58 @@ static int publish(payctl *p, const held *h, bool approve) {
   return rc;
 }
 
-int cmd_review(payctl *p, int argc, char **argv) {
-  if (argc == 1 && strcmp(argv[0], "list") == 0) return list(p);
-  if (argc != 2 && argc != 4) return usage();
-  bool approve = strcmp(argv[0], "approve") == 0;
-  if (!approve && strcmp(argv[0], "reject") != 0) return usage();
-  const char *id = argv[1], *op = getenv("USER") ? getenv("USER") : "payctl";
-  if (argc == 4) {
-    if (strcmp(argv[2], "--operator") != 0) return usage();
-    op = argv[3];
+/* What a decision command ends with, once the payment's state is read. */
+static int refuse_or_publish(payctl *p, const char *id, const held *h, bool approve, bool fresh) {
+  if (!*h->decision) {
+    fprintf(stderr, "payctl: payment %s is not held for review (status %s)\n", id, h->status);
+    return PAYCTL_REFUSED;
   }
-  const char *want = approve ? "approve" : "reject";
+  if (strcmp(h->decision, approve ? "approve" : "reject") != 0) {
+    fprintf(stderr, "payctl: payment %s was already %s on review; not changed\n", id,
+            strcmp(h->decision, "approve") == 0 ? "approved" : "rejected");
+    return PAYCTL_REFUSED;
+  }
+  if (publish(p, h, approve)) return PAYCTL_UNAVAILABLE;
+  printf("%s %s%s\n", id, approve ? "approved: sent on to charge" : "rejected: ended blocked",
+         fresh ? "" : " (already decided; re-published)");
+  return PAYCTL_OK;
+}
+
+int cmd_review(payctl *p, int argc, char **argv) {
+  static const struct option longopts[] = {{"operator", required_argument, NULL, 'o'},
+                                           {0, 0, 0, 0}};
+  const char *op = getenv("USER") ? getenv("USER") : "payctl";
+  bool op_given = false;
+  opt_begin();
+  for (int c; (c = opt_next(argc, argv, longopts)) != -1;) {
+    if (c != 'o') return usage();
+    op = optarg;
+    op_given = true;
+  }
+  const char *verb = optind < argc ? argv[optind] : "";
+  int n = argc - optind; /* the verb and its arguments */
+  if (n == 1 && !op_given && strcmp(verb, "list") == 0) return list(p);
+  bool approve = strcmp(verb, "approve") == 0;
+  if (n != 2 || (!approve && strcmp(verb, "reject") != 0)) return usage();
+  const char *id = argv[optind + 1];
   held h = {0};
   int rc = read_held(p, id, &h);
   bool fresh = false;
   if (rc == 0 && !*h.decision && strcmp(h.status, "review") == 0) {
-    rc = decide(p, id, want, op, &h);
+    rc = decide(p, id, approve ? "approve" : "reject", op, &h);
     if (rc == 0) rc = read_held(p, id, &h);
     fresh = true;
   }
-  if (rc == 1) fprintf(stderr, "payctl: no payment %s\n", id);
-  if (rc) {
-    held_free(&h);
-    return 1;
+  if (rc == 1) {
+    fprintf(stderr, "payctl: no payment %s\n", id);
+    rc = PAYCTL_NOT_FOUND;
+  } else if (rc == -1) {
+    rc = pgq_failure(p);
+  } else if (rc == -2) {
+    rc = PAYCTL_FAILED;
+  } else {
+    rc = refuse_or_publish(p, id, &h, approve, fresh);
   }
-  if (!*h.decision) {
-    fprintf(stderr, "payctl: payment %s is not held for review (status %s)\n", id, h.status);
-    held_free(&h);
-    return 1;
-  }
-  if (strcmp(h.decision, want) != 0) {
-    fprintf(stderr, "payctl: payment %s was already %sd on review; not changed\n", id, h.decision);
-    held_free(&h);
-    return 1;
-  }
-  rc = publish(p, &h, approve);
-  if (rc == 0)
-    printf("%s %s%s\n", id, approve ? "approved: sent on to charge" : "rejected: ended blocked",
-           fresh ? "" : " (already decided; re-published)");
   held_free(&h);
-  return rc ? 1 : 0;
+  return rc;
 }

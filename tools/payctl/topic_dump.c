@@ -10,7 +10,9 @@
 
 #include "event.h"
 #include "kafka.h"
-#include "payctl.h"
+#include "commands.h"
+#include "kafka_util.h"
+#include "opt.h"
 
 static json_t *outcome_json(const rd_kafka_message_t *m) {
   ps_outcome *o = outcome_decode(m->payload, m->len);
@@ -54,43 +56,26 @@ static json_t *dlq_json(const rd_kafka_message_t *m) {
   return j;
 }
 
-int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv) {
-  bool dlq = strcmp(what, "dlq") == 0;
-  if (dlq && (argc < 1 || strcmp(argv[0], "list") != 0)) {
-    fprintf(stderr, "usage: payctl dlq list\n");
-    return 2;
-  }
-  const char *topic = dlq ? p->cfg.topics.dlq : p->cfg.topics.outcomes;
-  char err[512], group[64];
+int cmd_outcomes(payctl *p, int argc, char **argv) {
+  static const struct option none[] = {{0, 0, 0, 0}};
+  opt_begin();
+  if (opt_next(argc, argv, none) != -1 || optind != argc)
+    return opt_usage("outcomes", "takes no arguments");
+  return topic_dump(p, p->cfg.topics.outcomes, false);
+}
+
+int topic_dump(payctl *p, const char *topic, bool dlq) {
+  char group[64];
   snprintf(group, sizeof group, "payctl-dump-%d", (int)getpid());
-  p->cfg.group_id = group;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err) ||
-      rd_kafka_conf_set(conf, "group.id", group, err, sizeof err) ||
-      rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
-      rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err) ||
-      kafka_apply_extra(conf, err, sizeof err)) {
-    fprintf(stderr, "payctl: %s\n", err);
-    rd_kafka_conf_destroy(conf);
-    return 2;
-  }
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk) {
-    fprintf(stderr, "payctl: %s\n", err);
-    return 1;
-  }
-  const rd_kafka_metadata_t *md = NULL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err) {
-    fprintf(stderr, "payctl: no metadata for topic %s\n", topic);
-    if (md) rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+  rd_kafka_t *rk = kutil_consumer(&p->cfg, group, false);
+  if (!rk) return PAYCTL_UNAVAILABLE;
+  int np = kutil_partition_count(rk, topic);
+  if (np < 1) {
+    fprintf(stderr, np == -1 ? "payctl: no such topic %s\n" : "payctl: no metadata for topic %s\n",
+            topic);
     rd_kafka_destroy(rk);
-    return 1;
+    return np == -1 ? PAYCTL_NOT_FOUND : PAYCTL_UNAVAILABLE;
   }
-  int np = md->topics[0].partition_cnt;
-  rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
 
   int64_t *high = calloc((size_t)np, sizeof *high);
   long remaining = 0;
@@ -99,7 +84,10 @@ int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv) {
     int64_t lo = 0, hi = 0;
     if (rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000)) {
       fprintf(stderr, "payctl: could not read offsets of %s[%d]\n", topic, i);
-      return 1;
+      rd_kafka_topic_partition_list_destroy(parts);
+      free(high);
+      rd_kafka_destroy(rk);
+      return PAYCTL_UNAVAILABLE;
     }
     high[i] = hi;
     remaining += hi - lo;
@@ -127,7 +115,7 @@ int cmd_topic_dump(payctl *p, const char *what, int argc, char **argv) {
   rd_kafka_destroy(rk);
   if (remaining > 0) {
     fprintf(stderr, "payctl: %ld messages of %s not read in time\n", remaining, topic);
-    return 1;
+    return PAYCTL_FAILED;
   }
-  return 0;
+  return PAYCTL_OK;
 }
