@@ -48,7 +48,8 @@ publish_run noredis
 check "with Redis down a run still settles" wait_until 90 settled noredis
 eq "fail-open: every payment charged" 20 "$(run_of noredis succeeded)"
 eq "each assessment saying blocklist_unavailable" 20 "$(reason_of noredis blocklist_unavailable)"
-check "payctl blocklist says Redis is unavailable" eval "! '$PAYCTL' blocklist list >/dev/null 2>&1"
+check "payctl blocklist says Redis is unavailable (exit 5)" \
+  exits_with 5 "payctl: redis unavailable at 127.0.0.1:$PAYSTREAM_REDIS_PORT" "$PAYCTL" blocklist list
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
 check "no sanitizer reports" no_sanitizer_reports

@@ -58,10 +58,14 @@ check "payctl review reject" quietly "$PAYCTL" review reject "$rv2"
 eq "the rejected payment ends blocked" "blocked" "$(status_of rv2)"
 eq "with code fraud_review_rejected" "fraud_review_rejected" "$(sql "SELECT error_code FROM payments WHERE payment_id = '$rv2'")"
 check "rejecting again is accepted" quietly "$PAYCTL" review reject "$rv2"
-check "approving a rejected payment is refused" eval "! '$PAYCTL' review approve $rv2 2>/dev/null"
-check "rejecting an approved payment is refused" eval "! '$PAYCTL' review reject $rv1 2>/dev/null"
-check "an unknown payment is refused" eval "! '$PAYCTL' review approve pay_nope 2>/dev/null"
-check "a payment not held is refused" eval "! '$PAYCTL' review approve $(pid_of ok1) 2>/dev/null"
+# payctl's exit codes (payctl --help): 3 not found, 4 refused by the state.
+check "approving a rejected payment is refused" \
+  exits_with 4 "payment $rv2 was already rejected on review; not changed" "$PAYCTL" review approve "$rv2"
+check "rejecting an approved payment is refused" \
+  exits_with 4 "payment $rv1 was already approved on review; not changed" "$PAYCTL" review reject "$rv1"
+check "an unknown payment is refused" exits_with 3 "no payment pay_nope" "$PAYCTL" review approve pay_nope
+check "a payment not held is refused" \
+  exits_with 4 "payment $(pid_of ok1) is not held for review \(status succeeded\)" "$PAYCTL" review approve "$(pid_of ok1)"
 eq "never charged" "0" "$(charged "$rv2")"
 "$PAYCTL" outcomes >"$PAYSTREAM_RUN_DIR/outcomes.jsonl"
 eq "its blocked outcome was published twice, identical" "1" \

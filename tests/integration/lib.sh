@@ -82,6 +82,16 @@ refused() { # refused SQL PATTERN: the statement fails with a message matching P
   out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1) && return 1
   grep -q -- "$2" <<<"$out"
 }
+# exits_with CODE PATTERN CMD...: CMD exits with exactly CODE (payctl --help
+# lists payctl's) and says PATTERN (grep -E, stdout or stderr), so a crash
+# or a different failure does not pass for the refusal a test expects.
+exits_with() {
+  local want=$1 pattern=$2 out rc; shift 2
+  out=$("$@" 2>&1); rc=$?
+  [ "$rc" -eq "$want" ] && grep -qE -- "$pattern" <<<"$out" && return 0
+  log "expected exit $want and /$pattern/; got exit $rc: $(head -c 400 <<<"$out")"
+  return 1
+}
 
 # No sanitizer report in any worker or tool log.
 no_sanitizer_reports() {

@@ -19,7 +19,11 @@ check "the workers stop" "$STACK" stop-workers
 payments_before=$(payment_count)
 check "payctl replay --to-time finds the offsets" quietly "$PAYCTL" replay --stage ingest --to-time "$T"
 eq "exactly the second load is to be re-processed" "400" "$("$PAYCTL" lag --stage ingest | awk '/total lag/ {print $3}')"
-check "a malformed time is refused" eval '! "$PAYCTL" replay --stage ingest --to-time yesterday 2>/dev/null'
+check "a malformed time is refused (usage, exit 2)" exits_with 2 \
+  "--to-time takes an RFC 3339 time with a zone \(2026-11-25T10:00:00Z\), not 'yesterday'" \
+  "$PAYCTL" replay --stage ingest --to-time yesterday
+check "a time without a zone is refused too" exits_with 2 "--to-time takes an RFC 3339 time" \
+  "$PAYCTL" replay --stage ingest --to-time 2026-11-25T10:00:00
 "$STACK" workers 1
 check "ingest re-processed the second load" wait_until 90 caught_up
 eq "the replay created no payment" "$payments_before" "$(payment_count)"
