@@ -11,8 +11,9 @@
 #include "rules.h"
 
 static int usage(void) {
-  return opt_usage("blocklist", "usage: payctl blocklist add|remove <card|ip|email|device> <value>\n"
-                                "       payctl blocklist list [card|ip|email|device]");
+  return opt_usage("blocklist",
+                   "usage: payctl blocklist add|remove <card|ip|email|device> <value>\n"
+                   "       payctl blocklist list [card|ip|email|device]");
 }
 
 /* Runs one command; prints integer replies as changed/unchanged and array
@@ -49,8 +50,9 @@ int cmd_blocklist(payctl *p, int argc, char **argv) {
   argv += optind;
   blocklist_kind k = (blocklist_kind)0;
   bool change = strcmp(argv[0], "add") == 0 || strcmp(argv[0], "remove") == 0;
+  bool list = strcmp(argv[0], "list") == 0;
   if (change ? argc != 3 || blocklist_parse(argv[1], &k)
-             : strcmp(argv[0], "list") != 0 || argc > 2 || (argc == 2 && blocklist_parse(argv[1], &k)))
+             : !list || argc > 2 || (argc == 2 && blocklist_parse(argv[1], &k)))
     return usage();
   rds r;
   rds_init(&r, p->cfg.redis_host, p->cfg.redis_port, p->cfg.redis_timeout_ms);

@@ -9,9 +9,9 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "commands.h"
 #include "event.h"
 #include "kafka.h"
-#include "commands.h"
 #include "kafka_util.h"
 #include "opt.h"
 

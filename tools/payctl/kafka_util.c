@@ -24,8 +24,11 @@ rd_kafka_t *kutil_consumer(const cfg *c, const char *group, bool partition_eof) 
     return NULL;
   }
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk) fprintf(stderr, "payctl: %s\n", err); /* conf is destroyed on failure only */
-  return rk;
+  if (!rk) {
+    fprintf(stderr, "payctl: %s\n", err);
+    rd_kafka_conf_destroy(conf); /* rd_kafka_new owns conf only when it succeeds */
+  }
+  return rk; /* conf is now owned by rk */
 }
 
 int kutil_partition_count(rd_kafka_t *rk, const char *topic) {

@@ -222,9 +222,8 @@ static json_t *result(run *r) {
   /* Sustained: the rate between the 10th and the 90th percentile of
    * arrivals, without the pipeline filling up and draining. */
   long i10 = got / 10, i90 = got * 9 / 10;
-  double sustained = got >= 10 && r->arrived[i90] > r->arrived[i10]
-                         ? (double)(i90 - i10) * 1000.0 / (double)(r->arrived[i90] - r->arrived[i10])
-                         : 0.0;
+  int64_t span = got >= 10 ? r->arrived[i90] - r->arrived[i10] : 0;
+  double sustained = span > 0 ? (double)(i90 - i10) * 1000.0 / (double)span : 0.0;
   double mean = 0;
   for (long i = 0; i < got; i++) mean += (double)lat[i];
   mean = got ? mean / (double)got : 0;

@@ -67,10 +67,10 @@ static json_t *fetch_charges(const processor *proc) {
   curl_easy_cleanup(c);
   json_t *root = NULL;
   if (cc == CURLE_OK && status == 200) root = json_loadb(body->str, body->len, 0, NULL);
+  bool ok = cc == CURLE_OK && status == 200;
   if (!root || !json_is_array(json_object_get(root, "data")))
     fprintf(stderr, "payctl: could not list the charges of processor %s (%s, HTTP %ld)\n",
-            proc->name, cc == CURLE_OK && status == 200 ? "not a charge list" : curl_easy_strerror(cc),
-            status);
+            proc->name, ok ? "not a charge list" : curl_easy_strerror(cc), status);
   g_string_free(body, TRUE);
   g_free(auth);
   g_free(url);

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "event.h"
 #include "kafka.h"
-#include "commands.h"
 #include "opt.h"
 #include "pgq.h"
 

@@ -8,9 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "event.h"
-#include "kafka.h"
 #include "commands.h"
+#include "event.h"
 #include "kafka_util.h"
 #include "opt.h"
 
