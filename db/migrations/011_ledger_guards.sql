@@ -74,10 +74,12 @@ CREATE FUNCTION ledger_apply_entries() RETURNS trigger LANGUAGE plpgsql
   SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
   -- Lock in id order: two posters on the same hot accounts queue instead
-  -- of deadlocking.
+  -- of deadlocking. NO KEY UPDATE (what the balance UPDATE takes anyway)
+  -- does not wait for the KEY SHARE locks the entries' foreign key checks
+  -- took on the same accounts.
   PERFORM 1 FROM ledger_accounts
     WHERE account_id IN (SELECT account_id FROM new_entries)
-    ORDER BY account_id FOR UPDATE;
+    ORDER BY account_id FOR NO KEY UPDATE;
   UPDATE ledger_accounts a SET balance = a.balance + d.delta
     FROM (SELECT account_id, sum(CASE direction WHEN 'D' THEN amount_minor
                                  ELSE -amount_minor END) AS delta
