@@ -179,7 +179,10 @@ BEGIN
   RETURN NEW;
 END $$;
 
+-- Stage roles only: the owner (repairs, tests of the constraints behind
+-- this guard) may write an attempt in any state.
 CREATE TRIGGER charge_attempts_open BEFORE INSERT ON charge_attempts FOR EACH ROW
+  WHEN (paystream_stage_of(current_user) IS NOT NULL)
   EXECUTE FUNCTION charge_attempts_guard_open();
 CREATE TRIGGER charge_attempts_immutable BEFORE UPDATE ON charge_attempts FOR EACH ROW
   WHEN ((NEW.payment_id, NEW.processor, NEW.idempotency_key, NEW.amount_minor, NEW.currency,
