@@ -1,17 +1,15 @@
 -- The ledger guards its books itself.
 --
--- 1. The balance check cannot be bypassed. Since 006 it ran once per
+-- 1. The balance check cannot be bypassed. Since 006 it runs once per
 --    ledger transaction, deferred to commit; `SET CONSTRAINTS ALL
---    IMMEDIATE` fired it early and entries added afterwards in the same
---    database transaction were never checked. Now every entry queues a
---    deferred check of its ledger transaction; a check runs the sums only
---    for the transaction's newest entry and skips the others. An entry
---    added after a check ran is newer than every entry that check saw, so
---    its own event runs the sums again, whenever the checks fire. The
---    stage role cannot choose entry ids (column grants below), and ids come
---    from a sequence, so "newest" is the highest id. Cost: one indexed
---    lookup per entry instead of per transaction; still one sum per
---    transaction.
+--    IMMEDIATE` fired it early (at the end of the statement that created
+--    the ledger transaction) and entries added by later statements of the
+--    same database transaction were never checked. Now a ledger
+--    transaction's entries are inserted by the very statement that creates
+--    it (one INSERT ... WITH, as the ledger posts): whenever its check
+--    fires, at commit or early, it has seen every entry the transaction
+--    will ever have. Still one check per ledger transaction; one lookup
+--    per statement to compare command ids (cmin).
 -- 2. Balances change only with their entries, in the same statement: a
 --    trigger on ledger_entries adds each statement's entries to their
 --    accounts' balances (summed per account, once per statement); nobody
@@ -27,42 +25,23 @@
 -- migrate, start the new ones.
 
 -- ---- 1. an unbypassable balance check --------------------------------------
-CREATE FUNCTION ledger_check_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Once per statement: every new entry belongs to a ledger transaction that
+-- this database transaction (xmin, as in 006) and this very statement
+-- (cmin: the command id of the entries' own insert) created.
+CREATE OR REPLACE FUNCTION ledger_refuse_late_entries() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  bad record;
+  stmt cid;
+  late bigint;
 BEGIN
-  IF EXISTS (SELECT 1 FROM ledger_entries
-              WHERE transaction_id = NEW.transaction_id AND entry_id > NEW.entry_id) THEN
-    RETURN NULL;  -- a newer entry's own check covers this one
-  END IF;
-  SELECT currency, sum(CASE direction WHEN 'D' THEN amount_minor ELSE -amount_minor END) AS net
-    INTO bad
-    FROM ledger_entries
-   WHERE transaction_id = NEW.transaction_id
-   GROUP BY currency
-  HAVING sum(CASE direction WHEN 'D' THEN amount_minor ELSE -amount_minor END) <> 0
+  SELECT e.cmin INTO stmt FROM ledger_entries e
+   WHERE e.entry_id = (SELECT min(entry_id) FROM new_entries);
+  SELECT n.transaction_id INTO late
+    FROM new_entries n JOIN ledger_transactions t ON t.transaction_id = n.transaction_id
+   WHERE t.xmin <> pg_current_xact_id()::xid OR NOT t.cmin = stmt
    LIMIT 1;
   IF FOUND THEN
-    RAISE EXCEPTION 'ledger transaction % is unbalanced in %: debits - credits = %',
-      NEW.transaction_id, bad.currency, bad.net
-      USING ERRCODE = 'check_violation';
-  END IF;
-  RETURN NULL;
-END $$;
-
-CREATE CONSTRAINT TRIGGER ledger_entries_balanced
-  AFTER INSERT ON ledger_entries
-  DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION ledger_check_entry();
-
--- The per-transaction trigger of 006 keeps one duty: a transaction has
--- entries at all (no entries queue no entry check; entries are never
--- deleted, so an early firing cannot be undone).
-CREATE OR REPLACE FUNCTION ledger_check_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM ledger_entries WHERE transaction_id = NEW.transaction_id) THEN
-    RAISE EXCEPTION 'ledger transaction % has no entries', NEW.transaction_id
-      USING ERRCODE = 'check_violation';
+    RAISE EXCEPTION 'ledger transaction % is closed: entries are added only by the statement that creates it',
+      late USING ERRCODE = 'check_violation';
   END IF;
   RETURN NULL;
 END $$;
