@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "posting.h"
 
 typedef struct litem {
@@ -17,6 +18,12 @@ typedef struct litem {
   int64_t transaction_id;
   bool isolated;         /* its posting failed on its own: dead-lettered */
   char reason[256];
+  /* What Postgres recorded (read before posting; never the event's word). */
+  bool recorded;         /* the payment exists */
+  bool charged;          /* it has a succeeded attempt */
+  int64_t amount_minor, fee_minor;
+  char currency[8];
+  char processor[64];
 } litem;
 
 static const char SQL_ACCOUNTS[] =
@@ -24,20 +31,16 @@ static const char SQL_ACCOUNTS[] =
     " SELECT DISTINCT n, c, split_part(n, ':', 1) FROM unnest($1::text[], $2::text[]) AS u(n, c)"
     " ON CONFLICT (name, currency) DO NOTHING";
 
-/* Locks the batch's accounts in one fixed order, so two ledger workers
- * posting to the same hot accounts queue instead of deadlocking. */
-static const char SQL_LOCK[] =
-    "SELECT account_id FROM ledger_accounts"
-    " WHERE (name, currency) IN (SELECT n, c FROM unnest($1::text[], $2::text[]) AS u(n, c))"
-    " ORDER BY account_id FOR UPDATE";
-
-/* New transactions only (ON CONFLICT: posted at most once), their entries,
- * and one balance update per account with the batch's summed delta. */
+/* New transactions only (ON CONFLICT: posted at most once) and their
+ * entries, in the currency the payment was recorded in. Balances move with
+ * the entries in the database itself (migration 011: once per statement,
+ * per account, by the summed delta). A payment the ledger isolated earlier
+ * (`ledger_failed`) is posted when its event is redriven. */
 static const char SQL_POST[] =
     "WITH tx AS ("
     "  INSERT INTO ledger_transactions (payment_id, kind)"
     "  SELECT DISTINCT u.pid, 'payment' FROM unnest($1::text[]) AS u(pid)"
-    "  JOIN payments p ON p.payment_id = u.pid AND p.status = 'charged'"
+    "  JOIN payments p ON p.payment_id = u.pid AND p.status IN ('charged', 'ledger_failed')"
     "  ON CONFLICT (payment_id, kind) DO NOTHING RETURNING transaction_id, payment_id),"
     " e AS ("
     "  INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor)"
@@ -45,17 +48,26 @@ static const char SQL_POST[] =
     "  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])"
     "    AS u(pid, n, c, d, amt)"
     "  JOIN tx ON tx.payment_id = u.pid"
+    "  JOIN payments p ON p.payment_id = u.pid AND p.currency = u.c"
     "  JOIN ledger_accounts a ON a.name = u.n AND a.currency = u.c"
-    "  RETURNING account_id, direction, amount_minor),"
-    " d AS (SELECT account_id, sum(CASE direction WHEN 'D' THEN amount_minor"
-    "   ELSE -amount_minor END) AS delta FROM e GROUP BY account_id)"
-    " UPDATE ledger_accounts a SET balance = a.balance + d.delta FROM d"
-    " WHERE a.account_id = d.account_id";
+    "  RETURNING 1)"
+    " SELECT count(*) FROM e";
 
 static const char SQL_FINISH[] =
-    "UPDATE payments p SET status = 'succeeded', outcome = decode(u.o, 'hex'), updated_at = now()"
-    " FROM unnest($1::text[], $2::text[]) AS u(pid, o)"
-    " WHERE p.payment_id = u.pid AND p.status = 'charged'";
+    "UPDATE payments p SET status = 'succeeded', outcome = decode(u.o, 'hex'), error_code = NULL,"
+    " updated_at = now() FROM unnest($1::text[], $2::text[]) AS u(pid, o)"
+    " WHERE p.payment_id = u.pid AND p.status IN ('charged', 'ledger_failed')"
+    " AND EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.payment_id = p.payment_id"
+    "   AND t.kind = 'payment')";
+
+/* The money facts the posting is made of: the payment's amount and
+ * currency, the succeeded attempt's processor, fee and charge id. */
+static const char SQL_FACTS[] =
+    "SELECT u.ord, p.merchant_id, p.idempotency_key, p.amount_minor, p.currency, a.processor,"
+    " coalesce(a.fee_minor, 0), coalesce(a.processor_charge_id, '')"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS u(pid, ord)"
+    " JOIN payments p ON p.payment_id = u.pid"
+    " LEFT JOIN charge_attempts a ON a.payment_id = u.pid AND a.state = 'succeeded'";
 
 static const char SQL_READ[] =
     "SELECT u.ord, encode(p.outcome, 'hex'), t.transaction_id, p.status"
@@ -71,9 +83,10 @@ static char *success_outcome_hex(const ps_event *ev) {
 
 /* A payment whose posting the database refuses on its own. It was charged,
  * so the outcome says so: operators reconcile it (payctl reconcile lists the
- * charge without a posting) and redrive it from the DLQ after a fix. */
+ * charge without a posting), fix the cause and redrive its dead letter:
+ * `ledger_failed` is still postable (README, Operations). */
 static const char SQL_ISOLATE[] =
-    "UPDATE payments SET status = 'failed', error_code = 'ledger_posting_failed',"
+    "UPDATE payments SET status = 'ledger_failed', error_code = 'ledger_posting_failed',"
     " outcome = decode($2, 'hex'), updated_at = now()"
     " WHERE payment_id = $1 AND status = 'charged'";
 
@@ -95,17 +108,17 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n, char *err, size_t err
     pg_array_add_str(&ids, ev->payment_id);
     if (!it[i].first) continue;
     posting_entry pe[POSTING_MAX_ENTRIES];
-    int ne = posting_for_payment(ev->charge->processor, ev->intent->amount->amount_minor,
-                                 ev->charge->fee_minor, pe);
+    /* The recorded facts, checked postable in ledger_process. */
+    int ne = posting_for_payment(it[i].processor, it[i].amount_minor, it[i].fee_minor, pe);
     for (int k = 0; k < ne; k++) {
       char dir[2] = {pe[k].direction, 0};
       pg_array_add_str(&e[0], ev->payment_id);
       pg_array_add_str(&e[1], pe[k].account);
-      pg_array_add_str(&e[2], ev->intent->amount->currency);
+      pg_array_add_str(&e[2], it[i].currency);
       pg_array_add_str(&e[3], dir);
       pg_array_add_int(&e[4], pe[k].amount_minor);
       pg_array_add_str(&acc[0], pe[k].account);
-      pg_array_add_str(&acc[1], ev->intent->amount->currency);
+      pg_array_add_str(&acc[1], it[i].currency);
     }
     char *hex = success_outcome_hex(ev);
     pg_array_add_str(&fin[0], ev->payment_id);
@@ -116,14 +129,14 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n, char *err, size_t err
   pg_arrays_finish(e, 5, pe_);
   for (int i = 0; i < 2; i++) pa[i] = pg_array_finish(&acc[i]), pf[i] = pg_array_finish(&fin[i]);
   pi[0] = pg_array_finish(&ids);
-  pg_stmt stmts[] = {{SQL_ACCOUNTS, 2, pa}, {SQL_LOCK, 2, pa}, {SQL_POST, 5, pe_},
-                     {SQL_FINISH, 2, pf}, {SQL_READ, 1, pi}};
-  PGresult *res[5];
-  int rc = pg_pipeline(&ctx->pg, stmts, 5, res, err, errlen);
+  pg_stmt stmts[] = {{SQL_ACCOUNTS, 2, pa}, {SQL_POST, 5, pe_}, {SQL_FINISH, 2, pf},
+                     {SQL_READ, 1, pi}};
+  PGresult *res[4];
+  int rc = pg_pipeline(&ctx->pg, stmts, 4, res, err, errlen);
   if (rc) {
     log_error("posting batch of %zu failed, rolled back: %s", n, err);
   } else {
-    PGresult *r = res[4];
+    PGresult *r = res[3];
     for (int row = 0; row < PQntuples(r); row++) {
       long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
       if (ord < 1 || (size_t)ord > n) continue;
@@ -134,7 +147,7 @@ static int post_batch(stage_ctx *ctx, litem *it, size_t n, char *err, size_t err
       snprintf(x->status, sizeof x->status, "%s", PQgetvalue(r, row, 3));
     }
   }
-  pg_results_clear(res, 5);
+  pg_results_clear(res, 4);
   pg_arrays_free(e, 5);
   for (int i = 0; i < 2; i++) pg_array_free(&acc[i]), pg_array_free(&fin[i]);
   pg_array_free(&ids);
@@ -224,18 +237,80 @@ static void emit(stage_ctx *ctx, litem *x, outbox *out) {
 }
 
 static bool postable(const ps_event *ev, char *why, size_t len) {
-  posting_entry pe[POSTING_MAX_ENTRIES];
   if (!ev->charge || ev->charge->status != PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED) {
     snprintf(why, len, "charge not succeeded");
     return false;
   }
-  if (!ev->intent->amount ||
-      posting_for_payment(ev->charge->processor, ev->intent->amount->amount_minor,
-                          ev->charge->fee_minor, pe) < 0) {
-    snprintf(why, len, "no valid posting for amount/fee/processor");
+  if (!ev->intent->amount || !ev->intent->amount->currency || !ev->charge->processor) {
+    snprintf(why, len, "no amount, currency or processor");
     return false;
   }
   return true;
+}
+
+/* Reads what Postgres recorded for each item's payment. Returns 0, or -1
+ * (transient: retry the batch). */
+static int read_facts(stage_ctx *ctx, litem *it, size_t n) {
+  pg_array ids;
+  pg_array_init(&ids);
+  for (size_t i = 0; i < n; i++) pg_array_add_str(&ids, it[i].m->ev->payment_id);
+  const char *pi[] = {pg_array_finish(&ids)};
+  pg_stmt st[] = {{SQL_FACTS, 1, pi}};
+  PGresult *r;
+  char err[512];
+  int rc = pg_pipeline(&ctx->pg, st, 1, &r, err, sizeof err);
+  pg_array_free(&ids);
+  if (rc) {
+    log_warn("reading recorded payments failed: %s", err);
+    return -1;
+  }
+  for (int row = 0; row < PQntuples(r); row++) {
+    long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
+    if (ord < 1 || (size_t)ord > n) continue;
+    litem *x = &it[ord - 1];
+    const ps_event *ev = x->m->ev;
+    x->recorded = true;
+    x->amount_minor = strtoll(PQgetvalue(r, row, 3), NULL, 10);
+    snprintf(x->currency, sizeof x->currency, "%s", PQgetvalue(r, row, 4));
+    x->charged = !PQgetisnull(r, row, 5);
+    snprintf(x->processor, sizeof x->processor, "%s", PQgetvalue(r, row, 5));
+    x->fee_minor = strtoll(PQgetvalue(r, row, 6), NULL, 10);
+    /* The event must say what Postgres says; the outcome and the ledgered
+     * event are built from it. */
+    const char *cid = ev->charge->processor_charge_id ? ev->charge->processor_charge_id : "";
+    if (!x->charged)
+      snprintf(x->reason, sizeof x->reason, "payment has no succeeded charge attempt");
+    else if (strcmp(PQgetvalue(r, row, 1), ev->intent->merchant_id) != 0 ||
+             strcmp(PQgetvalue(r, row, 2), ev->intent->idempotency_key) != 0)
+      snprintf(x->reason, sizeof x->reason, "event disagrees with postgres: merchant or key");
+    else if (ev->intent->amount->amount_minor != x->amount_minor ||
+             strcmp(ev->intent->amount->currency, x->currency) != 0)
+      snprintf(x->reason, sizeof x->reason,
+               "event disagrees with postgres: amount %lld %.8s, recorded %lld %s",
+               (long long)ev->intent->amount->amount_minor, ev->intent->amount->currency,
+               (long long)x->amount_minor, x->currency);
+    else if (ev->charge->fee_minor != x->fee_minor || strcmp(ev->charge->processor, x->processor) ||
+             strcmp(cid, PQgetvalue(r, row, 7)) != 0)
+      snprintf(x->reason, sizeof x->reason,
+               "event disagrees with postgres: processor %.40s fee %lld, recorded %s fee %lld",
+               ev->charge->processor, (long long)ev->charge->fee_minor, x->processor,
+               (long long)x->fee_minor);
+  }
+  PQclear(r);
+  return 0;
+}
+
+/* An event that is not postable as Postgres recorded it: an alert and a
+ * dead letter with the reason; nothing is posted from it. */
+static void refuse_event(stage_ctx *ctx, litem *x, outbox *out) {
+  const ps_event *ev = x->m->ev;
+  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, ev->payment_id,
+                ev->intent->idempotency_key};
+  log_at(LOG_ERROR, &lc, "ALERT ledger refused an event: %s", x->reason);
+  metric_add(metrics_counter("paystream_ledger_events_refused_total",
+                             "payments.charged events that disagree with postgres", NULL),
+             1);
+  outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, x->reason);
 }
 
 static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
@@ -251,16 +326,33 @@ static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     litem *x = &it[nv++];
     x->m = &msgs[i];
   }
-  int rc = nv ? post_isolating(ctx, it, nv) : 0;
+  if (nv && read_facts(ctx, it, nv)) {
+    free(it);
+    return -1;
+  }
+  /* Only events that agree with Postgres go on to be posted. */
+  size_t np = 0;
+  for (size_t i = 0; i < nv; i++) {
+    if (!it[i].recorded) {
+      outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", it[i].m, "unknown payment_id");
+      continue;
+    }
+    if (it[i].reason[0]) {
+      refuse_event(ctx, &it[i], out);
+      continue;
+    }
+    it[np++] = it[i];
+  }
+  int rc = np ? post_isolating(ctx, it, np) : 0;
   if (rc == 0)
-    for (size_t i = 0; i < nv; i++) {
+    for (size_t i = 0; i < np; i++) {
       if (!it[i].known) {
         outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", it[i].m, "unknown payment_id");
         continue;
       }
       emit(ctx, &it[i], out);
     }
-  for (size_t i = 0; i < nv; i++) free(it[i].outcome_hex);
+  for (size_t i = 0; i < np; i++) free(it[i].outcome_hex);
   free(it);
   return rc;
 }

@@ -23,8 +23,9 @@ static bool processor_name_ok(const char *p) {
 
 int posting_for_payment(const char *processor, int64_t amount_minor, int64_t fee_minor,
                         posting_entry out[POSTING_MAX_ENTRIES]) {
-  if (amount_minor <= 0 || fee_minor < 0 || fee_minor > amount_minor ||
-      !processor_name_ok(processor))
+  /* A fee above the amount is legal (a fixed fee on a small payment): the
+   * receivable goes negative and the transaction still balances. */
+  if (amount_minor <= 0 || fee_minor < 0 || !processor_name_ok(processor))
     return -1;
   char receivable[POSTING_ACCOUNT_MAX];
   snprintf(receivable, sizeof receivable, "asset:processor_receivable:%s", processor);

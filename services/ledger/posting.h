@@ -22,8 +22,9 @@ typedef struct posting_entry {
  *   Cr revenue:payments                          amount
  *   Dr expense:processing_fees                   fee   (only when fee > 0)
  *   Cr asset:processor_receivable:{processor}  fee
+ * A fee above the amount posts too (the receivable's net is negative).
  * Returns the number of entries, or -1 for impossible input (amount <= 0,
- * fee < 0, fee > amount, bad processor name). */
+ * fee < 0, bad processor name). */
 int posting_for_payment(const char *processor, int64_t amount_minor, int64_t fee_minor,
                         posting_entry out[POSTING_MAX_ENTRIES]);
 

@@ -29,12 +29,25 @@ Test(posting, zero_fee_posts_no_zero_entries) {
   cr_assert(posting_balanced(e, n));
 }
 
+Test(posting, fee_above_the_amount_posts_and_balances) {
+  /* A 30 cent fixed fee on a 10 cent payment: the receivable nets -20. */
+  posting_entry e[POSTING_MAX_ENTRIES];
+  int n = posting_for_payment("stripe", 10, 30, e);
+  cr_assert_eq(n, 4);
+  cr_assert_eq(e[0].amount_minor, 10);
+  cr_assert_str_eq(e[2].account, "expense:processing_fees");
+  cr_assert_eq(e[2].amount_minor, 30);
+  cr_assert_str_eq(e[3].account, "asset:processor_receivable:stripe");
+  cr_assert_eq(e[3].direction, 'C');
+  cr_assert_eq(e[3].amount_minor, 30);
+  cr_assert(posting_balanced(e, n));
+}
+
 Test(posting, impossible_input_is_refused) {
   posting_entry e[POSTING_MAX_ENTRIES];
   cr_assert_eq(posting_for_payment("stripe", 0, 0, e), -1);
   cr_assert_eq(posting_for_payment("stripe", -5, 0, e), -1);
   cr_assert_eq(posting_for_payment("stripe", 100, -1, e), -1);
-  cr_assert_eq(posting_for_payment("stripe", 100, 101, e), -1);
   cr_assert_eq(posting_for_payment("", 100, 1, e), -1);
   cr_assert_eq(posting_for_payment("Stripe Inc", 100, 1, e), -1);
 }
