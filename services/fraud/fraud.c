@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -132,39 +133,55 @@ static const char *blocklist_value(const ps_intent *in, blocklist_kind k) {
   return v && *v ? v : NULL;
 }
 
-/* Per payment: customer history (ZADD, ZREVRANGEBYSCORE, trim, expire),
- * card history (the same), blocklists. */
-#define SIGNAL_CMDS (8 + BLOCKLIST_KINDS)
+/* Per payment: customer, card and device histories (ZADD,
+ * ZREVRANGEBYSCORE, trim, expire each), the merchants that saw the card
+ * (the same), blocklists. */
+#define SIGNAL_CMDS (16 + BLOCKLIST_KINDS)
 #define ARG_LEN 512
 
 /* One history window in Redis: a sorted set scored by event time. */
 typedef struct window {
-  char key[200], min[24], trim[24], ttl[24];
+  char key[240], member[ARG_LEN], min[24], trim[24], ttl[24];
 } window;
 
 typedef struct sigbuf {
-  char member[ARG_LEN], at[24], limit[24];
-  window cust, card;
+  char at[24], limit[24];
+  window cust, card, device, merchants;
   char val[BLOCKLIST_KINDS][256];
-  int n_cust, n_card; /* where their history reads are, or -1 */
+  int n_cust, n_card, n_device, n_merchants; /* where their history reads are, or -1 */
   int bl[BLOCKLIST_KINDS];
 } sigbuf;
 
-/* Queues, for a window of span_ms ending at this payment's time: add the
- * member (the same member twice is a no-op: a retry or replay counts
- * once), read the newest HIST_MAX + 1 up to this payment's own time, trim
- * what fell out, expire the key after ttl_ms. Returns the read's index. */
-static int queue_window(window *w, const char *member, const char *at, int64_t t, int64_t span_ms,
-                        int64_t ttl_ms, bool withscores, const char *limit, rds_cmd *cmds,
-                        size_t *ncmd) {
+/* History is trimmed below (the earlier of the event's time and the
+ * worker's clock) minus the window. Event time alone would let one payment
+ * dated far in the future empty the key of everything real; bounded by the
+ * clock, a trim never removes what a payment dated now or later can read.
+ * Features still use event time only: the clock decides what is deleted,
+ * never what is counted. */
+static int64_t trim_bound(int64_t t) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return t < now ? t : now;
+}
+
+/* Queues, for a window of span_ms ending at this payment's time: add
+ * w->member (the same member twice is a no-op: a retry or replay counts
+ * once; gt: only ever move its time forward), read the newest HIST_MAX + 1
+ * up to this payment's own time, trim what fell out (trim_bound), expire
+ * the key after ttl_ms. Returns the read's index. */
+static int queue_window(window *w, const char *at, int64_t t, int64_t span_ms, int64_t ttl_ms,
+                        bool withscores, bool gt, const char *limit, rds_cmd *cmds, size_t *ncmd) {
   snprintf(w->min, sizeof w->min, "%lld", (long long)(t - span_ms));
-  snprintf(w->trim, sizeof w->trim, "(%lld", (long long)(t - span_ms));
+  snprintf(w->trim, sizeof w->trim, "(%lld", (long long)(trim_bound(t) - span_ms));
   snprintf(w->ttl, sizeof w->ttl, "%lld", (long long)ttl_ms);
-  const char *zadd[] = {"ZADD", w->key, at, member};
+  const char *zadd[] = {"ZADD", w->key, at, w->member};
+  const char *zadd_gt[] = {"ZADD", w->key, "GT", at, w->member};
   const char *range[] = {"ZREVRANGEBYSCORE", w->key, at, w->min, "LIMIT", "0", limit, "WITHSCORES"};
   const char *trim[] = {"ZREMRANGEBYSCORE", w->key, "-inf", w->trim};
   const char *exp[] = {"PEXPIRE", w->key, w->ttl};
-  rds_cmd_set(&cmds[(*ncmd)++], 4, zadd);
+  if (gt) rds_cmd_set(&cmds[(*ncmd)++], 5, zadd_gt);
+  else rds_cmd_set(&cmds[(*ncmd)++], 4, zadd);
   int read = (int)*ncmd;
   rds_cmd_set(&cmds[(*ncmd)++], withscores ? 8 : 7, range);
   rds_cmd_set(&cmds[(*ncmd)++], 4, trim);
@@ -178,17 +195,31 @@ static void queue_signals(const fitem *x, sigbuf *b, rds_cmd *cmds, size_t *ncmd
   int64_t t = in->created_at_ms;
   snprintf(b->at, sizeof b->at, "%lld", (long long)t);
   snprintf(b->limit, sizeof b->limit, "%d", HIST_MAX + 1);
-  hist_encode(in, pid, b->member, sizeof b->member);
+  hist_encode(in, pid, b->cust.member, sizeof b->cust.member);
   snprintf(b->cust.key, sizeof b->cust.key, "fraud:customer:{%s}:%s", in->merchant_id,
            in->customer_id);
-  b->n_cust = queue_window(&b->cust, b->member, b->at, t, HIST_WINDOW_MS, HIST_WINDOW_MS + DAY_MS,
+  b->n_cust = queue_window(&b->cust, b->at, t, HIST_WINDOW_MS, HIST_WINDOW_MS + DAY_MS, false,
                            false, b->limit, cmds, ncmd);
-  b->n_card = -1;
-  const char *fp = blocklist_value(in, BLOCKLIST_CARD);
+  /* Card and device histories are per merchant: one merchant's traffic
+   * (or its clock) cannot crowd out or trim another's. Across merchants
+   * only the set of merchants is shared, one member each. */
+  const char *fp = blocklist_value(in, BLOCKLIST_CARD), *dev = blocklist_value(in, BLOCKLIST_DEVICE);
+  b->n_card = b->n_device = b->n_merchants = -1;
   if (fp) {
-    snprintf(b->card.key, sizeof b->card.key, "fraud:card:{%s}", fp);
-    b->n_card = queue_window(&b->card, pid, b->at, t, DAY_MS, 2 * DAY_MS, true, b->limit, cmds,
-                             ncmd);
+    snprintf(b->card.key, sizeof b->card.key, "fraud:card:{%s}:%s", in->merchant_id, fp);
+    link_encode(pid, dev, in->customer_id, b->card.member, sizeof b->card.member);
+    b->n_card = queue_window(&b->card, b->at, t, LINK_WINDOW_MS, 2 * DAY_MS, true, false, b->limit,
+                             cmds, ncmd);
+    snprintf(b->merchants.key, sizeof b->merchants.key, "fraud:card-merchants:{%s}", fp);
+    snprintf(b->merchants.member, sizeof b->merchants.member, "%s", in->merchant_id);
+    b->n_merchants = queue_window(&b->merchants, b->at, t, DAY_MS, 2 * DAY_MS, true, true,
+                                  b->limit, cmds, ncmd);
+  }
+  if (dev) {
+    snprintf(b->device.key, sizeof b->device.key, "fraud:device:{%s}:%s", in->merchant_id, dev);
+    link_encode(pid, in->customer_id, fp, b->device.member, sizeof b->device.member);
+    b->n_device = queue_window(&b->device, b->at, t, LINK_WINDOW_MS, 2 * DAY_MS, true, false,
+                               b->limit, cmds, ncmd);
   }
   for (int k = 0; k < BLOCKLIST_KINDS; k++) {
     const char *v = blocklist_value(in, (blocklist_kind)k);
@@ -201,25 +232,51 @@ static void queue_signals(const fitem *x, sigbuf *b, rds_cmd *cmds, size_t *ncmd
   }
 }
 
+/* The reply at index i when it is a member/score array; NULL when absent
+ * (i < 0). *bad is set when it should be there and is not. */
+static redisReply *scored_reply(redisReply **rep, int i, bool *bad) {
+  if (i < 0) return NULL;
+  redisReply *r = rep[i];
+  if (!r || r->type != REDIS_REPLY_ARRAY) *bad = true;
+  return *bad ? NULL : r;
+}
+
+/* Decodes a WITHSCORES link reply into l; returns the count. */
+static size_t read_links(const redisReply *r, link_entry *l) {
+  size_t n = 0;
+  for (size_t i = 0; r && i + 1 < r->elements; i += 2)
+    if (r->element[i]->type == REDIS_REPLY_STRING && r->element[i + 1]->type == REDIS_REPLY_STRING &&
+        link_decode(r->element[i]->str, strtoll(r->element[i + 1]->str, NULL, 10), &l[n]) == 0)
+      n++;
+  return n;
+}
+
 /* Turns the replies into signals; false when the history could not be read. */
 static bool read_history(fitem *x, const sigbuf *b, redisReply **rep) {
   const ps_intent *in = x->m->ev->intent;
-  redisReply *c = rep[b->n_cust], *k = b->n_card >= 0 ? rep[b->n_card] : NULL;
-  if (!c || c->type != REDIS_REPLY_ARRAY) return false;
-  if (b->n_card >= 0 && (!k || k->type != REDIS_REPLY_ARRAY)) return false;
+  bool bad = false;
+  redisReply *c = scored_reply(rep, b->n_cust, &bad), *k = scored_reply(rep, b->n_card, &bad),
+             *d = scored_reply(rep, b->n_device, &bad), *m = scored_reply(rep, b->n_merchants, &bad);
+  if (bad || !c) return false;
   hist_entry *h = calloc(c->elements + 1, sizeof *h);
-  int64_t *ct = calloc((k ? k->elements / 2 : 0) + 1, sizeof *ct);
-  if (!h || !ct) abort();
-  size_t nh = 0, nc = 0;
+  link_entry *kl = calloc((k ? k->elements / 2 : 0) + 1, sizeof *kl);
+  link_entry *dl = calloc((d ? d->elements / 2 : 0) + 1, sizeof *dl);
+  merchant_seen *ms = calloc((m ? m->elements / 2 : 0) + 1, sizeof *ms);
+  if (!h || !kl || !dl || !ms) abort();
+  fraud_history hi = {.cust = h, .card = kl, .device = dl, .merchants = ms};
   for (size_t i = 0; i < c->elements; i++)
-    if (c->element[i]->type == REDIS_REPLY_STRING && hist_decode(c->element[i]->str, &h[nh]) == 0)
-      nh++;
-  for (size_t i = 0; k && i + 1 < k->elements; i += 2)
-    if (strcmp(k->element[i]->str, x->m->ev->payment_id) != 0)
-      ct[nc++] = strtoll(k->element[i + 1]->str, NULL, 10);
-  signals_from_history(in, x->m->ev->payment_id, h, nh, ct, nc, &x->sig);
-  free(h);
-  free(ct);
+    if (c->element[i]->type == REDIS_REPLY_STRING && hist_decode(c->element[i]->str, &h[hi.ncust]) == 0)
+      hi.ncust++;
+  hi.ncard = read_links(k, kl);
+  hi.ndevice = read_links(d, dl);
+  for (size_t i = 0; m && i + 1 < m->elements; i += 2) {
+    if (m->element[i]->type != REDIS_REPLY_STRING || m->element[i + 1]->type != REDIS_REPLY_STRING)
+      continue;
+    snprintf(ms[hi.nmerchants].merchant, sizeof ms->merchant, "%s", m->element[i]->str);
+    ms[hi.nmerchants++].at_ms = strtoll(m->element[i + 1]->str, NULL, 10);
+  }
+  signals_from_history(in, x->m->ev->payment_id, &hi, &x->sig);
+  free(h), free(kl), free(dl), free(ms);
   return true;
 }
 
@@ -255,8 +312,41 @@ static void gather_signals(stage_ctx *ctx, fitem *it, size_t n) {
   free(rep);
 }
 
+/* Names the model features that drove each score the decision does not
+ * allow (allowed payments need no explanation, and contributions cost
+ * several times a prediction): "model:<feature>" reasons after the rules'. */
+static void explain(fraud_state *st, fitem *it, const size_t *idx, size_t k, const float *rows) {
+  float *sel = calloc(k * FEATURES_N + 1, sizeof *sel);
+  size_t *which = calloc(k + 1, sizeof *which), m = 0;
+  const char **why = calloc(k * MODEL_EXPLAIN_TOP + 1, sizeof *why);
+  if (!sel || !which || !why) abort();
+  for (size_t j = 0; j < k; j++) {
+    fitem *x = &it[idx[j]];
+    double combined;
+    if (rules_decide(&st->rules, &x->rr, x->ml, &combined) ==
+        PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW)
+      continue;
+    memcpy(&sel[m * FEATURES_N], &rows[j * FEATURES_N], FEATURES_N * sizeof *sel);
+    which[m++] = idx[j];
+  }
+  char err[512];
+  if (m > 0 && model_explain(st->model, sel, m, MODEL_EXPLAIN_MIN, why, err, sizeof err) == 0) {
+    for (size_t j = 0; j < m; j++) {
+      rules_result *rr = &it[which[j]].rr;
+      for (int t = 0; t < MODEL_EXPLAIN_TOP; t++)
+        if (why[j * MODEL_EXPLAIN_TOP + t] && rr->nreasons < RULES_MAX_REASONS)
+          rr->reasons[rr->nreasons++] = why[j * MODEL_EXPLAIN_TOP + t];
+    }
+  } else if (m > 0) {
+    log_warn("fraud model explanation failed (scores kept): %s", err);
+  }
+  free(sel), free(which), free(why);
+}
+
 /* Rules for every fresh payment, then one model call for those no rule
- * blocked outright. Returns 0, or -1 when the model failed (retried). */
+ * blocked outright. The rule score goes through the model's calibration
+ * (model.h) so both halves of the blend are probabilities. Returns 0, or
+ * -1 when the model failed (retried). */
 static int score(fraud_state *st, fitem *it, size_t n) {
   float *rows = calloc(n * FEATURES_N + 1, sizeof *rows);
   double *out = calloc(n + 1, sizeof *out);
@@ -268,6 +358,7 @@ static int score(fraud_state *st, fitem *it, size_t n) {
     rules_evaluate(&st->rules, &x->sig, &x->rr);
     x->model_version = x->rr.block ? "skipped" : st->model ? model_version(st->model) : "none";
     if (x->rr.block || !st->model) continue;
+    x->rr.rule_score = model_calibrate_rules(st->model, x->rr.rule_score);
     features_vector(&x->sig, &rows[k * FEATURES_N]);
     idx[k++] = i;
   }
@@ -278,10 +369,11 @@ static int score(fraud_state *st, fitem *it, size_t n) {
     double t0 = metrics_now();
     rc = model_predict(st->model, rows, k, out, err, sizeof err);
     if (rc) log_error("fraud model failed: %s", err);
+    for (size_t j = 0; rc == 0 && j < k; j++) it[idx[j]].ml = out[j];
+    if (rc == 0) explain(st, it, idx, k, rows);
     st->last_model_s = metrics_now() - t0;
     metric_observe(st->m_model_seconds, st->last_model_s);
     metric_add(st->m_model_rows, (double)k);
-    for (size_t j = 0; rc == 0 && j < k; j++) it[idx[j]].ml = out[j];
   }
   free(rows);
   free(out);
@@ -344,12 +436,11 @@ static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts) {
     pg_array_add_str(&t[0], x->m->ev->payment_id);
     pg_array_add_str(&t[1], x->block_outcome_hex);
     if (x->assessed || !x->assessment) continue;
-    char reasons[1024] = "", num[3][32], *hex = malloc(2 * x->assessment_len + 1);
+    char reasons[RULES_MAX_REASONS * 48] = "", num[3][32], *hex = malloc(2 * x->assessment_len + 1);
     if (!hex) abort();
-    for (size_t k = 0; k < x->rr.nreasons; k++) {
-      if (k) strcat(reasons, ",");
-      strcat(reasons, x->rr.reasons[k]);
-    }
+    for (size_t k = 0; k < x->rr.nreasons; k++)
+      snprintf(reasons + strlen(reasons), sizeof reasons - strlen(reasons), "%s%s", k ? "," : "",
+               x->rr.reasons[k]);
     hex_encode(x->assessment, x->assessment_len, hex);
     snprintf(num[0], 32, "%.17g", x->rr.rule_score);
     snprintf(num[1], 32, "%.17g", x->ml);

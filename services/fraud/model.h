@@ -12,6 +12,12 @@
 /* Attributes stored in the model file. */
 #define MODEL_ATTR_FEATURES "paystream_features"
 #define MODEL_ATTR_VERSION "paystream_model_version"
+/* Platt scaling fitted by fraud-train on held-out rows, "A B":
+ * p = 1 / (1 + exp(-(A * margin + B))) for the model's margin, and
+ * p = 1 / (1 + exp(-(A * rule_score + B))) for the rule score. Absent: the
+ * model's own probability and the raw rule score. */
+#define MODEL_ATTR_CALIBRATION "paystream_calibration"
+#define MODEL_ATTR_RULE_CALIBRATION "paystream_rule_calibration"
 
 typedef struct fraud_model fraud_model;
 
@@ -25,8 +31,24 @@ void model_destroy(fraud_model *m);
 const char *model_version(const fraud_model *m);
 
 /* Scores n rows of FEATURES_N features (row-major, NaN = missing) in one
- * call; out receives n probabilities in [0, 1]. Returns 0 or -1. */
+ * call; out receives n calibrated probabilities in [0, 1]. Returns 0 or -1. */
 int model_predict(fraud_model *m, const float *rows, size_t n, double *out, char *err,
                   size_t errlen);
+
+/* The rule score mapped through the model's rule calibration (identity
+ * when the model has none). */
+double model_calibrate_rules(const fraud_model *m, double rule_score);
+
+#define MODEL_EXPLAIN_TOP 3
+/* A feature is named when it moved the margin by at least this much. */
+#define MODEL_EXPLAIN_MIN 0.5
+
+/* For each of n rows, the (at most MODEL_EXPLAIN_TOP) features that pushed
+ * its score up most (approximate contributions, margin units, at least
+ * min_contrib), strongest first, as static reason strings
+ * "model:<feature>"; unused slots NULL. out: n * MODEL_EXPLAIN_TOP.
+ * Returns 0 or -1. */
+int model_explain(fraud_model *m, const float *rows, size_t n, double min_contrib,
+                  const char **out, char *err, size_t errlen);
 
 #endif
