@@ -93,7 +93,7 @@ void rules_cfg_default(rules_cfg *c) {
   x[RULE_CARD_SPREAD_FRESH_METHOD] =
       (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 2};
   x[RULE_NEW_ACCOUNT_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 2};
-  x[RULE_RECENT_DEVICE_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 2};
+  x[RULE_RECENT_DEVICE_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 1};
   x[RULE_RECENT_DEVICE_AMOUNT] =
       (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max_ratio = 3};
   x[RULE_TAKEOVER_TRAVEL] =
@@ -139,7 +139,9 @@ static bool fires(const rules_cfg *c, rule_id id, const fraud_signals *s) {
   case RULE_CARD_ACCOUNTS_24H: return h && s->card_customers_24h > x->max;
   case RULE_CARD_SPREAD_FRESH_METHOD:
     return h && s->card_merchants_24h > x->max && s->pm_age_hours >= 0 && s->pm_age_hours < 24;
-  case RULE_NEW_ACCOUNT_BURST: return h && s->history_hours < 1.0 && s->card_count_1h > x->max;
+  case RULE_NEW_ACCOUNT_BURST: /* a method added today needs one payment less */
+    return h && s->history_hours < 1.0 &&
+           s->card_count_1h > x->max - (s->pm_age_hours >= 0 && s->pm_age_hours < 24);
   case RULE_RECENT_DEVICE_BURST: return h && s->device_recent && s->customer_count_1h > x->max;
   case RULE_RECENT_DEVICE_AMOUNT: return h && s->device_recent && s->amount_ratio > x->max_ratio;
   case RULE_TAKEOVER_TRAVEL:

@@ -34,7 +34,7 @@ typedef enum rule_id {
   RULE_DEVICE_CARDS_24H,        /* cards tried on one device at the merchant */
   RULE_CARD_ACCOUNTS_24H,       /* accounts one card paid for at the merchant */
   RULE_CARD_SPREAD_FRESH_METHOD, /* a card at several merchants, here as a method added < 24 h ago */
-  RULE_NEW_ACCOUNT_BURST,       /* no history before the hour, the card paying fast at one merchant */
+  RULE_NEW_ACCOUNT_BURST,       /* no history before the hour, the card paying fast here */
   RULE_RECENT_DEVICE_BURST,     /* several payments in the hour from a device new to the customer */
   RULE_RECENT_DEVICE_AMOUNT,    /* far above the customer's habit from a device new to them */
   RULE_TAKEOVER_TRAVEL,         /* impossible travel onto a device new to the customer */

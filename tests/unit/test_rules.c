@@ -119,8 +119,9 @@ Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
   HOLDS(s.device_cards_24h = 4, RULE_DEVICE_CARDS_24H);
   HOLDS(s.card_customers_24h = 2, RULE_CARD_ACCOUNTS_24H);
   HOLDS((s.card_merchants_24h = 3, s.pm_age_hours = 0.1), RULE_CARD_SPREAD_FRESH_METHOD);
+  HOLDS((s.history_hours = 0.5, s.pm_age_hours = 0.2, s.card_count_1h = 2), RULE_NEW_ACCOUNT_BURST);
   HOLDS((s.history_hours = 0.5, s.card_count_1h = 3), RULE_NEW_ACCOUNT_BURST);
-  HOLDS((s.device_recent = true, s.customer_count_1h = 3), RULE_RECENT_DEVICE_BURST);
+  HOLDS((s.device_recent = true, s.customer_count_1h = 2), RULE_RECENT_DEVICE_BURST);
   HOLDS((s.device_recent = true, s.amount_ratio = 3.5), RULE_RECENT_DEVICE_AMOUNT);
   HOLDS((s.device_recent = true, s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);
   HOLDS((s.device_recent = true, s.distinct_countries_24h = 2), RULE_RECENT_DEVICE_COUNTRIES);
@@ -132,7 +133,8 @@ Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
   r = eval(&s);                                                                            \
   cr_assert_not(has_reason(&r, rule_name(id)), "%s", rule_name(id));
   QUIET(s.card_merchants_24h = 3, RULE_CARD_SPREAD_FRESH_METHOD); /* a saved card, a shopper */
-  QUIET(s.card_count_1h = 3, RULE_NEW_ACCOUNT_BURST);             /* a customer with history */
+  QUIET((s.pm_age_hours = 0.2, s.card_count_1h = 3), RULE_NEW_ACCOUNT_BURST); /* with history */
+  QUIET((s.history_hours = 0.5, s.card_count_1h = 2), RULE_NEW_ACCOUNT_BURST); /* a saved card */
   QUIET(s.customer_count_1h = 3, RULE_RECENT_DEVICE_BURST);       /* their own device */
   QUIET(s.amount_ratio = 5, RULE_RECENT_DEVICE_AMOUNT);
   QUIET((s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);

@@ -348,6 +348,17 @@ static double report_set(FILE *r, const rules_cfg *rc, fraud_model *m, evalset *
   }
   report_patterns(r, rc, m, e);
   report_calibration(r, rc, m, e);
+  const char *dump = getenv("FRAUD_TRAIN_DUMP"); /* diagnostics: every row's decision and features */
+  FILE *df = dump && *dump ? fopen(dump, "w") : NULL;
+  for (size_t i = 0; df && i < e->n; i++) {
+    size_t k = e->rows[i];
+    double c;
+    fprintf(df, "%s\t%d\t%d\t%.3f\t%.3f", e->d->pattern[k], (int)e->d->y[k],
+            decision_index(decision_of(rc, m, e->d, k, e->p[i], &c)), e->p[i], c);
+    for (int f = 0; f < FEATURES_N; f++) fprintf(df, "\t%s=%.3g", features_names[f], e->d->x[k * FEATURES_N + f]);
+    fputc('\n', df);
+  }
+  if (df) fclose(df);
   fprintf(r, "\nScoring cost on these %zu rows (2 threads): prediction %.1f µs/row, "
              "explanation (approximate contributions, every row) %.1f µs/row.\n",
           e->n, 1e6 * tp / (double)e->n, 1e6 * tx / (double)e->n);

@@ -14,7 +14,8 @@
  *   an existing card (the customer's own card from a device the customer
  *   never used: mid-sized payments every few minutes), triangulation (one
  *   stolen card at several merchants within half an hour);
- *   legitimate look-alikes — travellers who pay at the airport and again
+ *   legitimate look-alikes — guest checkouts (a card typed in minutes
+ *   ago on a new account), travellers who pay at the airport and again
  *   after a plausible flight, households sharing one device, a new card
  *   used minutes after it was added, big-ticket regulars, salary-day
  *   bursts, a new phone, shoppers paying at several merchants in an hour.
@@ -286,6 +287,20 @@ static void new_phone(person *p, long i) {
   }
 }
 
+/* Guest checkouts: a one-off buyer types a card in at checkout (a method
+ * minutes old, no account history) — what a stolen card looks like. Mostly
+ * the card's own country; some cross-border buyers. */
+static void guest_checkout(long i) {
+  const place *home = &PLACES[below(NHOME)];
+  int64_t t = daytime(below(days_total));
+  const char *issuer = chance(0.9) ? home->country : PLACES[below(NHOME)].country;
+  tx x = {MERCHANTS[below(NMERCH)], fmt("sc_guest_%ld_%ld", i, 0), fmt("sc_gdev_%ld_%ld", i, 0),
+          fmt("sc_gcard_%ld_%ld", i, below(1000)), issuer, fmt("guest%ld.%ld@mail.test", i, 0),
+          "guest_checkout", home, 1 + (int)below(250), 1 + (int)below(250), t,
+          t - (1 + below(15)) * MINUTE, spend(70, 0.9), 0};
+  put(&x);
+}
+
 /* A shopping spree: three to five merchants within an hour, at home. */
 static void spree(const person *p) {
   int64_t t = daytime(below(days_total));
@@ -471,6 +486,7 @@ int main(int argc, char **argv) {
     else if (r < 0.40) spree(p);
   }
   for (long i = 0; i < people / 40; i++) household(i);
+  for (long i = 0; i < people / 2; i++) guest_checkout(i);
   for (long i = 0; i < people / 120; i++) bin_enumeration(i);
   for (long i = 0; i < people / 100; i++) test_then_cashout(i);
   for (long i = 0; i < people / 50; i++) stolen_fresh_pm(i);
