@@ -407,7 +407,8 @@ static int score(fraud_state *st, fitem *it, size_t n) {
     rc = model_predict(st->model, rows, k, out, err, sizeof err);
     if (rc) log_error("fraud model failed: %s", err);
     for (size_t j = 0; rc == 0 && j < k; j++) it[idx[j]].ml = out[j];
-    if (rc == 0) explain(st, it, idx, k, rows);
+    /* A model with no weight drove nothing: nothing to explain. */
+    if (rc == 0 && st->rules.weight_ml > 0) explain(st, it, idx, k, rows);
     st->last_model_s = metrics_now() - t0;
     metric_observe(st->m_model_seconds, st->last_model_s);
     metric_add(st->m_model_rows, (double)k);
@@ -612,6 +613,9 @@ static int fraud_init(stage_ctx *ctx, char *err, size_t errlen) {
       return -1;
     }
     log_info("fraud model %s loaded (features %s)", model_version(st.model), FEATURES_VERSION);
+    if (!model_bind_rules(st.model, rules_cfg_hash(&st.rules)))
+      log_warn("the model's rule calibration was fitted with other rules (or none): "
+               "the rule score is used raw");
   } else {
     log_warn("PAYSTREAM_FRAUD_MODEL=none: scoring with rules only");
   }

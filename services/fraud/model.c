@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,14 @@ struct fraud_model {
   BoosterHandle booster;
   char version[128];
   bool calibrated, rules_calibrated;
+  uint64_t rules_hash; /* rules_cfg_hash of the rules the rule calibration was fitted with */
   double a, b, ra, rb; /* Platt: model margin, rule score */
 };
 
 /* "model:<feature>", the reason a feature gives. */
 static char reason_names[FEATURES_N][64];
 
+/* "A B" (model) */
 static int parse_platt(const char *s, double *a, double *b) {
   char *end;
   *a = strtod(s, &end);
@@ -25,6 +28,18 @@ static int parse_platt(const char *s, double *a, double *b) {
   const char *p = end;
   *b = strtod(p, &end);
   return end == p || *end || !isfinite(*a) || !isfinite(*b) ? -1 : 0;
+}
+
+/* "A B HASH" (rule score; HASH: 16 hex digits) */
+static int parse_rule_platt(const char *s, double *a, double *b, uint64_t *hash) {
+  char ab[128];
+  const char *sp = strrchr(s, ' ');
+  if (!sp || (size_t)(sp - s) >= sizeof ab || strlen(sp + 1) != 16) return -1;
+  memcpy(ab, s, (size_t)(sp - s));
+  ab[sp - s] = '\0';
+  char *end;
+  *hash = strtoull(sp + 1, &end, 16);
+  return *end ? -1 : parse_platt(ab, a, b);
 }
 
 static void xgb_err(char *err, size_t errlen, const char *what) {
@@ -60,7 +75,7 @@ fraud_model *model_load(const char *path, int nthread, char *err, size_t errlen)
   }
   m->calibrated = have_c;
   if (XGBoosterGetAttr(m->booster, MODEL_ATTR_RULE_CALIBRATION, &attr, &have_r)) goto attr_err;
-  if (have_r && parse_platt(attr, &m->ra, &m->rb)) {
+  if (have_r && parse_rule_platt(attr, &m->ra, &m->rb, &m->rules_hash)) {
     snprintf(err, errlen, "fraud model %s: bad %s '%s'", path, MODEL_ATTR_RULE_CALIBRATION, attr);
     goto err;
   }
@@ -102,6 +117,11 @@ void model_destroy(fraud_model *m) {
 const char *model_version(const fraud_model *m) { return m->version; }
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+bool model_bind_rules(fraud_model *m, uint64_t rules_hash) {
+  if (m->rules_calibrated && m->rules_hash != rules_hash) m->rules_calibrated = false;
+  return m->rules_calibrated;
+}
 
 double model_calibrate_rules(const fraud_model *m, double r) {
   return m && m->rules_calibrated ? sigmoid(m->ra * r + m->rb) : r;

@@ -21,6 +21,13 @@ static const char *const BL_KEYS[BLOCKLIST_KINDS] = {"blocklist:card", "blocklis
 
 const char *rule_name(rule_id r) { return RULE_NAMES[r]; }
 
+uint64_t rules_cfg_hash(const rules_cfg *c) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const unsigned char *p = (const unsigned char *)c;
+  for (size_t i = 0; i < sizeof *c; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
 /* The index of name in names[0..n), or -1. */
 static int index_of(const char *const *names, int n, const char *name) {
   for (int i = 0; i < n; i++)
@@ -92,7 +99,7 @@ void rules_cfg_default(rules_cfg *c) {
   x[RULE_CARD_ACCOUNTS_24H] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 1};
   x[RULE_CARD_SPREAD_FRESH_METHOD] =
       (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 2};
-  x[RULE_NEW_ACCOUNT_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 2};
+  x[RULE_NEW_ACCOUNT_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 1};
   x[RULE_RECENT_DEVICE_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 1};
   x[RULE_RECENT_DEVICE_AMOUNT] =
       (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max_ratio = 3};
@@ -117,6 +124,7 @@ static void reason(rules_result *r, const char *code) {
 static bool fires(const rules_cfg *c, rule_id id, const fraud_signals *s) {
   const rule_cfg *x = &c->rule[id];
   bool h = !s->history_unavailable;
+  bool fresh = s->pm_age_hours >= 0 && s->pm_age_hours < 24; /* method added today */
   switch (id) {
   case RULE_VELOCITY_CUSTOMER_1H: return h && s->customer_count_1h > x->max;
   case RULE_VELOCITY_CUSTOMER_24H: return h && s->customer_count_24h > x->max;
@@ -134,14 +142,16 @@ static bool fires(const rules_cfg *c, rule_id id, const fraud_signals *s) {
   case RULE_BLOCKLIST_IP: return s->blocklisted[BLOCKLIST_IP];
   case RULE_BLOCKLIST_EMAIL: return s->blocklisted[BLOCKLIST_EMAIL];
   case RULE_BLOCKLIST_DEVICE: return s->blocklisted[BLOCKLIST_DEVICE];
-  case RULE_VELOCITY_DEVICE_10M: return h && s->device_count_10m > x->max;
-  case RULE_DEVICE_CARDS_24H: return h && s->device_cards_24h > x->max;
+  /* Card testing from one device: the cards are new (a shop's terminal or a
+   * call centre enters established customers' cards all day). */
+  case RULE_VELOCITY_DEVICE_10M: return h && fresh && s->device_count_10m > x->max;
+  case RULE_DEVICE_CARDS_24H: return h && fresh && s->device_cards_24h > x->max;
   case RULE_CARD_ACCOUNTS_24H: return h && s->card_customers_24h > x->max;
   case RULE_CARD_SPREAD_FRESH_METHOD:
     return h && s->card_merchants_24h > x->max && s->pm_age_hours >= 0 && s->pm_age_hours < 24;
-  case RULE_NEW_ACCOUNT_BURST: /* a method added today needs one payment less */
-    return h && s->history_hours < 1.0 &&
-           s->card_count_1h > x->max - (s->pm_age_hours >= 0 && s->pm_age_hours < 24);
+  /* A method on file for long means an account as old: only one added
+   * today makes the account new. */
+  case RULE_NEW_ACCOUNT_BURST: return h && fresh && s->history_hours < 1.0 && s->card_count_1h > x->max;
   case RULE_RECENT_DEVICE_BURST: return h && s->device_recent && s->customer_count_1h > x->max;
   case RULE_RECENT_DEVICE_AMOUNT: return h && s->device_recent && s->amount_ratio > x->max_ratio;
   case RULE_TAKEOVER_TRAVEL:

@@ -30,11 +30,11 @@ typedef enum rule_id {
   RULE_BLOCKLIST_EMAIL,
   RULE_BLOCKLIST_DEVICE,
   /* Behaviour rules (features v2): usually `review: true`. */
-  RULE_VELOCITY_DEVICE_10M,     /* one device's payments at the merchant in 10 min */
-  RULE_DEVICE_CARDS_24H,        /* cards tried on one device at the merchant */
+  RULE_VELOCITY_DEVICE_10M,     /* one device's payments at the merchant in 10 min, on a new method */
+  RULE_DEVICE_CARDS_24H,        /* cards tried on one device at the merchant, this one new */
   RULE_CARD_ACCOUNTS_24H,       /* accounts one card paid for at the merchant */
   RULE_CARD_SPREAD_FRESH_METHOD, /* a card at several merchants, here as a method added < 24 h ago */
-  RULE_NEW_ACCOUNT_BURST,       /* no history before the hour, the card paying fast here */
+  RULE_NEW_ACCOUNT_BURST,       /* no history before the hour, a method added today, paying again here */
   RULE_RECENT_DEVICE_BURST,     /* several payments in the hour from a device new to the customer */
   RULE_RECENT_DEVICE_AMOUNT,    /* far above the customer's habit from a device new to them */
   RULE_TAKEOVER_TRAVEL,         /* impossible travel onto a device new to the customer */
@@ -82,6 +82,9 @@ typedef struct rules_cfg {
 /* The built-in configuration; config/fraud-rules.yaml spells it out. */
 void rules_cfg_default(rules_cfg *c);
 const char *rule_name(rule_id r);
+/* A hash of everything in c (FNV-1a over the struct, which the loader
+ * zero-fills): the rules a calibration was fitted with. */
+uint64_t rules_cfg_hash(const rules_cfg *c);
 int rule_parse(const char *name, rule_id *out);
 
 /* "card", "ip", "email", "device"; blocklist_parse returns -1 on others. */

@@ -13,7 +13,7 @@
 # the model features that drove them.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
-"$BUILD/scenariogen" --people 500 --days 10 --seed 11 >"$R/data.jsonl"
+"$BUILD/scenariogen" --people 500 --days 14 --seed 11 >"$R/data.jsonl"
 n=$(wc -l <"$R/data.jsonl")
 check "fraud-train evaluates the committed model on the data set offline" quietly \
   "$BUILD/fraud-train" --model "$REPO/models/fraud-model.json" --eval "$R/data.jsonl" --report "$R/offline.md"
@@ -37,9 +37,10 @@ read -r fraud caught legit blocked held < <(awk -F'\t' '
   END { print f + 0, c + 0, l + 0, b + 0, h + 0 }' "$R/joined")
 live=$(echo "scale=1; 100 * $caught / $fraud" | bc -l)
 log "fraud held or blocked: $caught of $fraud ($live %, offline $offline %); legitimate blocked $blocked, held $held of $legit"
-# Issue 21's targets are 95 % / 0.5 % / 2 %; this data set's figure is
-# 94.8 % offline (bench/fraud-model.md: what the rest is). Margins: 5
-# points of catch for a regression to show, the legitimate bounds as set.
+# Issue 21's targets are 95 % / 0.5 % / 2 %. This small data set's figure
+# is 96.5 % offline; small sets vary (88-97 % across seeds) and the large
+# one's is 91.3 % (bench/fraud-model.md says what the rest is). Asserted:
+# 90 %, and the legitimate bounds as set.
 check "at least 90 % of the fraud is held or blocked ($caught of $fraud)" test $((caught * 100)) -ge $((fraud * 90))
 check "at most 0.5 % of legitimate payments are blocked ($blocked of $legit)" test $((blocked * 1000)) -le $((legit * 5))
 check "at most 2 % of legitimate payments are held for review ($held of $legit)" test $((held * 100)) -le $((legit * 2))

@@ -115,12 +115,11 @@ Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
   cr_assert(r.force_review, "%s holds for review", rule_name(id));                         \
   cr_assert_eq(rules_decide(&c, &r, 0.0, &combined),                                       \
                PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW, "%s", rule_name(id));
-  HOLDS(s.device_count_10m = 6, RULE_VELOCITY_DEVICE_10M);
-  HOLDS(s.device_cards_24h = 4, RULE_DEVICE_CARDS_24H);
+  HOLDS((s.device_count_10m = 6, s.pm_age_hours = 0.1), RULE_VELOCITY_DEVICE_10M);
+  HOLDS((s.device_cards_24h = 4, s.pm_age_hours = 0.1), RULE_DEVICE_CARDS_24H);
   HOLDS(s.card_customers_24h = 2, RULE_CARD_ACCOUNTS_24H);
   HOLDS((s.card_merchants_24h = 3, s.pm_age_hours = 0.1), RULE_CARD_SPREAD_FRESH_METHOD);
   HOLDS((s.history_hours = 0.5, s.pm_age_hours = 0.2, s.card_count_1h = 2), RULE_NEW_ACCOUNT_BURST);
-  HOLDS((s.history_hours = 0.5, s.card_count_1h = 3), RULE_NEW_ACCOUNT_BURST);
   HOLDS((s.device_recent = true, s.customer_count_1h = 2), RULE_RECENT_DEVICE_BURST);
   HOLDS((s.device_recent = true, s.amount_ratio = 3.5), RULE_RECENT_DEVICE_AMOUNT);
   HOLDS((s.device_recent = true, s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);
@@ -134,7 +133,9 @@ Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
   cr_assert_not(has_reason(&r, rule_name(id)), "%s", rule_name(id));
   QUIET(s.card_merchants_24h = 3, RULE_CARD_SPREAD_FRESH_METHOD); /* a saved card, a shopper */
   QUIET((s.pm_age_hours = 0.2, s.card_count_1h = 3), RULE_NEW_ACCOUNT_BURST); /* with history */
-  QUIET((s.history_hours = 0.5, s.card_count_1h = 2), RULE_NEW_ACCOUNT_BURST); /* a saved card */
+  QUIET((s.history_hours = 0.5, s.card_count_1h = 5), RULE_NEW_ACCOUNT_BURST); /* a card on file */
+  QUIET(s.device_count_10m = 60, RULE_VELOCITY_DEVICE_10M); /* a shop's terminal */
+  QUIET(s.device_cards_24h = 60, RULE_DEVICE_CARDS_24H);
   QUIET(s.customer_count_1h = 3, RULE_RECENT_DEVICE_BURST);       /* their own device */
   QUIET(s.amount_ratio = 5, RULE_RECENT_DEVICE_AMOUNT);
   QUIET((s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);

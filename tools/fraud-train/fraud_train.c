@@ -154,7 +154,7 @@ static void margins(BoosterHandle b, const dataset *d, const size_t *idx, size_t
 /* Trains on the training rows, calibrates on the held-out rows (model)
  * and the training rows (rule score), writes the model with its feature
  * version, model version and calibrations. Returns 0 or -1. */
-static int train(const opts *o, const dataset *d, const char *version) {
+static int train(const opts *o, const rules_cfg *rcfg, const dataset *d, const char *version) {
   size_t *tr = malloc((d->n + 1) * sizeof *tr), *te = malloc((d->n + 1) * sizeof *te), ntr, nte;
   if (!tr || !te) abort();
   DMatrixHandle dtr = matrix(d, false, tr, &ntr), dte = matrix(d, true, te, &nte);
@@ -182,14 +182,15 @@ static int train(const opts *o, const dataset *d, const char *version) {
     margins(b, d, te, nte, mg);
     for (size_t i = 0; i < nte; i++) y[i] = d->y[te[i]];
     platt(mg, y, nte, &a, &c);
-    char cal[64];
+    char cal[96];
     snprintf(cal, sizeof cal, "%.6f %.6f", a, c);
     rc = XGBoosterSetAttr(b, MODEL_ATTR_CALIBRATION, cal);
     size_t k = 0;
     for (size_t i = 0; i < ntr; i++)
       if (!d->degraded[tr[i]]) rs[k] = d->rule[tr[i]], y[k++] = d->y[tr[i]];
     platt(rs, y, k, &a, &c);
-    snprintf(cal, sizeof cal, "%.6f %.6f", a, c);
+    snprintf(cal, sizeof cal, "%.6f %.6f %016llx", a, c,
+             (unsigned long long)rules_cfg_hash(rcfg));
     if (rc == 0) rc = XGBoosterSetAttr(b, MODEL_ATTR_RULE_CALIBRATION, cal);
     free(mg), free(rs), free(y);
   }
@@ -389,7 +390,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < d.n; i++) ntr += !d.test[i];
   if (o.data) {
     snprintf(version, sizeof version, "gbt-d%d-r%d-s%ld-n%zu", o.depth, o.rounds, o.seed, ntr);
-    if (train(&o, &d, version)) return 1;
+    if (train(&o, &rc, &d, version)) return 1;
   }
   const char *path = o.model ? o.model : o.out;
   fraud_model *m = model_load(path, 2, err, sizeof err);
@@ -397,6 +398,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "fraud-train: %s\n", err);
     return 1;
   }
+  if (!model_bind_rules(m, rules_cfg_hash(&rc)))
+    fprintf(stderr, "fraud-train: the model's rule calibration is not for these rules: raw rule score\n");
   FILE *r = o.report ? fopen(o.report, "w") : stdout;
   if (!r) r = stdout;
   fprintf(r, "# Fraud model evaluation\n\nCommand: `fraud-train");
