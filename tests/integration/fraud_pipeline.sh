@@ -15,6 +15,9 @@ source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
 "$BUILD/scenariogen" --people 500 --days 14 --seed 11 >"$R/data.jsonl"
 n=$(wc -l <"$R/data.jsonl")
+check "scenariogen is deterministic for a seed" sh -c "'$BUILD/scenariogen' --people 500 --days 14 --seed 11 | cmp -s - '$R/data.jsonl'"
+# 14 of its 15 patterns: no salary day (the 15th, the 25th) falls in two weeks from the 1st
+check "and writes 14 patterns" sh -c "[ \$(jq -r .pattern '$R/data.jsonl' | sort -u | wc -l) -eq 14 ]"
 check "fraud-train evaluates the committed model on the data set offline" quietly \
   "$BUILD/fraud-train" --model "$REPO/models/fraud-model.json" --eval "$R/data.jsonl" --report "$R/offline.md"
 offline=$(grep -oE 'Fraud held or blocked: \*\*[0-9.]+' "$R/offline.md" | grep -oE '[0-9.]+$')
