@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fraud_history.h"
 #include "log.h"
 #include "metrics.h"
 #include "model.h"
@@ -18,7 +19,8 @@ typedef struct fraud_state {
   rules_cfg rules;
   fraud_model *model; /* NULL: rules only (PAYSTREAM_FRAUD_MODEL=none) */
   metric *m_model_rows, *m_model_seconds, *m_decisions[3];
-  double last_model_s; /* the last batch's prediction time */
+  double last_model_s; /* the last batch's prediction (and explanation) time */
+  double last_score_s; /* the last batch's rules + model time */
 } fraud_state;
 
 typedef struct fitem {
@@ -119,145 +121,59 @@ static int read_stored(stage_ctx *ctx, fitem *it, size_t n) {
   return 0;
 }
 
-/* The values a payment is matched against blocklists on (NULL: absent). */
-static const char *blocklist_value(const ps_intent *in, blocklist_kind k) {
-  const char *v = NULL;
-  switch (k) {
-  case BLOCKLIST_CARD: v = in->payment_method ? in->payment_method->fingerprint : NULL; break;
-  case BLOCKLIST_IP: v = in->context ? in->context->ip : NULL; break;
-  case BLOCKLIST_EMAIL: v = in->context ? in->context->email : NULL; break;
-  case BLOCKLIST_DEVICE: v = in->context ? in->context->device_id : NULL; break;
-  default: break;
-  }
-  return v && *v ? v : NULL;
-}
-
-/* Per payment: customer history (ZADD, ZREVRANGEBYSCORE, trim, expire),
- * card history (the same), blocklists. */
-#define SIGNAL_CMDS (8 + BLOCKLIST_KINDS)
-#define ARG_LEN 512
-
-/* One history window in Redis: a sorted set scored by event time. */
-typedef struct window {
-  char key[200], min[24], trim[24], ttl[24];
-} window;
-
-typedef struct sigbuf {
-  char member[ARG_LEN], at[24], limit[24];
-  window cust, card;
-  char val[BLOCKLIST_KINDS][256];
-  int n_cust, n_card; /* where their history reads are, or -1 */
-  int bl[BLOCKLIST_KINDS];
-} sigbuf;
-
-/* Queues, for a window of span_ms ending at this payment's time: add the
- * member (the same member twice is a no-op: a retry or replay counts
- * once), read the newest HIST_MAX + 1 up to this payment's own time, trim
- * what fell out, expire the key after ttl_ms. Returns the read's index. */
-static int queue_window(window *w, const char *member, const char *at, int64_t t, int64_t span_ms,
-                        int64_t ttl_ms, bool withscores, const char *limit, rds_cmd *cmds,
-                        size_t *ncmd) {
-  snprintf(w->min, sizeof w->min, "%lld", (long long)(t - span_ms));
-  snprintf(w->trim, sizeof w->trim, "(%lld", (long long)(t - span_ms));
-  snprintf(w->ttl, sizeof w->ttl, "%lld", (long long)ttl_ms);
-  const char *zadd[] = {"ZADD", w->key, at, member};
-  const char *range[] = {"ZREVRANGEBYSCORE", w->key, at, w->min, "LIMIT", "0", limit, "WITHSCORES"};
-  const char *trim[] = {"ZREMRANGEBYSCORE", w->key, "-inf", w->trim};
-  const char *exp[] = {"PEXPIRE", w->key, w->ttl};
-  rds_cmd_set(&cmds[(*ncmd)++], 4, zadd);
-  int read = (int)*ncmd;
-  rds_cmd_set(&cmds[(*ncmd)++], withscores ? 8 : 7, range);
-  rds_cmd_set(&cmds[(*ncmd)++], 4, trim);
-  rds_cmd_set(&cmds[(*ncmd)++], 3, exp);
-  return read;
-}
-
-static void queue_signals(const fitem *x, sigbuf *b, rds_cmd *cmds, size_t *ncmd) {
-  const ps_intent *in = x->m->ev->intent;
-  const char *pid = x->m->ev->payment_id;
-  int64_t t = in->created_at_ms;
-  snprintf(b->at, sizeof b->at, "%lld", (long long)t);
-  snprintf(b->limit, sizeof b->limit, "%d", HIST_MAX + 1);
-  hist_encode(in, pid, b->member, sizeof b->member);
-  snprintf(b->cust.key, sizeof b->cust.key, "fraud:customer:{%s}:%s", in->merchant_id,
-           in->customer_id);
-  b->n_cust = queue_window(&b->cust, b->member, b->at, t, HIST_WINDOW_MS, HIST_WINDOW_MS + DAY_MS,
-                           false, b->limit, cmds, ncmd);
-  b->n_card = -1;
-  const char *fp = blocklist_value(in, BLOCKLIST_CARD);
-  if (fp) {
-    snprintf(b->card.key, sizeof b->card.key, "fraud:card:{%s}", fp);
-    b->n_card = queue_window(&b->card, pid, b->at, t, DAY_MS, 2 * DAY_MS, true, b->limit, cmds,
-                             ncmd);
-  }
-  for (int k = 0; k < BLOCKLIST_KINDS; k++) {
-    const char *v = blocklist_value(in, (blocklist_kind)k);
-    b->bl[k] = -1;
-    if (!v) continue;
-    blocklist_normalize((blocklist_kind)k, v, b->val[k], sizeof b->val[k]);
-    const char *ismember[] = {"SISMEMBER", blocklist_key((blocklist_kind)k), b->val[k]};
-    b->bl[k] = (int)*ncmd;
-    rds_cmd_set(&cmds[(*ncmd)++], 3, ismember);
-  }
-}
-
-/* Turns the replies into signals; false when the history could not be read. */
-static bool read_history(fitem *x, const sigbuf *b, redisReply **rep) {
-  const ps_intent *in = x->m->ev->intent;
-  redisReply *c = rep[b->n_cust], *k = b->n_card >= 0 ? rep[b->n_card] : NULL;
-  if (!c || c->type != REDIS_REPLY_ARRAY) return false;
-  if (b->n_card >= 0 && (!k || k->type != REDIS_REPLY_ARRAY)) return false;
-  hist_entry *h = calloc(c->elements + 1, sizeof *h);
-  int64_t *ct = calloc((k ? k->elements / 2 : 0) + 1, sizeof *ct);
-  if (!h || !ct) abort();
-  size_t nh = 0, nc = 0;
-  for (size_t i = 0; i < c->elements; i++)
-    if (c->element[i]->type == REDIS_REPLY_STRING && hist_decode(c->element[i]->str, &h[nh]) == 0)
-      nh++;
-  for (size_t i = 0; k && i + 1 < k->elements; i += 2)
-    if (strcmp(k->element[i]->str, x->m->ev->payment_id) != 0)
-      ct[nc++] = strtoll(k->element[i + 1]->str, NULL, 10);
-  signals_from_history(in, x->m->ev->payment_id, h, nh, ct, nc, &x->sig);
-  free(h);
-  free(ct);
-  return true;
-}
-
-/* Every Redis signal of the batch in one pipelined round trip. Redis down:
- * history and blocklists are unavailable, and the rules file says whether
- * that fails open (reason codes) or holds for review. */
+/* Every Redis signal of the batch's fresh payments (fraud_history.c). */
 static void gather_signals(stage_ctx *ctx, fitem *it, size_t n) {
-  size_t ncmd = 0;
-  rds_cmd *cmds = calloc(SIGNAL_CMDS * n + 1, sizeof *cmds);
-  sigbuf *bufs = calloc(n + 1, sizeof *bufs);
-  redisReply **rep = calloc(SIGNAL_CMDS * n + 1, sizeof *rep);
-  if (!cmds || !bufs || !rep) abort();
+  const ps_event **evs = calloc(n + 1, sizeof *evs);
+  fraud_signals **sigs = calloc(n + 1, sizeof *sigs);
+  if (!evs || !sigs) abort();
+  size_t k = 0;
   for (size_t i = 0; i < n; i++) {
-    fitem *x = &it[i];
-    if (!x->known || x->assessed) continue;
-    signals_from_intent(x->m->ev->intent, &x->sig);
-    queue_signals(x, &bufs[i], cmds, &ncmd);
+    if (!it[i].known || it[i].assessed) continue;
+    evs[k] = it[i].m->ev;
+    sigs[k++] = &it[i].sig;
   }
-  bool ok = ncmd > 0 && rds_pipeline(&ctx->redis, cmds, (int)ncmd, rep) == 0;
-  for (size_t i = 0; i < n; i++) {
-    fitem *x = &it[i];
-    if (!x->known || x->assessed) continue;
-    x->sig.history_unavailable = !(ok && read_history(x, &bufs[i], rep));
-    x->sig.blocklist_unavailable = !ok;
-    for (int k = 0; ok && k < BLOCKLIST_KINDS; k++) {
-      redisReply *b = bufs[i].bl[k] >= 0 ? rep[bufs[i].bl[k]] : NULL;
-      x->sig.blocklisted[k] = b && b->type == REDIS_REPLY_INTEGER && b->integer == 1;
+  if (k > 0) history_gather(&ctx->redis, evs, sigs, k);
+  free(evs);
+  free(sigs);
+}
+
+/* Names the model features that drove each score the decision does not
+ * allow (allowed payments need no explanation, and contributions cost
+ * several times a prediction): "model:<feature>" reasons after the rules'. */
+static void explain(fraud_state *st, fitem *it, const size_t *idx, size_t k, const float *rows) {
+  float *sel = calloc(k * FEATURES_N + 1, sizeof *sel);
+  size_t *which = calloc(k + 1, sizeof *which), m = 0;
+  const char **why = calloc(k * MODEL_EXPLAIN_TOP + 1, sizeof *why);
+  if (!sel || !which || !why) abort();
+  for (size_t j = 0; j < k; j++) {
+    fitem *x = &it[idx[j]];
+    double combined;
+    if (rules_decide(&st->rules, &x->rr, x->ml, &combined) ==
+        PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW)
+      continue;
+    memcpy(&sel[m * FEATURES_N], &rows[j * FEATURES_N], FEATURES_N * sizeof *sel);
+    which[m++] = idx[j];
+  }
+  char err[512];
+  if (m > 0 && model_explain(st->model, sel, m, MODEL_EXPLAIN_MIN, why, err, sizeof err) == 0) {
+    for (size_t j = 0; j < m; j++) {
+      rules_result *rr = &it[which[j]].rr;
+      for (int t = 0; t < MODEL_EXPLAIN_TOP; t++)
+        if (why[j * MODEL_EXPLAIN_TOP + t] && rr->nreasons < RULES_MAX_REASONS)
+          rr->reasons[rr->nreasons++] = why[j * MODEL_EXPLAIN_TOP + t];
     }
+  } else if (m > 0) {
+    log_warn("fraud model explanation failed (scores kept): %s", err);
   }
-  for (size_t j = 0; ok && j < ncmd; j++) freeReplyObject(rep[j]);
-  free(cmds);
-  free(bufs);
-  free(rep);
+  free(sel), free(which), free(why);
 }
 
 /* Rules for every fresh payment, then one model call for those no rule
- * blocked outright. Returns 0, or -1 when the model failed (retried). */
+ * blocked outright. The rule score goes through the model's calibration
+ * (model.h) so both halves of the blend are probabilities. Returns 0, or
+ * -1 when the model failed (retried). */
 static int score(fraud_state *st, fitem *it, size_t n) {
+  double t_rules = metrics_now();
   float *rows = calloc(n * FEATURES_N + 1, sizeof *rows);
   double *out = calloc(n + 1, sizeof *out);
   size_t *idx = calloc(n + 1, sizeof *idx), k = 0;
@@ -268,6 +184,7 @@ static int score(fraud_state *st, fitem *it, size_t n) {
     rules_evaluate(&st->rules, &x->sig, &x->rr);
     x->model_version = x->rr.block ? "skipped" : st->model ? model_version(st->model) : "none";
     if (x->rr.block || !st->model) continue;
+    x->rr.rule_score = model_calibrate_rules(st->model, x->rr.rule_score);
     features_vector(&x->sig, &rows[k * FEATURES_N]);
     idx[k++] = i;
   }
@@ -278,11 +195,14 @@ static int score(fraud_state *st, fitem *it, size_t n) {
     double t0 = metrics_now();
     rc = model_predict(st->model, rows, k, out, err, sizeof err);
     if (rc) log_error("fraud model failed: %s", err);
+    for (size_t j = 0; rc == 0 && j < k; j++) it[idx[j]].ml = out[j];
+    /* A model with no weight drove nothing: nothing to explain. */
+    if (rc == 0 && st->rules.weight_ml > 0) explain(st, it, idx, k, rows);
     st->last_model_s = metrics_now() - t0;
     metric_observe(st->m_model_seconds, st->last_model_s);
     metric_add(st->m_model_rows, (double)k);
-    for (size_t j = 0; rc == 0 && j < k; j++) it[idx[j]].ml = out[j];
   }
+  st->last_score_s = metrics_now() - t_rules;
   free(rows);
   free(out);
   free(idx);
@@ -344,12 +264,11 @@ static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts) {
     pg_array_add_str(&t[0], x->m->ev->payment_id);
     pg_array_add_str(&t[1], x->block_outcome_hex);
     if (x->assessed || !x->assessment) continue;
-    char reasons[1024] = "", num[3][32], *hex = malloc(2 * x->assessment_len + 1);
+    char reasons[RULES_MAX_REASONS * 48] = "", num[3][32], *hex = malloc(2 * x->assessment_len + 1);
     if (!hex) abort();
-    for (size_t k = 0; k < x->rr.nreasons; k++) {
-      if (k) strcat(reasons, ",");
-      strcat(reasons, x->rr.reasons[k]);
-    }
+    for (size_t k = 0; k < x->rr.nreasons; k++)
+      snprintf(reasons + strlen(reasons), sizeof reasons - strlen(reasons), "%s%s", k ? "," : "",
+               x->rr.reasons[k]);
     hex_encode(x->assessment, x->assessment_len, hex);
     snprintf(num[0], 32, "%.17g", x->rr.rule_score);
     snprintf(num[1], 32, "%.17g", x->ml);
@@ -426,6 +345,7 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
   fitem *it = calloc(n, sizeof *it);
   if (!it) abort();
   double t0 = metrics_now();
+  st->last_model_s = st->last_score_s = 0;
   for (size_t i = 0; i < n; i++) it[i].m = &msgs[i];
   int rc = read_stored(ctx, it, n);
   bool fresh = false;
@@ -450,8 +370,9 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
       emit(ctx, &it[i], out);
     }
     /* bench/fraud.sh reads these for exact per-batch percentiles. */
-    log_debug("fraud batch: %zu payments scored in %.3f ms (model %.3f ms)", n,
-              (metrics_now() - t0) * 1000.0, st->last_model_s * 1000.0);
+    log_debug("fraud batch: %zu payments scored in %.3f ms (model %.3f ms) (rules + model %.3f ms)",
+              n, (metrics_now() - t0) * 1000.0, st->last_model_s * 1000.0,
+              st->last_score_s * 1000.0);
   }
   free_items(it, n);
   return rc;
@@ -481,6 +402,9 @@ static int fraud_init(stage_ctx *ctx, char *err, size_t errlen) {
       return -1;
     }
     log_info("fraud model %s loaded (features %s)", model_version(st.model), FEATURES_VERSION);
+    if (!model_bind_rules(st.model, rules_cfg_hash(&st.rules)))
+      log_warn("the model's rule calibration was fitted with other rules (or none): "
+               "the rule score is used raw");
   } else {
     log_warn("PAYSTREAM_FRAUD_MODEL=none: scoring with rules only");
   }

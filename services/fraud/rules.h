@@ -29,6 +29,17 @@ typedef enum rule_id {
   RULE_BLOCKLIST_IP,
   RULE_BLOCKLIST_EMAIL,
   RULE_BLOCKLIST_DEVICE,
+  /* Behaviour rules (features v2): usually `review: true`. */
+  RULE_VELOCITY_DEVICE_10M,     /* one device's payments at the merchant in 10 min, on a new method */
+  RULE_DEVICE_CARDS_24H,        /* cards tried on one device at the merchant, this one new */
+  RULE_CARD_ACCOUNTS_24H,       /* accounts one card paid for at the merchant */
+  RULE_CARD_SPREAD_FRESH_METHOD, /* a card at several merchants, here as a method added < 24 h ago */
+  RULE_NEW_ACCOUNT_BURST,       /* no history before the hour, a method added today, paying again here */
+  RULE_RECENT_DEVICE_BURST,     /* several payments in the hour from a device new to the customer */
+  RULE_RECENT_DEVICE_AMOUNT,    /* far above the customer's habit from a device new to them */
+  RULE_TAKEOVER_TRAVEL,         /* impossible travel onto a device new to the customer */
+  RULE_RECENT_DEVICE_COUNTRIES, /* a device new to the customer, who paid from 2+ countries in 24 h */
+  RULE_FRESH_METHOD_MISMATCH,   /* a method added < max_age_hours ago, issued in another country */
   RULES_N
 } rule_id;
 
@@ -47,10 +58,12 @@ typedef struct rule_cfg {
   bool enabled;
   double score;      /* 0..1, its contribution when it fires */
   bool block;        /* fires -> blocked outright, the model is skipped */
+  bool review;       /* fires -> held for review at least, whatever the score */
   long max;          /* velocity and distinct-card rules: fires above this */
   double max_kmh;    /* impossible_travel: fires above this speed ... */
   double min_km;     /* ... over at least this distance */
-  double max_age_hours; /* new_payment_method: fires below this age */
+  double max_age_hours; /* new_payment_method, fresh_method_mismatch: fires below this age */
+  double max_ratio;  /* recent_device_amount: fires above this amount / habit ratio */
   amount_limits amounts; /* amount_limit, amount_high: fires above this */
 } rule_cfg;
 
@@ -69,6 +82,9 @@ typedef struct rules_cfg {
 /* The built-in configuration; config/fraud-rules.yaml spells it out. */
 void rules_cfg_default(rules_cfg *c);
 const char *rule_name(rule_id r);
+/* A hash of everything in c (FNV-1a over the struct, which the loader
+ * zero-fills): the rules a calibration was fitted with. */
+uint64_t rules_cfg_hash(const rules_cfg *c);
 int rule_parse(const char *name, rule_id *out);
 
 /* "card", "ip", "email", "device"; blocklist_parse returns -1 on others. */
@@ -79,12 +95,12 @@ const char *blocklist_key(blocklist_kind k);
 /* Copies value into out (lower-cased for emails), for both adding and matching. */
 void blocklist_normalize(blocklist_kind k, const char *value, char *out, size_t outlen);
 
-#define RULES_MAX_REASONS 20
+#define RULES_MAX_REASONS 40
 
 typedef struct rules_result {
   double rule_score;              /* 0..1: 1 - prod(1 - score) over the rules that fired */
   bool block;                     /* a blocking rule fired: the model is skipped */
-  bool force_review;              /* Redis down under REDIS_FAIL_REVIEW */
+  bool force_review;              /* a review rule fired, or Redis down under REDIS_FAIL_REVIEW */
   const char *reasons[RULES_MAX_REASONS];
   size_t nreasons;
 } rules_result;

@@ -103,7 +103,10 @@ typedef struct rule_arg {
   rule_cfg *r;
 } rule_arg;
 
-static bool is_velocity(rule_id id) { return id <= RULE_DISTINCT_CARDS_24H; }
+static bool is_velocity(rule_id id) {
+  return id <= RULE_DISTINCT_CARDS_24H || (id >= RULE_VELOCITY_DEVICE_10M && id <= RULE_RECENT_DEVICE_BURST) ||
+         id == RULE_RECENT_DEVICE_COUNTRIES;
+}
 static bool is_amount(rule_id id) { return id == RULE_AMOUNT_LIMIT || id == RULE_AMOUNT_HIGH; }
 
 static int rule_pair(loader *l, const char *key, yaml_node_t *v, const char *path, void *arg) {
@@ -112,17 +115,20 @@ static int rule_pair(loader *l, const char *key, yaml_node_t *v, const char *pat
   long long n;
   if (strcmp(key, "enabled") == 0) return get_bool(l, v, path, &r->enabled);
   if (strcmp(key, "block") == 0) return get_bool(l, v, path, &r->block);
+  if (strcmp(key, "review") == 0) return get_bool(l, v, path, &r->review);
   if (strcmp(key, "score") == 0) return get_double(l, v, path, 0, 1, &r->score);
   if (is_velocity(a->id) && strcmp(key, "max") == 0) {
     if (get_int(l, v, path, 1, HIST_MAX, &n)) return -1;
     r->max = (long)n;
     return 0;
   }
-  if (a->id == RULE_IMPOSSIBLE_TRAVEL && strcmp(key, "max_kmh") == 0)
-    return get_double(l, v, path, 1, 1e6, &r->max_kmh);
-  if (a->id == RULE_IMPOSSIBLE_TRAVEL && strcmp(key, "min_km") == 0)
-    return get_double(l, v, path, 0, 40000, &r->min_km);
-  if (a->id == RULE_NEW_PAYMENT_METHOD && strcmp(key, "max_age_hours") == 0)
+  bool travel = a->id == RULE_IMPOSSIBLE_TRAVEL || a->id == RULE_TAKEOVER_TRAVEL;
+  if (travel && strcmp(key, "max_kmh") == 0) return get_double(l, v, path, 1, 1e6, &r->max_kmh);
+  if (travel && strcmp(key, "min_km") == 0) return get_double(l, v, path, 0, 40000, &r->min_km);
+  if (a->id == RULE_RECENT_DEVICE_AMOUNT && strcmp(key, "max_ratio") == 0)
+    return get_double(l, v, path, 1, 1e6, &r->max_ratio);
+  if ((a->id == RULE_NEW_PAYMENT_METHOD || a->id == RULE_FRESH_METHOD_MISMATCH) &&
+      strcmp(key, "max_age_hours") == 0)
     return get_double(l, v, path, 0, 24.0 * 3650, &r->max_age_hours);
   if (is_amount(a->id) && strcmp(key, "default") == 0) {
     if (get_int(l, v, path, 1, MONEY_MAX_PAYMENT_MINOR, &n)) return -1;

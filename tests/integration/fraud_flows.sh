@@ -24,15 +24,17 @@ field() { sql "SELECT $2 FROM payments p JOIN fraud_assessments a USING (payment
 settled() { [ "$(count_of "$1")" = "$2" ]; }
 
 # Histories: the usual customer paid in New York over the last days; the
-# busy one ten times in the last hour, also in New York, on an old card.
+# busy one, a customer for days (not a new account bursting), ten times in
+# the last hour, also in New York, on an old card.
 old=$((now - 200 * 24 * H))
 {
   for d in 5 4 3 2 1; do intent "usual-$d" cus_usual 4200 $((now - d * 24 * H)) US 40.71 -74.01 fp_usual $old US dev_usual; done
+  for d in 3 2; do intent "busy-d$d" cus_busy 1500 $((now - d * 24 * H)) US 40.71 -74.01 fp_busy $old US dev_busy; done
   for m in 55 50 45 40 35 30 25 20 15 10; do intent "busy-$m" cus_busy 1500 $((now - m * 60000)) US 40.71 -74.01 fp_busy $old US dev_busy; done
 } >"$PAYSTREAM_RUN_DIR/history.jsonl"
 check "payctl publish --json publishes the histories" quietly "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/history.jsonl"
 check "the histories settle" wait_until 90 settled 'usual-%' 5
-check "the busy customer's ten settle" wait_until 90 settled 'busy-%' 10
+check "the busy customer's twelve settle" wait_until 90 settled 'busy-%' 12
 eq "the usual customer's history was allowed" "5" "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'usual-%' AND status = 'succeeded'")"
 
 rows0=$(metric fraud 1 paystream_fraud_model_rows_total)
@@ -69,14 +71,14 @@ eq "the processor never saw it" "0" "$charges"
 # A retried batch or a replay does not count a payment twice: replaying
 # fraud's input re-emits stored assessments and leaves Redis history as is.
 before=$(redis-cli -p "$PAYSTREAM_REDIS_PORT" zcard 'fraud:customer:{m_1}:cus_busy')
-eq "the busy customer's history holds each payment once" "11" "$before"
+eq "the busy customer's history holds each payment once" "13" "$before"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "payctl replay fraud to earliest" quietly "$PAYCTL" replay --stage fraud --to-offset earliest
 caught_up() { "$PAYCTL" lag --stage fraud | grep -q "total lag 0"; }
 check "the replay has work to do" eval '! caught_up'
 "$STACK" workers 1
 check "the replayed stage re-processes its input" wait_until 90 caught_up
-eq "no payment was re-scored" "17" "$(sql "SELECT count(*) FROM fraud_assessments")"
+eq "no payment was re-scored" "19" "$(sql "SELECT count(*) FROM fraud_assessments")"
 eq "history unchanged by the replay" "$before" "$(redis-cli -p "$PAYSTREAM_REDIS_PORT" zcard 'fraud:customer:{m_1}:cus_busy')"
 eq "the blocked payment is still blocked, never charged" "blocked" "$(field high p.status)"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers

@@ -93,3 +93,41 @@ Test(model, missing_model_file_is_a_clear_error) {
   cr_assert_null(model_load("/nonexistent/model.json", 1, err, sizeof err));
   cr_assert(strstr(err, "/nonexistent/model.json"), "%s", err);
 }
+
+Test(model, committed_model_is_calibrated_and_explains_what_drove_a_score) {
+  char err[512];
+  fraud_model *m = model_load(MODEL, 1, err, sizeof err);
+  cr_assert_not_null(m, "%s", err);
+  float r[2][FEATURES_N];
+  rows(r);
+  const char *why[2 * MODEL_EXPLAIN_TOP];
+  cr_assert_eq(model_explain(m, &r[0][0], 2, MODEL_EXPLAIN_MIN, why, err, sizeof err), 0, "%s", err);
+  const char *top = why[MODEL_EXPLAIN_TOP];
+  cr_assert_not_null(top, "card testing is explained");
+  cr_assert(strncmp(top, "model:", 6) == 0, "%s", top);
+  bool known = false;
+  for (int f = 0; f < FEATURES_N; f++) known |= strcmp(top + 6, features_names[f]) == 0;
+  cr_assert(known, "%s names a feature", top);
+  /* The rule score maps through the stored calibration: monotone, and a
+   * score with no rule firing is a low probability. */
+  double r0 = model_calibrate_rules(m, 0.0), r1 = model_calibrate_rules(m, 0.9);
+  cr_assert(r0 < 0.1 && r1 > r0, "%f %f", r0, r1);
+  cr_assert_float_eq(model_calibrate_rules(NULL, 0.3), 0.3, 1e-12, "rules only: the raw score");
+  model_destroy(m);
+}
+
+Test(model, a_bad_calibration_is_refused) {
+  char err[512], path[] = "/tmp/paystream-model-XXXXXX.json";
+  int fd = mkstemps(path, 5);
+  cr_assert(fd >= 0);
+  close(fd);
+  BoosterHandle b;
+  cr_assert_eq(XGBoosterCreate(NULL, 0, &b), 0);
+  cr_assert_eq(XGBoosterLoadModel(b, MODEL), 0);
+  cr_assert_eq(XGBoosterSetAttr(b, MODEL_ATTR_CALIBRATION, "1.5 nonsense"), 0);
+  cr_assert_eq(XGBoosterSaveModel(b, path), 0);
+  XGBoosterFree(b);
+  cr_assert_null(model_load(path, 1, err, sizeof err));
+  cr_assert(strstr(err, MODEL_ATTR_CALIBRATION), "%s", err);
+  unlink(path);
+}

@@ -20,7 +20,10 @@ static bool has_reason(const rules_result *r, const char *reason) {
 static fraud_signals ordinary(void) {
   fraud_signals s = {.amount_minor = 5000, .currency = "USD", .customer_count_1h = 1,
                      .customer_count_24h = 1, .card_count_1h = 1, .card_count_24h = 1,
-                     .distinct_cards_24h = 1, .history_count = 5, .pm_age_hours = 2000};
+                     .distinct_cards_24h = 1, .history_count = 5, .pm_age_hours = 2000,
+                     .history_hours = 100, .device_count_10m = 1, .device_cards_24h = 1,
+                     .card_customers_24h = 1, .card_merchants_24h = 1,
+                     .distinct_countries_24h = 1, .amount_ratio = 1};
   return s;
 }
 
@@ -96,6 +99,49 @@ Test(rules, each_scoring_rule_fires_on_its_signal_only) {
   FIRES((s.travel_km = 5800, s.travel_kmh = 2900), RULE_IMPOSSIBLE_TRAVEL);
   FIRES(s.pm_age_hours = 2, RULE_NEW_PAYMENT_METHOD);
 #undef FIRES
+}
+
+/* The behaviour rules: each fires on its behaviour alone (not on its
+ * parts), and holds the payment for review whatever the score says. */
+Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
+  fraud_signals s;
+  rules_result r;
+  double combined;
+#define HOLDS(field_stmt, id)                                                              \
+  s = ordinary();                                                                          \
+  field_stmt;                                                                              \
+  r = eval(&s);                                                                            \
+  cr_assert(has_reason(&r, rule_name(id)), "%s", rule_name(id));                           \
+  cr_assert(r.force_review, "%s holds for review", rule_name(id));                         \
+  cr_assert_eq(rules_decide(&c, &r, 0.0, &combined),                                       \
+               PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW, "%s", rule_name(id));
+  HOLDS((s.device_count_10m = 6, s.pm_age_hours = 0.1), RULE_VELOCITY_DEVICE_10M);
+  HOLDS((s.device_cards_24h = 4, s.pm_age_hours = 0.1), RULE_DEVICE_CARDS_24H);
+  HOLDS(s.card_customers_24h = 2, RULE_CARD_ACCOUNTS_24H);
+  HOLDS((s.card_merchants_24h = 3, s.pm_age_hours = 0.1), RULE_CARD_SPREAD_FRESH_METHOD);
+  HOLDS((s.history_hours = 0.5, s.pm_age_hours = 0.2, s.card_count_1h = 2), RULE_NEW_ACCOUNT_BURST);
+  HOLDS((s.device_recent = true, s.customer_count_1h = 2), RULE_RECENT_DEVICE_BURST);
+  HOLDS((s.device_recent = true, s.amount_ratio = 3.5), RULE_RECENT_DEVICE_AMOUNT);
+  HOLDS((s.device_recent = true, s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);
+  HOLDS((s.device_recent = true, s.distinct_countries_24h = 2), RULE_RECENT_DEVICE_COUNTRIES);
+  HOLDS((s.country_mismatch = true, s.pm_age_hours = 2), RULE_FRESH_METHOD_MISMATCH);
+#undef HOLDS
+#define QUIET(field_stmt, id)                                                              \
+  s = ordinary();                                                                          \
+  field_stmt;                                                                              \
+  r = eval(&s);                                                                            \
+  cr_assert_not(has_reason(&r, rule_name(id)), "%s", rule_name(id));
+  QUIET(s.card_merchants_24h = 3, RULE_CARD_SPREAD_FRESH_METHOD); /* a saved card, a shopper */
+  QUIET((s.pm_age_hours = 0.2, s.card_count_1h = 3), RULE_NEW_ACCOUNT_BURST); /* with history */
+  QUIET((s.history_hours = 0.5, s.card_count_1h = 5), RULE_NEW_ACCOUNT_BURST); /* a card on file */
+  QUIET(s.device_count_10m = 60, RULE_VELOCITY_DEVICE_10M); /* a shop's terminal */
+  QUIET(s.device_cards_24h = 60, RULE_DEVICE_CARDS_24H);
+  QUIET(s.customer_count_1h = 3, RULE_RECENT_DEVICE_BURST);       /* their own device */
+  QUIET(s.amount_ratio = 5, RULE_RECENT_DEVICE_AMOUNT);
+  QUIET((s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);
+  QUIET(s.distinct_countries_24h = 2, RULE_RECENT_DEVICE_COUNTRIES); /* a traveller */
+  QUIET((s.country_mismatch = true, s.pm_age_hours = 30), RULE_FRESH_METHOD_MISMATCH);
+#undef QUIET
 }
 
 Test(rules, thresholds_are_exclusive) {

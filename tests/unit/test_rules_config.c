@@ -27,6 +27,8 @@ Test(rules_config, overrides_apply_and_the_rest_stays_default) {
                      "rules:\n"
                      "  velocity_customer_1h: {max: 3}\n"
                      "  country_new: {enabled: false}\n"
+                     "  takeover_travel: {max_kmh: 500, review: false}\n"
+                     "  recent_device_amount: {max_ratio: 6}\n"
                      "  amount_limit: {currencies: {EUR: 500000}}\n",
                      &c, err),
                0, "%s", err);
@@ -35,9 +37,14 @@ Test(rules_config, overrides_apply_and_the_rest_stays_default) {
   cr_assert_eq(c.rule[RULE_VELOCITY_CUSTOMER_1H].max, 3);
   cr_assert(c.rule[RULE_VELOCITY_CUSTOMER_1H].block, "unnamed fields keep their default");
   cr_assert_not(c.rule[RULE_COUNTRY_NEW].enabled);
+  cr_assert_float_eq(c.rule[RULE_TAKEOVER_TRAVEL].max_kmh, 500, 1e-12);
+  cr_assert_not(c.rule[RULE_TAKEOVER_TRAVEL].review);
+  cr_assert_float_eq(c.rule[RULE_RECENT_DEVICE_AMOUNT].max_ratio, 6, 1e-12);
   cr_assert_eq(amount_limit_for(&c.rule[RULE_AMOUNT_LIMIT].amounts, "EUR"), 500000);
   cr_assert_eq(amount_limit_for(&c.rule[RULE_AMOUNT_LIMIT].amounts, "JPY"), 1500000);
   cr_assert_eq(amount_limit_for(&c.rule[RULE_AMOUNT_LIMIT].amounts, "USD"), 1000000);
+  cr_assert_eq(amount_limit_for(&c.rule[RULE_AMOUNT_LIMIT].amounts, "INR"), 83000000,
+               "a currency far from the dollar has its own default");
   cr_assert_float_eq(c.block_above, 0.8, 1e-12);
 }
 
@@ -55,6 +62,8 @@ Test(rules_config, bad_files_are_refused_naming_the_key) {
   } bad[] = {
       {"rules:\n  velocity_customer_1h: {maxx: 3}\n", "rules.velocity_customer_1h.maxx: unknown key (line 2)"},
       {"rules:\n  no_such_rule: {score: 1}\n", "rules.no_such_rule: unknown rule"},
+      {"rules:\n  recent_device_amount: {max: 3}\n", "rules.recent_device_amount.max: unknown key"},
+      {"rules:\n  takeover_travel: {review: sometimes}\n", "rules.takeover_travel.review: not true or false"},
       {"rules:\n  country_new: {score: 1.5}\n", "rules.country_new.score: must be between 0 and 1"},
       {"rules:\n  country_new: {block: maybe}\n", "rules.country_new.block: not true or false"},
       {"rules:\n  velocity_card_1h: {max: 1000}\n", "rules.velocity_card_1h.max: must be between 1 and 64"},
