@@ -68,9 +68,3 @@ void stripe_map_response(long http_status, const char *body, size_t len, charge_
   }
   if (root) json_decref(root);
 }
-
-const char *charge_kind_name(charge_kind k) {
-  static const char *names[] = {"succeeded", "declined", "rejected",
-                                "not_sent",  "retryable", "unknown"};
-  return k <= CHARGE_UNKNOWN ? names[k] : "?";
-}
