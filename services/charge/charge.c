@@ -19,10 +19,11 @@
  *            ─ circuit open, never received, a next processor ──────────► FAILOVER
  *            ─ circuit open otherwise ──────────────────────────────────► READY (100 ms)
  *   SENDING  ─ counted ─► INFLIGHT;  no longer live ─► READ;  trip failed ─► READY
+ *   (INFLIGHT is entered only if libcurl takes the request; else REFUSED)
  *   INFLIGHT ─ definite answer (succeeded, declined, rejected) ─────────► RECORD
- *            ─ connection refused, never received, a next processor ────► REFUSED_FAILOVER
- *            ─ connection refused ──────────────────────────────────────► REFUSED
- *            ─ ambiguous (timeout, reset, 5xx) ─────────────────────────► READY (back-off)
+ *            ─ nothing written, never received, a next processor ───────► REFUSED_FAILOVER
+ *            ─ nothing written ─────────────────────────────────────────► REFUSED
+ *            ─ ambiguous (timeout, reset, 5xx, a written request lost) ─► READY (back-off)
  *   REFUSED  ─ booked ─► READY;   REFUSED_FAILOVER, FAILOVER ─ booked ─► READ
  *   RECORD   ─ recorded ─► (as READ);  trip failed ─► RECORD;  unread ─► READ
  *   DONE     ─ emitted (charged event, stored outcome, or DLQ) and dropped.
@@ -146,8 +147,17 @@ static void start(cycle *cy, citem *x) {
   const ps_intent *in = x->ev->intent;
   charge_request rq = {x->ev->payment_id, in->amount->amount_minor, in->amount->currency,
                        in->payment_method->id};
-  charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x);
-  x->st = IT_INFLIGHT;
+  if (charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x) == 0) {
+    x->st = IT_INFLIGHT;
+    return;
+  }
+  /* curl did not take it: nothing was written. Counted as a refused send. */
+  breaker_release(&st->proc[d->proc].br);
+  metric_add(st->m_not_started, 1);
+  x->db.sends++;
+  x->db.refused++;
+  x->st = IT_REFUSED;
+  x->next_try_ms = cy->now + 500;
 }
 
 /* Due and live: send, fail over, end it, or wait. */

@@ -43,7 +43,7 @@ static const char SQL_COUNT_SENDS[] =
     " WHERE payment_id = u.id AND processor = u.proc AND state = 'charging'"
     " RETURNING payment_id";
 
-/* A refused connection proves this send never reached the processor. */
+/* A send that provably wrote nothing never reached the processor. */
 static const char SQL_COUNT_REFUSED[] =
     "UPDATE charge_attempts SET refused = refused + 1, updated_at = now()"
     " FROM unnest($1::text[], $2::text[]) AS u(id, proc)"
@@ -226,7 +226,7 @@ static void fill_arrays(trip_arrays *a, const processor *procs, const trip *t) {
     if (x->st == IT_REFUSED_FAILOVER || x->st == IT_FAILOVER) {
       pg_array_add_str(&a->failover_id, pid);
       pg_array_add_str(&a->failover_proc, proc);
-      pg_array_add_str(&a->failover_why, "connection refused or circuit open");
+      pg_array_add_str(&a->failover_why, "nothing written or circuit open");
       pg_array_add_str(&a->failover_next, procs[x->db.proc + 1].name);
     }
   }

@@ -81,6 +81,14 @@ static void call_cleanup(charge_http *h, http_call *c) {
   memset(c, 0, sizeof *c);
 }
 
+void charge_http_map_failure(CURLcode cc, long request_size, const char *errtext,
+                             charge_answer *a) {
+  memset(a, 0, sizeof *a);
+  a->kind = request_size == 0 ? CHARGE_NOT_SENT : CHARGE_UNKNOWN;
+  snprintf(a->error, sizeof a->error, "%.150s",
+           errtext && errtext[0] ? errtext : curl_easy_strerror(cc));
+}
+
 static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
   if (cc == CURLE_OK) {
     long status = 0;
@@ -88,10 +96,9 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     if (c->proc->paypal) paypal_map_response(status, c->resp, c->resp_len, a);
     else stripe_map_response(status, c->resp, c->resp_len, a);
   } else {
-    memset(a, 0, sizeof *a);
-    /* Refused before any byte was sent: the processor provably has nothing. */
-    a->kind = cc == CURLE_COULDNT_CONNECT ? CHARGE_NOT_SENT : CHARGE_UNKNOWN;
-    snprintf(a->error, sizeof a->error, "%.150s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+    long sent = -1; /* unknown counts as written */
+    if (curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = -1;
+    charge_http_map_failure(cc, sent, c->errbuf, a);
   }
   curl_off_t us = 0;
   curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &us);
@@ -103,7 +110,12 @@ int charge_http_start(charge_http *h, http_call *c, const processor *pr, const c
   call_setup(h, c, pr, rq, owner);
   c->multi = h->shards[h->next_shard].multi;
   h->next_shard = (h->next_shard + 1) % h->nshards;
-  curl_multi_add_handle(c->multi, c->easy);
+  CURLMcode mc = curl_multi_add_handle(c->multi, c->easy);
+  if (mc != CURLM_OK) {
+    log_error("charge: cannot start a processor request: %s", curl_multi_strerror(mc));
+    call_cleanup(h, c);
+    return -1;
+  }
   h->inflight++;
   return 0;
 }

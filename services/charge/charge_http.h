@@ -67,7 +67,8 @@ int charge_http_init(charge_http *h, long long max_inflight, long long timeout_m
 void charge_http_close(charge_http *h);
 
 /* Starts the request for rq at pr with the processor idempotency key derived
- * from the payment. Returns 0. */
+ * from the payment. Returns 0, or -1 when curl refused it (nothing was sent;
+ * c is clean again). */
 int charge_http_start(charge_http *h, http_call *c, const processor *pr, const charge_request *rq,
                       void *owner);
 
@@ -80,5 +81,13 @@ void charge_http_drive(charge_http *h, int wait_ms, charge_http_done done, void 
 
 /* Runs curl's due timers: new requests start, timeouts fire. */
 void charge_http_run_timers(charge_http *h);
+
+/* Maps a finished transfer to an answer. A transfer that failed counts as
+ * never received only when nothing of the request was written (request_size
+ * 0): libcurl re-sends a request whose kept-alive connection died on a fresh
+ * connection, and reports that connection's "couldn't connect" although the
+ * first copy reached the processor. Pure; unit-tested. */
+void charge_http_map_failure(CURLcode cc, long request_size, const char *errtext,
+                             charge_answer *a);
 
 #endif
