@@ -26,6 +26,7 @@
  *            ─ ambiguous (timeout, reset, 5xx, a written request lost) ─► READY (back-off)
  *   REFUSED  ─ booked ─► READY;   REFUSED_FAILOVER, FAILOVER ─ booked ─► READ
  *   RECORD   ─ recorded ─► (as READ);  trip failed ─► RECORD;  unread ─► READ
+ *   any state in a trip ─ Postgres refuses its data alone (isolated) ───► DONE (DLQ)
  *   DONE     ─ emitted (charged event, stored outcome, or DLQ) and dropped.
  */
 #include "charge.h"
@@ -114,6 +115,16 @@ static void end_failed(const charge_state *st, citem *x, const char *code, const
   snprintf(x->fail_code, sizeof x->fail_code, "%s", code);
   snprintf(x->ans.error, sizeof x->ans.error, "%s", why);
   to_record(st, x);
+}
+
+/* Leaves the worker with its reason (dead-lettered): retrying would fail the
+ * same way and hold its partition. Postgres keeps what it had; an attempt
+ * the processor may have received stays listed as unresolved. */
+static void isolate(cycle *cy, citem *x) {
+  log_ctx lc = item_ctx(cy->ctx, x);
+  log_at(LOG_ERROR, &lc, "ALERT charge isolated a payment Postgres refuses: %s", x->reason);
+  metric_add(cy->st->m_isolated, 1);
+  x->st = IT_DONE;
 }
 
 static void start(cycle *cy, citem *x);
@@ -244,6 +255,8 @@ static void step(cycle *cy, citem *x, item_event ev) {
   case IT_READ:
     if (ev == EV_PLAN) {
       if (x->next_try_ms <= cy->now) t->fresh[t->nfresh++] = x;
+    } else if (x->said == SAID_ISOLATED) {
+      isolate(cy, x);
     } else if (x->said == SAID_FAILED || x->said == SAID_UNREAD) {
       x->next_try_ms = cy->now + 500;
     } else {
@@ -260,7 +273,9 @@ static void step(cycle *cy, citem *x, item_event ev) {
       return;
     }
     breaker_release(&st->proc[x->db.proc].br); /* not sent: no verdict */
-    if (x->said == SAID_FAILED) {
+    if (x->said == SAID_ISOLATED) {
+      isolate(cy, x);
+    } else if (x->said == SAID_FAILED) {
       x->st = IT_READY;
       x->next_try_ms = cy->now + 500;
     } else {
@@ -276,6 +291,8 @@ static void step(cycle *cy, citem *x, item_event ev) {
   case IT_FAILOVER:
     if (ev == EV_PLAN) {
       t->book[t->nbook++] = x;
+    } else if (x->said == SAID_ISOLATED) {
+      isolate(cy, x);
     } else if (x->said == SAID_FAILED) {
       /* The proof was not written: Postgres says what is live (without the
        * proof, it stays on the same processor). */
@@ -294,6 +311,8 @@ static void step(cycle *cy, citem *x, item_event ev) {
   case IT_RECORD:
     if (ev == EV_PLAN) {
       t->rec[t->nrec++] = x;
+    } else if (x->said == SAID_ISOLATED) {
+      isolate(cy, x);
     } else if (x->said == SAID_UNREAD) {
       x->st = IT_READ; /* recorded: learn its state from Postgres */
       x->next_try_ms = cy->now + 500;
@@ -380,7 +399,9 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
     const item_row *d = &x->db;
     stage_msg m = {ev, ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->raw,
                    x->rawlen, x->key, x->keylen};
-    if (!d->known) {
+    if (x->reason[0]) {
+      outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, x->reason);
+    } else if (!d->known) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, "unknown payment_id");
     } else if (d->has_attempt && strcmp(d->state, "succeeded") == 0 && d->proc >= 0) {
       ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;

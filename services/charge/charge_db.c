@@ -360,10 +360,51 @@ static int round_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t
   return rc;
 }
 
+static size_t trip_size(const trip *t) { return t->nfresh + t->nbook + t->nrec + t->nsend; }
+
+/* The first (half) or the rest of each group of t. */
+static trip trip_part(const trip *t, bool first) {
+  size_t hf = t->nfresh / 2, hb = t->nbook / 2, hr = t->nrec / 2, hs = t->nsend / 2;
+  /* Never an empty half: the first takes the odd one of the first non-empty group. */
+  if (!hf && !hb && !hr && !hs) {
+    if (t->nfresh) hf = 1;
+    else if (t->nbook) hb = 1;
+    else if (t->nrec) hr = 1;
+    else hs = 1;
+  }
+  size_t eager1 = t->neager < hf ? t->neager : hf;
+  if (first) return (trip){t->fresh, hf, t->book, hb, t->rec, hr, t->send, hs, eager1};
+  return (trip){t->fresh + hf, t->nfresh - hf, t->book + hb, t->nbook - hb,
+                t->rec + hr,   t->nrec - hr,     t->send + hs, t->nsend - hs,
+                t->neager - eager1};
+}
+
+/* The one item of a trip. */
+static citem *trip_only(const trip *t) {
+  return t->nfresh ? t->fresh[0] : t->nbook ? t->book[0] : t->nrec ? t->rec[0] : t->send[0];
+}
+
 int charge_db_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t) {
   char err[512];
+  if (!trip_size(t)) return 0;
   if (round_trip(ctx, procs, nproc, t, err, sizeof err) == 0) return 0;
-  log_warn("charge bookkeeping failed (retried next cycle): %s", err);
-  say_all(t, SAID_FAILED);
-  return -1;
+  if (!pg_err_is_data_error(err)) {
+    log_warn("charge bookkeeping failed (retried next cycle): %s", err);
+    say_all(t, SAID_FAILED);
+    return -1;
+  }
+  if (trip_size(t) == 1) {
+    /* Refused on its own: retrying it would fail the same way, and hold
+     * every payment behind it. */
+    citem *x = trip_only(t);
+    x->said = SAID_ISOLATED;
+    snprintf(x->reason, sizeof x->reason, "charge data error: %.200s", err);
+    return 0;
+  }
+  /* Each half is its own transaction; a half that committed stays
+   * committed if the other is split again (each write is conditional). */
+  trip first = trip_part(t, true), rest = trip_part(t, false);
+  int a = charge_db_trip(ctx, procs, nproc, &first);
+  int b = charge_db_trip(ctx, procs, nproc, &rest);
+  return a || b ? -1 : 0;
 }

@@ -21,8 +21,11 @@ typedef struct trip {
 } trip;
 
 /* Runs the trip as one transaction in one round trip and sets every item's
- * `said`. Returns 0, or -1 when nothing of it happened (every item is
- * SAID_FAILED). */
+ * `said`. When Postgres refuses the trip because of some item's data (a data
+ * exception, an integrity violation, a raised exception), bisects it into
+ * smaller transactions until the item it refuses on its own is found; that
+ * item is SAID_ISOLATED with its reason and the others go on. Returns 0, or
+ * -1 when some part failed transiently (those items are SAID_FAILED). */
 int charge_db_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t);
 
 /* Frees what an item's row owns. */

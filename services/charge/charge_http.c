@@ -85,8 +85,7 @@ void charge_http_map_failure(CURLcode cc, long request_size, const char *errtext
                              charge_answer *a) {
   memset(a, 0, sizeof *a);
   a->kind = request_size == 0 ? CHARGE_NOT_SENT : CHARGE_UNKNOWN;
-  snprintf(a->error, sizeof a->error, "%.150s",
-           errtext && errtext[0] ? errtext : curl_easy_strerror(cc));
+  charge_answer_error(a, "%s", errtext && errtext[0] ? errtext : curl_easy_strerror(cc));
 }
 
 static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {

@@ -39,6 +39,7 @@ typedef enum trip_said {
   SAID_COUNTED,  /* its send is counted: it leaves now */
   SAID_NOT_LIVE, /* its attempt is no longer charging: read the truth */
   SAID_BOOKED,   /* its refusal / failover is durable */
+  SAID_ISOLATED, /* Postgres refuses its data: it leaves the worker (see reason) */
 } trip_said;
 
 /* What Postgres holds for the payment and its live attempt. */
@@ -64,6 +65,7 @@ typedef struct citem {
   item_row db;
   charge_answer ans;       /* the answer of the last request */
   char fail_code[32];      /* set when we end the payment ourselves */
+  char reason[256];        /* why it is dead-lettered (isolated) */
   int tries;               /* ambiguous answers so far, for the back-off */
   int64_t next_try_ms;
   char *record_outcome_hex;
@@ -81,7 +83,7 @@ typedef struct charge_state {
   citem **items;           /* kept, in admission order */
   size_t n, cap;
   GHashTable *active;      /* payment ids with an item past IT_WAIT_DUP */
-  metric *m_inflight, *m_pending, *m_not_started;
+  metric *m_inflight, *m_pending, *m_not_started, *m_isolated;
 } charge_state;
 
 /* Cross-file private (charge.c), for the stage wiring in charge_stage.c. */

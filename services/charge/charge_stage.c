@@ -119,6 +119,9 @@ static void charge_metrics(charge_state *st) {
                                "Payments the charge worker holds (in flight, waiting to retry, "
                                "being recorded); their offsets are not committed yet",
                                NULL);
+  st->m_isolated = metrics_counter("paystream_charge_isolated_total",
+                                   "Payments isolated because Postgres refused their data (alert)",
+                                   NULL);
   st->m_not_started = metrics_counter("paystream_charge_not_started_total",
                                       "Requests libcurl refused to start (nothing sent)", NULL);
 }

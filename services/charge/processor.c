@@ -1,10 +1,25 @@
 /* processor: configuration, metrics and breaker export per processor. */
 #include "processor.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "safe_text.h"
+
+void charge_answer_error(charge_answer *a, const char *fmt, ...) {
+  char tmp[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  safe_text_copy(a->error, sizeof a->error, tmp, strlen(tmp));
+}
+
+void charge_answer_text(char *dst, size_t cap, const char *src) {
+  safe_text_copy(dst, cap, src, src ? strlen(src) : 0);
+}
 
 const char *charge_kind_name(charge_kind k) {
   static const char *names[] = {"succeeded", "declined", "rejected",

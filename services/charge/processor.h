@@ -25,15 +25,24 @@ typedef enum charge_kind {
   CHARGE_UNKNOWN,    /* ambiguous (timeout, reset, 5xx, garbled 200): retry same key */
 } charge_kind;
 
+/* Every text in it is valid UTF-8, cut on a character boundary (safe_text.h):
+ * Postgres stores it as it is. */
 typedef struct charge_answer {
   charge_kind kind;
   char charge_id[128];
   char decline_code[64];
   int64_t fee_minor;
-  char error[160];
+  char error[512];
 } charge_answer;
 
 const char *charge_kind_name(charge_kind k);
+
+/* Sets a->error from a printf format, safely cut. */
+void charge_answer_error(charge_answer *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Copies processor text (an id, a code) into dst[cap], safely cut. */
+void charge_answer_text(char *dst, size_t cap, const char *src);
 
 /* One processor we can charge at, with its own circuit breaker. */
 typedef struct processor {
