@@ -14,21 +14,29 @@
  *            ─ unknown payment, or not charging ────────────────────────► DONE
  *            ─ live attempt, its first send counted in the trip ────────► INFLIGHT
  *            ─ live attempt ────────────────────────────────────────────► READY
- *   READY    ─ past the deadline (from the attempt's creation) ─────────► RECORD (failed)
- *            ─ due, a slot free, the breaker lets it go ────────────────► SENDING
+ *   READY    ─ due, a slot free, the breaker lets it go ────────────────► SENDING
  *            ─ circuit open, never received, a next processor ──────────► FAILOVER
+ *            ─ past the deadline and never received ───────────────────► RECORD (failed)
  *            ─ circuit open otherwise ──────────────────────────────────► READY (100 ms)
  *   SENDING  ─ counted ─► INFLIGHT;  no longer live ─► READ;  trip failed ─► READY
  *   (INFLIGHT is entered only if libcurl takes the request; else REFUSED)
  *   INFLIGHT ─ definite answer (succeeded, declined, rejected) ─────────► RECORD
  *            ─ nothing written, never received, a next processor ───────► REFUSED_FAILOVER
  *            ─ nothing written ─────────────────────────────────────────► REFUSED
- *            ─ ambiguous (timeout, reset, 5xx, a written request lost) ─► READY (back-off)
+ *            ─ ambiguous (timeout, reset, 5xx, a written request lost,
+ *              a 4xx after an earlier send that may have arrived) ──────► READY (back-off)
  *   REFUSED  ─ booked ─► READY;   REFUSED_FAILOVER, FAILOVER ─ booked ─► READ
  *   RECORD   ─ recorded ─► (as READ);  trip failed ─► RECORD;  unread ─► READ
  *   any state in a trip ─ Postgres refuses its data alone (isolated) ───► DONE (DLQ)
  *   DONE     ─ emitted (charged event, stored outcome, or DLQ) and dropped.
- */
+ *
+ * An ambiguous attempt never ends `failed`: it is retried on the same
+ * processor with the same key (capped back-off) until the processor answers.
+ * Past the deadline (PAYSTREAM_CHARGE_DEADLINE_MS, counted from when this
+ * worker took the attempt up, so a restart after an outage does not fire it
+ * at once) an interim `pending` outcome is published once; the terminal one
+ * follows the processor's answer. Only an attempt nobody ever received ends
+ * `failed` at the deadline. */
 #include "charge.h"
 
 #include <curl/curl.h>
@@ -44,6 +52,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
+
+/* Interim, like review: the processor's answer is awaited (lib/event.h has
+ * the other statuses). */
+#define OUTCOME_PENDING PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_PENDING
 
 
 /* What a transition may use: the cycle's time, its trip, free slots. */
@@ -136,6 +148,7 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
   x->st = IT_DONE;
   if (!d->known) return;
   if (!d->has_attempt || strcmp(d->state, "charging") != 0) return;
+  if (!x->since_ms) x->since_ms = cy->now;
   if (d->proc < 0) {
     /* Its processor is no longer configured: it may hold the charge, so
      * nothing else may be tried. Look again later; an operator must act. */
@@ -177,18 +190,11 @@ static void plan_ready(cycle *cy, citem *x) {
   trip *t = cy->t;
   processor *pr = &st->proc[x->db.proc];
   bool elsewhere = !may_have_it(x) && x->db.proc + 1 < st->nproc;
-  if (cy->now - x->db.created_ms >= st->deadline_ms) {
-    /* Nobody ever received it: not charged. Else the processor may have it. */
-    if (!may_have_it(x)) {
-      end_failed(st, x, "processor_unavailable",
-                 "no processor could be reached before the deadline; the payment was not "
-                 "charged");
-    } else {
-      char why[160];
-      snprintf(why, sizeof why,
-               "no definite answer from %s before the deadline; not retried elsewhere", pr->name);
-      end_failed(st, x, "processor_timeout", why);
-    }
+  if (!may_have_it(x) && cy->now - x->since_ms >= st->deadline_ms) {
+    /* Nobody ever received it: not charged. (One that may have it is never
+     * given up: emit_pending says so past the deadline.) */
+    end_failed(st, x, "processor_unavailable",
+               "no processor could be reached before the deadline; the payment was not charged");
     t->rec[t->nrec++] = x;
   } else if (t->nsend < cy->room) {
     if (breaker_allow(&pr->br, cy->now)) {
@@ -209,6 +215,11 @@ static void plan_ready(cycle *cy, citem *x) {
 static void settle(cycle *cy, citem *x) {
   charge_state *st = cy->st;
   processor *pr = &st->proc[x->db.proc];
+  if (x->ans.kind == CHARGE_REJECTED && may_have_it(x)) {
+    /* A 401 after a key rotation, a 403/404 from a proxy: it says nothing
+     * about an earlier send that may have arrived. */
+    x->ans.kind = CHARGE_UNKNOWN;
+  }
   charge_kind k = x->ans.kind;
   bool failure = k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE;
   breaker_state before = breaker_get_state(&pr->br, cy->now);
@@ -386,6 +397,38 @@ static void apply(cycle *cy) {
   for (size_t i = 0; i < t->nfresh; i++) step(cy, t->fresh[i], EV_TRIP);
 }
 
+/* Publishes, once per worker, the interim `pending` outcome of each attempt
+ * the processor may hold that is still unresolved past the deadline; and
+ * exports the age of the oldest such attempt. */
+static void emit_pending(stage_ctx *ctx, charge_state *st, outbox *out, int64_t now) {
+  int64_t oldest = 0;
+  for (size_t i = 0; i < st->n; i++) {
+    citem *x = st->items[i];
+    const item_row *d = &x->db;
+    if (x->st == IT_WAIT_DUP || x->st == IT_DONE || x->st == IT_RECORD || !d->has_attempt ||
+        strcmp(d->state, "charging") != 0 || !may_have_it(x))
+      continue;
+    if (now - d->created_ms > oldest) oldest = now - d->created_ms;
+    if (x->pending_sent || !x->since_ms || now - x->since_ms < st->deadline_ms) continue;
+    log_ctx lc = item_ctx(ctx, x);
+    log_at(LOG_WARN, &lc, "charge at %s unresolved past the deadline: pending, still retrying",
+           d->proc_name);
+    ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
+    ch.processor = d->proc_name;
+    ps_charge *saved = x->ev->charge;
+    x->ev->charge = &ch;
+    outcome_buf ob;
+    outcome_from_event(&ob, x->ev, OUTCOME_PENDING, "processor_unresolved",
+                       "the processor has not answered yet; the payment may have been charged "
+                       "and is resolved with the processor's answer, never charged elsewhere");
+    outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
+    x->ev->charge = saved;
+    x->pending_sent = true;
+    metric_add(st->m_interim, 1);
+  }
+  metric_set(st->m_unresolved_age, (double)oldest / 1000.0);
+}
+
 /* Emits what finished and drops it. */
 static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
   size_t k = 0;
@@ -440,6 +483,7 @@ void charge__progress(stage_ctx *ctx, outbox *out, int wait_ms) {
   apply(&cy);
   free(sel);
   charge_http_run_timers(&st->http); /* the new requests leave now */
+  emit_pending(ctx, st, out, cy.now);
   emit_done(ctx, st, out);
   metric_set(st->m_inflight, (double)st->http.inflight);
   metric_set(st->m_pending, (double)st->n);

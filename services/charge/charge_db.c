@@ -64,12 +64,15 @@ static const char SQL_FAILOVER[] =
     " JOIN payments p ON p.payment_id = u.id AND p.status = 'charging'"
     " ON CONFLICT DO NOTHING";
 
+/* `failed` only for an attempt that no send beyond the answered one may
+ * have reached: an ambiguous attempt is never given up. */
 static const char SQL_RECORD_ATTEMPTS[] =
     "UPDATE charge_attempts a SET state = u.s, processor_charge_id = u.cid,"
     " decline_code = u.dc, fee_minor = u.fee, error = u.err, updated_at = now()"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],"
     " $7::text[]) AS u(id, proc, s, cid, dc, fee, err)"
     " WHERE a.payment_id = u.id AND a.processor = u.proc AND a.state = 'charging'"
+    " AND (u.s <> 'failed' OR a.sends <= a.refused + 1)"
     " RETURNING a.payment_id";
 
 static const char SQL_RECORD_PAYMENTS[] =
@@ -79,6 +82,8 @@ static const char SQL_RECORD_PAYMENTS[] =
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],"
     " $7::text[]) AS u(id, proc, s, cid, fee, o, code)"
     " WHERE p.payment_id = u.id AND p.status = 'charging'"
+    " AND EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = u.id"
+    " AND a.processor = u.proc AND a.state = u.s)"
     " RETURNING p.payment_id";
 
 const char *charge_db_answer_state(const citem *x) {

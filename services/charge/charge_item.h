@@ -66,6 +66,8 @@ typedef struct citem {
   charge_answer ans;       /* the answer of the last request */
   char fail_code[32];      /* set when we end the payment ourselves */
   char reason[256];        /* why it is dead-lettered (isolated) */
+  int64_t since_ms;        /* when this worker took up its live attempt: the deadline's start */
+  bool pending_sent;       /* its interim `pending` outcome is out (an output, not a state) */
   int tries;               /* ambiguous answers so far, for the back-off */
   int64_t next_try_ms;
   char *record_outcome_hex;
@@ -83,7 +85,7 @@ typedef struct charge_state {
   citem **items;           /* kept, in admission order */
   size_t n, cap;
   GHashTable *active;      /* payment ids with an item past IT_WAIT_DUP */
-  metric *m_inflight, *m_pending, *m_not_started, *m_isolated;
+  metric *m_inflight, *m_pending, *m_not_started, *m_isolated, *m_unresolved_age, *m_interim;
 } charge_state;
 
 /* Cross-file private (charge.c), for the stage wiring in charge_stage.c. */

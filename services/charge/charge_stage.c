@@ -122,6 +122,12 @@ static void charge_metrics(charge_state *st) {
   st->m_isolated = metrics_counter("paystream_charge_isolated_total",
                                    "Payments isolated because Postgres refused their data (alert)",
                                    NULL);
+  st->m_unresolved_age = metrics_gauge(
+      "paystream_charge_unresolved_oldest_seconds",
+      "Age of the oldest attempt this worker holds that the processor may have received and has "
+      "not answered definitely (0: none)", NULL);
+  st->m_interim = metrics_counter("paystream_charge_pending_outcomes_total",
+                                  "Interim pending outcomes published past the deadline", NULL);
   st->m_not_started = metrics_counter("paystream_charge_not_started_total",
                                       "Requests libcurl refused to start (nothing sent)", NULL);
 }

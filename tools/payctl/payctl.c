@@ -237,6 +237,7 @@ static void usage(void) {
           "  dlq list | show <partition> <offset> | redrive [--dry-run]\n"
           "  blocklist add|remove <card|ip|email|device> <value> | list [kind]\n"
           "  review list | approve|reject <payment> [--operator NAME]\n"
+          "  charges unresolved [--older-than S]  attempts awaiting the processor's answer\n"
           "  publish --json FILE|- [--run PREFIX]   intents from JSON lines (fraudgen's format)\n");
 }
 
@@ -284,6 +285,8 @@ int main(int argc, char **argv) {
     rc = cmd_dlq(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "blocklist") == 0) {
     rc = cmd_blocklist(&p, argc - 2, argv + 2);
+  } else if (strcmp(cmd, "charges") == 0) {
+    rc = cmd_charges(&p, argc - 2, argv + 2);
   } else if (strcmp(cmd, "review") == 0) {
     rc = cmd_review(&p, argc - 2, argv + 2);
   } else {

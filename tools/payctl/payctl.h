@@ -35,6 +35,7 @@ rd_kafka_topic_partition_list_t *payctl_join_group(rd_kafka_t *rk, const char *t
 int cmd_dlq(payctl *p, int argc, char **argv);
 int cmd_blocklist(payctl *p, int argc, char **argv);
 int cmd_review(payctl *p, int argc, char **argv);
+int cmd_charges(payctl *p, int argc, char **argv); /* charges_cmd.c */
 
 /* Runs one query and prints nothing; returns the result or NULL (error printed). */
 PGresult *payctl_query(payctl *p, const char *sql, int nparams, const char *const *params);
