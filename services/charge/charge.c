@@ -152,7 +152,9 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
   if (d->proc < 0) {
     /* Its processor is no longer configured: it may hold the charge, so
      * nothing else may be tried. Look again later; an operator must act. */
-    log_at(LOG_ERROR, &lc, "live attempt at a processor that is not configured; waiting");
+    log_at(LOG_ERROR, &lc, "ALERT live attempt at %s, a processor that is not configured; waiting",
+           d->proc_name ? d->proc_name : "?");
+    metric_add(cy->st->m_unconfigured, 1);
     x->st = IT_READ;
     x->next_try_ms = cy->now + 5000;
     return;
@@ -446,7 +448,14 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, x->reason);
     } else if (!d->known) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, "unknown payment_id");
-    } else if (d->has_attempt && strcmp(d->state, "succeeded") == 0 && d->proc >= 0) {
+    } else if (d->has_attempt && strcmp(d->state, "succeeded") == 0) {
+      if (d->proc < 0) {
+        /* Postgres recorded the charge: it is emitted whatever our config. */
+        log_ctx lc = item_ctx(ctx, x);
+        log_at(LOG_ERROR, &lc, "ALERT charged at %s, a processor that is not configured",
+               d->proc_name ? d->proc_name : "?");
+        metric_add(st->m_unconfigured, 1);
+      }
       ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
       ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
       ch.processor = d->proc_name ? d->proc_name : (char *)"";

@@ -85,7 +85,8 @@ typedef struct charge_state {
   citem **items;           /* kept, in admission order */
   size_t n, cap;
   GHashTable *active;      /* payment ids with an item past IT_WAIT_DUP */
-  metric *m_inflight, *m_pending, *m_not_started, *m_isolated, *m_unresolved_age, *m_interim;
+  metric *m_inflight, *m_pending, *m_not_started, *m_isolated, *m_unresolved_age, *m_interim,
+      *m_unconfigured;
 } charge_state;
 
 /* Cross-file private (charge.c), for the stage wiring in charge_stage.c. */

@@ -128,6 +128,9 @@ static void charge_metrics(charge_state *st) {
       "not answered definitely (0: none)", NULL);
   st->m_interim = metrics_counter("paystream_charge_pending_outcomes_total",
                                   "Interim pending outcomes published past the deadline", NULL);
+  st->m_unconfigured = metrics_counter(
+      "paystream_charge_unconfigured_processor_total",
+      "Attempts found at a processor that is not configured (alert)", NULL);
   st->m_not_started = metrics_counter("paystream_charge_not_started_total",
                                       "Requests libcurl refused to start (nothing sent)", NULL);
 }
