@@ -11,7 +11,7 @@
  *   admitted ─┬─ another of its payment in progress ─► WAIT_DUP ─(its turn)─┐
  *             └──────────────────────────────────────────────────────────► READ
  *   READ     ─ trip failed / state unread, or processor not configured ─► READ (later)
- *            ─ unknown payment, or not charging ────────────────────────► DONE
+ *            ─ unknown payment, event disagrees, not charging ──────────► DONE
  *            ─ live attempt, its first send counted in the trip ────────► INFLIGHT
  *            ─ live attempt ────────────────────────────────────────────► READY
  *   READY    ─ due, a slot free, the breaker lets it go ────────────────► SENDING
@@ -139,6 +139,21 @@ static void isolate(cycle *cy, citem *x) {
   x->st = IT_DONE;
 }
 
+/* Whether the event's money is the payment's as Postgres recorded it. */
+static bool event_agrees(citem *x) {
+  const ps_intent *in = x->ev->intent;
+  const item_row *d = &x->db;
+  const char *what = in->amount->amount_minor != d->amount_minor         ? "amount"
+                     : strcmp(in->amount->currency, d->currency) != 0     ? "currency"
+                     : !d->payment_method ||
+                             strcmp(in->payment_method->id, d->payment_method) != 0
+                         ? "payment method"
+                         : NULL;
+  if (!what) return true;
+  snprintf(x->reason, sizeof x->reason, "event disagrees with postgres: %s", what);
+  return false;
+}
+
 static void start(cycle *cy, citem *x);
 
 /* After its state was read or written: what the item does next. */
@@ -147,6 +162,11 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
   log_ctx lc = item_ctx(cy->ctx, x);
   x->st = IT_DONE;
   if (!d->known) return;
+  if (!event_agrees(x)) {
+    log_at(LOG_ERROR, &lc, "ALERT %s; dead-lettered, nothing charged for it", x->reason);
+    metric_add(cy->st->m_mismatch, 1);
+    return;
+  }
   if (!d->has_attempt || strcmp(d->state, "charging") != 0) return;
   if (!x->since_ms) x->since_ms = cy->now;
   if (d->proc < 0) {
@@ -170,9 +190,7 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
 static void start(cycle *cy, citem *x) {
   charge_state *st = cy->st;
   const item_row *d = &x->db;
-  const ps_intent *in = x->ev->intent;
-  charge_request rq = {x->ev->payment_id, in->amount->amount_minor, in->amount->currency,
-                       in->payment_method->id};
+  charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method};
   if (charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x) == 0) {
     x->st = IT_INFLIGHT;
     return;

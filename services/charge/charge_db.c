@@ -10,12 +10,16 @@
 #include "pg.h"
 
 /* The first attempt of a payment goes to the primary; sends (from $3) counts
- * a first send that leaves right after this commits. */
+ * a first send that leaves right after this commits. The money is the
+ * payment's as recorded: an event whose copy disagrees opens nothing (it is
+ * read, and dead-lettered, instead). */
 static const char SQL_BEGIN_ATTEMPTS[] =
     "INSERT INTO charge_attempts (payment_id, processor, idempotency_key, amount_minor, currency,"
     " sends) SELECT p.payment_id, $2, 'paystream:' || p.payment_id || ':' || $2, p.amount_minor,"
-    " p.currency, u.s FROM unnest($1::text[], $3::int[]) AS u(id, s)"
-    " JOIN payments p ON p.payment_id = u.id"
+    " p.currency, u.s FROM unnest($1::text[], $3::int[], $4::bigint[], $5::text[], $6::text[])"
+    " AS u(id, s, amt, cur, pm)"
+    " JOIN payments p ON p.payment_id = u.id AND p.amount_minor = u.amt AND p.currency = u.cur"
+    " AND p.payment_method = u.pm"
     " WHERE p.status IN ('scored', 'charging')"
     " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id)"
     " ON CONFLICT DO NOTHING RETURNING payment_id";
@@ -23,14 +27,16 @@ static const char SQL_BEGIN_ATTEMPTS[] =
 /* A payment whose first attempt was opened above is `charging` now. */
 static const char SQL_MARK_CHARGING[] =
     "UPDATE payments SET status = 'charging', updated_at = now()"
-    " WHERE payment_id = ANY($1::text[]) AND status = 'scored'";
+    " WHERE payment_id = ANY($1::text[]) AND status = 'scored'"
+    " AND EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = payments.payment_id)";
 
 /* Each payment with its live (not abandoned) attempt, if any: for what the
  * cycle's own writes do not tell (redeliveries, failovers, races). */
 static const char SQL_READ[] =
     "SELECT u.ord, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
     " a.fee_minor, a.processor, a.sends, a.refused,"
-    " (extract(epoch FROM now() - a.created_at) * 1000)::bigint"
+    " (extract(epoch FROM now() - a.created_at) * 1000)::bigint,"
+    " p.amount_minor, p.currency, p.payment_method"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.id AND a.state <> 'abandoned'";
@@ -96,7 +102,8 @@ void charge_db_row_free(item_row *r) {
   free(r->proc_name);
   free(r->outcome_hex);
   free(r->charge_id);
-  r->proc_name = r->outcome_hex = r->charge_id = NULL;
+  free(r->payment_method);
+  r->proc_name = r->outcome_hex = r->charge_id = r->payment_method = NULL;
 }
 
 static char *dup_or_null(PGresult *r, int row, int col) {
@@ -126,6 +133,9 @@ static void parse_read(const processor *procs, int nproc, PGresult *r, citem **i
     d->sends = atoi(PQgetvalue(r, row, 6));
     d->refused = atoi(PQgetvalue(r, row, 7));
     d->created_ms = now - strtoll(PQgetvalue(r, row, 8), NULL, 10);
+    d->amount_minor = strtoll(PQgetvalue(r, row, 9), NULL, 10);
+    snprintf(d->currency, sizeof d->currency, "%s", PQgetvalue(r, row, 10));
+    d->payment_method = dup_or_null(r, row, 11);
     x->said = SAID_READ;
   }
 }
@@ -154,9 +164,11 @@ static void know_recorded(citem *x, const processor *procs) {
 }
 
 /* Its first attempt was opened at the primary in this trip (a send counted
- * with it has not been answered: local sends stay 0). */
+ * with it has not been answered: local sends stay 0). The money it is sent
+ * with was checked equal to the payment's by the INSERT. */
 static void know_opened(citem *x, const processor *procs, int64_t now) {
   item_row *d = &x->db;
+  const ps_intent *in = x->ev->intent;
   charge_db_row_free(d);
   d->known = d->has_attempt = true;
   snprintf(d->state, sizeof d->state, "charging");
@@ -165,6 +177,9 @@ static void know_opened(citem *x, const processor *procs, int64_t now) {
   d->proc_name = strdup(procs[0].name);
   d->sends = d->refused = 0;
   d->created_ms = now;
+  d->amount_minor = in->amount->amount_minor;
+  snprintf(d->currency, sizeof d->currency, "%s", in->amount->currency);
+  d->payment_method = strdup(in->payment_method->id);
   x->said = SAID_WRITTEN;
 }
 
@@ -201,7 +216,7 @@ typedef struct trip_arrays {
   pg_array failover_id, failover_proc, failover_why, failover_next; /* SQL_ABANDON, _FAILOVER */
   pg_array rec_id, rec_proc, rec_state, rec_charge_id, rec_decline, rec_fee, rec_error,
       rec_outcome, rec_code;                                      /* SQL_RECORD_* */
-  pg_array fresh_id, fresh_sends;                                 /* SQL_BEGIN_ATTEMPTS */
+  pg_array fresh_id, fresh_sends, fresh_amount, fresh_currency, fresh_pm; /* SQL_BEGIN_ATTEMPTS */
   pg_array send_id, send_proc;                                    /* SQL_COUNT_SENDS */
 } trip_arrays;
 
@@ -211,7 +226,7 @@ typedef struct trip_params {
   const char *failover_id, *failover_proc, *failover_why, *failover_next;
   const char *rec_id, *rec_proc, *rec_state, *rec_charge_id, *rec_decline, *rec_fee, *rec_error,
       *rec_outcome, *rec_code;
-  const char *fresh_id, *fresh_sends;
+  const char *fresh_id, *fresh_sends, *fresh_amount, *fresh_currency, *fresh_pm;
   const char *send_id, *send_proc;
 } trip_params;
 
@@ -250,8 +265,12 @@ static void fill_arrays(trip_arrays *a, const processor *procs, const trip *t) {
     pg_array_add_str(&a->rec_code, ok ? NULL : dec ? x->ans.decline_code : x->fail_code);
   }
   for (size_t i = 0; i < t->nfresh; i++) {
+    const ps_intent *in = t->fresh[i]->ev->intent;
     pg_array_add_str(&a->fresh_id, t->fresh[i]->ev->payment_id);
     pg_array_add_int(&a->fresh_sends, i < t->neager ? 1 : 0);
+    pg_array_add_int(&a->fresh_amount, in->amount->amount_minor);
+    pg_array_add_str(&a->fresh_currency, in->amount->currency);
+    pg_array_add_str(&a->fresh_pm, in->payment_method->id);
   }
   for (size_t i = 0; i < t->nsend; i++) {
     pg_array_add_str(&a->send_id, t->send[i]->ev->payment_id);
@@ -330,7 +349,8 @@ static int round_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t
                        p.rec_decline, p.rec_fee, p.rec_error};
   const char *pay[] = {p.rec_id, p.rec_proc, p.rec_state, p.rec_charge_id,
                        p.rec_fee, p.rec_outcome, p.rec_code};
-  const char *fresh[] = {p.fresh_id, procs[0].name, p.fresh_sends};
+  const char *fresh[] = {p.fresh_id,     procs[0].name,    p.fresh_sends,
+                         p.fresh_amount, p.fresh_currency, p.fresh_pm};
   const char *sends[] = {p.send_id, p.send_proc};
   pg_stmt stmts[12];
   int ns = 0, i_att = -1, i_pay = -1, i_begin = -1, i_send = -1;
@@ -347,7 +367,7 @@ static int round_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t
   }
   if (t->nfresh) {
     i_begin = ns;
-    stmts[ns++] = (pg_stmt){SQL_BEGIN_ATTEMPTS, 3, fresh};
+    stmts[ns++] = (pg_stmt){SQL_BEGIN_ATTEMPTS, 6, fresh};
     stmts[ns++] = (pg_stmt){SQL_MARK_CHARGING, 1, fresh};
   }
   if (t->nsend) {

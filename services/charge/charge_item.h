@@ -54,6 +54,9 @@ typedef struct item_row {
   char *outcome_hex;       /* the payment's terminal outcome, once recorded */
   char *charge_id;         /* the processor's, once succeeded */
   int64_t fee_minor;
+  int64_t amount_minor;    /* the payment's money, as recorded: what we charge */
+  char currency[4];
+  char *payment_method;
 } item_row;
 
 typedef struct citem {
@@ -86,7 +89,7 @@ typedef struct charge_state {
   size_t n, cap;
   GHashTable *active;      /* payment ids with an item past IT_WAIT_DUP */
   metric *m_inflight, *m_pending, *m_not_started, *m_isolated, *m_unresolved_age, *m_interim,
-      *m_unconfigured;
+      *m_unconfigured, *m_mismatch;
 } charge_state;
 
 /* Cross-file private (charge.c), for the stage wiring in charge_stage.c. */

@@ -131,6 +131,8 @@ static void charge_metrics(charge_state *st) {
   st->m_unconfigured = metrics_counter(
       "paystream_charge_unconfigured_processor_total",
       "Attempts found at a processor that is not configured (alert)", NULL);
+  st->m_mismatch = metrics_counter("paystream_charge_event_mismatch_total",
+                                   "Events whose money disagrees with Postgres (alert)", NULL);
   st->m_not_started = metrics_counter("paystream_charge_not_started_total",
                                       "Requests libcurl refused to start (nothing sent)", NULL);
 }
