@@ -106,7 +106,11 @@ static void build_record_outcome(citem *x, const charge_state *st) {
   char msg[200];
   if (dec) {
     snprintf(msg, sizeof msg, "the card was declined (%s)", x->ans.decline_code);
-    outcome_from_event(&ob, ev, OUTCOME_DECLINED, x->ans.decline_code, msg);
+    /* Stripe's shape: the processor's code and the issuer's reason apart
+     * (the payment row keeps the decline code as its error_code). */
+    outcome_from_event(&ob, ev, OUTCOME_DECLINED,
+                       x->ans.error_code[0] ? x->ans.error_code : "card_declined", msg);
+    ob.o.decline_code = x->ans.decline_code;
   } else {
     outcome_from_event(&ob, ev, OUTCOME_FAILED, x->fail_code, x->ans.error);
   }

@@ -54,6 +54,7 @@ void paypal_map_response(long http_status, const char *body, size_t len, charge_
              strcmp(status, "DECLINED") == 0) {
     const char *reason = jstr(root, "reason");
     a->kind = CHARGE_DECLINED;
+    charge_answer_text(a->error_code, sizeof a->error_code, "card_declined");
     charge_answer_text(a->decline_code, sizeof a->decline_code, reason ? reason : "declined");
   } else if (http_status == 200 || http_status == 201) {
     a->kind = CHARGE_UNKNOWN; /* PENDING, garbled, or no id: ask again with the same id */

@@ -30,7 +30,8 @@ typedef enum charge_kind {
 typedef struct charge_answer {
   charge_kind kind;
   char charge_id[128];
-  char decline_code[64];
+  char error_code[64];     /* declined: the processor's code (card_declined, expired_card, ...) */
+  char decline_code[64];   /* declined: the issuer's reason (generic_decline, ...) */
   int64_t fee_minor;
   char error[512];
 } charge_answer;

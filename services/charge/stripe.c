@@ -57,6 +57,7 @@ void stripe_map_response(long http_status, const char *body, size_t len, charge_
     const char *dc = jstr(error, "decline_code"), *code = jstr(error, "code");
     a->kind = CHARGE_DECLINED;
     const char *msg = jstr(error, "message");
+    charge_answer_text(a->error_code, sizeof a->error_code, code ? code : "card_declined");
     charge_answer_text(a->decline_code, sizeof a->decline_code,
                        dc ? dc : code ? code : "generic_decline");
     if (msg) charge_answer_error(a, "%s", msg);

@@ -68,3 +68,14 @@ Test(stripe, idempotency_key_is_derived_from_payment_and_processor) {
   cr_assert_str_eq(k1, "paystream:pay_1:stripe");
   cr_assert_str_neq(k1, k2);
 }
+
+Test(stripe, error_code_and_decline_code_are_apart) {
+  /* Stripe's shape (issue 17.15): code card_declined, decline_code the reason. */
+  charge_answer a = map(402, "{\"error\":{\"type\":\"card_error\",\"code\":\"card_declined\","
+                             "\"decline_code\":\"insufficient_funds\"}}");
+  cr_assert_str_eq(a.error_code, "card_declined");
+  cr_assert_str_eq(a.decline_code, "insufficient_funds");
+  a = map(402, "{\"error\":{\"type\":\"card_error\",\"code\":\"expired_card\","
+               "\"decline_code\":\"expired_card\"}}");
+  cr_assert_str_eq(a.error_code, "expired_card");
+}
