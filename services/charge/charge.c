@@ -127,6 +127,7 @@ static void to_record(const charge_state *st, citem *x) {
 /* Ends the payment ourselves, never charged (nobody ever received it):
  * recorded `failed` with code. */
 static void end_failed(const charge_state *st, citem *x, const char *code, const char *why) {
+  charge_answer_clear(&x->ans);
   x->ans.kind = CHARGE_REJECTED;
   snprintf(x->fail_code, sizeof x->fail_code, "%s", code);
   snprintf(x->ans.error, sizeof x->ans.error, "%s", why);
@@ -369,6 +370,7 @@ void charge__item_free(charge_state *st, citem *x) {
   }
   if (x->st != IT_WAIT_DUP) g_hash_table_remove(st->active, x->ev->payment_id);
   charge_db_row_free(&x->db);
+  charge_answer_clear(&x->ans);
   event_free(x->ev);
   free(x->record_outcome_hex);
   free(x->raw);
@@ -392,7 +394,8 @@ void charge__keep(charge_state *st, citem *x) {
 static void on_answer(void *owner, const charge_answer *a, void *ud) {
   citem *x = owner;
   cycle *cy = ud;
-  x->ans = *a;
+  charge_answer_clear(&x->ans);
+  x->ans = *a; /* ours now */
   cy->now = ps_mono_ms(); /* the drive may have waited */
   step(cy, x, EV_ANSWER);
 }

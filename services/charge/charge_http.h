@@ -57,7 +57,8 @@ typedef struct charge_request {
   const char *payment_method;
 } charge_request;
 
-/* The answer to owner's call (valid during the callback only). */
+/* The answer to owner's call; the callee takes over what it holds (its
+ * charge id: charge_answer_clear). */
 typedef void (*charge_http_done)(void *owner, const charge_answer *a, void *ud);
 
 /* Sets up the shards for up to max_inflight requests, each limited to

@@ -46,10 +46,9 @@ void paypal_map_response(long http_status, const char *body, size_t len, charge_
   if ((http_status == 200 || http_status == 201) && status && id &&
       strcmp(status, "COMPLETED") == 0) {
     json_t *fee = json_object_get(root, "fee_minor");
-    a->kind = CHARGE_SUCCEEDED;
-    charge_answer_text(a->charge_id, sizeof a->charge_id, id);
     a->fee_minor = json_is_integer(fee) ? (int64_t)json_integer_value(fee) : 0;
-    if (a->fee_minor < 0) a->kind = CHARGE_UNKNOWN;
+    a->kind = a->fee_minor < 0 ? CHARGE_UNKNOWN : CHARGE_SUCCEEDED;
+    if (a->kind == CHARGE_SUCCEEDED) charge_answer_id(a, id);
   } else if ((http_status == 200 || http_status == 201 || http_status == 422) && status &&
              strcmp(status, "DECLINED") == 0) {
     const char *reason = jstr(root, "reason");

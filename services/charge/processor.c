@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -19,6 +20,16 @@ void charge_answer_error(charge_answer *a, const char *fmt, ...) {
 
 void charge_answer_text(char *dst, size_t cap, const char *src) {
   safe_text_copy(dst, cap, src, src ? strlen(src) : 0);
+}
+
+void charge_answer_id(charge_answer *a, const char *id) {
+  free(a->charge_id);
+  a->charge_id = safe_text_dup(id, strlen(id));
+}
+
+void charge_answer_clear(charge_answer *a) {
+  free(a->charge_id);
+  memset(a, 0, sizeof *a);
 }
 
 const char *charge_kind_name(charge_kind k) {

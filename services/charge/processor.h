@@ -25,11 +25,13 @@ typedef enum charge_kind {
   CHARGE_UNKNOWN,    /* ambiguous (timeout, reset, 5xx, garbled 200): retry same key */
 } charge_kind;
 
-/* Every text in it is valid UTF-8, cut on a character boundary (safe_text.h):
- * Postgres stores it as it is. */
+/* Every text in it is valid UTF-8 (safe_text.h), the charge id whole, the
+ * others cut on a character boundary: Postgres stores it as it is. The map
+ * functions overwrite an answer without freeing it; whoever holds a
+ * succeeded one frees it with charge_answer_clear. */
 typedef struct charge_answer {
   charge_kind kind;
-  char charge_id[128];
+  char *charge_id;         /* succeeded: the processor's id, whole (malloc'd); else NULL */
   char error_code[64];     /* declined: the processor's code (card_declined, expired_card, ...) */
   char decline_code[64];   /* declined: the issuer's reason (generic_decline, ...) */
   int64_t fee_minor;
@@ -42,8 +44,14 @@ const char *charge_kind_name(charge_kind k);
 void charge_answer_error(charge_answer *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Copies processor text (an id, a code) into dst[cap], safely cut. */
+/* Copies processor text (a code) into dst[cap], safely cut. */
 void charge_answer_text(char *dst, size_t cap, const char *src);
+
+/* Sets a->charge_id to the whole id, made valid UTF-8. */
+void charge_answer_id(charge_answer *a, const char *id);
+
+/* Frees what a holds and zeroes it. */
+void charge_answer_clear(charge_answer *a);
 
 /* One processor we can charge at, with its own circuit breaker. */
 typedef struct processor {

@@ -45,10 +45,9 @@ void stripe_map_response(long http_status, const char *body, size_t len, charge_
     const char *id = jstr(root, "id"), *status = jstr(root, "status");
     json_t *fee = json_object_get(root, "fee");
     if (id && status && strcmp(status, "succeeded") == 0 && (!fee || json_is_integer(fee))) {
-      a->kind = CHARGE_SUCCEEDED;
-      charge_answer_text(a->charge_id, sizeof a->charge_id, id);
       a->fee_minor = fee ? (int64_t)json_integer_value(fee) : 0;
-      if (a->fee_minor < 0) a->kind = CHARGE_UNKNOWN;
+      a->kind = a->fee_minor < 0 ? CHARGE_UNKNOWN : CHARGE_SUCCEEDED;
+      if (a->kind == CHARGE_SUCCEEDED) charge_answer_id(a, id);
     } else {
       a->kind = CHARGE_UNKNOWN;
       charge_answer_error(a, "200 without a succeeded charge");
