@@ -20,7 +20,7 @@
  *            ─ circuit open otherwise ──────────────────────────────────► READY (100 ms)
  *   SENDING  ─ counted ─► INFLIGHT;  no longer live ─► READ;  trip failed ─► READY
  *   (INFLIGHT is entered only if libcurl takes the request; else REFUSED)
- *   INFLIGHT ─ definite answer (succeeded, declined, rejected) ─────────► RECORD
+ *   INFLIGHT ─ succeeded, declined, or a 4xx with no earlier possible send ► RECORD
  *            ─ nothing written, never received, a next processor ───────► REFUSED_FAILOVER
  *            ─ nothing written ─────────────────────────────────────────► REFUSED
  *            ─ ambiguous (timeout, reset, 5xx, a written request lost,

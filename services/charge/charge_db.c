@@ -231,6 +231,8 @@ typedef struct trip_params {
 } trip_params;
 
 #define TRIP_NARRAYS (sizeof(trip_arrays) / sizeof(pg_array))
+_Static_assert(sizeof(trip_arrays) == TRIP_NARRAYS * sizeof(pg_array), "no padding");
+_Static_assert(sizeof(trip_params) == TRIP_NARRAYS * sizeof(const char *), "one literal each");
 
 /* Both structs are their members in order, all of one type: walked as arrays. */
 static pg_array *arrays_of(trip_arrays *a) { return (pg_array *)(void *)a; }
