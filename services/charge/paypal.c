@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "money.h"
+#include "safe_text.h"
 
 int paypal_format_amount(int64_t amount_minor, const char *currency, char *out, size_t len) {
   int exp = money_currency_exponent(currency);
@@ -38,35 +39,37 @@ static const char *jstr(json_t *o, const char *k) {
 
 void paypal_map_response(long http_status, const char *body, size_t len, charge_answer *a) {
   memset(a, 0, sizeof *a);
-  json_t *root = body ? json_loadb(body, len, 0, NULL) : NULL;
+  char *clean = body ? safe_text_dup(body, len) : NULL; /* see stripe.c */
+  json_t *root = clean ? json_loadb(clean, strlen(clean), 0, NULL) : NULL;
   const char *status = root ? jstr(root, "status") : NULL;
   const char *id = root ? jstr(root, "id") : NULL;
   if ((http_status == 200 || http_status == 201) && status && id &&
       strcmp(status, "COMPLETED") == 0) {
     json_t *fee = json_object_get(root, "fee_minor");
-    a->kind = CHARGE_SUCCEEDED;
-    snprintf(a->charge_id, sizeof a->charge_id, "%s", id);
     a->fee_minor = json_is_integer(fee) ? (int64_t)json_integer_value(fee) : 0;
-    if (a->fee_minor < 0) a->kind = CHARGE_UNKNOWN;
+    a->kind = a->fee_minor < 0 ? CHARGE_UNKNOWN : CHARGE_SUCCEEDED;
+    if (a->kind == CHARGE_SUCCEEDED) charge_answer_id(a, id);
   } else if ((http_status == 200 || http_status == 201 || http_status == 422) && status &&
              strcmp(status, "DECLINED") == 0) {
     const char *reason = jstr(root, "reason");
     a->kind = CHARGE_DECLINED;
-    snprintf(a->decline_code, sizeof a->decline_code, "%s", reason ? reason : "declined");
+    charge_answer_text(a->error_code, sizeof a->error_code, "card_declined");
+    charge_answer_text(a->decline_code, sizeof a->decline_code, reason ? reason : "declined");
   } else if (http_status == 200 || http_status == 201) {
     a->kind = CHARGE_UNKNOWN; /* PENDING, garbled, or no id: ask again with the same id */
-    snprintf(a->error, sizeof a->error, "%ld without a completed capture", http_status);
+    charge_answer_error(a, "%ld without a completed capture", http_status);
   } else if (http_status == 429 || http_status == 409) {
     a->kind = CHARGE_RETRYABLE;
-    snprintf(a->error, sizeof a->error, "processor answered %ld", http_status);
+    charge_answer_error(a, "processor answered %ld", http_status);
   } else if (http_status >= 400 && http_status < 500) {
     const char *name = root ? jstr(root, "name") : NULL;
     a->kind = CHARGE_REJECTED;
-    snprintf(a->error, sizeof a->error, "processor refused the request (%ld): %s", http_status,
+    charge_answer_error(a, "processor refused the request (%ld): %s", http_status,
              name ? name : "no name");
   } else {
     a->kind = CHARGE_UNKNOWN;
-    snprintf(a->error, sizeof a->error, "processor answered %ld", http_status);
+    charge_answer_error(a, "processor answered %ld", http_status);
   }
   if (root) json_decref(root);
+  free(clean);
 }

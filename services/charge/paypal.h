@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stripe.h" /* charge_answer, charge_kind */
+#include "processor.h" /* charge_answer, charge_kind */
 
 /* JSON body for a capture; returns a malloc'd string, or NULL for an
  * unknown currency. Minor units become "12.34" (USD), "1234" (JPY). */

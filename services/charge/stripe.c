@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "safe_text.h"
+
 char *stripe_build_body(int64_t amount_minor, const char *currency, const char *payment_method,
                         const char *payment_id) {
   char cur[4] = {0};
@@ -33,44 +35,44 @@ static const char *jstr(json_t *o, const char *k) {
 void stripe_map_response(long http_status, const char *body, size_t len, charge_answer *a) {
   memset(a, 0, sizeof *a);
   json_error_t jerr;
-  json_t *root = body ? json_loadb(body, len, 0, &jerr) : NULL;
+  /* Bytes that are not UTF-8 become U+FFFD: jansson refuses them, and a
+   * decline is a decline whatever its text. */
+  char *clean = body ? safe_text_dup(body, len) : NULL;
+  json_t *root = clean ? json_loadb(clean, strlen(clean), 0, &jerr) : NULL;
   json_t *error = root ? json_object_get(root, "error") : NULL;
 
   if (http_status == 200 && root && !error) {
     const char *id = jstr(root, "id"), *status = jstr(root, "status");
     json_t *fee = json_object_get(root, "fee");
     if (id && status && strcmp(status, "succeeded") == 0 && (!fee || json_is_integer(fee))) {
-      a->kind = CHARGE_SUCCEEDED;
-      snprintf(a->charge_id, sizeof a->charge_id, "%s", id);
       a->fee_minor = fee ? (int64_t)json_integer_value(fee) : 0;
-      if (a->fee_minor < 0) a->kind = CHARGE_UNKNOWN;
+      a->kind = a->fee_minor < 0 ? CHARGE_UNKNOWN : CHARGE_SUCCEEDED;
+      if (a->kind == CHARGE_SUCCEEDED) charge_answer_id(a, id);
     } else {
       a->kind = CHARGE_UNKNOWN;
-      snprintf(a->error, sizeof a->error, "200 without a succeeded charge");
+      charge_answer_error(a, "200 without a succeeded charge");
     }
   } else if (http_status == 402 && error) {
     const char *dc = jstr(error, "decline_code"), *code = jstr(error, "code");
     a->kind = CHARGE_DECLINED;
-    snprintf(a->decline_code, sizeof a->decline_code, "%s",
-             dc ? dc : code ? code : "generic_decline");
+    const char *msg = jstr(error, "message");
+    charge_answer_text(a->error_code, sizeof a->error_code, code ? code : "card_declined");
+    charge_answer_text(a->decline_code, sizeof a->decline_code,
+                       dc ? dc : code ? code : "generic_decline");
+    if (msg) charge_answer_error(a, "%s", msg);
   } else if (http_status == 429 || http_status == 409) {
     a->kind = CHARGE_RETRYABLE;
-    snprintf(a->error, sizeof a->error, "processor answered %ld", http_status);
+    charge_answer_error(a, "processor answered %ld", http_status);
   } else if (http_status >= 400 && http_status < 500) {
     const char *msg = error ? jstr(error, "message") : NULL;
     a->kind = CHARGE_REJECTED;
-    snprintf(a->error, sizeof a->error, "processor refused the request (%ld): %s", http_status,
+    charge_answer_error(a, "processor refused the request (%ld): %s", http_status,
              msg ? msg : "no message");
   } else {
     a->kind = CHARGE_UNKNOWN;
-    snprintf(a->error, sizeof a->error, "processor answered %ld%s", http_status,
+    charge_answer_error(a, "processor answered %ld%s", http_status,
              root ? "" : " with an unreadable body");
   }
   if (root) json_decref(root);
-}
-
-const char *charge_kind_name(charge_kind k) {
-  static const char *names[] = {"succeeded", "declined", "rejected",
-                                "not_sent",  "retryable", "unknown"};
-  return k <= CHARGE_UNKNOWN ? names[k] : "?";
+  free(clean);
 }

@@ -30,6 +30,26 @@ eq "the processor declined every declining card" "150" \
   "$(charges "$PAYSTREAM_PROCESSOR_URL" | jq -r 'select(.status=="failed") | .metadata.payment_id' | sort -u | wc -l)"
 eq "a declined payment is never retried" "0" \
   "$(charges "$PAYSTREAM_PROCESSOR_URL" | jq -r '.metadata.payment_id' | sort | uniq -d | wc -l)"
+# procsim answers a repeated key from its store without a new charge: count
+# the requests themselves, not only the charges.
+eq "each payment was requested exactly once (300 requests, one per key)" "300 300 1" \
+  "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq -r '"\(.total) \(.by_key | length) \([.by_key[]] | max)"')"
+# Stripe's shape: the outcome's error_code is the processor's code
+# (card_declined, ...), its decline_code the issuer's reason.
+"$PAYCTL" outcomes >"$PAYSTREAM_RUN_DIR/dec-outcomes.jsonl"
+eq "a card_declined decline has error_code card_declined in its outcome" \
+  "$(sql "SELECT count(*) FROM payments WHERE status = 'declined' AND error_code IN ('generic_decline', 'insufficient_funds', 'lost_card', 'stolen_card', 'fraudulent')")" \
+  "$(jq -r 'select(.status == "declined" and .error_code == "card_declined") | .payment_id' "$PAYSTREAM_RUN_DIR/dec-outcomes.jsonl" | sort -u | wc -l)"
+hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+with_reason() { # declined outcomes whose bytes carry their payment's decline code
+  local n=0 id code
+  while IFS=$'\t' read -r id code; do
+    jq -r --arg p "$id" 'select(.payment_id == $p and .status == "declined") | .raw' "$PAYSTREAM_RUN_DIR/dec-outcomes.jsonl" |
+      grep -q "$(hexof "$code")" && n=$((n + 1))
+  done < <(sql "SELECT payment_id, error_code FROM payments WHERE status = 'declined'")
+  echo "$n"
+}
+eq "and every declined outcome carries the decline code too" "150" "$(with_reason)"
 check "the charge worker stops" "$STACK" stop-workers
 
 # 2. The primary refuses connections: everything goes to the backup, once.
@@ -76,6 +96,9 @@ eq "no attempt left charging" "0" "$(sql "SELECT count(*) FROM charge_attempts W
 eq "every killed-in-flight payment succeeded" "600" \
   "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'kill-%' AND status = 'succeeded'")"
 eq "and was charged exactly once" "0" "$(succeeded_twice)"
+eq "charges at every processor sum to the succeeded payments" \
+  "$(sql "SELECT count(*) FROM payments WHERE status = 'succeeded'")" \
+  "$(all_charges | jq -r 'select(.status == "succeeded") | .id' | wc -l)"
 
 # What the database itself refuses, whatever a worker does: a second live
 # attempt for a charged payment (at any processor), and an attempt whose

@@ -40,6 +40,7 @@ Test(paypal, completed_capture_succeeds) {
   cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
   cr_assert_str_eq(a.charge_id, "CAP-1");
   cr_assert_eq(a.fee_minor, 88);
+  charge_answer_clear(&a);
 }
 
 Test(paypal, declined_status_word_keeps_the_reason) {

@@ -1,5 +1,6 @@
 /* Unit tests for the Stripe-like adapter's request and response mapping. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ Test(stripe, success_carries_charge_id_and_fee) {
   cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
   cr_assert_str_eq(a.charge_id, "ch_1");
   cr_assert_eq(a.fee_minor, 175);
+  charge_answer_clear(&a);
 }
 
 Test(stripe, decline_code_is_kept) {
@@ -67,4 +69,27 @@ Test(stripe, idempotency_key_is_derived_from_payment_and_processor) {
   charge_idempotency_key("pay_1", "paypal", k2, sizeof k2);
   cr_assert_str_eq(k1, "paystream:pay_1:stripe");
   cr_assert_str_neq(k1, k2);
+}
+
+Test(stripe, error_code_and_decline_code_are_apart) {
+  /* Stripe's shape (issue 17.15): code card_declined, decline_code the reason. */
+  charge_answer a = map(402, "{\"error\":{\"type\":\"card_error\",\"code\":\"card_declined\","
+                             "\"decline_code\":\"insufficient_funds\"}}");
+  cr_assert_str_eq(a.error_code, "card_declined");
+  cr_assert_str_eq(a.decline_code, "insufficient_funds");
+  a = map(402, "{\"error\":{\"type\":\"card_error\",\"code\":\"expired_card\","
+               "\"decline_code\":\"expired_card\"}}");
+  cr_assert_str_eq(a.error_code, "expired_card");
+}
+
+Test(stripe, a_long_charge_id_is_kept_whole) {
+  /* Issue 17.5: ids were cut at 127 bytes. */
+  char id[301], body[512];
+  memset(id, 'c', 300);
+  id[300] = '\0';
+  snprintf(body, sizeof body, "{\"id\":\"%s\",\"status\":\"succeeded\",\"fee\":1}", id);
+  charge_answer a = map(200, body);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, id);
+  charge_answer_clear(&a);
 }

@@ -24,7 +24,7 @@ int cmd_outcomes(payctl *p, int argc, char **argv);    /* topic_dump.c */
 int cmd_dlq(payctl *p, int argc, char **argv);         /* dlq_cmd.c */
 int cmd_blocklist(payctl *p, int argc, char **argv);   /* blocklist_cmd.c */
 int cmd_review(payctl *p, int argc, char **argv);      /* review_cmd.c */
-/* charges (charge attempts still unresolved): charges_cmd.c, with its row in payctl.c */
+int cmd_charges(payctl *p, int argc, char **argv);     /* charges_cmd.c */
 
 /* `payctl outcomes` and `payctl dlq list`: a whole topic as JSON lines. */
 int topic_dump(payctl *p, const char *topic, bool dlq);

@@ -20,6 +20,7 @@
  *   dlq          dead letters: as JSON lines, one in detail, re-published to their source
  *   blocklist    the fraud stage's blocklists (Redis sets)
  *   review       payments fraud holds for review; approve sends one on to charge, reject ends it
+ *   charges      charge attempts the processor may hold without a definite answer, oldest first
  *
  * Exit codes (payctl.h): 0 ok, 1 failed or differences found, 2 usage or
  * configuration error, 3 not found, 4 refused by the current state,
@@ -77,7 +78,10 @@ static const command commands[] = {
      "the fraud stage's blocklists (Redis sets)"},
     {"review", cmd_review, "list | approve|reject <payment> [--operator NAME]",
      "payments fraud holds for review; approve sends one on to charge, reject ends it"},
-    /* charges (charge attempts still unresolved): charges_cmd.c */
+    {"charges", cmd_charges, "unresolved [--older-than SECONDS]",
+     "charge attempts the processor may hold without a definite answer, oldest first\n"
+     "never given up: the charge worker retries each on the same processor with the same\n"
+     "key until it answers; check a long-unresolved one against the processor"},
 };
 
 static const char EXIT_CODES[] =

@@ -21,14 +21,32 @@
  * - api_key: only "Bearer K" is accepted (by default any "Bearer sk_...");
  * - slow_ms: a charge with payment method pm_card_slow succeeds after slow_ms
  *   (default 15000) instead of the usual latency — one slow answer among
- *   fast ones. */
+ *   fast ones;
+ * - drop_next=N&refuse_ms=M: the next N charge requests are charged and
+ *   recorded, then the connection is dropped without an answer and the
+ *   listening socket is closed for M ms (default 3000): new connections are
+ *   refused meanwhile, as from a processor whose front end restarts. A client
+ *   that re-sends on a fresh connection sees "couldn't connect" although the
+ *   first copy was charged;
+ * - fixed_fee=N: the fixed part of the fee (default 30, plus 2.9 %); when set,
+ *   the fee is no longer capped at the amount, so a fee above the amount (a
+ *   30-cent fee on a 10-cent charge) can be produced, as real processors do.
+ * GET /_sim/requests counts every charge request this processor received
+ * (total and per idempotency key), answered from the store or not, so tests
+ * can assert how often a payment was requested, not only charged.
+ * Magic payment methods beyond Stripe's: pm_card_chargeDeclinedMultibyteCut
+ * (a decline code whose 63rd-64th bytes are one two-byte character) and
+ * pm_card_chargeDeclinedInvalidUtf8 (a decline whose code and message hold
+ * bytes that are not UTF-8). */
 #include <arpa/inet.h>
 #include <glib.h>
 #include <netinet/in.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +75,12 @@ static volatile int slow_ms = 15000; /* for payment method pm_card_slow */
 typedef enum { LAT_FIXED, LAT_UNIFORM, LAT_LONGTAIL } latency_dist;
 static volatile latency_dist lat_dist = LAT_FIXED;
 static char required_key[256]; /* set before traffic by tests; empty = any sk_ key */
+static volatile long long fixed_fee = 30;
+static volatile bool fee_uncapped;
+static atomic_int drop_next;          /* charge, then drop the connection, then refuse */
+static volatile int refuse_ms = 3000;
+static GHashTable *requests_by_key;   /* idempotency key -> requests received (under lock) */
+static unsigned long requests_total;
 static volatile sig_atomic_t running = 1;
 
 static void on_signal(int sig) {
@@ -118,17 +142,25 @@ static GHashTable *parse_form(const char *body) {
 
 typedef struct decline_def {
   const char *pm, *code, *decline;
+  const char *raw; /* the answer verbatim (bytes jansson would not write) */
 } decline_def;
 
+/* 62 ASCII bytes, then a two-byte character at bytes 63-64. */
+#define MB_CUT_CODE "declined_" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "\xc3\xa9_end"
+
 static const decline_def declines[] = {
-    {"pm_card_chargeDeclined", "card_declined", "generic_decline"},
-    {"pm_card_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds"},
-    {"pm_card_chargeDeclinedLostCard", "card_declined", "lost_card"},
-    {"pm_card_chargeDeclinedStolenCard", "card_declined", "stolen_card"},
-    {"pm_card_chargeDeclinedFraudulent", "card_declined", "fraudulent"},
-    {"pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card"},
-    {"pm_card_chargeDeclinedIncorrectCvc", "incorrect_cvc", "incorrect_cvc"},
-    {"pm_card_chargeDeclinedProcessingError", "processing_error", "processing_error"},
+    {"pm_card_chargeDeclined", "card_declined", "generic_decline", NULL},
+    {"pm_card_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds", NULL},
+    {"pm_card_chargeDeclinedLostCard", "card_declined", "lost_card", NULL},
+    {"pm_card_chargeDeclinedStolenCard", "card_declined", "stolen_card", NULL},
+    {"pm_card_chargeDeclinedFraudulent", "card_declined", "fraudulent", NULL},
+    {"pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card", NULL},
+    {"pm_card_chargeDeclinedIncorrectCvc", "incorrect_cvc", "incorrect_cvc", NULL},
+    {"pm_card_chargeDeclinedProcessingError", "processing_error", "processing_error", NULL},
+    {"pm_card_chargeDeclinedMultibyteCut", "card_declined", MB_CUT_CODE, NULL},
+    {"pm_card_chargeDeclinedInvalidUtf8", "card_declined", "invalid_utf8",
+     "{\"error\":{\"type\":\"card_error\",\"code\":\"card_declined\",\"decline_code\":"
+     "\"invalid_\xff\xfe_utf8\",\"message\":\"Your card was declined \xc3\x28.\"}}"},
 };
 
 /* Charges (or declines) for real: the answer a processor gives. */
@@ -154,8 +186,8 @@ static unsigned do_charge(GHashTable *form, const char *key, char **body) {
   int64_t fee = 0;
   if (!d) {
     money_mul_ratio(amount, 29, 1000, &fee);
-    fee += 30;
-    if (fee > amount) fee = amount;
+    fee += fixed_fee;
+    if (fee > amount && !fee_uncapped) fee = amount;
   }
   json_t *ch = json_pack("{s:s,s:s,s:I,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:s}}", "id", id, "object",
                          "charge", "amount", (json_int_t)amount, "currency", currency, "status",
@@ -167,7 +199,10 @@ static unsigned do_charge(GHashTable *form, const char *key, char **body) {
   g_mutex_unlock(&lock);
 
   unsigned status = 200;
-  if (d) {
+  if (d && d->raw) {
+    *body = strdup(d->raw);
+    status = 402;
+  } else if (d) {
     *body = error_body("card_error", d->code, d->decline, "Your card was declined.");
     status = 402;
   } else {
@@ -390,9 +425,22 @@ static bool charge_after_delay(req *q, unsigned *status, char **b) {
   return timeout_rate > 0 && g_random_double() < timeout_rate;
 }
 
+static void refuse_connections(void);
+
 static enum MHD_Result answer_after_delay(struct MHD_Connection *c, req *q) {
   unsigned status;
   char *b = NULL;
+  int left = atomic_load(&drop_next);
+  while (left > 0 && !atomic_compare_exchange_weak(&drop_next, &left, left - 1)) {
+  }
+  if (left > 0) {
+    /* Charged and recorded; then no answer, and no new connections for a
+     * while: the listener closes before this connection does. */
+    charge_after_delay(q, &status, &b);
+    free(b);
+    refuse_connections();
+    return MHD_NO;
+  }
   if (charge_after_delay(q, &status, &b)) {
     q->ph = REQ_HUNG;
     q->status = status;
@@ -403,6 +451,33 @@ static enum MHD_Result answer_after_delay(struct MHD_Connection *c, req *q) {
   return send_answer(c, q->fl, status, b);
 }
 
+/* Every charge request, answered from the store or not. */
+static void count_request(const char *key) {
+  g_mutex_lock(&lock);
+  requests_total++;
+  const char *k = key ? key : "";
+  gpointer n = g_hash_table_lookup(requests_by_key, k);
+  g_hash_table_replace(requests_by_key, g_strdup(k), GSIZE_TO_POINTER(GPOINTER_TO_SIZE(n) + 1));
+  g_mutex_unlock(&lock);
+}
+
+static enum MHD_Result handle_requests(struct MHD_Connection *c) {
+  g_mutex_lock(&lock);
+  json_t *by_key = json_object();
+  GHashTableIter it;
+  gpointer k, v;
+  g_hash_table_iter_init(&it, requests_by_key);
+  while (g_hash_table_iter_next(&it, &k, &v))
+    json_object_set_new(by_key, k, json_integer((json_int_t)GPOINTER_TO_SIZE(v)));
+  json_t *root = json_pack("{s:I,s:o}", "total", (json_int_t)requests_total, "by_key", by_key);
+  g_mutex_unlock(&lock);
+  char *s = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  enum MHD_Result r = reply(c, 200, s);
+  free(s);
+  return r;
+}
+
 static enum MHD_Result handle_charge(struct MHD_Connection *c, req *q, flavour fl) {
   if (q->ph == REQ_DELAYED) return answer_after_delay(c, q);
   if (q->ph == REQ_HUNG) {
@@ -411,6 +486,8 @@ static enum MHD_Result handle_charge(struct MHD_Connection *c, req *q, flavour f
     return send_answer(c, q->fl, q->status, b);
   }
   const char *body = q->data;
+  count_request(MHD_lookup_connection_value(
+      c, MHD_HEADER_KIND, fl == PAYPAL ? "PayPal-Request-Id" : "Idempotency-Key"));
   const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   if (!auth || strncmp(auth, "Bearer sk_", 10) != 0 ||
       (required_key[0] && strcmp(auth + 7, required_key) != 0)) {
@@ -492,14 +569,25 @@ static enum MHD_Result handle_config(struct MHD_Connection *c) {
   if (ld) lat_dist = strcmp(ld, "uniform") == 0    ? LAT_UNIFORM
                      : strcmp(ld, "longtail") == 0 ? LAT_LONGTAIL
                                                    : LAT_FIXED;
+  const char *ff = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fixed_fee");
+  if (ff) {
+    fixed_fee = atoll(ff);
+    fee_uncapped = true;
+  }
+  const char *dn = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "drop_next");
+  const char *rm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "refuse_ms");
+  if (rm) refuse_ms = atoi(rm);
+  if (dn) atomic_store(&drop_next, atoi(dn));
   const char *k = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "api_key");
   if (k) snprintf(required_key, sizeof required_key, "%s", k);
   static const char *dists[] = {"fixed", "uniform", "longtail"};
-  char b[256];
+  char b[384];
   snprintf(b, sizeof b,
            "{\"latency_ms\":%d,\"latency\":\"%s\",\"fail_rate\":%g,\"fail_status\":%d,"
-           "\"timeout_rate\":%g,\"hang_ms\":%d,\"slow_ms\":%d}",
-           latency_ms, dists[lat_dist], fail_rate, fail_status, timeout_rate, hang_ms, slow_ms);
+           "\"timeout_rate\":%g,\"hang_ms\":%d,\"slow_ms\":%d,\"fixed_fee\":%lld,"
+           "\"drop_next\":%d,\"refuse_ms\":%d}",
+           latency_ms, dists[lat_dist], fail_rate, fail_status, timeout_rate, hang_ms, slow_ms,
+           (long long)fixed_fee, atomic_load(&drop_next), refuse_ms);
   return reply(c, 200, b);
 }
 
@@ -528,6 +616,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return handle_charge(c, u, PAYPAL);
   if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/charges") == 0) return handle_list(c);
   if (strcmp(method, "POST") == 0 && strcmp(url, "/_sim/config") == 0) return handle_config(c);
+  if (strcmp(method, "GET") == 0 && strcmp(url, "/_sim/requests") == 0) return handle_requests(c);
   if (strcmp(url, "/healthz") == 0) return reply(c, 200, "{\"ok\":true}");
   return reply(c, 404, "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"not found\"}}");
 }
@@ -553,6 +642,77 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(u);
   }
   *con_cls = NULL;
+}
+
+/* ---- the listeners ------------------------------------------------------------
+ * One daemon listens at a time; a refusal window (drop_next) quiesces it,
+ * closes its listening socket and shuts every open connection down (a
+ * client's idle kept-alive connections too: else its re-send would simply
+ * go out on one of them), and a new daemon listens on the same address when
+ * the window ends. */
+
+static GMutex daemons_lock;
+static struct MHD_Daemon *daemons[64];
+static int ndaemons;
+static bool listening;
+static GThread *reopener;
+static struct sockaddr_in listen_addr; /* the bound port, once known */
+static GHashTable *conn_fds;           /* MHD_Connection* -> its socket, under daemons_lock */
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  (void)cls;
+  (void)socket_context;
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  g_mutex_lock(&daemons_lock);
+  if (code == MHD_CONNECTION_NOTIFY_STARTED && ci)
+    g_hash_table_insert(conn_fds, c, GINT_TO_POINTER(ci->connect_fd));
+  else
+    g_hash_table_remove(conn_fds, c);
+  g_mutex_unlock(&daemons_lock);
+}
+
+static struct MHD_Daemon *start_daemon(void) {
+  /* One epoll event loop (thousands of connections, fds past FD_SETSIZE);
+   * injected latency suspends a connection instead of holding a thread. */
+  return MHD_start_daemon(
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
+      NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &listen_addr,
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
+}
+
+static gpointer reopen_after(gpointer ud) {
+  g_usleep((gulong)GPOINTER_TO_INT(ud) * 1000);
+  g_mutex_lock(&daemons_lock);
+  struct MHD_Daemon *d = running && ndaemons < 64 ? start_daemon() : NULL;
+  if (d) daemons[ndaemons++] = d;
+  else if (running) fprintf(stderr, "procsim: could not listen again\n");
+  listening = d != NULL;
+  g_mutex_unlock(&daemons_lock);
+  if (d) fprintf(stderr, "procsim: accepting connections again\n");
+  return NULL;
+}
+
+/* Closes the listening socket for refuse_ms and shuts every connection down
+ * (MHD then closes them itself); called from a request handler (quiescing
+ * the daemon from its own thread is allowed). */
+static void refuse_connections(void) {
+  g_mutex_lock(&daemons_lock);
+  if (listening && ndaemons > 0) {
+    MHD_socket fd = MHD_quiesce_daemon(daemons[ndaemons - 1]);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    GHashTableIter it;
+    gpointer c, cfd;
+    g_hash_table_iter_init(&it, conn_fds);
+    while (g_hash_table_iter_next(&it, &c, &cfd)) shutdown(GPOINTER_TO_INT(cfd), SHUT_RDWR);
+    listening = false;
+    if (reopener) g_thread_join(reopener); /* done: it set listening */
+    reopener = g_thread_new("procsim-reopen", reopen_after, GINT_TO_POINTER(refuse_ms));
+    fprintf(stderr, "procsim: refusing connections for %d ms\n", refuse_ms);
+  }
+  g_mutex_unlock(&daemons_lock);
 }
 
 static void free_stored(gpointer p) {
@@ -585,29 +745,32 @@ int main(int argc, char **argv) {
   }
   by_key = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, free_stored);
   charges = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
+  requests_by_key = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  conn_fds = g_hash_table_new(g_direct_hash, g_direct_equal);
 
-  struct sockaddr_in addr = {0};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, bind, &addr.sin_addr) != 1) {
+  struct sockaddr_in *addr = &listen_addr;
+  addr->sin_family = AF_INET;
+  addr->sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, bind, &addr->sin_addr) != 1) {
     fprintf(stderr, "procsim: --bind wants an IPv4 address, got %s\n", bind);
     return 2;
   }
   waiting = g_sequence_new(NULL);
   GThread *timers = g_thread_new("procsim-timers", timer_thread, NULL);
-  /* One epoll event loop (thousands of connections, fds past FD_SETSIZE);
-   * injected latency suspends a connection instead of holding a thread. */
-  struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
-      NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, NULL, MHD_OPTION_END);
+  g_mutex_lock(&daemons_lock);
+  struct MHD_Daemon *d = start_daemon();
+  if (d) {
+    daemons[ndaemons++] = d;
+    listening = true;
+  }
+  g_mutex_unlock(&daemons_lock);
   if (!d) {
     fprintf(stderr, "procsim: could not listen on %s:%u\n", bind, port);
     return 1;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   unsigned bound = info ? info->port : port;
+  addr->sin_port = htons((uint16_t)bound); /* a new listener takes the same port */
   if (port_file) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
@@ -629,8 +792,15 @@ int main(int argc, char **argv) {
   g_mutex_unlock(&timer_lock);
   g_thread_join(timers);
   g_sequence_free(waiting);
-  MHD_stop_daemon(d);
+  g_mutex_lock(&daemons_lock);
+  GThread *r = reopener;
+  reopener = NULL;
+  g_mutex_unlock(&daemons_lock);
+  if (r) g_thread_join(r); /* running is 0: it opens nothing */
+  for (int i = ndaemons - 1; i >= 0; i--) MHD_stop_daemon(daemons[i]);
   g_hash_table_destroy(by_key);
   g_ptr_array_free(charges, TRUE);
+  g_hash_table_destroy(requests_by_key);
+  g_hash_table_destroy(conn_fds);
   return 0;
 }

@@ -1,0 +1,239 @@
+/* charge_http: processor requests over libcurl multi, on epoll. */
+#include "charge_http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "charge.h"
+#include "log.h"
+#include "paypal.h"
+#include "pg.h"
+#include "stripe.h"
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
+  http_call *c = ud;
+  size_t n = size * nmemb;
+  if (c->resp_len + n > 1 << 20) return 0; /* a processor answer is small */
+  char *nb = realloc(c->resp, c->resp_len + n + 1);
+  if (!nb) return 0;
+  memcpy(nb + c->resp_len, data, n);
+  c->resp = nb;
+  c->resp_len += n;
+  c->resp[c->resp_len] = '\0';
+  return n;
+}
+
+static void call_setup(charge_http *h, http_call *c, const processor *pr,
+                       const charge_request *rq, void *owner) {
+  char url[1024], hdr[512], key[256];
+  memset(c, 0, sizeof *c);
+  c->owner = owner;
+  c->proc = pr;
+  c->easy = h->npool ? h->pool[--h->npool] : curl_easy_init();
+  if (!c->easy) abort();
+  charge_idempotency_key(rq->payment_id, pr->name, key, sizeof key);
+  if (pr->paypal) {
+    snprintf(url, sizeof url, "%s/v2/payments/captures", pr->url);
+    c->body = paypal_build_body(rq->amount_minor, rq->currency, rq->payment_method,
+                                rq->payment_id);
+    snprintf(hdr, sizeof hdr, "PayPal-Request-Id: %s", key);
+    c->hdrs = curl_slist_append(c->hdrs, hdr);
+    c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/json");
+  } else {
+    snprintf(url, sizeof url, "%s/v1/charges", pr->url);
+    c->body = stripe_build_body(rq->amount_minor, rq->currency, rq->payment_method,
+                                rq->payment_id);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
+    c->hdrs = curl_slist_append(c->hdrs, hdr);
+    c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/x-www-form-urlencoded");
+  }
+  if (!c->body) abort(); /* validated currencies always format */
+  snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key);
+  c->hdrs = curl_slist_append(c->hdrs, hdr);
+  curl_easy_setopt(c->easy, CURLOPT_URL, url);
+  curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+  curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->hdrs);
+  curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+  curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms);
+  curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+  curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->errbuf);
+  curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
+}
+
+/* The easy handle goes back to the pool (a handle and its buffers are
+ * allocated once, not per charge). */
+static void call_cleanup(charge_http *h, http_call *c) {
+  if (h->npool < h->pool_cap) {
+    curl_easy_reset(c->easy);
+    h->pool[h->npool++] = c->easy;
+  } else {
+    curl_easy_cleanup(c->easy);
+  }
+  curl_slist_free_all(c->hdrs);
+  free(c->body);
+  free(c->resp);
+  memset(c, 0, sizeof *c);
+}
+
+void charge_http_map_failure(CURLcode cc, long request_size, const char *errtext,
+                             charge_answer *a) {
+  memset(a, 0, sizeof *a);
+  a->kind = request_size == 0 ? CHARGE_NOT_SENT : CHARGE_UNKNOWN;
+  charge_answer_error(a, "%s", errtext && errtext[0] ? errtext : curl_easy_strerror(cc));
+}
+
+static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
+  if (cc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (c->proc->paypal) paypal_map_response(status, c->resp, c->resp_len, a);
+    else stripe_map_response(status, c->resp, c->resp_len, a);
+  } else {
+    long sent = -1; /* unknown counts as written */
+    if (curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = -1;
+    charge_http_map_failure(cc, sent, c->errbuf, a);
+  }
+  curl_off_t us = 0;
+  curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &us);
+  processor_observe_call(c->proc, (int64_t)us, a);
+}
+
+int charge_http_start(charge_http *h, http_call *c, const processor *pr, const charge_request *rq,
+                      void *owner) {
+  call_setup(h, c, pr, rq, owner);
+  c->multi = h->shards[h->next_shard].multi;
+  h->next_shard = (h->next_shard + 1) % h->nshards;
+  CURLMcode mc = curl_multi_add_handle(c->multi, c->easy);
+  if (mc != CURLM_OK) {
+    log_error("charge: cannot start a processor request: %s", curl_multi_strerror(mc));
+    call_cleanup(h, c);
+    return -1;
+  }
+  h->inflight++;
+  return 0;
+}
+
+void charge_http_cancel(charge_http *h, http_call *c) {
+  curl_multi_remove_handle(c->multi, c->easy);
+  call_cleanup(h, c);
+  h->inflight--;
+}
+
+/* curl says which sockets of a shard to watch for what. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  (void)easy;
+  (void)socketp;
+  http_shard *sh = userp;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(sh->epfd, EPOLL_CTL_DEL, fd, NULL); /* already gone if closed */
+    return 0;
+  }
+  struct epoll_event ev = {.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                                     ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
+                           .data.u64 = (uint64_t)sh->idx << 32 | (uint32_t)fd};
+  if (epoll_ctl(sh->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+  if (errno == ENOENT && epoll_ctl(sh->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) return 0;
+  log_error("charge: cannot watch a processor connection: %s", strerror(errno));
+  return -1; /* curl fails that transfer: an unknown answer, retried */
+}
+
+/* curl says when a shard next needs to run without a socket event. */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  http_shard *sh = userp;
+  sh->timer_due = timeout_ms < 0 ? -1 : ps_mono_ms() + timeout_ms;
+  return 0;
+}
+
+void charge_http_run_timers(charge_http *h) {
+  int running;
+  int64_t now = ps_mono_ms();
+  for (int k = 0; k < h->nshards; k++) {
+    http_shard *sh = &h->shards[k];
+    for (int i = 0; i < 8 && sh->timer_due >= 0 && sh->timer_due <= now; i++) {
+      sh->timer_due = -1;
+      curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+  }
+}
+
+void charge_http_drive(charge_http *h, int wait_ms, charge_http_done done, void *ud) {
+  int64_t now = ps_mono_ms();
+  for (int k = 0; k < h->nshards; k++) {
+    int64_t due = h->shards[k].timer_due;
+    if (due >= 0 && due - now < wait_ms) wait_ms = due > now ? (int)(due - now) : 0;
+  }
+  struct epoll_event evs[256];
+  int n = epoll_wait(h->epfd, evs, 256, wait_ms);
+  for (int i = 0; i < n; i++) {
+    int mask = ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+               ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+               ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+    int running;
+    curl_multi_socket_action(h->shards[evs[i].data.u64 >> 32].multi,
+                             (curl_socket_t)(uint32_t)evs[i].data.u64, mask, &running);
+  }
+  charge_http_run_timers(h);
+  for (int k = 0; k < h->nshards; k++) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(h->shards[k].multi, &left))) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      http_call *c = NULL;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+      CURLcode cc = msg->data.result;
+      curl_multi_remove_handle(c->multi, c->easy);
+      charge_answer a;
+      call_finish(c, cc, &a);
+      void *owner = c->owner;
+      call_cleanup(h, c);
+      h->inflight--;
+      done(owner, &a, ud);
+    }
+  }
+}
+
+int charge_http_init(charge_http *h, long long max_inflight, long long timeout_ms, char *err,
+                     size_t errlen) {
+  memset(h, 0, sizeof *h);
+  h->timeout_ms = timeout_ms;
+  h->epfd = epoll_create1(EPOLL_CLOEXEC);
+  h->pool_cap = (size_t)max_inflight;
+  h->pool = malloc(h->pool_cap * sizeof *h->pool);
+  h->nshards = (int)((max_inflight + CHARGE_SHARD_CONNS - 1) / CHARGE_SHARD_CONNS);
+  h->shards = calloc((size_t)h->nshards, sizeof *h->shards);
+  if (h->epfd < 0 || !h->pool || !h->shards) {
+    snprintf(err, errlen, "charge: cannot set up HTTP: %s", strerror(errno));
+    return -1;
+  }
+  for (int k = 0; k < h->nshards; k++) {
+    http_shard *sh = &h->shards[k];
+    sh->idx = k;
+    sh->epfd = h->epfd;
+    sh->timer_due = -1;
+    if (!(sh->multi = curl_multi_init())) {
+      snprintf(err, errlen, "charge: cannot set up HTTP");
+      return -1;
+    }
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+  }
+  return 0;
+}
+
+void charge_http_close(charge_http *h) {
+  for (int k = 0; k < h->nshards; k++)
+    if (h->shards[k].multi) curl_multi_cleanup(h->shards[k].multi);
+  free(h->shards);
+  for (size_t i = 0; i < h->npool; i++) curl_easy_cleanup(h->pool[i]);
+  free(h->pool);
+  if (h->epfd >= 0) close(h->epfd);
+}

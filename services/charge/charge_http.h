@@ -1,0 +1,94 @@
+/* charge_http: the charge stage's HTTP transport — processor requests through
+ * libcurl's multi interface, driven by socket events on one epoll set, spread
+ * over shards of at most CHARGE_SHARD_CONNS connections, with a pool of easy
+ * handles. It knows processors and requests, not payments: each call carries
+ * an opaque owner that the done callback gets back with the answer. */
+#ifndef CHARGE_HTTP_H
+#define CHARGE_HTTP_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "processor.h"
+
+#define CHARGE_SHARD_CONNS 64
+
+typedef struct http_call {
+  void *owner;             /* whom the answer is for */
+  CURL *easy;
+  CURLM *multi;            /* the shard it runs in */
+  struct curl_slist *hdrs;
+  char *body;
+  char *resp;
+  size_t resp_len;
+  char errbuf[CURL_ERROR_SIZE];
+  const processor *proc;
+} http_call;
+
+typedef struct http_shard {
+  CURLM *multi;
+  int idx, epfd;
+  int64_t timer_due;       /* curl's timeout on our monotonic clock, -1: none */
+} http_shard;
+
+typedef struct charge_http {
+  /* The transfers are driven by socket events (curl_multi_socket_action on
+   * epoll): a cycle costs what moved, not what is in flight — with a slow
+   * processor thousands of requests wait, and perform/poll would visit
+   * every one of them each cycle. They are spread over multi handles of at
+   * most CHARGE_SHARD_CONNS connections each: to start a request, libcurl
+   * walks its multi's connections to the host looking for an idle one
+   * (a fifth of the worker's CPU with 2,000 in flight in one multi). */
+  http_shard *shards;
+  int nshards, next_shard;
+  int epfd;
+  CURL **pool;             /* finished easy handles, reset, for the next calls */
+  size_t npool, pool_cap;
+  long long timeout_ms;
+  size_t inflight;
+} charge_http;
+
+/* What a charge request says: the money as Postgres recorded it. */
+typedef struct charge_request {
+  const char *payment_id;
+  int64_t amount_minor;
+  const char *currency;
+  const char *payment_method;
+} charge_request;
+
+/* The answer to owner's call; the callee takes over what it holds (its
+ * charge id: charge_answer_clear). */
+typedef void (*charge_http_done)(void *owner, const charge_answer *a, void *ud);
+
+/* Sets up the shards for up to max_inflight requests, each limited to
+ * timeout_ms. Returns 0, or -1 with err set. */
+int charge_http_init(charge_http *h, long long max_inflight, long long timeout_ms, char *err,
+                     size_t errlen);
+void charge_http_close(charge_http *h);
+
+/* Starts the request for rq at pr with the processor idempotency key derived
+ * from the payment. Returns 0, or -1 when curl refused it (nothing was sent;
+ * c is clean again). */
+int charge_http_start(charge_http *h, http_call *c, const processor *pr, const charge_request *rq,
+                      void *owner);
+
+/* Abandons a call in flight (its answer is never read). */
+void charge_http_cancel(charge_http *h, http_call *c);
+
+/* Drives the transfers, waiting at most wait_ms for a socket to move (or
+ * curl's next timer), and calls done for every finished one. */
+void charge_http_drive(charge_http *h, int wait_ms, charge_http_done done, void *ud);
+
+/* Runs curl's due timers: new requests start, timeouts fire. */
+void charge_http_run_timers(charge_http *h);
+
+/* Maps a finished transfer to an answer. A transfer that failed counts as
+ * never received only when nothing of the request was written (request_size
+ * 0): libcurl re-sends a request whose kept-alive connection died on a fresh
+ * connection, and reports that connection's "couldn't connect" although the
+ * first copy reached the processor. Pure; unit-tested. */
+void charge_http_map_failure(CURLcode cc, long request_size, const char *errtext,
+                             charge_answer *a);
+
+#endif

@@ -1,0 +1,39 @@
+/* Unit tests for charge_http's mapping of a failed transfer: only a request
+ * of which nothing was written counts as never received. */
+#include <criterion/criterion.h>
+
+#include "charge_http.h"
+
+Test(charge_http, nothing_written_is_not_sent) {
+  charge_answer a;
+  charge_http_map_failure(CURLE_COULDNT_CONNECT, 0, "Failed to connect", &a);
+  cr_assert_eq(a.kind, CHARGE_NOT_SENT);
+  cr_assert_str_eq(a.error, "Failed to connect");
+}
+
+Test(charge_http, couldnt_connect_after_a_written_request_is_ambiguous) {
+  /* A kept-alive connection died after the request was written; libcurl
+   * re-sent it on a fresh connection, which was refused. */
+  charge_answer a;
+  charge_http_map_failure(CURLE_COULDNT_CONNECT, 412, "", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  cr_assert_str_eq(a.error, curl_easy_strerror(CURLE_COULDNT_CONNECT));
+}
+
+Test(charge_http, unknown_request_size_counts_as_written) {
+  charge_answer a;
+  charge_http_map_failure(CURLE_COULDNT_CONNECT, -1, NULL, &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+}
+
+Test(charge_http, timeout_before_anything_was_written_is_not_sent) {
+  charge_answer a;
+  charge_http_map_failure(CURLE_OPERATION_TIMEDOUT, 0, "Connection timed out", &a);
+  cr_assert_eq(a.kind, CHARGE_NOT_SENT);
+}
+
+Test(charge_http, timeout_after_the_request_is_ambiguous) {
+  charge_answer a;
+  charge_http_map_failure(CURLE_OPERATION_TIMEDOUT, 300, "Operation timed out", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+}
