@@ -4,6 +4,7 @@ PAYSTREAM_* variable compose and Kubernetes set is one the binaries read;
 every variable the binaries read is documented in the README; each stage
 has probes, resources and a disruption budget; the Grafana dashboard only
 queries metrics the code exports. Exit status 1 lists every problem."""
+import hashlib
 import json
 import pathlib
 import re
@@ -60,9 +61,14 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
         problems.append(f"compose {stage}: runs {svc['command']}")
     if "readyz" not in " ".join(svc.get("healthcheck", {}).get("test", [])):
         problems.append(f"compose {stage}: no /readyz healthcheck")
-    if f"pg_dsn_{stage}" not in svc.get("secrets", []):
-        problems.append(f"compose {stage}: does not use its own Postgres role")
-for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus", "grafana", "migrate"):
+    want = {"redis_password", f"pg_dsn_{stage}"} | ({"processor_api_key"} if stage == "charge" else set())
+    if set(svc.get("secrets", [])) != want:
+        problems.append(f"compose {stage}: secrets {sorted(svc.get('secrets', []))}, want only {sorted(want)}")
+for name, svc in services.items():
+    if "pg_dsn_admin" in svc.get("secrets", []) and name not in ("migrate", "roles", "payctl"):
+        problems.append(f"compose service {name}: mounts the admin DSN")
+for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus", "grafana", "migrate",
+             "db-bootstrap", "roles", "ops", "pushgateway", "kafka-exporter"):
     if need not in services:
         problems.append(f"compose: no service {need}")
 
@@ -77,14 +83,137 @@ for f in sorted((root / "deploy/k8s").glob("*.yaml")):
 kinds = {}
 for fname, d in docs:
     kinds.setdefault(d["kind"], []).append(d)
-cm_keys = set()
-for cm in kinds.get("ConfigMap", []):
-    cm_keys |= set(cm["data"])
+    if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "paystream":
+        problems.append(f"k8s {fname} {d['kind']}/{d['metadata']['name']}: not in namespace paystream")
+cms = {cm["metadata"]["name"]: cm for cm in kinds.get("ConfigMap", [])}
+cm_keys = set(cms["paystream"]["data"]) if "paystream" in cms else set()
 check_env("k8s ConfigMap", cm_keys)
-secret_keys = set()
-for s in kinds.get("Secret", []):
-    secret_keys |= set(s.get("stringData", {}))
-pdbs = {p["metadata"]["name"] for p in kinds.get("PodDisruptionBudget", [])}
+secrets_k8s = {s["metadata"]["name"]: s.get("stringData", {}) for s in kinds.get("Secret", [])}
+
+ns = (kinds.get("Namespace") or [{}])[0]
+if (ns.get("metadata", {}).get("labels") or {}).get("pod-security.kubernetes.io/enforce") != "restricted":
+    problems.append("k8s namespace: not labelled pod-security.kubernetes.io/enforce=restricted")
+for sa in kinds.get("ServiceAccount", []):
+    if sa.get("automountServiceAccountToken") is not False:
+        problems.append(f"k8s ServiceAccount {sa['metadata']['name']}: token automounted")
+
+# The Secret each pod kind may mount: its own, nothing else.
+own_secret = {"ingest": "paystream-ingest", "fraud": "paystream-fraud", "charge": "paystream-charge",
+              "ledger": "paystream-ledger", "migrate": "paystream-migrate", "ops": "paystream-ops",
+              "bootstrap": "paystream-bootstrap"}
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+configmap_sha = hashlib.sha256((root / "deploy/k8s/configmap.yaml").read_bytes()).hexdigest()
+
+
+def pod_templates():
+    for d in kinds.get("Deployment", []) + kinds.get("Job", []):
+        yield d, d["spec"]["template"]
+    for d in kinds.get("CronJob", []):
+        yield d, d["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def check_pod(owner, tpl):
+    where = f"k8s {owner['kind']}/{owner['metadata']['name']}"
+    comp = tpl.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component")
+    spec = tpl["spec"]
+    if comp not in own_secret:
+        problems.append(f"{where}: pod has no known app.kubernetes.io/component label")
+        return
+    if spec.get("serviceAccountName") != "paystream" or spec.get("automountServiceAccountToken") is not False:
+        problems.append(f"{where}: not the paystream ServiceAccount without a token")
+    psc = spec.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 0) == 0:
+        problems.append(f"{where}: pod may run as root")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: no seccompProfile RuntimeDefault")
+    if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+        problems.append(f"{where}: host namespaces")
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    for v in vols.values():
+        if "hostPath" in v:
+            problems.append(f"{where}: hostPath volume {v['name']}")
+        if "secret" in v and v["secret"]["secretName"] != own_secret[comp]:
+            problems.append(f"{where}: mounts Secret {v['secret']['secretName']}, not only its own "
+                            f"{own_secret[comp]}")
+        if "secret" in v and v["secret"]["secretName"] not in secrets_k8s:
+            problems.append(f"{where}: mounts Secret {v['secret']['secretName']}, which secrets.yaml lacks")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        cw = f"{where} container {c['name']}"
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{cw}: allowPrivilegeEscalation not false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{cw}: root filesystem writable")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+            problems.append(f"{cw}: capabilities not drop [ALL]")
+        if sc.get("privileged") or sc.get("runAsUser", 1) == 0:
+            problems.append(f"{cw}: privileged or root")
+        if not DIGEST.search(c.get("image", "")):
+            problems.append(f"{cw}: image {c.get('image')} not pinned by digest")
+        if not c.get("resources", {}).get("requests") or not c.get("resources", {}).get("limits"):
+            problems.append(f"{cw}: no resource requests/limits")
+        for ef in c.get("envFrom", []):
+            if "secretRef" in ef:
+                problems.append(f"{cw}: Secret as environment (mount it as files)")
+        env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        check_env(cw, env)
+        envall = dict(env)
+        if any("configMapRef" in ef for ef in c.get("envFrom", [])):
+            envall.update(cms.get("paystream", {}).get("data", {}))
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+        # Every file a variable names is in a volume this container mounts.
+        for k, path in envall.items():
+            if not str(path).startswith(("/run/secrets/", "/etc/paystream/")) or not k.endswith(("_FILE", "LOCATION")):
+                continue
+            d, key = path.rsplit("/", 1)
+            vol = vols.get(mounts[d]["name"]) if d in mounts else None
+            if not vol:
+                problems.append(f"{cw}: {k}={path}, but nothing is mounted at {d}")
+            elif "secret" in vol and key not in secrets_k8s.get(vol["secret"]["secretName"], {}):
+                problems.append(f"{cw}: {k}={path}, not a key of Secret {vol['secret']['secretName']}")
+        # TLS to Postgres: the CA the DSN names is mounted.
+        for v in vols.values():
+            if "secret" not in v:
+                continue
+            for key, val in secrets_k8s.get(v["secret"]["secretName"], {}).items():
+                if not key.startswith("pg-dsn"):
+                    continue
+                if "sslmode=verify-full" not in val:
+                    problems.append(f"k8s Secret {v['secret']['secretName']} {key}: not sslmode=verify-full")
+                m = re.search(r"sslrootcert=(\S+)", val)
+                if not m or m.group(1).rsplit("/", 1)[0] not in mounts:
+                    problems.append(f"{cw}: DSN {key} names a CA that is not mounted")
+    if owner["kind"] == "Deployment":
+        if not 15 <= spec.get("terminationGracePeriodSeconds", 30) <= 60:
+            problems.append(f"{where}: terminationGracePeriodSeconds outside the drain's 15-60 s")
+        if tpl["metadata"].get("annotations", {}).get("checksum/config") != configmap_sha:
+            problems.append(f"{where}: checksum/config is not sha256sum deploy/k8s/configmap.yaml "
+                            f"({configmap_sha})")
+        if not spec.get("topologySpreadConstraints"):
+            problems.append(f"{where}: no topologySpreadConstraints")
+
+
+for owner, tpl in pod_templates():
+    check_pod(owner, tpl)
+# The schema owner's DSN is in the migrate Job's Secret alone.
+for name, data in secrets_k8s.items():
+    if name != "paystream-migrate" and any("user=paystream_admin" in str(v) for v in data.values()):
+        problems.append(f"k8s Secret {name}: holds the paystream_admin DSN")
+migrates = [j for j in kinds.get("Job", []) if j["metadata"]["name"].startswith("paystream-migrate")]
+stage_images = {c["image"] for d in kinds.get("Deployment", [])
+                for c in d["spec"]["template"]["spec"]["containers"]}
+for j in migrates:
+    ver = j["metadata"].get("labels", {}).get("app.kubernetes.io/version", "")
+    if j["metadata"]["name"] != "paystream-migrate-" + ver.replace(".", "-"):
+        problems.append(f"k8s Job {j['metadata']['name']}: not named after its version label {ver!r}")
+    imgs = {c["image"] for c in j["spec"]["template"]["spec"].get("initContainers", [])
+            if c["image"].startswith(next(iter(stage_images), "").split(":")[0])}
+    if imgs != stage_images:
+        problems.append(f"k8s Job {j['metadata']['name']}: migrates with {imgs}, stages run {stage_images}")
+if len(migrates) != 1:
+    problems.append(f"k8s: {len(migrates)} migrate Jobs (one per release)")
+
+pdbs = {p["metadata"]["name"]: p for p in kinds.get("PodDisruptionBudget", [])}
 for stage in ("ingest", "fraud", "charge", "ledger"):
     deps = [d for d in kinds.get("Deployment", []) if d["metadata"]["name"] == f"paystream-{stage}"]
     if not deps:
@@ -97,18 +226,36 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
         problems.append(f"k8s {stage}: readiness probe is not /readyz")
     if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
         problems.append(f"k8s {stage}: liveness probe is not /healthz")
-    if not c.get("resources", {}).get("requests") or not c.get("resources", {}).get("limits"):
-        problems.append(f"k8s {stage}: no resource requests/limits")
-    env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
-    check_env(f"k8s {stage}", env)
-    for path in list(env.values()) + [cm.get("data", {}).get("PAYSTREAM_KAFKA_PROPERTIES_FILE", "")
-                                      for cm in kinds.get("ConfigMap", [])]:
-        if path.startswith("/etc/paystream/secrets/") and path.rsplit("/", 1)[1] not in secret_keys:
-            problems.append(f"k8s {stage}: reads {path}, not a key of the Secret")
-    if env.get("PAYSTREAM_PG_DSN_FILE", "").rsplit("-", 1)[-1] != stage:
-        problems.append(f"k8s {stage}: does not use its own Postgres role")
-    if f"paystream-{stage}" not in pdbs:
+    pdb = pdbs.get(f"paystream-{stage}")
+    if not pdb:
         problems.append(f"k8s {stage}: no PodDisruptionBudget")
+    elif pdb["spec"].get("unhealthyPodEvictionPolicy") != "AlwaysAllow":
+        problems.append(f"k8s {stage}: PodDisruptionBudget without unhealthyPodEvictionPolicy AlwaysAllow")
+    elif pdb["spec"]["selector"]["matchLabels"] != deps[0]["spec"]["selector"]["matchLabels"]:
+        problems.append(f"k8s {stage}: PodDisruptionBudget selects other pods")
+    sec = secrets_k8s.get(f"paystream-{stage}", {})
+    if f"user=paystream_{stage} " not in sec.get("pg-dsn", ""):
+        problems.append(f"k8s {stage}: its Secret's pg-dsn is not its own Postgres role")
+    if ("processor-api-key" in sec) != (stage == "charge"):
+        problems.append(f"k8s {stage}: processor key {'missing' if stage == 'charge' else 'present'}")
+
+# Network: deny by default; only charge (and the ops checks' reconcile) reach
+# addresses outside the cluster.
+nps = kinds.get("NetworkPolicy", [])
+if not any(n["spec"]["podSelector"] == {} and set(n["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+           and not n["spec"].get("ingress") and not n["spec"].get("egress") for n in nps):
+    problems.append("k8s: no default-deny NetworkPolicy")
+for n in nps:
+    for rule in n["spec"].get("egress", []):
+        if any("ipBlock" in t for t in rule.get("to", [])):
+            sel = n["spec"]["podSelector"]
+            comps = set()
+            for e in sel.get("matchExpressions", []):
+                comps |= set(e["values"])
+            if "app.kubernetes.io/component" in sel.get("matchLabels", {}):
+                comps.add(sel["matchLabels"]["app.kubernetes.io/component"])
+            if not comps or comps - {"charge", "ops"}:
+                problems.append(f"k8s NetworkPolicy {n['metadata']['name']}: internet egress for {comps or 'all'}")
 
 exported = set(re.findall(r'"(paystream_[a-z_]+)"', src))
 dash = json.loads((root / "deploy/compose/grafana/dashboards/paystream.json").read_text())

@@ -1,0 +1,596 @@
+#!/usr/bin/python3
+"""Executes what the deployment kit executes, as written in its YAML.
+
+Static checks passed while the compose file's `roles` step could never run
+(psql does not substitute :variables in -c). So this test extracts every
+shell and SQL command that the compose file's one-shot services and the
+Kubernetes Jobs run, and runs it against a real Postgres 15 (password
+authentication, TLS), with the paystream binaries from the build directory
+standing in for the image's /usr/local/bin:
+
+  compose:    db-bootstrap, migrate, roles (twice: a redeploy must pass),
+              kafka-init, ops (its first round, pushed to a capturing
+              Pushgateway stand-in, checked with promtool)
+  kubernetes: bootstrap-job, migrate-job (init container, then main
+              container; twice), ops-cronjob
+
+It runs in private mount and network namespaces (unshare), so the commands
+see their files at the exact paths the manifests mount them (/run/secrets,
+/etc/paystream/...), reach `postgres`, `procsim` and `pushgateway` by the
+names the manifests use, and Postgres listens on 5432 as in production
+without touching the host. Each command sees only the secrets its own
+service or pod mounts: one that reads another's fails here as it would there.
+
+Substitutions, all named: the Postgres server is a local initdb (as the
+postgres image's entrypoint makes it); the CA ConfigMaps (operator-provided)
+hold the CA this test makes; the Kubernetes ops job's processor URL points
+at procsim; the broker side of kafka-init is not executed: the local stack's
+broker has no admin API that kafka-topics.sh could use, so the script runs
+against a kafka-topics.sh that checks each invocation's options and records
+the topics, which are then checked against the topics the binaries use.
+
+usage: kit_commands.py <repo> <build-dir> [--compose FILE]
+Exit status 1 lists what failed."""
+import http.server
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis"]
+PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+
+problems = []
+
+
+def fail(msg):
+    problems.append(msg)
+    print(f"not ok - {msg}", flush=True)
+
+
+def ok(msg):
+    print(f"ok - {msg}", flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def wait_for(what, cond, secs):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    fail(f"timed out waiting for {what}")
+    return False
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- the sandbox ---------------------------------------------------------
+
+def enter_namespaces():
+    """Re-executes this script in new mount and network namespaces."""
+    if os.environ.get("KIT_IN_NAMESPACE") == "1":
+        return
+    if os.geteuid() != 0:
+        print("kit_commands: needs root (mount and network namespaces)", file=sys.stderr)
+        sys.exit(1)
+    env = dict(os.environ, KIT_IN_NAMESPACE="1")
+    os.execvpe("unshare", ["unshare", "--mount", "--net", "--fork", "--kill-child",
+                           sys.executable, *sys.argv], env)
+
+
+def prepare_sandbox(work):
+    sh(["ip", "link", "set", "lo", "up"])
+    # /etc: an overlay, so /etc/hosts and /etc/paystream can be written.
+    for d in ("etc-upper", "etc-work", "opt-upper", "opt-work"):
+        (work / d).mkdir()
+    sh(["mount", "-t", "overlay", "overlay", "-o",
+        f"lowerdir=/etc,upperdir={work}/etc-upper,workdir={work}/etc-work", "/etc"])
+    sh(["mount", "-t", "overlay", "overlay", "-o",
+        f"lowerdir=/opt,upperdir={work}/opt-upper,workdir={work}/opt-work", "/opt"])
+    with open("/etc/hosts", "a") as f:
+        f.write("127.0.0.1 " + " ".join(HOSTS) + "\n")
+    # /run: empty, like a container's (secrets are mounted under it).
+    sh(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"])
+
+
+def mount_files(path, files):
+    """A fresh tmpfs at path holding files {name: bytes}, readable by all."""
+    p = pathlib.Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    sh(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(p)])
+    for name, data in files.items():
+        f = p / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+        f.chmod(0o444)
+    return str(p)
+
+
+def unmount(paths):
+    for p in reversed(paths):
+        subprocess.run(["umount", p], check=False)
+
+
+# --- Postgres, as the postgres image starts it ------------------------------
+
+class Postgres:
+    def __init__(self, work, superuser_password, ca):
+        self.data = work / "pgdata"
+        self.work = work
+        pwfile = work / "pwfile"
+        pwfile.write_text(superuser_password + "\n")
+        for p in (work, pwfile):
+            shutil.chown(p, "postgres", "postgres")
+        self.data.mkdir(mode=0o700)
+        shutil.chown(self.data, "postgres", "postgres")
+        self.as_pg([PGBIN / "initdb", "-D", self.data / "d", "-U", "postgres",
+                    "--pwfile", pwfile, "--auth-local=trust", "--auth-host=scram-sha-256",
+                    "--no-instructions"])
+        d = self.data / "d"
+        shutil.copy(ca.server_crt, d / "server.crt")
+        shutil.copy(ca.server_key, d / "server.key")
+        for f in ("server.crt", "server.key"):
+            shutil.chown(d / f, "postgres", "postgres")
+            (d / f).chmod(0o600)
+        self.as_pg([PGBIN / "pg_ctl", "-D", d, "-l", self.data / "log", "-w", "-t", "60", "-o",
+                    f"-p 5432 -k {self.data} -c listen_addresses=127.0.0.1 -c ssl=on", "start"])
+
+    def as_pg(self, cmd):
+        sh(["runuser", "-u", "postgres", "--"] + [str(c) for c in cmd], stdout=subprocess.DEVNULL)
+
+    def sql(self, db, q):
+        """As the superuser over the local socket: for the test's own checks."""
+        r = subprocess.run(["psql", "-X", "-qAt", "-h", str(self.data), "-p", "5432", "-U",
+                            "postgres", "-d", db, "-c", q], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    def stop(self):
+        self.as_pg([PGBIN / "pg_ctl", "-D", self.data / "d", "-m", "fast", "-w", "stop"])
+
+
+class CA:
+    """A CA and a server certificate for the name `postgres`."""
+
+    def __init__(self, work):
+        d = work / "ca"
+        d.mkdir()
+        self.crt, key = d / "ca.crt", d / "ca.key"
+        self.server_crt, self.server_key = d / "server.crt", d / "server.key"
+        q = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=paystream-kit-ca", "-keyout", key, "-out", self.crt], **q)
+        csr = d / "server.csr"
+        sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=postgres",
+            "-keyout", self.server_key, "-out", csr], **q)
+        ext = d / "ext"
+        ext.write_text("subjectAltName=DNS:postgres\n")
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", self.crt, "-CAkey", key,
+            "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", self.server_crt], **q)
+
+
+# --- stand-ins at the edges --------------------------------------------------
+
+class Pushgateway:
+    """Captures what is pushed to :9091/metrics/job/<job>."""
+
+    def __init__(self):
+        self.pushes = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                outer.pushes.append((self.path, self.rfile.read(n).decode()))
+                self.send_response(200)
+                self.end_headers()
+
+            do_PUT = do_POST
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 9091), Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+
+
+KAFKA_TOPICS = r'''#!/usr/bin/python3
+# Checks one kafka-topics.sh invocation against the tool's options and
+# records the topic; the broker side is not executed here.
+import json, os, sys
+a = sys.argv[1:]
+known_flags = {"--create", "--if-not-exists"}
+known_opts = {"--bootstrap-server", "--topic", "--partitions", "--replication-factor", "--config"}
+spec = {"configs": {}}
+i = 0
+while i < len(a):
+    if a[i] in known_flags:
+        spec[a[i]] = True; i += 1; continue
+    if a[i] not in known_opts or i + 1 >= len(a):
+        sys.exit(f"kafka-topics.sh: unknown or incomplete option {a[i]!r}")
+    k, v = a[i], a[i + 1]; i += 2
+    if k == "--config":
+        if "=" not in v: sys.exit(f"kafka-topics.sh: --config {v!r} is not key=value")
+        ck, cv = v.split("=", 1); spec["configs"][ck] = cv
+    else:
+        spec[k] = v
+for need in ("--bootstrap-server", "--topic", "--create"):
+    if need not in spec: sys.exit(f"kafka-topics.sh: {need} missing")
+with open(os.environ.get("KIT_TOPICS_LOG", "/opt/kafka/topics.log"), "a") as f:
+    f.write(json.dumps(spec) + "\n")
+'''
+
+
+# --- running extracted commands ---------------------------------------------
+
+def compose_interpolate(s, where):
+    """Compose replaces $$ with $ and ${VAR}/$VAR with the host's values: the
+    kit must not depend on the host, so an unescaped $ is an error."""
+    def sub(m):
+        if m.group(0) == "$$":
+            return "$"
+        fail(f"{where}: unescaped {m.group(0)} (compose would substitute it from the host)")
+        return m.group(0)
+    return re.sub(r"\$\$|\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*", sub, s)
+
+
+def k8s_expand(s, env):
+    """Kubernetes expands $(VAR) from the container's env; $$ escapes."""
+    def sub(m):
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", sub, s)
+
+
+def base_env(bindir):
+    return {"PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/tmp", "LANG": "C.UTF-8",
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", ""),
+            "KIT_TOPICS_LOG": "/opt/kafka/topics.log"}
+
+
+def run(where, argv, env, background=False):
+    print(f"# {where}: {argv[0]} ...", flush=True)
+    if background:
+        return subprocess.Popen(argv, env=env, cwd="/tmp", stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    r = subprocess.run(argv, env=env, cwd="/tmp", capture_output=True, text=True, timeout=300)
+    out = (r.stdout + r.stderr).strip()
+    if out:
+        print("\n".join("    " + line for line in out.splitlines()), flush=True)
+    if r.returncode != 0:
+        fail(f"{where}: exited {r.returncode}")
+        return False
+    ok(f"{where} ran")
+    return True
+
+
+def compose_service(compose, cdir, name, bindir, background=False):
+    svc = compose["services"][name]
+    argv = list(svc.get("entrypoint") or []) + list(svc.get("command") or [])
+    if not argv or not all(isinstance(a, str) for a in argv):
+        fail(f"compose {name}: entrypoint/command must be lists")
+        return None
+    argv = [compose_interpolate(a, f"compose {name}") for a in argv]
+    env = base_env(bindir)
+    for k, v in (svc.get("environment") or {}).items():
+        env[k] = compose_interpolate(str(v), f"compose {name}")
+    files = {s: (cdir / compose["secrets"][s]["file"]).read_bytes() for s in svc.get("secrets", [])}
+    mounts = [mount_files("/run/secrets", files)]
+    try:
+        return run(f"compose {name}", argv, env, background)
+    finally:
+        if not background:
+            unmount(mounts)
+
+
+class K8s:
+    def __init__(self, kdir, ca):
+        self.docs = {}
+        for f in sorted(kdir.glob("*.yaml")):
+            for d in yaml.safe_load_all(f.read_text()):
+                if d:
+                    self.docs[(d["kind"], d["metadata"]["name"])] = d
+        # Operator-provided CA bundles: the one this test's Postgres uses.
+        for name in ("postgres-ca", "kafka-ca"):
+            self.docs.setdefault(("ConfigMap", name), {"data": {"ca.crt": ca.crt.read_text()}})
+
+    def secret(self, name):
+        s = self.docs.get(("Secret", name))
+        if not s:
+            raise KeyError(f"no Secret {name} in deploy/k8s")
+        return {k: v.encode() for k, v in (s.get("stringData") or {}).items()}
+
+    def configmap(self, name):
+        c = self.docs.get(("ConfigMap", name))
+        if not c:
+            raise KeyError(f"no ConfigMap {name} in deploy/k8s")
+        return {k: v.encode() for k, v in (c.get("data") or {}).items()}
+
+    def volume_files(self, vol):
+        if "secret" in vol:
+            src, data = vol["secret"], self.secret(vol["secret"]["secretName"])
+        elif "configMap" in vol:
+            src, data = vol["configMap"], self.configmap(vol["configMap"]["name"])
+        elif "emptyDir" in vol:
+            return {}
+        else:
+            raise KeyError(f"volume {vol['name']}: unsupported type")
+        if src.get("items"):
+            return {i["path"]: data[i["key"]] for i in src["items"]}
+        return data
+
+    def container_env(self, c, overrides):
+        env = {}
+        for ef in c.get("envFrom", []):
+            if "configMapRef" in ef:
+                env.update({k: v.decode() for k, v in self.configmap(ef["configMapRef"]["name"]).items()})
+            if "secretRef" in ef:
+                env.update({k: v.decode() for k, v in self.secret(ef["secretRef"]["name"]).items()})
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = k8s_expand(str(e["value"]), env)
+            elif "configMapKeyRef" in e.get("valueFrom", {}):
+                r = e["valueFrom"]["configMapKeyRef"]
+                env[e["name"]] = self.configmap(r["name"])[r["key"]].decode()
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                r = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = self.secret(r["name"])[r["key"]].decode()
+        env.update(overrides)
+        return env
+
+    def run_pod(self, where, pod, bindir, overrides=None):
+        """Init containers in order, then the containers (one here)."""
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            mounts = []
+            try:
+                for vm in c.get("volumeMounts", []):
+                    mounts.append(mount_files(vm["mountPath"], self.volume_files(vols[vm["name"]])))
+                env = self.container_env(c, overrides or {})
+                argv = [k8s_expand(a, env) for a in c.get("command", []) + c.get("args", [])]
+                full = base_env(bindir)
+                full.update(env)
+                if not run(f"{where} container {c['name']}", argv, full):
+                    return False
+            except KeyError as e:
+                fail(f"{where} container {c['name']}: {e}")
+                return False
+            finally:
+                unmount(mounts)
+        return True
+
+
+# --- checks ------------------------------------------------------------------
+
+def login_as(dsn, role, where):
+    r = subprocess.run(["psql", "-X", "-qAt", dsn, "-c", "SELECT current_user"],
+                       capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    if r.returncode != 0 or r.stdout.strip() != role:
+        fail(f"{where}: cannot log in as {role}: {r.stderr.strip()}")
+    else:
+        ok(f"{where}: logs in as {role}")
+
+
+def check_audit(dsn, where):
+    env = {"PATH": os.environ["PATH"]}
+    r = subprocess.run(["psql", "-X", "-qAt", dsn, "-c", "SELECT count(*) FROM ledger_entries"],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        fail(f"{where}: paystream_audit cannot read ledger_entries: {r.stderr.strip()}")
+    w = subprocess.run(["psql", "-X", "-qAt", dsn, "-c", "DELETE FROM ledger_entries"],
+                       capture_output=True, text=True, env=env)
+    if w.returncode == 0:
+        fail(f"{where}: paystream_audit can delete ledger entries")
+    if r.returncode == 0 and w.returncode != 0:
+        ok(f"{where}: paystream_audit reads, cannot write")
+
+
+def check_owner(pg, where):
+    owner = pg.sql("paystream", "SELECT tableowner FROM pg_tables WHERE tablename = 'payments'")
+    if owner != "paystream_admin":
+        fail(f"{where}: schema owned by {owner!r}, not paystream_admin")
+    else:
+        ok(f"{where}: schema owned by paystream_admin (not a superuser)")
+
+
+def check_push(gw, where, promtool):
+    if not gw.pushes:
+        fail(f"{where}: nothing pushed")
+        return
+    path, body = gw.pushes[-1]
+    if path != "/metrics/job/paystream_ops":
+        fail(f"{where}: pushed to {path}")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+    if r.returncode != 0 and "error" in (r.stdout + r.stderr).lower():
+        fail(f"{where}: pushed text is not valid exposition format: {r.stdout}{r.stderr}")
+    values = dict(line.split(" ", 1) for line in body.splitlines() if line and line[0] != "#")
+    want = {"paystream_ledger_verify_ok": "1", "paystream_reconcile_ok": "1",
+            "paystream_unresolved_charges": "0", "paystream_unresolved_charge_oldest_seconds": "0"}
+    for k, v in want.items():
+        if values.get(k) != v:
+            fail(f"{where}: {k} = {values.get(k)!r}, want {v}")
+    if "paystream_ops_last_run_timestamp_seconds" not in values:
+        fail(f"{where}: no paystream_ops_last_run_timestamp_seconds")
+    if not [p for p in problems if p.startswith(where)]:
+        ok(f"{where}: pushed {', '.join(sorted(values))}")
+
+
+def check_topics(root, where):
+    log = pathlib.Path("/opt/kafka/topics.log")
+    specs = [__import__("json").loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    src = (root / "lib/config.c").read_text()
+    want = set(re.findall(r'cfg_env_str\("PAYSTREAM_TOPIC_[A-Z_]+", "([^"]+)"\)', src))
+    got = [s["--topic"] for s in specs]
+    if sorted(got) != sorted(want):
+        fail(f"{where}: creates {sorted(got)}, the binaries use {sorted(want)}")
+    for s in specs:
+        if not s.get("--if-not-exists"):
+            fail(f"{where}: {s['--topic']} without --if-not-exists (a rerun fails)")
+        if not s.get("--partitions", "").isdigit() or not s.get("--replication-factor", "").isdigit():
+            fail(f"{where}: {s['--topic']}: partitions/replication factor not numbers")
+        if not s["configs"].get("retention.ms", "").isdigit():
+            fail(f"{where}: {s['--topic']}: no numeric retention.ms")
+    if specs and not [p for p in problems if p.startswith(where)]:
+        ok(f"{where}: {len(specs)} topics, options valid (broker side not executed)")
+
+
+# --- scenarios -----------------------------------------------------------------
+
+def compose_scenario(root, bindir, compose_file, work, ca, promtool):
+    cdir = compose_file.parent
+    compose = yaml.safe_load(compose_file.read_text())
+    svcs = compose["services"]
+    su_secret = svcs["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"].rsplit("/", 1)[1]
+    su_pw = (cdir / compose["secrets"][su_secret]["file"]).read_text().strip()
+    pg = Postgres(work, su_pw, ca)
+    # the postgres image creates POSTGRES_DB
+    pg.sql("postgres", f"CREATE DATABASE \"{svcs['postgres']['environment']['POSTGRES_DB']}\"")
+    try:
+        for rnd in (1, 2):
+            for name in ("db-bootstrap", "migrate", "roles"):
+                if name in svcs and not compose_service(compose, cdir, name, bindir):
+                    return
+            ok(f"compose database chain, round {rnd}")
+        check_owner(pg, "compose")
+        for name, spec in compose["secrets"].items():
+            m = re.fullmatch(r"pg_dsn_(\w+)", name)
+            if m and m.group(1) != "admin":
+                login_as((cdir / spec["file"]).read_text().strip(), f"paystream_{m.group(1)}",
+                         f"compose secret {name}")
+        if "pg_dsn_audit" in compose["secrets"]:
+            check_audit((cdir / compose["secrets"]["pg_dsn_audit"]["file"]).read_text().strip(), "compose")
+        compose_service(compose, cdir, "kafka-init", bindir)
+        check_topics(root, "compose kafka-init")
+        if "ops" not in svcs:
+            fail("compose: no ops service")
+            return
+        procsim = compose_service(compose, cdir, "procsim", bindir, background=True)
+        gw = Pushgateway()
+        try:
+            if wait_for("procsim on :12111", lambda: port_open(12111), 30):
+                ops = compose_service(compose, cdir, "ops", bindir, background=True)
+                wait_for("the ops service's first push", lambda: gw.pushes, 120)
+                # SIGTERM to the shell alone, as `docker compose stop` sends
+                # it: the script must exit promptly (its trap).
+                # (a container ends with it; its sleep may linger here).
+                ops.terminate()
+                try:
+                    ops.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    fail("compose ops: did not exit within 15 s of SIGTERM")
+                os.killpg(ops.pid, 9)
+                out = ops.communicate()[0]
+                print("\n".join("    " + line for line in out.strip().splitlines()), flush=True)
+                check_push(gw, "compose ops", promtool)
+        finally:
+            gw.stop()
+            os.killpg(procsim.pid, 15)
+            procsim.communicate(timeout=30)
+            unmount(["/run/secrets"] * 2)
+    finally:
+        pg.stop()
+
+
+def k8s_scenario(root, bindir, work, ca, promtool):
+    k = K8s(root / "deploy/k8s", ca)
+    su_dsn = k.secret("paystream-bootstrap")["pg-dsn-superuser"].decode()
+    su_pw = re.search(r"password=(\S+)", su_dsn).group(1)
+    pg = Postgres(work, su_pw, ca)
+    try:
+        boot = k.docs[("Job", "paystream-bootstrap")]
+        migrate = [d for (kind, n), d in k.docs.items() if kind == "Job" and n.startswith("paystream-migrate")]
+        if len(migrate) != 1:
+            fail(f"k8s: {len(migrate)} migrate Jobs, want 1")
+            return
+        for rnd in (1, 2):
+            if not k.run_pod("k8s bootstrap-job", boot["spec"]["template"]["spec"], bindir):
+                return
+            if not k.run_pod("k8s migrate-job", migrate[0]["spec"]["template"]["spec"], bindir):
+                return
+            ok(f"k8s database Jobs, round {rnd}")
+        check_owner(pg, "k8s")
+        # Each stage's DSN, with TLS verified against the mounted CA.
+        mounts = [mount_files("/etc/paystream/postgres-ca", k.configmap("postgres-ca"))]
+        try:
+            for stage in ("ingest", "fraud", "charge", "ledger"):
+                login_as(k.secret(f"paystream-{stage}")["pg-dsn"].decode(), f"paystream_{stage}",
+                         f"k8s Secret paystream-{stage} (sslmode=verify-full)")
+            check_audit(k.secret("paystream-ops")["pg-dsn"].decode(), "k8s")
+        finally:
+            unmount(mounts)
+        cron = k.docs[("CronJob", "paystream-ops")]
+        procsim = subprocess.Popen([str(bindir / "procsim"), "--port", "12111"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gw = Pushgateway()
+        try:
+            if wait_for("procsim on :12111", lambda: port_open(12111), 30):
+                # The processor is the one dependency not reachable here.
+                k.run_pod("k8s ops-cronjob", cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                          bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
+                check_push(gw, "k8s ops-cronjob", promtool)
+        finally:
+            gw.stop()
+            procsim.terminate()
+            procsim.wait(timeout=30)
+    finally:
+        pg.stop()
+
+
+def main():
+    enter_namespaces()
+    root = pathlib.Path(sys.argv[1]).resolve()
+    bindir = pathlib.Path(sys.argv[2]).resolve()
+    compose_file = root / "deploy/compose/docker-compose.yml"
+    if "--compose" in sys.argv:
+        compose_file = pathlib.Path(sys.argv[sys.argv.index("--compose") + 1]).resolve()
+    promtool = shutil.which("promtool") or "promtool"
+    for b in ("payctl", "procsim"):
+        if not (bindir / b).exists():
+            print(f"kit_commands: {bindir}/{b} not built", file=sys.stderr)
+            sys.exit(1)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="paystream-kit.", dir="/var/tmp"))
+    work.chmod(0o755)
+    try:
+        prepare_sandbox(work)
+        (pathlib.Path("/opt/kafka/bin")).mkdir(parents=True, exist_ok=True)
+        kt = pathlib.Path("/opt/kafka/bin/kafka-topics.sh")
+        kt.write_text(KAFKA_TOPICS)
+        kt.chmod(0o755)
+        for name, fn in (("compose", lambda w: compose_scenario(root, bindir, compose_file, w, ca, promtool)),
+                         ("k8s", lambda w: k8s_scenario(root, bindir, w, ca, promtool))):
+            w = work / name
+            w.mkdir()
+            w.chmod(0o755)
+            ca = CA(w)
+            try:
+                fn(w)
+            except Exception as e:  # a missing key, a manifest of the wrong shape
+                fail(f"{name}: {type(e).__name__}: {e}")
+    finally:
+        unmount(["/etc", "/opt", "/run"])
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"kit commands: {len(problems)} problems")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
