@@ -74,8 +74,19 @@ for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus"
 
 prom = yaml.safe_load((root / "deploy/compose/prometheus.yml").read_text())
 jobs = {j["job_name"] for j in prom["scrape_configs"]}
-if jobs != {"ingest", "fraud", "charge", "ledger"}:
-    problems.append(f"prometheus.yml: jobs {sorted(jobs)}")
+if jobs != {"ingest", "fraud", "charge", "ledger", "kafka-exporter", "pushgateway"}:
+    problems.append(f"compose prometheus.yml: jobs {sorted(jobs)}")
+kprom = yaml.safe_load((root / "deploy/prometheus/scrape-kubernetes.yml").read_text())
+kjobs = {j["job_name"]: j for j in kprom["scrape_configs"]}
+relabel = kjobs.get("paystream", {}).get("relabel_configs", [])
+if not any(r.get("target_label") == "job" and r.get("source_labels") ==
+           ["__meta_kubernetes_pod_label_app_kubernetes_io_component"] for r in relabel):
+    problems.append("scrape-kubernetes.yml: stage pods do not get job=<stage>")
+for j in ("kafka-exporter", "pushgateway"):
+    if j not in kjobs:
+        problems.append(f"scrape-kubernetes.yml: no job {j}")
+if not kjobs.get("pushgateway", {}).get("honor_labels"):
+    problems.append("scrape-kubernetes.yml: pushgateway without honor_labels")
 
 docs = []
 for f in sorted((root / "deploy/k8s").glob("*.yaml")):
@@ -265,6 +276,24 @@ for p in dash["panels"]:
             base = re.sub(r"_(bucket|sum|count)$", "", m)
             if base not in exported:
                 problems.append(f"dashboard panel '{p['title']}': unknown metric {m}")
+
+# Alert rules: each has a runbook entry; each metric is one something exports
+# (the workers, kafka-exporter, Prometheus itself, or the ops checks).
+rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text())
+runbook = (root / "docs/runbook.md").read_text()
+ops_script = (root / "deploy/k8s/ops-cronjob.yaml").read_text()
+pushed = set(re.findall(r"echo \"(paystream_[a-z_]+) ", ops_script))
+for g in rules["groups"]:
+    for r in g["rules"]:
+        a = r["alert"]
+        if f"## {a}\n" not in runbook:
+            problems.append(f"alert {a}: no '## {a}' entry in docs/runbook.md")
+        if r["annotations"].get("runbook") != f"docs/runbook.md#{a.lower()}":
+            problems.append(f"alert {a}: runbook annotation is not docs/runbook.md#{a.lower()}")
+        for m in re.findall(r"\b(paystream_[a-z_]+|kafka_[a-z_]+)\b", r["expr"]):
+            if m not in exported and m not in pushed and m not in (
+                    "kafka_consumergroup_lag", "kafka_consumergroup_current_offset"):
+                problems.append(f"alert {a}: unknown metric {m}")
 
 for p in problems:
     print(f"not ok - {p}")
