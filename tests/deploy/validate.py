@@ -277,6 +277,62 @@ for p in dash["panels"]:
             if base not in exported:
                 problems.append(f"dashboard panel '{p['title']}': unknown metric {m}")
 
+# Kafka for production: Strimzi topics and users, KEDA autoscaling.
+flow = {"ingest": ("intents", "requests"), "fraud": ("requests", "fraud_scored"),
+        "charge": ("fraud_scored", "charged"), "ledger": ("charged", "ledgered")}
+topic_names = dict(re.findall(r'cfg_env_str\("PAYSTREAM_TOPIC_([A-Z_]+)", "([^"]+)"\)',
+                              (root / "lib/config.c").read_text()))
+topic_names = {k.lower(): v for k, v in topic_names.items()}
+kafka_docs = [d for f in ("topics.yaml", "users.yaml")
+              for d in yaml.safe_load_all((root / "deploy/kafka" / f).read_text()) if d]
+ktopics = {d["spec"]["topicName"]: d["spec"] for d in kafka_docs if d["kind"] == "KafkaTopic"}
+if set(ktopics) != set(topic_names.values()):
+    problems.append(f"kafka topics.yaml: topics {sorted(ktopics)}, the binaries use {sorted(topic_names.values())}")
+for t, spec in ktopics.items():
+    cfg = spec.get("config", {})
+    if spec.get("replicas") != 3 or int(cfg.get("min.insync.replicas", 0)) != 2:
+        problems.append(f"kafka topic {t}: not replicas 3 with min.insync.replicas 2")
+    if not str(cfg.get("retention.ms", "")).isdigit():
+        problems.append(f"kafka topic {t}: no retention.ms")
+dlq = ktopics.get(topic_names.get("dlq"), {}).get("config", {})
+if any(int(dlq.get("retention.ms", 0)) < int(s.get("config", {}).get("retention.ms", 0)) for s in ktopics.values()):
+    problems.append("kafka topic payments.dlq: shorter retention than another topic")
+kusers = {d["metadata"]["name"]: d["spec"] for d in kafka_docs if d["kind"] == "KafkaUser"}
+for stage, (src, dst) in flow.items():
+    u = kusers.get(f"paystream-{stage}")
+    if not u:
+        problems.append(f"kafka users.yaml: no KafkaUser paystream-{stage}")
+        continue
+    got = {(a["resource"]["type"], a["resource"]["name"], a["resource"].get("patternType", "literal"), op)
+           for a in u["authorization"]["acls"] for op in a["operations"]}
+    want = {("topic", topic_names[src], "literal", "Read"), ("topic", topic_names[src], "literal", "Describe"),
+            ("group", stage, "literal", "Read")}
+    for t in (dst, "outcomes", "dlq"):
+        want |= {("topic", topic_names[t], "literal", "Write"), ("topic", topic_names[t], "literal", "Describe")}
+    if got != want:
+        problems.append(f"kafka user paystream-{stage}: ACLs differ: extra {sorted(got - want)}, "
+                        f"missing {sorted(want - got)}")
+    sec = secrets_k8s.get(f"paystream-{stage}", {}).get("kafka.properties", "")
+    if f"sasl.username=paystream-{stage}\n" not in sec:
+        problems.append(f"k8s Secret paystream-{stage}: kafka.properties is not principal paystream-{stage}")
+scaled = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in kinds.get("ScaledObject", [])}
+for stage, (src, dst) in flow.items():
+    so = scaled.get(f"paystream-{stage}")
+    dep = [d for d in kinds.get("Deployment", []) if d["metadata"]["name"] == f"paystream-{stage}"]
+    if not so:
+        problems.append(f"k8s: no ScaledObject for paystream-{stage}")
+        continue
+    trig = so["triggers"][0]["metadata"] if so.get("triggers") else {}
+    if trig.get("consumerGroup") != stage or trig.get("topic") != topic_names[src]:
+        problems.append(f"k8s ScaledObject {stage}: not group {stage} on {topic_names[src]}")
+    parts = ktopics.get(topic_names[src], {}).get("partitions", 0)
+    surge = dep[0]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] if dep else 0
+    if so.get("maxReplicaCount", 100) + surge > parts:
+        problems.append(f"k8s ScaledObject {stage}: maxReplicaCount {so.get('maxReplicaCount')} + surge "
+                        f"{surge} exceeds {parts} partitions (a pod without partitions is not ready)")
+    if so.get("minReplicaCount", 0) < 2:
+        problems.append(f"k8s ScaledObject {stage}: fewer than 2 replicas")
+
 # Alert rules: each has a runbook entry; each metric is one something exports
 # (the workers, kafka-exporter, Prometheus itself, or the ops checks).
 rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text())
