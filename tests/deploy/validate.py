@@ -64,6 +64,10 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
     want = {"redis_password", f"pg_dsn_{stage}"} | ({"processor_api_key"} if stage == "charge" else set())
     if set(svc.get("secrets", [])) != want:
         problems.append(f"compose {stage}: secrets {sorted(svc.get('secrets', []))}, want only {sorted(want)}")
+compose_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', " ".join(services.get("ops", {}).get("command", []))))
+k8s_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
+if not k8s_pushed or compose_pushed != k8s_pushed:
+    problems.append(f"ops checks: compose pushes {sorted(compose_pushed)}, the CronJob {sorted(k8s_pushed)}")
 for name, svc in services.items():
     if "pg_dsn_admin" in svc.get("secrets", []) and name not in ("migrate", "roles", "payctl"):
         problems.append(f"compose service {name}: mounts the admin DSN")
@@ -269,13 +273,31 @@ for n in nps:
                 problems.append(f"k8s NetworkPolicy {n['metadata']['name']}: internet egress for {comps or 'all'}")
 
 exported = set(re.findall(r'"(paystream_[a-z_]+)"', src))
+pushed_names = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
 dash = json.loads((root / "deploy/compose/grafana/dashboards/paystream.json").read_text())
+queried, excused = set(), set()
+if not any(v.get("type") == "datasource" and v.get("name") == "datasource"
+           for v in dash.get("templating", {}).get("list", [])):
+    problems.append("dashboard: no datasource variable")
 for p in dash["panels"]:
-    for t in p["targets"]:
+    if p["type"] == "text":
+        excused |= set(re.findall(r"`(paystream_[a-z_]+)`", p["options"]["content"]))
+        continue
+    if p.get("datasource", {}).get("uid") != "${datasource}":
+        problems.append(f"dashboard panel '{p['title']}': datasource is not the $datasource variable")
+    if not p.get("targets"):
+        problems.append(f"dashboard panel '{p['title']}': no query")
+    for t in p.get("targets", []):
         for m in re.findall(r"paystream_[a-z_]+", t["expr"]):
             base = re.sub(r"_(bucket|sum|count)$", "", m)
-            if base not in exported:
+            queried.add(base)
+            if base not in exported and base not in pushed_names:
                 problems.append(f"dashboard panel '{p['title']}': unknown metric {m}")
+        if "redis" in p["title"].lower() and "error" in p["title"].lower() and "redis_errors" not in t["expr"] \
+                and not any("redis_errors" in x["expr"] for x in p["targets"]):
+            problems.append(f"dashboard panel '{p['title']}': no errors query")
+for m in sorted((exported | pushed_names) - queried - excused):
+    problems.append(f"dashboard: metric {m} has no panel and no reason in 'Not on this dashboard'")
 
 # Kafka for production: Strimzi topics and users, KEDA autoscaling.
 flow = {"ingest": ("intents", "requests"), "fraud": ("requests", "fraud_scored"),
