@@ -46,6 +46,9 @@ for name, svc in services.items():
     env = svc.get("environment") or {}
     check_env(f"compose service {name}", env.keys() if isinstance(env, dict) else
               [e.split("=")[0] for e in env])
+    for k, v in (env.items() if isinstance(env, dict) else []):
+        if str(v).startswith("/run/secrets/") and str(v)[len("/run/secrets/"):] not in svc.get("secrets", []):
+            problems.append(f"compose service {name}: {k}={v}, a secret it does not mount")
     for s in svc.get("secrets", []):
         if s not in compose["secrets"]:
             problems.append(f"compose service {name}: unknown secret {s}")
