@@ -9,8 +9,10 @@ authentication, TLS), with the paystream binaries from the build directory
 standing in for the image's /usr/local/bin:
 
   compose:    db-bootstrap, migrate, roles (twice: a redeploy must pass),
-              kafka-init, ops (its first round, pushed to a capturing
-              Pushgateway stand-in, checked with promtool)
+              kafka-init (twice) against a real Kafka 3.7 broker (KRaft, the
+              image's version, jars from Maven Central via
+              kafka/kafka_libs.sh), ops (its first round, pushed to a
+              capturing Pushgateway stand-in, checked with promtool)
   kubernetes: bootstrap-job, migrate-job (init container, then main
               container; twice), ops-cronjob
 
@@ -22,12 +24,12 @@ without touching the host. Each command sees only the secrets its own
 service or pod mounts: one that reads another's fails here as it would there.
 
 Substitutions, all named: the Postgres server is a local initdb (as the
-postgres image's entrypoint makes it); the CA ConfigMaps (operator-provided)
-hold the CA this test makes; the Kubernetes ops job's processor URL points
-at procsim; the broker side of kafka-init is not executed: the local stack's
-broker has no admin API that kafka-topics.sh could use, so the script runs
-against a kafka-topics.sh that checks each invocation's options and records
-the topics, which are then checked against the topics the binaries use.
+postgres image's entrypoint makes it) and the broker a local KRaft node
+configured as the compose `kafka` service; /opt/kafka/bin/kafka-topics.sh
+runs the same tool class as the image's script; the CA ConfigMaps
+(operator-provided) hold the CA this test makes; the Kubernetes ops job's
+processor URL points at procsim. The Strimzi topics (deploy/kafka) are
+applied by Strimzi's operator, not by a command: validate.py checks them.
 
 usage: kit_commands.py <repo> <build-dir> [--compose FILE]
 Exit status 1 lists what failed."""
@@ -89,6 +91,11 @@ def enter_namespaces():
         print("kit_commands: needs root (mount and network namespaces)", file=sys.stderr)
         sys.exit(1)
     env = dict(os.environ, KIT_IN_NAMESPACE="1")
+    # Fetched before the network namespace cuts Maven Central off.
+    here = pathlib.Path(__file__).resolve().parent
+    r = subprocess.run(["bash", str(here / "kafka/kafka_libs.sh"), sys.argv[2]], stdout=subprocess.PIPE,
+                       text=True)
+    env["KIT_KAFKA_LIBS"] = str(pathlib.Path(r.stdout.strip()).resolve()) if r.returncode == 0 else ""
     os.execvpe("unshare", ["unshare", "--mount", "--net", "--fork", "--kill-child",
                            sys.executable, *sys.argv], env)
 
@@ -211,31 +218,72 @@ class Pushgateway:
         self.srv.shutdown()
 
 
-KAFKA_TOPICS = r'''#!/usr/bin/python3
-# Checks one kafka-topics.sh invocation against the tool's options and
-# records the topic; the broker side is not executed here.
-import json, os, sys
-a = sys.argv[1:]
-known_flags = {"--create", "--if-not-exists"}
-known_opts = {"--bootstrap-server", "--topic", "--partitions", "--replication-factor", "--config"}
-spec = {"configs": {}}
-i = 0
-while i < len(a):
-    if a[i] in known_flags:
-        spec[a[i]] = True; i += 1; continue
-    if a[i] not in known_opts or i + 1 >= len(a):
-        sys.exit(f"kafka-topics.sh: unknown or incomplete option {a[i]!r}")
-    k, v = a[i], a[i + 1]; i += 2
-    if k == "--config":
-        if "=" not in v: sys.exit(f"kafka-topics.sh: --config {v!r} is not key=value")
-        ck, cv = v.split("=", 1); spec["configs"][ck] = cv
-    else:
-        spec[k] = v
-for need in ("--bootstrap-server", "--topic", "--create"):
-    if need not in spec: sys.exit(f"kafka-topics.sh: {need} missing")
-with open(os.environ.get("KIT_TOPICS_LOG", "/opt/kafka/topics.log"), "a") as f:
-    f.write(json.dumps(spec) + "\n")
-'''
+class KafkaBroker:
+    """A single-node KRaft broker as the compose file's `kafka` service is
+    configured (PLAINTEXT on :9092, advertised as kafka:9092, no topic
+    auto-creation), from the jars of the same Kafka version (kafka_libs.sh);
+    /opt/kafka/bin/kafka-topics.sh runs the tool class as the image's
+    script does (kafka-run-class.sh org.apache.kafka.tools.TopicCommand)."""
+
+    def __init__(self, work, libs):
+        self.libs = libs
+        d = work / "kafka"
+        d.mkdir()
+        props = d / "server.properties"
+        props.write_text("\n".join([
+            "process.roles=broker,controller", "node.id=1",
+            "controller.quorum.voters=1@127.0.0.1:9093",
+            "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+            "advertised.listeners=PLAINTEXT://kafka:9092",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={d}/data", "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=1", "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1", "auto.create.topics.enable=false",
+            "group.initial.rebalance.delay.ms=0", ""]))
+        (d / "log4j.properties").write_text("log4j.rootLogger=WARN, stderr\n"
+                                            "log4j.appender.stderr=org.apache.log4j.ConsoleAppender\n"
+                                            "log4j.appender.stderr.Target=System.err\n"
+                                            "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n"
+                                            "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n")
+        self.java = ["java", f"-Dlog4j.configuration=file:{d}/log4j.properties", "-cp", f"{libs}/*"]
+        cluster = subprocess.run(self.java + ["kafka.tools.StorageTool", "random-uuid"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        sh(self.java + ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)],
+           stdout=subprocess.DEVNULL)
+        self.log = open(d / "broker.log", "w")
+        self.proc = subprocess.Popen(["java", "-Xmx512m"] + self.java[1:] + ["kafka.Kafka", str(props)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        pathlib.Path("/opt/kafka/bin").mkdir(parents=True, exist_ok=True)
+        script = pathlib.Path("/opt/kafka/bin/kafka-topics.sh")
+        script.write_text("#!/bin/sh\n# as the image's: kafka-run-class.sh org.apache.kafka.tools.TopicCommand\n"
+                          f"exec {' '.join(self.java[:2])} -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
+        script.chmod(0o755)
+
+    def ready(self):
+        return port_open(9092) and subprocess.run(
+            ["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka:9092", "--list"],
+            capture_output=True).returncode == 0
+
+    def describe(self):
+        r = subprocess.run(["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka:9092",
+                            "--describe"], capture_output=True, text=True)
+        topics = {}
+        for line in r.stdout.splitlines():
+            m = re.match(r"Topic: (\S+)\s+TopicId: \S+\s+PartitionCount: (\d+)\s+ReplicationFactor: (\d+)"
+                         r"\s+Configs: ?(.*)", line.strip())
+            if m:
+                cfg = dict(kv.split("=", 1) for kv in m.group(4).split(",") if "=" in kv)
+                topics[m.group(1)] = (int(m.group(2)), int(m.group(3)), cfg)
+        return topics
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
 
 
 # --- running extracted commands ---------------------------------------------
@@ -264,7 +312,7 @@ def base_env(bindir):
     return {"PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/tmp", "LANG": "C.UTF-8",
             "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", ""),
-            "KIT_TOPICS_LOG": "/opt/kafka/topics.log"}
+            }
 
 
 def run(where, argv, env, background=False):
@@ -434,26 +482,44 @@ def check_push(gw, where, promtool):
         ok(f"{where}: pushed {', '.join(sorted(values))}")
 
 
-def check_topics(root, where):
-    log = pathlib.Path("/opt/kafka/topics.log")
-    specs = [__import__("json").loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+def check_topics(root, broker, where):
+    """What kafka-init created on the broker: every topic the binaries use,
+    with partitions and a retention, the DLQ kept longest."""
+    got = broker.describe()
     src = (root / "lib/config.c").read_text()
     want = set(re.findall(r'cfg_env_str\("PAYSTREAM_TOPIC_[A-Z_]+", "([^"]+)"\)', src))
-    got = [s["--topic"] for s in specs]
-    if sorted(got) != sorted(want):
-        fail(f"{where}: creates {sorted(got)}, the binaries use {sorted(want)}")
-    for s in specs:
-        if not s.get("--if-not-exists"):
-            fail(f"{where}: {s['--topic']} without --if-not-exists (a rerun fails)")
-        if not s.get("--partitions", "").isdigit() or not s.get("--replication-factor", "").isdigit():
-            fail(f"{where}: {s['--topic']}: partitions/replication factor not numbers")
-        if not s["configs"].get("retention.ms", "").isdigit():
-            fail(f"{where}: {s['--topic']}: no numeric retention.ms")
-    if specs and not [p for p in problems if p.startswith(where)]:
-        ok(f"{where}: {len(specs)} topics, options valid (broker side not executed)")
+    if set(got) != want:
+        fail(f"{where}: the broker has {sorted(got)}, the binaries use {sorted(want)}")
+        return
+    ret = {t: int(c.get("retention.ms", -1)) for t, (_, _, c) in got.items()}
+    if any(v <= 0 for v in ret.values()):
+        fail(f"{where}: topics without a retention.ms: {sorted(t for t, v in ret.items() if v <= 0)}")
+    if ret["payments.dlq"] < max(ret.values()):
+        fail(f"{where}: the DLQ is kept shorter than another topic")
+    if len({p for p, _, _ in got.values()}) != 1:
+        fail(f"{where}: partition counts differ: {got}")
+    if not [p for p in problems if p.startswith(where)]:
+        ok(f"{where}: {len(got)} topics on the broker, {next(iter(got.values()))[0]} partitions, retention set")
 
 
 # --- scenarios -----------------------------------------------------------------
+
+def kafka_init(root, compose, cdir, bindir, work):
+    libs = os.environ.get("KIT_KAFKA_LIBS")
+    if not libs:
+        fail("compose kafka-init: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
+        return
+    broker = KafkaBroker(work, libs)
+    try:
+        if not wait_for("the Kafka broker", broker.ready, 120):
+            return
+        for rnd in (1, 2):  # --if-not-exists: a redeploy passes
+            if not compose_service(compose, cdir, "kafka-init", bindir):
+                return
+        check_topics(root, broker, "compose kafka-init")
+    finally:
+        broker.stop()
+
 
 def compose_scenario(root, bindir, compose_file, work, ca, promtool):
     cdir = compose_file.parent
@@ -478,8 +544,7 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
                          f"compose secret {name}")
         if "pg_dsn_audit" in compose["secrets"]:
             check_audit((cdir / compose["secrets"]["pg_dsn_audit"]["file"]).read_text().strip(), "compose")
-        compose_service(compose, cdir, "kafka-init", bindir)
-        check_topics(root, "compose kafka-init")
+        kafka_init(root, compose, cdir, bindir, work)
         if "ops" not in svcs:
             fail("compose: no ops service")
             return
@@ -571,10 +636,6 @@ def main():
     work.chmod(0o755)
     try:
         prepare_sandbox(work)
-        (pathlib.Path("/opt/kafka/bin")).mkdir(parents=True, exist_ok=True)
-        kt = pathlib.Path("/opt/kafka/bin/kafka-topics.sh")
-        kt.write_text(KAFKA_TOPICS)
-        kt.chmod(0o755)
         for name, fn in (("compose", lambda w: compose_scenario(root, bindir, compose_file, w, ca, promtool)),
                          ("k8s", lambda w: k8s_scenario(root, bindir, w, ca, promtool))):
             w = work / name
