@@ -11,7 +11,10 @@ standing in for the image's /usr/local/bin:
   compose:    db-bootstrap, migrate, roles (twice: a redeploy must pass),
               kafka-init (twice) against a real Kafka 3.7 broker (KRaft, the
               image's version, jars from Maven Central via
-              kafka/kafka_libs.sh), ops (its first round, pushed to a
+              kafka/kafka_libs.sh), redis and procsim, then each stage
+              (its command, environment and secrets as written) until its
+              healthcheck passes, then SIGTERM: exit 0 within its
+              stop_grace_period; ops (its first round, pushed to a
               capturing Pushgateway stand-in, checked with promtool)
   kubernetes: bootstrap-job, migrate-job (init container, then main
               container; twice), ops-cronjob
@@ -113,6 +116,11 @@ def prepare_sandbox(work):
         f.write("127.0.0.1 " + " ".join(HOSTS) + "\n")
     # /run: empty, like a container's (secrets are mounted under it).
     sh(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"])
+    # /usr/share: an overlay, for the files the image puts there.
+    for d in ("share-upper", "share-work"):
+        (work / d).mkdir()
+    sh(["mount", "-t", "overlay", "overlay", "-o",
+        f"lowerdir=/usr/share,upperdir={work}/share-upper,workdir={work}/share-work", "/usr/share"])
 
 
 def mount_files(path, files):
@@ -510,15 +518,76 @@ def kafka_init(root, compose, cdir, bindir, work):
         fail("compose kafka-init: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
         return
     broker = KafkaBroker(work, libs)
+    if not wait_for("the Kafka broker", broker.ready, 120):
+        return broker
+    for rnd in (1, 2):  # --if-not-exists: a redeploy passes
+        if not compose_service(compose, cdir, "kafka-init", bindir):
+            return broker
+    check_topics(root, broker, "compose kafka-init")
+    return broker
+
+
+def image_files(root):
+    """The files the Dockerfile's runtime stage copies from the repository
+    to /usr/share/paystream (migrations, fraud model and rules), at their
+    image paths."""
+    pathlib.Path("/usr/share/paystream").mkdir(parents=True, exist_ok=True)
+    for m in re.finditer(r"^COPY (?!--)(\S+) (/usr/share/paystream\S*)$", (root / "Dockerfile").read_text(), re.M):
+        src, dst = root / m.group(1), pathlib.Path(m.group(2))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy(src, dst)
+
+
+def http_status(url):
     try:
-        if not wait_for("the Kafka broker", broker.ready, 120):
-            return
-        for rnd in (1, 2):  # --if-not-exists: a redeploy passes
-            if not compose_service(compose, cdir, "kafka-init", bindir):
-                return
-        check_topics(root, broker, "compose kafka-init")
-    finally:
-        broker.stop()
+        import urllib.request
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except Exception as e:  # HTTPError carries the status, the rest mean "not up"
+        return getattr(e, "code", None)
+
+
+def compose_workers(compose, cdir, bindir):
+    """Each stage's service as written (command, environment, secrets; its
+    healthcheck command run as written) until healthy, then SIGTERM: it
+    must exit 0 within stop_grace_period. One at a time: each binds :9400,
+    as each container does in its own network."""
+    for stage in ("ingest", "fraud", "charge", "ledger"):
+        svc = compose["services"][stage]
+        where = f"compose {stage}"
+        proc = compose_service(compose, cdir, stage, bindir, background=True)
+        try:
+            hc = svc.get("healthcheck", {}).get("test", [])
+            if hc[:1] != ["CMD"]:
+                fail(f"{where}: healthcheck is not a CMD list")
+                continue
+            env = base_env(bindir)
+            healthy = lambda: subprocess.run(hc[1:], env=env, capture_output=True).returncode == 0
+            if not wait_for(f"{where} healthcheck ({' '.join(hc[1:])})",
+                            lambda: healthy() or proc.poll() is not None, 120) or proc.poll() is not None:
+                fail(f"{where}: never healthy (exit {proc.poll()}; /readyz {http_status('http://127.0.0.1:9400/readyz')})")
+                continue
+            ok(f"{where}: healthy with its own secrets and role")
+            grace = int(str(svc.get("stop_grace_period", "10s")).rstrip("s"))
+            proc.terminate()
+            try:
+                rc = proc.wait(timeout=grace)
+                if rc != 0:
+                    fail(f"{where}: exited {rc} after SIGTERM")
+                else:
+                    ok(f"{where}: drained and exited 0 within {grace} s of SIGTERM")
+            except subprocess.TimeoutExpired:
+                fail(f"{where}: still running {grace} s after SIGTERM (stop_grace_period)")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            out = proc.communicate()[0]
+            if problems and problems[-1].startswith(where):
+                print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
+            unmount(["/run/secrets"])
 
 
 def compose_scenario(root, bindir, compose_file, work, ca, promtool):
@@ -544,13 +613,17 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
                          f"compose secret {name}")
         if "pg_dsn_audit" in compose["secrets"]:
             check_audit((cdir / compose["secrets"]["pg_dsn_audit"]["file"]).read_text().strip(), "compose")
-        kafka_init(root, compose, cdir, bindir, work)
+        broker = kafka_init(root, compose, cdir, bindir, work)
         if "ops" not in svcs:
             fail("compose: no ops service")
             return
         procsim = compose_service(compose, cdir, "procsim", bindir, background=True)
+        redis = compose_service(compose, cdir, "redis", bindir, background=True)
         gw = Pushgateway()
         try:
+            if broker and wait_for("procsim on :12111 and redis on :6379",
+                                   lambda: port_open(12111) and port_open(6379), 30):
+                compose_workers(compose, cdir, bindir)
             if wait_for("procsim on :12111", lambda: port_open(12111), 30):
                 ops = compose_service(compose, cdir, "ops", bindir, background=True)
                 wait_for("the ops service's first push", lambda: gw.pushes, 120)
@@ -568,9 +641,12 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
                 check_push(gw, "compose ops", promtool)
         finally:
             gw.stop()
-            os.killpg(procsim.pid, 15)
-            procsim.communicate(timeout=30)
-            unmount(["/run/secrets"] * 2)
+            for p in (procsim, redis):
+                os.killpg(p.pid, 15)
+                p.communicate(timeout=30)
+            if broker:
+                broker.stop()
+            unmount(["/run/secrets"] * 3)
     finally:
         pg.stop()
 
@@ -628,7 +704,7 @@ def main():
     if "--compose" in sys.argv:
         compose_file = pathlib.Path(sys.argv[sys.argv.index("--compose") + 1]).resolve()
     promtool = shutil.which("promtool") or "promtool"
-    for b in ("payctl", "procsim"):
+    for b in ("payctl", "procsim", "ps-ingest", "ps-fraud", "ps-charge", "ps-ledger"):
         if not (bindir / b).exists():
             print(f"kit_commands: {bindir}/{b} not built", file=sys.stderr)
             sys.exit(1)
@@ -636,6 +712,7 @@ def main():
     work.chmod(0o755)
     try:
         prepare_sandbox(work)
+        image_files(root)
         for name, fn in (("compose", lambda w: compose_scenario(root, bindir, compose_file, w, ca, promtool)),
                          ("k8s", lambda w: k8s_scenario(root, bindir, w, ca, promtool))):
             w = work / name
@@ -647,7 +724,7 @@ def main():
             except Exception as e:  # a missing key, a manifest of the wrong shape
                 fail(f"{name}: {type(e).__name__}: {e}")
     finally:
-        unmount(["/etc", "/opt", "/run"])
+        unmount(["/etc", "/opt", "/run", "/usr/share"])
         shutil.rmtree(work, ignore_errors=True)
     print(f"kit commands: {len(problems)} problems")
     sys.exit(1 if problems else 0)
