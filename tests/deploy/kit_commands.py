@@ -224,6 +224,7 @@ class Pushgateway:
 
     def stop(self):
         self.srv.shutdown()
+        self.srv.server_close()
 
 
 class KafkaBroker:
