@@ -17,7 +17,12 @@ standing in for the image's /usr/local/bin:
               stop_grace_period; ops (its first round, pushed to a
               capturing Pushgateway stand-in, checked with promtool)
   kubernetes: bootstrap-job, migrate-job (init container, then main
-              container; twice), ops-cronjob
+              container; twice), ops-cronjob; then each stage's Deployment
+              container (ConfigMap, its own Secret, CA bundles) against
+              Postgres over verified TLS and a broker as Strimzi would run
+              it (SASL_SSL, SCRAM principals from the stages' Secrets, the
+              topics and ACLs of deploy/kafka applied) until its readiness
+              probe answers, then SIGTERM within the grace period
 
 It runs in private mount and network namespaces (unshare), so the commands
 see their files at the exact paths the manifests mount them (/run/secrets,
@@ -50,7 +55,8 @@ import time
 
 import yaml
 
-HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis"]
+HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis",
+         "paystream-kafka-bootstrap.kafka.svc"]
 PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
 
 problems = []
@@ -234,18 +240,20 @@ class KafkaBroker:
     /opt/kafka/bin/kafka-topics.sh runs the tool class as the image's
     script does (kafka-run-class.sh org.apache.kafka.tools.TopicCommand)."""
 
-    def __init__(self, work, libs):
+    COMPOSE = ["controller.quorum.voters=1@127.0.0.1:9093",
+               "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+               "advertised.listeners=PLAINTEXT://kafka:9092",
+               "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+
+    def __init__(self, work, libs, listeners=COMPOSE, scram_users=()):
         self.libs = libs
         d = work / "kafka"
         d.mkdir()
+        self.dir = d
         props = d / "server.properties"
         props.write_text("\n".join([
-            "process.roles=broker,controller", "node.id=1",
-            "controller.quorum.voters=1@127.0.0.1:9093",
-            "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
-            "advertised.listeners=PLAINTEXT://kafka:9092",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "process.roles=broker,controller", "node.id=1", "controller.listener.names=CONTROLLER"]
+            + listeners + [
             f"log.dirs={d}/data", "offsets.topic.replication.factor=1",
             "offsets.topic.num.partitions=1", "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1", "auto.create.topics.enable=false",
@@ -258,7 +266,8 @@ class KafkaBroker:
         self.java = ["java", f"-Dlog4j.configuration=file:{d}/log4j.properties", "-cp", f"{libs}/*"]
         cluster = subprocess.run(self.java + ["kafka.tools.StorageTool", "random-uuid"],
                                  capture_output=True, text=True, check=True).stdout.strip()
-        sh(self.java + ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)],
+        scram = [a for u, pw in scram_users for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={pw}]")]
+        sh(self.java + ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)] + scram,
            stdout=subprocess.DEVNULL)
         self.log = open(d / "broker.log", "w")
         self.proc = subprocess.Popen(["java", "-Xmx512m"] + self.java[1:] + ["kafka.Kafka", str(props)],
@@ -269,10 +278,17 @@ class KafkaBroker:
                           f"exec {' '.join(self.java[:2])} -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
         script.chmod(0o755)
 
-    def ready(self):
+    def ready(self, bootstrap="kafka:9092"):
         return port_open(9092) and subprocess.run(
-            ["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka:9092", "--list"],
+            ["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", bootstrap, "--list"],
             capture_output=True).returncode == 0
+
+    def tool(self, cls, args):
+        r = subprocess.run(self.java + [cls, "--bootstrap-server", "127.0.0.1:9092"] + args,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"kafka {cls.rsplit('.', 1)[1]} {' '.join(args)}: {r.stderr.strip()[-300:]}")
+        return r.returncode == 0
 
     def describe(self):
         r = subprocess.run(["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka:9092",
@@ -361,6 +377,7 @@ def compose_service(compose, cdir, name, bindir, background=False):
 
 class K8s:
     def __init__(self, kdir, ca):
+        self.ca = ca
         self.docs = {}
         for f in sorted(kdir.glob("*.yaml")):
             for d in yaml.safe_load_all(f.read_text()):
@@ -434,6 +451,145 @@ class K8s:
             finally:
                 unmount(mounts)
         return True
+
+
+    def start(self, where, pod, bindir, overrides):
+        """Starts a Deployment's (single) container in the background:
+        volumes mounted, environment resolved; returns (process, mounts)."""
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        c = pod["containers"][0]
+        mounts = [mount_files(vm["mountPath"], self.volume_files(vols[vm["name"]]))
+                  for vm in c.get("volumeMounts", [])]
+        env = self.container_env(c, overrides)
+        argv = [k8s_expand(a, env) for a in c.get("command", []) + c.get("args", [])]
+        full = base_env(bindir)
+        full.update(env)
+        return run(f"{where} container {c['name']}", argv, full, background=True), mounts
+
+
+def k8s_kafka(root, k, work):
+    """A broker as the manifests expect the Strimzi cluster: SASL_SSL with
+    SCRAM-SHA-512 on paystream-kafka-bootstrap.kafka.svc:9093 (a certificate
+    from this test's CA), ACLs enforced; the stages' principals and
+    passwords from their Secrets; the topics of deploy/kafka/topics.yaml and
+    the ACLs of deploy/kafka/users.yaml applied as Strimzi's operators
+    would. Substitution: one broker, so replicas and min.insync.replicas 1."""
+    libs = os.environ.get("KIT_KAFKA_LIBS")
+    if not libs:
+        fail("k8s stages: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
+        return None
+    ca = k.ca
+    host = "paystream-kafka-bootstrap.kafka.svc"
+    d = work / "kafka-tls"
+    d.mkdir()
+    key, csr, crt, ext = d / "key.pem", d / "csr.pem", d / "crt.pem", d / "ext"
+    q = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", key,
+        "-out", csr], **q)
+    ext.write_text(f"subjectAltName=DNS:{host}\n")
+    sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca.crt, "-CAkey", ca.crt.parent / "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt], **q)
+    (d / "keystore.pem").write_text(key.read_text() + crt.read_text())
+    users = []
+    for stage in ("ingest", "fraud", "charge", "ledger"):
+        props = dict(l.split("=", 1) for l in k.secret(f"paystream-{stage}")["kafka.properties"].decode().split("\n")
+                     if "=" in l)
+        users.append((props["sasl.username"], props["sasl.password"]))
+    listeners = [
+        "controller.quorum.voters=1@127.0.0.1:9094",
+        "listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093,CONTROLLER://127.0.0.1:9094",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://{host}:9093",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type=PEM", f"ssl.keystore.location={d}/keystore.pem",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS", "allow.everyone.if.no.acl.found=false"]
+    broker = KafkaBroker(work, libs, listeners, users)
+    if not wait_for("the SASL_SSL Kafka broker", lambda: broker.ready("127.0.0.1:9092"), 120):
+        return broker
+    docs = [x for f in ("topics.yaml", "users.yaml")
+            for x in yaml.safe_load_all((root / "deploy/kafka" / f).read_text()) if x]
+    for t in (x["spec"] for x in docs if x["kind"] == "KafkaTopic"):
+        cfg = dict(t.get("config", {}), **{"min.insync.replicas": 1})
+        broker.tool("org.apache.kafka.tools.TopicCommand",
+                    ["--create", "--topic", t["topicName"], "--partitions", str(t["partitions"]),
+                     "--replication-factor", "1"]
+                    + [a for kv in cfg.items() for a in ("--config", f"{kv[0]}={str(kv[1]).lower()}")])
+    for u in (x for x in docs if x["kind"] == "KafkaUser" and x["metadata"]["name"] in dict(users)):
+        # one AclCommand per resource type, pattern and operations (a JVM each)
+        batches = {}
+        for acl in u["spec"]["authorization"]["acls"]:
+            r = acl["resource"]
+            key = (r["type"], r.get("patternType", "literal"), tuple(acl["operations"]))
+            batches.setdefault(key, []).append(r["name"])
+        for (rtype, pattern, ops), names in batches.items():
+            broker.tool("kafka.admin.AclCommand",
+                        ["--add", "--allow-principal", f"User:{u['metadata']['name']}",
+                         "--resource-pattern-type", pattern]
+                        + [a for n in names for a in (f"--{rtype}", n)]
+                        + [a for op in ops for a in ("--operation", op)])
+    return broker
+
+
+def k8s_stages(root, k, work, bindir):
+    """Each stage's Deployment container as written (ConfigMap, its own
+    Secret, CA bundles), against Postgres over verified TLS as its own role
+    and Kafka over SASL_SSL as its own principal with only its ACLs, until
+    its readiness probe answers 200; then SIGTERM: exit 0 within
+    terminationGracePeriodSeconds."""
+    n0 = len(problems)
+    broker = k8s_kafka(root, k, work)
+    if broker is None:
+        return
+    redis_pw = k.secret("paystream-ingest")["redis-password"].decode()
+    redis = subprocess.Popen(["redis-server", "--port", "6379", "--requirepass", redis_pw, "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    procsim = subprocess.Popen([str(bindir / "procsim"), "--port", "12111"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if len(problems) > n0 or not wait_for("redis and procsim", lambda: port_open(6379) and port_open(12111), 30):
+            return
+        for stage in ("ingest", "fraud", "charge", "ledger"):
+            where = f"k8s Deployment paystream-{stage}"
+            dep = k.docs[("Deployment", f"paystream-{stage}")]
+            pod = dep["spec"]["template"]["spec"]
+            c = pod["containers"][0]
+            probe = c["readinessProbe"]["httpGet"]
+            port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get(probe["port"], probe["port"])
+            url = f"http://127.0.0.1:{port}{probe['path']}"
+            proc, mounts = k.start(where, pod, bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
+            try:
+                if not wait_for(f"{where} ready ({url})",
+                                lambda: http_status(url) == 200 or proc.poll() is not None, 120) \
+                        or proc.poll() is not None:
+                    fail(f"{where}: never ready (exit {proc.poll()}; {url} {http_status(url)})")
+                    continue
+                ok(f"{where}: ready over TLS as its own Postgres role and Kafka principal")
+                grace = pod.get("terminationGracePeriodSeconds", 30)
+                proc.terminate()
+                try:
+                    rc = proc.wait(timeout=grace)
+                    if rc != 0:
+                        fail(f"{where}: exited {rc} after SIGTERM")
+                    else:
+                        ok(f"{where}: exited 0 within terminationGracePeriodSeconds ({grace} s)")
+                except subprocess.TimeoutExpired:
+                    fail(f"{where}: still running {grace} s after SIGTERM")
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, 9)
+                out = proc.communicate()[0]
+                if problems and problems[-1].startswith(where):
+                    print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
+                unmount(mounts)
+    finally:
+        for p in (redis, procsim):
+            p.terminate()
+            p.wait(timeout=30)
+        broker.stop()
 
 
 # --- checks ------------------------------------------------------------------
@@ -693,6 +849,7 @@ def k8s_scenario(root, bindir, work, ca, promtool):
             gw.stop()
             procsim.terminate()
             procsim.wait(timeout=30)
+        k8s_stages(root, k, work, bindir)
     finally:
         pg.stop()
 
