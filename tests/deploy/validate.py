@@ -4,6 +4,7 @@ PAYSTREAM_* variable compose and Kubernetes set is one the binaries read;
 every variable the binaries read is documented in the README; each stage
 has probes, resources and a disruption budget; the Grafana dashboard only
 queries metrics the code exports. Exit status 1 lists every problem."""
+import hashlib
 import json
 import pathlib
 import re
@@ -45,6 +46,9 @@ for name, svc in services.items():
     env = svc.get("environment") or {}
     check_env(f"compose service {name}", env.keys() if isinstance(env, dict) else
               [e.split("=")[0] for e in env])
+    for k, v in (env.items() if isinstance(env, dict) else []):
+        if str(v).startswith("/run/secrets/") and str(v)[len("/run/secrets/"):] not in svc.get("secrets", []):
+            problems.append(f"compose service {name}: {k}={v}, a secret it does not mount")
     for s in svc.get("secrets", []):
         if s not in compose["secrets"]:
             problems.append(f"compose service {name}: unknown secret {s}")
@@ -60,16 +64,36 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
         problems.append(f"compose {stage}: runs {svc['command']}")
     if "readyz" not in " ".join(svc.get("healthcheck", {}).get("test", [])):
         problems.append(f"compose {stage}: no /readyz healthcheck")
-    if f"pg_dsn_{stage}" not in svc.get("secrets", []):
-        problems.append(f"compose {stage}: does not use its own Postgres role")
-for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus", "grafana", "migrate"):
+    want = {"redis_password", f"pg_dsn_{stage}"} | ({"processor_api_key"} if stage == "charge" else set())
+    if set(svc.get("secrets", [])) != want:
+        problems.append(f"compose {stage}: secrets {sorted(svc.get('secrets', []))}, want only {sorted(want)}")
+compose_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', " ".join(services.get("ops", {}).get("command", []))))
+k8s_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
+if not k8s_pushed or compose_pushed != k8s_pushed:
+    problems.append(f"ops checks: compose pushes {sorted(compose_pushed)}, the CronJob {sorted(k8s_pushed)}")
+for name, svc in services.items():
+    if "pg_dsn_admin" in svc.get("secrets", []) and name not in ("migrate", "roles", "payctl"):
+        problems.append(f"compose service {name}: mounts the admin DSN")
+for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus", "grafana", "migrate",
+             "db-bootstrap", "roles", "ops", "pushgateway", "kafka-exporter"):
     if need not in services:
         problems.append(f"compose: no service {need}")
 
 prom = yaml.safe_load((root / "deploy/compose/prometheus.yml").read_text())
 jobs = {j["job_name"] for j in prom["scrape_configs"]}
-if jobs != {"ingest", "fraud", "charge", "ledger"}:
-    problems.append(f"prometheus.yml: jobs {sorted(jobs)}")
+if jobs != {"ingest", "fraud", "charge", "ledger", "kafka-exporter", "pushgateway"}:
+    problems.append(f"compose prometheus.yml: jobs {sorted(jobs)}")
+kprom = yaml.safe_load((root / "deploy/prometheus/scrape-kubernetes.yml").read_text())
+kjobs = {j["job_name"]: j for j in kprom["scrape_configs"]}
+relabel = kjobs.get("paystream", {}).get("relabel_configs", [])
+if not any(r.get("target_label") == "job" and r.get("source_labels") ==
+           ["__meta_kubernetes_pod_label_app_kubernetes_io_component"] for r in relabel):
+    problems.append("scrape-kubernetes.yml: stage pods do not get job=<stage>")
+for j in ("kafka-exporter", "pushgateway"):
+    if j not in kjobs:
+        problems.append(f"scrape-kubernetes.yml: no job {j}")
+if not kjobs.get("pushgateway", {}).get("honor_labels"):
+    problems.append("scrape-kubernetes.yml: pushgateway without honor_labels")
 
 docs = []
 for f in sorted((root / "deploy/k8s").glob("*.yaml")):
@@ -77,14 +101,137 @@ for f in sorted((root / "deploy/k8s").glob("*.yaml")):
 kinds = {}
 for fname, d in docs:
     kinds.setdefault(d["kind"], []).append(d)
-cm_keys = set()
-for cm in kinds.get("ConfigMap", []):
-    cm_keys |= set(cm["data"])
+    if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "paystream":
+        problems.append(f"k8s {fname} {d['kind']}/{d['metadata']['name']}: not in namespace paystream")
+cms = {cm["metadata"]["name"]: cm for cm in kinds.get("ConfigMap", [])}
+cm_keys = set(cms["paystream"]["data"]) if "paystream" in cms else set()
 check_env("k8s ConfigMap", cm_keys)
-secret_keys = set()
-for s in kinds.get("Secret", []):
-    secret_keys |= set(s.get("stringData", {}))
-pdbs = {p["metadata"]["name"] for p in kinds.get("PodDisruptionBudget", [])}
+secrets_k8s = {s["metadata"]["name"]: s.get("stringData", {}) for s in kinds.get("Secret", [])}
+
+ns = (kinds.get("Namespace") or [{}])[0]
+if (ns.get("metadata", {}).get("labels") or {}).get("pod-security.kubernetes.io/enforce") != "restricted":
+    problems.append("k8s namespace: not labelled pod-security.kubernetes.io/enforce=restricted")
+for sa in kinds.get("ServiceAccount", []):
+    if sa.get("automountServiceAccountToken") is not False:
+        problems.append(f"k8s ServiceAccount {sa['metadata']['name']}: token automounted")
+
+# The Secret each pod kind may mount: its own, nothing else.
+own_secret = {"ingest": "paystream-ingest", "fraud": "paystream-fraud", "charge": "paystream-charge",
+              "ledger": "paystream-ledger", "migrate": "paystream-migrate", "ops": "paystream-ops",
+              "bootstrap": "paystream-bootstrap"}
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+configmap_sha = hashlib.sha256((root / "deploy/k8s/configmap.yaml").read_bytes()).hexdigest()
+
+
+def pod_templates():
+    for d in kinds.get("Deployment", []) + kinds.get("Job", []):
+        yield d, d["spec"]["template"]
+    for d in kinds.get("CronJob", []):
+        yield d, d["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def check_pod(owner, tpl):
+    where = f"k8s {owner['kind']}/{owner['metadata']['name']}"
+    comp = tpl.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component")
+    spec = tpl["spec"]
+    if comp not in own_secret:
+        problems.append(f"{where}: pod has no known app.kubernetes.io/component label")
+        return
+    if spec.get("serviceAccountName") != "paystream" or spec.get("automountServiceAccountToken") is not False:
+        problems.append(f"{where}: not the paystream ServiceAccount without a token")
+    psc = spec.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 0) == 0:
+        problems.append(f"{where}: pod may run as root")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: no seccompProfile RuntimeDefault")
+    if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+        problems.append(f"{where}: host namespaces")
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    for v in vols.values():
+        if "hostPath" in v:
+            problems.append(f"{where}: hostPath volume {v['name']}")
+        if "secret" in v and v["secret"]["secretName"] != own_secret[comp]:
+            problems.append(f"{where}: mounts Secret {v['secret']['secretName']}, not only its own "
+                            f"{own_secret[comp]}")
+        if "secret" in v and v["secret"]["secretName"] not in secrets_k8s:
+            problems.append(f"{where}: mounts Secret {v['secret']['secretName']}, which secrets.yaml lacks")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        cw = f"{where} container {c['name']}"
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{cw}: allowPrivilegeEscalation not false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{cw}: root filesystem writable")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+            problems.append(f"{cw}: capabilities not drop [ALL]")
+        if sc.get("privileged") or sc.get("runAsUser", 1) == 0:
+            problems.append(f"{cw}: privileged or root")
+        if not DIGEST.search(c.get("image", "")):
+            problems.append(f"{cw}: image {c.get('image')} not pinned by digest")
+        if not c.get("resources", {}).get("requests") or not c.get("resources", {}).get("limits"):
+            problems.append(f"{cw}: no resource requests/limits")
+        for ef in c.get("envFrom", []):
+            if "secretRef" in ef:
+                problems.append(f"{cw}: Secret as environment (mount it as files)")
+        env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        check_env(cw, env)
+        envall = dict(env)
+        if any("configMapRef" in ef for ef in c.get("envFrom", [])):
+            envall.update(cms.get("paystream", {}).get("data", {}))
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+        # Every file a variable names is in a volume this container mounts.
+        for k, path in envall.items():
+            if not str(path).startswith(("/run/secrets/", "/etc/paystream/")) or not k.endswith(("_FILE", "LOCATION")):
+                continue
+            d, key = path.rsplit("/", 1)
+            vol = vols.get(mounts[d]["name"]) if d in mounts else None
+            if not vol:
+                problems.append(f"{cw}: {k}={path}, but nothing is mounted at {d}")
+            elif "secret" in vol and key not in secrets_k8s.get(vol["secret"]["secretName"], {}):
+                problems.append(f"{cw}: {k}={path}, not a key of Secret {vol['secret']['secretName']}")
+        # TLS to Postgres: the CA the DSN names is mounted.
+        for v in vols.values():
+            if "secret" not in v:
+                continue
+            for key, val in secrets_k8s.get(v["secret"]["secretName"], {}).items():
+                if not key.startswith("pg-dsn"):
+                    continue
+                if "sslmode=verify-full" not in val:
+                    problems.append(f"k8s Secret {v['secret']['secretName']} {key}: not sslmode=verify-full")
+                m = re.search(r"sslrootcert=(\S+)", val)
+                if not m or m.group(1).rsplit("/", 1)[0] not in mounts:
+                    problems.append(f"{cw}: DSN {key} names a CA that is not mounted")
+    if owner["kind"] == "Deployment":
+        if not 15 <= spec.get("terminationGracePeriodSeconds", 30) <= 60:
+            problems.append(f"{where}: terminationGracePeriodSeconds outside the drain's 15-60 s")
+        if tpl["metadata"].get("annotations", {}).get("checksum/config") != configmap_sha:
+            problems.append(f"{where}: checksum/config is not sha256sum deploy/k8s/configmap.yaml "
+                            f"({configmap_sha})")
+        if not spec.get("topologySpreadConstraints"):
+            problems.append(f"{where}: no topologySpreadConstraints")
+
+
+for owner, tpl in pod_templates():
+    check_pod(owner, tpl)
+# The schema owner's DSN is in the migrate Job's Secret alone.
+for name, data in secrets_k8s.items():
+    if name != "paystream-migrate" and any("user=paystream_admin" in str(v) for v in data.values()):
+        problems.append(f"k8s Secret {name}: holds the paystream_admin DSN")
+migrates = [j for j in kinds.get("Job", []) if j["metadata"]["name"].startswith("paystream-migrate")]
+stage_images = {c["image"] for d in kinds.get("Deployment", [])
+                for c in d["spec"]["template"]["spec"]["containers"]}
+for j in migrates:
+    ver = j["metadata"].get("labels", {}).get("app.kubernetes.io/version", "")
+    if j["metadata"]["name"] != "paystream-migrate-" + ver.replace(".", "-"):
+        problems.append(f"k8s Job {j['metadata']['name']}: not named after its version label {ver!r}")
+    imgs = {c["image"] for c in j["spec"]["template"]["spec"].get("initContainers", [])
+            if c["image"].startswith(next(iter(stage_images), "").split(":")[0])}
+    if imgs != stage_images:
+        problems.append(f"k8s Job {j['metadata']['name']}: migrates with {imgs}, stages run {stage_images}")
+if len(migrates) != 1:
+    problems.append(f"k8s: {len(migrates)} migrate Jobs (one per release)")
+
+pdbs = {p["metadata"]["name"]: p for p in kinds.get("PodDisruptionBudget", [])}
 for stage in ("ingest", "fraud", "charge", "ledger"):
     deps = [d for d in kinds.get("Deployment", []) if d["metadata"]["name"] == f"paystream-{stage}"]
     if not deps:
@@ -97,27 +244,137 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
         problems.append(f"k8s {stage}: readiness probe is not /readyz")
     if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
         problems.append(f"k8s {stage}: liveness probe is not /healthz")
-    if not c.get("resources", {}).get("requests") or not c.get("resources", {}).get("limits"):
-        problems.append(f"k8s {stage}: no resource requests/limits")
-    env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
-    check_env(f"k8s {stage}", env)
-    for path in list(env.values()) + [cm.get("data", {}).get("PAYSTREAM_KAFKA_PROPERTIES_FILE", "")
-                                      for cm in kinds.get("ConfigMap", [])]:
-        if path.startswith("/etc/paystream/secrets/") and path.rsplit("/", 1)[1] not in secret_keys:
-            problems.append(f"k8s {stage}: reads {path}, not a key of the Secret")
-    if env.get("PAYSTREAM_PG_DSN_FILE", "").rsplit("-", 1)[-1] != stage:
-        problems.append(f"k8s {stage}: does not use its own Postgres role")
-    if f"paystream-{stage}" not in pdbs:
+    pdb = pdbs.get(f"paystream-{stage}")
+    if not pdb:
         problems.append(f"k8s {stage}: no PodDisruptionBudget")
+    elif pdb["spec"].get("unhealthyPodEvictionPolicy") != "AlwaysAllow":
+        problems.append(f"k8s {stage}: PodDisruptionBudget without unhealthyPodEvictionPolicy AlwaysAllow")
+    elif pdb["spec"]["selector"]["matchLabels"] != deps[0]["spec"]["selector"]["matchLabels"]:
+        problems.append(f"k8s {stage}: PodDisruptionBudget selects other pods")
+    sec = secrets_k8s.get(f"paystream-{stage}", {})
+    if f"user=paystream_{stage} " not in sec.get("pg-dsn", ""):
+        problems.append(f"k8s {stage}: its Secret's pg-dsn is not its own Postgres role")
+    if ("processor-api-key" in sec) != (stage == "charge"):
+        problems.append(f"k8s {stage}: processor key {'missing' if stage == 'charge' else 'present'}")
+
+# Network: deny by default; only charge (and the ops checks' reconcile) reach
+# addresses outside the cluster.
+nps = kinds.get("NetworkPolicy", [])
+if not any(n["spec"]["podSelector"] == {} and set(n["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+           and not n["spec"].get("ingress") and not n["spec"].get("egress") for n in nps):
+    problems.append("k8s: no default-deny NetworkPolicy")
+for n in nps:
+    for rule in n["spec"].get("egress", []):
+        if any("ipBlock" in t for t in rule.get("to", [])):
+            sel = n["spec"]["podSelector"]
+            comps = set()
+            for e in sel.get("matchExpressions", []):
+                comps |= set(e["values"])
+            if "app.kubernetes.io/component" in sel.get("matchLabels", {}):
+                comps.add(sel["matchLabels"]["app.kubernetes.io/component"])
+            if not comps or comps - {"charge", "ops"}:
+                problems.append(f"k8s NetworkPolicy {n['metadata']['name']}: internet egress for {comps or 'all'}")
 
 exported = set(re.findall(r'"(paystream_[a-z_]+)"', src))
+pushed_names = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
 dash = json.loads((root / "deploy/compose/grafana/dashboards/paystream.json").read_text())
+queried, excused = set(), set()
+if not any(v.get("type") == "datasource" and v.get("name") == "datasource"
+           for v in dash.get("templating", {}).get("list", [])):
+    problems.append("dashboard: no datasource variable")
 for p in dash["panels"]:
-    for t in p["targets"]:
+    if p["type"] == "text":
+        excused |= set(re.findall(r"`(paystream_[a-z_]+)`", p["options"]["content"]))
+        continue
+    if p.get("datasource", {}).get("uid") != "${datasource}":
+        problems.append(f"dashboard panel '{p['title']}': datasource is not the $datasource variable")
+    if not p.get("targets"):
+        problems.append(f"dashboard panel '{p['title']}': no query")
+    for t in p.get("targets", []):
         for m in re.findall(r"paystream_[a-z_]+", t["expr"]):
             base = re.sub(r"_(bucket|sum|count)$", "", m)
-            if base not in exported:
+            queried.add(base)
+            if base not in exported and base not in pushed_names:
                 problems.append(f"dashboard panel '{p['title']}': unknown metric {m}")
+        if "redis" in p["title"].lower() and "error" in p["title"].lower() and "redis_errors" not in t["expr"] \
+                and not any("redis_errors" in x["expr"] for x in p["targets"]):
+            problems.append(f"dashboard panel '{p['title']}': no errors query")
+for m in sorted((exported | pushed_names) - queried - excused):
+    problems.append(f"dashboard: metric {m} has no panel and no reason in 'Not on this dashboard'")
+
+# Kafka for production: Strimzi topics and users, KEDA autoscaling.
+flow = {"ingest": ("intents", "requests"), "fraud": ("requests", "fraud_scored"),
+        "charge": ("fraud_scored", "charged"), "ledger": ("charged", "ledgered")}
+topic_names = dict(re.findall(r'cfg_env_str\("PAYSTREAM_TOPIC_([A-Z_]+)", "([^"]+)"\)',
+                              (root / "lib/config.c").read_text()))
+topic_names = {k.lower(): v for k, v in topic_names.items()}
+kafka_docs = [d for f in ("topics.yaml", "users.yaml")
+              for d in yaml.safe_load_all((root / "deploy/kafka" / f).read_text()) if d]
+ktopics = {d["spec"]["topicName"]: d["spec"] for d in kafka_docs if d["kind"] == "KafkaTopic"}
+if set(ktopics) != set(topic_names.values()):
+    problems.append(f"kafka topics.yaml: topics {sorted(ktopics)}, the binaries use {sorted(topic_names.values())}")
+for t, spec in ktopics.items():
+    cfg = spec.get("config", {})
+    if spec.get("replicas") != 3 or int(cfg.get("min.insync.replicas", 0)) != 2:
+        problems.append(f"kafka topic {t}: not replicas 3 with min.insync.replicas 2")
+    if not str(cfg.get("retention.ms", "")).isdigit():
+        problems.append(f"kafka topic {t}: no retention.ms")
+dlq = ktopics.get(topic_names.get("dlq"), {}).get("config", {})
+if any(int(dlq.get("retention.ms", 0)) < int(s.get("config", {}).get("retention.ms", 0)) for s in ktopics.values()):
+    problems.append("kafka topic payments.dlq: shorter retention than another topic")
+kusers = {d["metadata"]["name"]: d["spec"] for d in kafka_docs if d["kind"] == "KafkaUser"}
+for stage, (src, dst) in flow.items():
+    u = kusers.get(f"paystream-{stage}")
+    if not u:
+        problems.append(f"kafka users.yaml: no KafkaUser paystream-{stage}")
+        continue
+    got = {(a["resource"]["type"], a["resource"]["name"], a["resource"].get("patternType", "literal"), op)
+           for a in u["authorization"]["acls"] for op in a["operations"]}
+    want = {("topic", topic_names[src], "literal", "Read"), ("topic", topic_names[src], "literal", "Describe"),
+            ("group", stage, "literal", "Read")}
+    for t in (dst, "outcomes", "dlq"):
+        want |= {("topic", topic_names[t], "literal", "Write"), ("topic", topic_names[t], "literal", "Describe")}
+    if got != want:
+        problems.append(f"kafka user paystream-{stage}: ACLs differ: extra {sorted(got - want)}, "
+                        f"missing {sorted(want - got)}")
+    sec = secrets_k8s.get(f"paystream-{stage}", {}).get("kafka.properties", "")
+    if f"sasl.username=paystream-{stage}\n" not in sec:
+        problems.append(f"k8s Secret paystream-{stage}: kafka.properties is not principal paystream-{stage}")
+scaled = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in kinds.get("ScaledObject", [])}
+for stage, (src, dst) in flow.items():
+    so = scaled.get(f"paystream-{stage}")
+    dep = [d for d in kinds.get("Deployment", []) if d["metadata"]["name"] == f"paystream-{stage}"]
+    if not so:
+        problems.append(f"k8s: no ScaledObject for paystream-{stage}")
+        continue
+    trig = so["triggers"][0]["metadata"] if so.get("triggers") else {}
+    if trig.get("consumerGroup") != stage or trig.get("topic") != topic_names[src]:
+        problems.append(f"k8s ScaledObject {stage}: not group {stage} on {topic_names[src]}")
+    parts = ktopics.get(topic_names[src], {}).get("partitions", 0)
+    surge = dep[0]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] if dep else 0
+    if so.get("maxReplicaCount", 100) + surge > parts:
+        problems.append(f"k8s ScaledObject {stage}: maxReplicaCount {so.get('maxReplicaCount')} + surge "
+                        f"{surge} exceeds {parts} partitions (a pod without partitions is not ready)")
+    if so.get("minReplicaCount", 0) < 2:
+        problems.append(f"k8s ScaledObject {stage}: fewer than 2 replicas")
+
+# Alert rules: each has a runbook entry; each metric is one something exports
+# (the workers, kafka-exporter, Prometheus itself, or the ops checks).
+rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text())
+runbook = (root / "docs/runbook.md").read_text()
+ops_script = (root / "deploy/k8s/ops-cronjob.yaml").read_text()
+pushed = set(re.findall(r"echo \"(paystream_[a-z_]+) ", ops_script))
+for g in rules["groups"]:
+    for r in g["rules"]:
+        a = r["alert"]
+        if f"## {a}\n" not in runbook:
+            problems.append(f"alert {a}: no '## {a}' entry in docs/runbook.md")
+        if r["annotations"].get("runbook") != f"docs/runbook.md#{a.lower()}":
+            problems.append(f"alert {a}: runbook annotation is not docs/runbook.md#{a.lower()}")
+        for m in re.findall(r"\b(paystream_[a-z_]+|kafka_[a-z_]+)\b", r["expr"]):
+            if m not in exported and m not in pushed and m not in (
+                    "kafka_consumergroup_lag", "kafka_consumergroup_current_offset"):
+                problems.append(f"alert {a}: unknown metric {m}")
 
 for p in problems:
     print(f"not ok - {p}")

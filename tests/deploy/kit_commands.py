@@ -1,0 +1,892 @@
+#!/usr/bin/python3
+"""Executes what the deployment kit executes, as written in its YAML.
+
+Static checks passed while the compose file's `roles` step could never run
+(psql does not substitute :variables in -c). So this test extracts every
+shell and SQL command that the compose file's one-shot services and the
+Kubernetes Jobs run, and runs it against a real Postgres 15 (password
+authentication, TLS), with the paystream binaries from the build directory
+standing in for the image's /usr/local/bin:
+
+  compose:    db-bootstrap, migrate, roles (twice: a redeploy must pass),
+              kafka-init (twice) against a real Kafka 3.7 broker (KRaft, the
+              image's version, jars from Maven Central via
+              kafka/kafka_libs.sh), redis and procsim, then each stage
+              (its command, environment and secrets as written) until its
+              healthcheck passes, then SIGTERM: exit 0 within its
+              stop_grace_period; ops (its first round, pushed to a
+              capturing Pushgateway stand-in, checked with promtool)
+  kubernetes: bootstrap-job, migrate-job (init container, then main
+              container; twice), ops-cronjob; then each stage's Deployment
+              container (ConfigMap, its own Secret, CA bundles) against
+              Postgres over verified TLS and a broker as Strimzi would run
+              it (SASL_SSL, SCRAM principals from the stages' Secrets, the
+              topics and ACLs of deploy/kafka applied) until its readiness
+              probe answers, then SIGTERM within the grace period
+
+It runs in private mount and network namespaces (unshare), so the commands
+see their files at the exact paths the manifests mount them (/run/secrets,
+/etc/paystream/...), reach `postgres`, `procsim` and `pushgateway` by the
+names the manifests use, and Postgres listens on 5432 as in production
+without touching the host. Each command sees only the secrets its own
+service or pod mounts: one that reads another's fails here as it would there.
+
+Substitutions, all named: the Postgres server is a local initdb (as the
+postgres image's entrypoint makes it) and the broker a local KRaft node
+configured as the compose `kafka` service; /opt/kafka/bin/kafka-topics.sh
+runs the same tool class as the image's script; the CA ConfigMaps
+(operator-provided) hold the CA this test makes; the Kubernetes ops job's
+processor URL points at procsim. The Strimzi topics (deploy/kafka) are
+applied by Strimzi's operator, not by a command: validate.py checks them.
+
+usage: kit_commands.py <repo> <build-dir> [--compose FILE]
+Exit status 1 lists what failed."""
+import http.server
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis",
+         "paystream-kafka-bootstrap.kafka.svc"]
+PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+
+problems = []
+
+
+def fail(msg):
+    problems.append(msg)
+    print(f"not ok - {msg}", flush=True)
+
+
+def ok(msg):
+    print(f"ok - {msg}", flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def wait_for(what, cond, secs):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    fail(f"timed out waiting for {what}")
+    return False
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- the sandbox ---------------------------------------------------------
+
+def enter_namespaces():
+    """Re-executes this script in new mount and network namespaces."""
+    if os.environ.get("KIT_IN_NAMESPACE") == "1":
+        return
+    if os.geteuid() != 0:
+        print("kit_commands: needs root (mount and network namespaces)", file=sys.stderr)
+        sys.exit(1)
+    env = dict(os.environ, KIT_IN_NAMESPACE="1")
+    # Fetched before the network namespace cuts Maven Central off.
+    here = pathlib.Path(__file__).resolve().parent
+    r = subprocess.run(["bash", str(here / "kafka/kafka_libs.sh"), sys.argv[2]], stdout=subprocess.PIPE,
+                       text=True)
+    env["KIT_KAFKA_LIBS"] = str(pathlib.Path(r.stdout.strip()).resolve()) if r.returncode == 0 else ""
+    os.execvpe("unshare", ["unshare", "--mount", "--net", "--fork", "--kill-child",
+                           sys.executable, *sys.argv], env)
+
+
+def prepare_sandbox(work):
+    sh(["ip", "link", "set", "lo", "up"])
+    # /etc: an overlay, so /etc/hosts and /etc/paystream can be written.
+    for d in ("etc-upper", "etc-work", "opt-upper", "opt-work"):
+        (work / d).mkdir()
+    sh(["mount", "-t", "overlay", "overlay", "-o",
+        f"lowerdir=/etc,upperdir={work}/etc-upper,workdir={work}/etc-work", "/etc"])
+    sh(["mount", "-t", "overlay", "overlay", "-o",
+        f"lowerdir=/opt,upperdir={work}/opt-upper,workdir={work}/opt-work", "/opt"])
+    with open("/etc/hosts", "a") as f:
+        f.write("127.0.0.1 " + " ".join(HOSTS) + "\n")
+    # /run: empty, like a container's (secrets are mounted under it).
+    sh(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"])
+    # /usr/share: an overlay, for the files the image puts there.
+    for d in ("share-upper", "share-work"):
+        (work / d).mkdir()
+    sh(["mount", "-t", "overlay", "overlay", "-o",
+        f"lowerdir=/usr/share,upperdir={work}/share-upper,workdir={work}/share-work", "/usr/share"])
+
+
+def mount_files(path, files):
+    """A fresh tmpfs at path holding files {name: bytes}, readable by all."""
+    p = pathlib.Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    sh(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(p)])
+    for name, data in files.items():
+        f = p / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+        f.chmod(0o444)
+    return str(p)
+
+
+def unmount(paths):
+    for p in reversed(paths):
+        subprocess.run(["umount", p], check=False)
+
+
+# --- Postgres, as the postgres image starts it ------------------------------
+
+class Postgres:
+    def __init__(self, work, superuser_password, ca):
+        self.data = work / "pgdata"
+        self.work = work
+        pwfile = work / "pwfile"
+        pwfile.write_text(superuser_password + "\n")
+        for p in (work, pwfile):
+            shutil.chown(p, "postgres", "postgres")
+        self.data.mkdir(mode=0o700)
+        shutil.chown(self.data, "postgres", "postgres")
+        self.as_pg([PGBIN / "initdb", "-D", self.data / "d", "-U", "postgres",
+                    "--pwfile", pwfile, "--auth-local=trust", "--auth-host=scram-sha-256",
+                    "--no-instructions"])
+        d = self.data / "d"
+        shutil.copy(ca.server_crt, d / "server.crt")
+        shutil.copy(ca.server_key, d / "server.key")
+        for f in ("server.crt", "server.key"):
+            shutil.chown(d / f, "postgres", "postgres")
+            (d / f).chmod(0o600)
+        self.as_pg([PGBIN / "pg_ctl", "-D", d, "-l", self.data / "log", "-w", "-t", "60", "-o",
+                    f"-p 5432 -k {self.data} -c listen_addresses=127.0.0.1 -c ssl=on", "start"])
+
+    def as_pg(self, cmd):
+        sh(["runuser", "-u", "postgres", "--"] + [str(c) for c in cmd], stdout=subprocess.DEVNULL)
+
+    def sql(self, db, q):
+        """As the superuser over the local socket: for the test's own checks."""
+        r = subprocess.run(["psql", "-X", "-qAt", "-h", str(self.data), "-p", "5432", "-U",
+                            "postgres", "-d", db, "-c", q], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    def stop(self):
+        self.as_pg([PGBIN / "pg_ctl", "-D", self.data / "d", "-m", "fast", "-w", "stop"])
+
+
+class CA:
+    """A CA and a server certificate for the name `postgres`."""
+
+    def __init__(self, work):
+        d = work / "ca"
+        d.mkdir()
+        self.crt, key = d / "ca.crt", d / "ca.key"
+        self.server_crt, self.server_key = d / "server.crt", d / "server.key"
+        q = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=paystream-kit-ca", "-keyout", key, "-out", self.crt], **q)
+        csr = d / "server.csr"
+        sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=postgres",
+            "-keyout", self.server_key, "-out", csr], **q)
+        ext = d / "ext"
+        ext.write_text("subjectAltName=DNS:postgres\n")
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", self.crt, "-CAkey", key,
+            "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", self.server_crt], **q)
+
+
+# --- stand-ins at the edges --------------------------------------------------
+
+class Pushgateway:
+    """Captures what is pushed to :9091/metrics/job/<job>."""
+
+    def __init__(self):
+        self.pushes = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                outer.pushes.append((self.path, self.rfile.read(n).decode()))
+                self.send_response(200)
+                self.end_headers()
+
+            do_PUT = do_POST
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 9091), Handler)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+class KafkaBroker:
+    """A single-node KRaft broker as the compose file's `kafka` service is
+    configured (PLAINTEXT on :9092, advertised as kafka:9092, no topic
+    auto-creation), from the jars of the same Kafka version (kafka_libs.sh);
+    /opt/kafka/bin/kafka-topics.sh runs the tool class as the image's
+    script does (kafka-run-class.sh org.apache.kafka.tools.TopicCommand)."""
+
+    COMPOSE = ["controller.quorum.voters=1@127.0.0.1:9093",
+               "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+               "advertised.listeners=PLAINTEXT://kafka:9092",
+               "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+
+    def __init__(self, work, libs, listeners=COMPOSE, scram_users=()):
+        self.libs = libs
+        d = work / "kafka"
+        d.mkdir()
+        self.dir = d
+        props = d / "server.properties"
+        props.write_text("\n".join([
+            "process.roles=broker,controller", "node.id=1", "controller.listener.names=CONTROLLER"]
+            + listeners + [
+            f"log.dirs={d}/data", "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=1", "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1", "auto.create.topics.enable=false",
+            "group.initial.rebalance.delay.ms=0", ""]))
+        (d / "log4j.properties").write_text("log4j.rootLogger=WARN, stderr\n"
+                                            "log4j.appender.stderr=org.apache.log4j.ConsoleAppender\n"
+                                            "log4j.appender.stderr.Target=System.err\n"
+                                            "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n"
+                                            "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n")
+        self.java = ["java", f"-Dlog4j.configuration=file:{d}/log4j.properties", "-cp", f"{libs}/*"]
+        cluster = subprocess.run(self.java + ["kafka.tools.StorageTool", "random-uuid"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        scram = [a for u, pw in scram_users for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={pw}]")]
+        sh(self.java + ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)] + scram,
+           stdout=subprocess.DEVNULL)
+        self.log = open(d / "broker.log", "w")
+        self.proc = subprocess.Popen(["java", "-Xmx512m"] + self.java[1:] + ["kafka.Kafka", str(props)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        pathlib.Path("/opt/kafka/bin").mkdir(parents=True, exist_ok=True)
+        script = pathlib.Path("/opt/kafka/bin/kafka-topics.sh")
+        script.write_text("#!/bin/sh\n# as the image's: kafka-run-class.sh org.apache.kafka.tools.TopicCommand\n"
+                          f"exec {' '.join(self.java[:2])} -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
+        script.chmod(0o755)
+
+    def ready(self, bootstrap="kafka:9092"):
+        return port_open(9092) and subprocess.run(
+            ["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", bootstrap, "--list"],
+            capture_output=True).returncode == 0
+
+    def tool(self, cls, args):
+        r = subprocess.run(self.java + [cls, "--bootstrap-server", "127.0.0.1:9092"] + args,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"kafka {cls.rsplit('.', 1)[1]} {' '.join(args)}: {r.stderr.strip()[-300:]}")
+        return r.returncode == 0
+
+    def describe(self):
+        r = subprocess.run(["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", "kafka:9092",
+                            "--describe"], capture_output=True, text=True)
+        topics = {}
+        for line in r.stdout.splitlines():
+            m = re.match(r"Topic: (\S+)\s+TopicId: \S+\s+PartitionCount: (\d+)\s+ReplicationFactor: (\d+)"
+                         r"\s+Configs: ?(.*)", line.strip())
+            if m:
+                cfg = dict(kv.split("=", 1) for kv in m.group(4).split(",") if "=" in kv)
+                topics[m.group(1)] = (int(m.group(2)), int(m.group(3)), cfg)
+        return topics
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+# --- running extracted commands ---------------------------------------------
+
+def compose_interpolate(s, where):
+    """Compose replaces $$ with $ and ${VAR}/$VAR with the host's values: the
+    kit must not depend on the host, so an unescaped $ is an error."""
+    def sub(m):
+        if m.group(0) == "$$":
+            return "$"
+        fail(f"{where}: unescaped {m.group(0)} (compose would substitute it from the host)")
+        return m.group(0)
+    return re.sub(r"\$\$|\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*", sub, s)
+
+
+def k8s_expand(s, env):
+    """Kubernetes expands $(VAR) from the container's env; $$ escapes."""
+    def sub(m):
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", sub, s)
+
+
+def base_env(bindir):
+    return {"PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/tmp", "LANG": "C.UTF-8",
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", ""),
+            }
+
+
+def run(where, argv, env, background=False):
+    print(f"# {where}: {argv[0]} ...", flush=True)
+    if background:
+        return subprocess.Popen(argv, env=env, cwd="/tmp", stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    r = subprocess.run(argv, env=env, cwd="/tmp", capture_output=True, text=True, timeout=300)
+    out = (r.stdout + r.stderr).strip()
+    if out:
+        print("\n".join("    " + line for line in out.splitlines()), flush=True)
+    if r.returncode != 0:
+        fail(f"{where}: exited {r.returncode}")
+        return False
+    ok(f"{where} ran")
+    return True
+
+
+def compose_service(compose, cdir, name, bindir, background=False):
+    svc = compose["services"][name]
+    argv = list(svc.get("entrypoint") or []) + list(svc.get("command") or [])
+    if not argv or not all(isinstance(a, str) for a in argv):
+        fail(f"compose {name}: entrypoint/command must be lists")
+        return None
+    argv = [compose_interpolate(a, f"compose {name}") for a in argv]
+    env = base_env(bindir)
+    for k, v in (svc.get("environment") or {}).items():
+        env[k] = compose_interpolate(str(v), f"compose {name}")
+    files = {s: (cdir / compose["secrets"][s]["file"]).read_bytes() for s in svc.get("secrets", [])}
+    mounts = [mount_files("/run/secrets", files)]
+    try:
+        return run(f"compose {name}", argv, env, background)
+    finally:
+        if not background:
+            unmount(mounts)
+
+
+class K8s:
+    def __init__(self, kdir, ca):
+        self.ca = ca
+        self.docs = {}
+        for f in sorted(kdir.glob("*.yaml")):
+            for d in yaml.safe_load_all(f.read_text()):
+                if d:
+                    self.docs[(d["kind"], d["metadata"]["name"])] = d
+        # Operator-provided CA bundles: the one this test's Postgres uses.
+        for name in ("postgres-ca", "kafka-ca"):
+            self.docs.setdefault(("ConfigMap", name), {"data": {"ca.crt": ca.crt.read_text()}})
+
+    def secret(self, name):
+        s = self.docs.get(("Secret", name))
+        if not s:
+            raise KeyError(f"no Secret {name} in deploy/k8s")
+        return {k: v.encode() for k, v in (s.get("stringData") or {}).items()}
+
+    def configmap(self, name):
+        c = self.docs.get(("ConfigMap", name))
+        if not c:
+            raise KeyError(f"no ConfigMap {name} in deploy/k8s")
+        return {k: v.encode() for k, v in (c.get("data") or {}).items()}
+
+    def volume_files(self, vol):
+        if "secret" in vol:
+            src, data = vol["secret"], self.secret(vol["secret"]["secretName"])
+        elif "configMap" in vol:
+            src, data = vol["configMap"], self.configmap(vol["configMap"]["name"])
+        elif "emptyDir" in vol:
+            return {}
+        else:
+            raise KeyError(f"volume {vol['name']}: unsupported type")
+        if src.get("items"):
+            return {i["path"]: data[i["key"]] for i in src["items"]}
+        return data
+
+    def container_env(self, c, overrides):
+        env = {}
+        for ef in c.get("envFrom", []):
+            if "configMapRef" in ef:
+                env.update({k: v.decode() for k, v in self.configmap(ef["configMapRef"]["name"]).items()})
+            if "secretRef" in ef:
+                env.update({k: v.decode() for k, v in self.secret(ef["secretRef"]["name"]).items()})
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = k8s_expand(str(e["value"]), env)
+            elif "configMapKeyRef" in e.get("valueFrom", {}):
+                r = e["valueFrom"]["configMapKeyRef"]
+                env[e["name"]] = self.configmap(r["name"])[r["key"]].decode()
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                r = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = self.secret(r["name"])[r["key"]].decode()
+        env.update(overrides)
+        return env
+
+    def run_pod(self, where, pod, bindir, overrides=None):
+        """Init containers in order, then the containers (one here)."""
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            mounts = []
+            try:
+                for vm in c.get("volumeMounts", []):
+                    mounts.append(mount_files(vm["mountPath"], self.volume_files(vols[vm["name"]])))
+                env = self.container_env(c, overrides or {})
+                argv = [k8s_expand(a, env) for a in c.get("command", []) + c.get("args", [])]
+                full = base_env(bindir)
+                full.update(env)
+                if not run(f"{where} container {c['name']}", argv, full):
+                    return False
+            except KeyError as e:
+                fail(f"{where} container {c['name']}: {e}")
+                return False
+            finally:
+                unmount(mounts)
+        return True
+
+
+    def start(self, where, pod, bindir, overrides):
+        """Starts a Deployment's (single) container in the background:
+        volumes mounted, environment resolved; returns (process, mounts)."""
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        c = pod["containers"][0]
+        mounts = [mount_files(vm["mountPath"], self.volume_files(vols[vm["name"]]))
+                  for vm in c.get("volumeMounts", [])]
+        env = self.container_env(c, overrides)
+        argv = [k8s_expand(a, env) for a in c.get("command", []) + c.get("args", [])]
+        full = base_env(bindir)
+        full.update(env)
+        return run(f"{where} container {c['name']}", argv, full, background=True), mounts
+
+
+def k8s_kafka(root, k, work):
+    """A broker as the manifests expect the Strimzi cluster: SASL_SSL with
+    SCRAM-SHA-512 on paystream-kafka-bootstrap.kafka.svc:9093 (a certificate
+    from this test's CA), ACLs enforced; the stages' principals and
+    passwords from their Secrets; the topics of deploy/kafka/topics.yaml and
+    the ACLs of deploy/kafka/users.yaml applied as Strimzi's operators
+    would. Substitution: one broker, so replicas and min.insync.replicas 1."""
+    libs = os.environ.get("KIT_KAFKA_LIBS")
+    if not libs:
+        fail("k8s stages: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
+        return None
+    ca = k.ca
+    host = "paystream-kafka-bootstrap.kafka.svc"
+    d = work / "kafka-tls"
+    d.mkdir()
+    key, csr, crt, ext = d / "key.pem", d / "csr.pem", d / "crt.pem", d / "ext"
+    q = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", key,
+        "-out", csr], **q)
+    ext.write_text(f"subjectAltName=DNS:{host}\n")
+    sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca.crt, "-CAkey", ca.crt.parent / "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt], **q)
+    (d / "keystore.pem").write_text(key.read_text() + crt.read_text())
+    users = []
+    for stage in ("ingest", "fraud", "charge", "ledger"):
+        props = dict(l.split("=", 1) for l in k.secret(f"paystream-{stage}")["kafka.properties"].decode().split("\n")
+                     if "=" in l)
+        users.append((props["sasl.username"], props["sasl.password"]))
+    listeners = [
+        "controller.quorum.voters=1@127.0.0.1:9094",
+        "listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093,CONTROLLER://127.0.0.1:9094",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:9092,SASL_SSL://{host}:9093",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type=PEM", f"ssl.keystore.location={d}/keystore.pem",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS", "allow.everyone.if.no.acl.found=false"]
+    broker = KafkaBroker(work, libs, listeners, users)
+    if not wait_for("the SASL_SSL Kafka broker", lambda: broker.ready("127.0.0.1:9092"), 120):
+        return broker
+    docs = [x for f in ("topics.yaml", "users.yaml")
+            for x in yaml.safe_load_all((root / "deploy/kafka" / f).read_text()) if x]
+    for t in (x["spec"] for x in docs if x["kind"] == "KafkaTopic"):
+        cfg = dict(t.get("config", {}), **{"min.insync.replicas": 1})
+        broker.tool("org.apache.kafka.tools.TopicCommand",
+                    ["--create", "--topic", t["topicName"], "--partitions", str(t["partitions"]),
+                     "--replication-factor", "1"]
+                    + [a for kv in cfg.items() for a in ("--config", f"{kv[0]}={str(kv[1]).lower()}")])
+    for u in (x for x in docs if x["kind"] == "KafkaUser" and x["metadata"]["name"] in dict(users)):
+        # one AclCommand per resource type, pattern and operations (a JVM each)
+        batches = {}
+        for acl in u["spec"]["authorization"]["acls"]:
+            r = acl["resource"]
+            key = (r["type"], r.get("patternType", "literal"), tuple(acl["operations"]))
+            batches.setdefault(key, []).append(r["name"])
+        for (rtype, pattern, ops), names in batches.items():
+            broker.tool("kafka.admin.AclCommand",
+                        ["--add", "--allow-principal", f"User:{u['metadata']['name']}",
+                         "--resource-pattern-type", pattern]
+                        + [a for n in names for a in (f"--{rtype}", n)]
+                        + [a for op in ops for a in ("--operation", op)])
+    return broker
+
+
+def k8s_stages(root, k, work, bindir):
+    """Each stage's Deployment container as written (ConfigMap, its own
+    Secret, CA bundles), against Postgres over verified TLS as its own role
+    and Kafka over SASL_SSL as its own principal with only its ACLs, until
+    its readiness probe answers 200; then SIGTERM: exit 0 within
+    terminationGracePeriodSeconds."""
+    n0 = len(problems)
+    broker = k8s_kafka(root, k, work)
+    if broker is None:
+        return
+    redis_pw = k.secret("paystream-ingest")["redis-password"].decode()
+    redis = subprocess.Popen(["redis-server", "--port", "6379", "--requirepass", redis_pw, "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    procsim = subprocess.Popen([str(bindir / "procsim"), "--port", "12111"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if len(problems) > n0 or not wait_for("redis and procsim", lambda: port_open(6379) and port_open(12111), 30):
+            return
+        for stage in ("ingest", "fraud", "charge", "ledger"):
+            where = f"k8s Deployment paystream-{stage}"
+            dep = k.docs[("Deployment", f"paystream-{stage}")]
+            pod = dep["spec"]["template"]["spec"]
+            c = pod["containers"][0]
+            probe = c["readinessProbe"]["httpGet"]
+            port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get(probe["port"], probe["port"])
+            url = f"http://127.0.0.1:{port}{probe['path']}"
+            proc, mounts = k.start(where, pod, bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
+            try:
+                if not wait_for(f"{where} ready ({url})",
+                                lambda: http_status(url) == 200 or proc.poll() is not None, 120) \
+                        or proc.poll() is not None:
+                    fail(f"{where}: never ready (exit {proc.poll()}; {url} {http_status(url)})")
+                    continue
+                ok(f"{where}: ready over TLS as its own Postgres role and Kafka principal")
+                grace = pod.get("terminationGracePeriodSeconds", 30)
+                proc.terminate()
+                try:
+                    rc = proc.wait(timeout=grace)
+                    if rc != 0:
+                        fail(f"{where}: exited {rc} after SIGTERM")
+                    else:
+                        ok(f"{where}: exited 0 within terminationGracePeriodSeconds ({grace} s)")
+                except subprocess.TimeoutExpired:
+                    fail(f"{where}: still running {grace} s after SIGTERM")
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, 9)
+                out = proc.communicate()[0]
+                if problems and problems[-1].startswith(where):
+                    print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
+                unmount(mounts)
+    finally:
+        for p in (redis, procsim):
+            p.terminate()
+            p.wait(timeout=30)
+        broker.stop()
+
+
+# --- checks ------------------------------------------------------------------
+
+def login_as(dsn, role, where):
+    r = subprocess.run(["psql", "-X", "-qAt", dsn, "-c", "SELECT current_user"],
+                       capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    if r.returncode != 0 or r.stdout.strip() != role:
+        fail(f"{where}: cannot log in as {role}: {r.stderr.strip()}")
+    else:
+        ok(f"{where}: logs in as {role}")
+
+
+def check_audit(dsn, where):
+    env = {"PATH": os.environ["PATH"]}
+    r = subprocess.run(["psql", "-X", "-qAt", dsn, "-c", "SELECT count(*) FROM ledger_entries"],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        fail(f"{where}: paystream_audit cannot read ledger_entries: {r.stderr.strip()}")
+    w = subprocess.run(["psql", "-X", "-qAt", dsn, "-c", "DELETE FROM ledger_entries"],
+                       capture_output=True, text=True, env=env)
+    if w.returncode == 0:
+        fail(f"{where}: paystream_audit can delete ledger entries")
+    if r.returncode == 0 and w.returncode != 0:
+        ok(f"{where}: paystream_audit reads, cannot write")
+
+
+def check_owner(pg, where):
+    owner = pg.sql("paystream", "SELECT tableowner FROM pg_tables WHERE tablename = 'payments'")
+    if owner != "paystream_admin":
+        fail(f"{where}: schema owned by {owner!r}, not paystream_admin")
+    else:
+        ok(f"{where}: schema owned by paystream_admin (not a superuser)")
+
+
+def check_push(gw, where, promtool):
+    if not gw.pushes:
+        fail(f"{where}: nothing pushed")
+        return
+    path, body = gw.pushes[-1]
+    if path != "/metrics/job/paystream_ops":
+        fail(f"{where}: pushed to {path}")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+    if r.returncode != 0 and "error" in (r.stdout + r.stderr).lower():
+        fail(f"{where}: pushed text is not valid exposition format: {r.stdout}{r.stderr}")
+    values = dict(line.split(" ", 1) for line in body.splitlines() if line and line[0] != "#")
+    want = {"paystream_ledger_verify_ok": "1", "paystream_reconcile_ok": "1",
+            "paystream_unresolved_charges": "0", "paystream_unresolved_charge_oldest_seconds": "0"}
+    for k, v in want.items():
+        if values.get(k) != v:
+            fail(f"{where}: {k} = {values.get(k)!r}, want {v}")
+    if "paystream_ops_last_run_timestamp_seconds" not in values:
+        fail(f"{where}: no paystream_ops_last_run_timestamp_seconds")
+    if not [p for p in problems if p.startswith(where)]:
+        ok(f"{where}: pushed {', '.join(sorted(values))}")
+
+
+def check_topics(root, broker, where):
+    """What kafka-init created on the broker: every topic the binaries use,
+    with partitions and a retention, the DLQ kept longest."""
+    got = broker.describe()
+    src = (root / "lib/config.c").read_text()
+    want = set(re.findall(r'cfg_env_str\("PAYSTREAM_TOPIC_[A-Z_]+", "([^"]+)"\)', src))
+    if set(got) != want:
+        fail(f"{where}: the broker has {sorted(got)}, the binaries use {sorted(want)}")
+        return
+    ret = {t: int(c.get("retention.ms", -1)) for t, (_, _, c) in got.items()}
+    if any(v <= 0 for v in ret.values()):
+        fail(f"{where}: topics without a retention.ms: {sorted(t for t, v in ret.items() if v <= 0)}")
+    if ret["payments.dlq"] < max(ret.values()):
+        fail(f"{where}: the DLQ is kept shorter than another topic")
+    if len({p for p, _, _ in got.values()}) != 1:
+        fail(f"{where}: partition counts differ: {got}")
+    if not [p for p in problems if p.startswith(where)]:
+        ok(f"{where}: {len(got)} topics on the broker, {next(iter(got.values()))[0]} partitions, retention set")
+
+
+# --- scenarios -----------------------------------------------------------------
+
+def kafka_init(root, compose, cdir, bindir, work):
+    libs = os.environ.get("KIT_KAFKA_LIBS")
+    if not libs:
+        fail("compose kafka-init: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
+        return
+    broker = KafkaBroker(work, libs)
+    if not wait_for("the Kafka broker", broker.ready, 120):
+        return broker
+    for rnd in (1, 2):  # --if-not-exists: a redeploy passes
+        if not compose_service(compose, cdir, "kafka-init", bindir):
+            return broker
+    check_topics(root, broker, "compose kafka-init")
+    return broker
+
+
+def image_files(root):
+    """The files the Dockerfile's runtime stage copies from the repository
+    to /usr/share/paystream (migrations, fraud model and rules), at their
+    image paths."""
+    pathlib.Path("/usr/share/paystream").mkdir(parents=True, exist_ok=True)
+    for m in re.finditer(r"^COPY (?!--)(\S+) (/usr/share/paystream\S*)$", (root / "Dockerfile").read_text(), re.M):
+        src, dst = root / m.group(1), pathlib.Path(m.group(2))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy(src, dst)
+
+
+def http_status(url):
+    try:
+        import urllib.request
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except Exception as e:  # HTTPError carries the status, the rest mean "not up"
+        return getattr(e, "code", None)
+
+
+def compose_workers(compose, cdir, bindir):
+    """Each stage's service as written (command, environment, secrets; its
+    healthcheck command run as written) until healthy, then SIGTERM: it
+    must exit 0 within stop_grace_period. One at a time: each binds :9400,
+    as each container does in its own network."""
+    for stage in ("ingest", "fraud", "charge", "ledger"):
+        svc = compose["services"][stage]
+        where = f"compose {stage}"
+        proc = compose_service(compose, cdir, stage, bindir, background=True)
+        try:
+            hc = svc.get("healthcheck", {}).get("test", [])
+            if hc[:1] != ["CMD"]:
+                fail(f"{where}: healthcheck is not a CMD list")
+                continue
+            env = base_env(bindir)
+            healthy = lambda: subprocess.run(hc[1:], env=env, capture_output=True).returncode == 0
+            if not wait_for(f"{where} healthcheck ({' '.join(hc[1:])})",
+                            lambda: healthy() or proc.poll() is not None, 120) or proc.poll() is not None:
+                fail(f"{where}: never healthy (exit {proc.poll()}; /readyz {http_status('http://127.0.0.1:9400/readyz')})")
+                continue
+            ok(f"{where}: healthy with its own secrets and role")
+            grace = int(str(svc.get("stop_grace_period", "10s")).rstrip("s"))
+            proc.terminate()
+            try:
+                rc = proc.wait(timeout=grace)
+                if rc != 0:
+                    fail(f"{where}: exited {rc} after SIGTERM")
+                else:
+                    ok(f"{where}: drained and exited 0 within {grace} s of SIGTERM")
+            except subprocess.TimeoutExpired:
+                fail(f"{where}: still running {grace} s after SIGTERM (stop_grace_period)")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            out = proc.communicate()[0]
+            if problems and problems[-1].startswith(where):
+                print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
+            unmount(["/run/secrets"])
+
+
+def compose_scenario(root, bindir, compose_file, work, ca, promtool):
+    cdir = compose_file.parent
+    compose = yaml.safe_load(compose_file.read_text())
+    svcs = compose["services"]
+    su_secret = svcs["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"].rsplit("/", 1)[1]
+    su_pw = (cdir / compose["secrets"][su_secret]["file"]).read_text().strip()
+    pg = Postgres(work, su_pw, ca)
+    # the postgres image creates POSTGRES_DB
+    pg.sql("postgres", f"CREATE DATABASE \"{svcs['postgres']['environment']['POSTGRES_DB']}\"")
+    try:
+        for rnd in (1, 2):
+            for name in ("db-bootstrap", "migrate", "roles"):
+                if name in svcs and not compose_service(compose, cdir, name, bindir):
+                    return
+            ok(f"compose database chain, round {rnd}")
+        check_owner(pg, "compose")
+        for name, spec in compose["secrets"].items():
+            m = re.fullmatch(r"pg_dsn_(\w+)", name)
+            if m and m.group(1) != "admin":
+                login_as((cdir / spec["file"]).read_text().strip(), f"paystream_{m.group(1)}",
+                         f"compose secret {name}")
+        if "pg_dsn_audit" in compose["secrets"]:
+            check_audit((cdir / compose["secrets"]["pg_dsn_audit"]["file"]).read_text().strip(), "compose")
+        broker = kafka_init(root, compose, cdir, bindir, work)
+        if "ops" not in svcs:
+            fail("compose: no ops service")
+            return
+        procsim = compose_service(compose, cdir, "procsim", bindir, background=True)
+        redis = compose_service(compose, cdir, "redis", bindir, background=True)
+        gw = Pushgateway()
+        try:
+            if broker and wait_for("procsim on :12111 and redis on :6379",
+                                   lambda: port_open(12111) and port_open(6379), 30):
+                compose_workers(compose, cdir, bindir)
+            if wait_for("procsim on :12111", lambda: port_open(12111), 30):
+                ops = compose_service(compose, cdir, "ops", bindir, background=True)
+                wait_for("the ops service's first push", lambda: gw.pushes, 120)
+                # SIGTERM to the shell alone, as `docker compose stop` sends
+                # it: the script must exit promptly (its trap).
+                # (a container ends with it; its sleep may linger here).
+                ops.terminate()
+                try:
+                    ops.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    fail("compose ops: did not exit within 15 s of SIGTERM")
+                os.killpg(ops.pid, 9)
+                out = ops.communicate()[0]
+                print("\n".join("    " + line for line in out.strip().splitlines()), flush=True)
+                check_push(gw, "compose ops", promtool)
+        finally:
+            gw.stop()
+            for p in (procsim, redis):
+                os.killpg(p.pid, 15)
+                p.communicate(timeout=30)
+            if broker:
+                broker.stop()
+            unmount(["/run/secrets"] * 3)
+    finally:
+        pg.stop()
+
+
+def k8s_scenario(root, bindir, work, ca, promtool):
+    k = K8s(root / "deploy/k8s", ca)
+    su_dsn = k.secret("paystream-bootstrap")["pg-dsn-superuser"].decode()
+    su_pw = re.search(r"password=(\S+)", su_dsn).group(1)
+    pg = Postgres(work, su_pw, ca)
+    try:
+        boot = k.docs[("Job", "paystream-bootstrap")]
+        migrate = [d for (kind, n), d in k.docs.items() if kind == "Job" and n.startswith("paystream-migrate")]
+        if len(migrate) != 1:
+            fail(f"k8s: {len(migrate)} migrate Jobs, want 1")
+            return
+        for rnd in (1, 2):
+            if not k.run_pod("k8s bootstrap-job", boot["spec"]["template"]["spec"], bindir):
+                return
+            if not k.run_pod("k8s migrate-job", migrate[0]["spec"]["template"]["spec"], bindir):
+                return
+            ok(f"k8s database Jobs, round {rnd}")
+        check_owner(pg, "k8s")
+        # Each stage's DSN, with TLS verified against the mounted CA.
+        mounts = [mount_files("/etc/paystream/postgres-ca", k.configmap("postgres-ca"))]
+        try:
+            for stage in ("ingest", "fraud", "charge", "ledger"):
+                login_as(k.secret(f"paystream-{stage}")["pg-dsn"].decode(), f"paystream_{stage}",
+                         f"k8s Secret paystream-{stage} (sslmode=verify-full)")
+            check_audit(k.secret("paystream-ops")["pg-dsn"].decode(), "k8s")
+        finally:
+            unmount(mounts)
+        cron = k.docs[("CronJob", "paystream-ops")]
+        procsim = subprocess.Popen([str(bindir / "procsim"), "--port", "12111"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gw = Pushgateway()
+        try:
+            if wait_for("procsim on :12111", lambda: port_open(12111), 30):
+                # The processor is the one dependency not reachable here.
+                k.run_pod("k8s ops-cronjob", cron["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                          bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
+                check_push(gw, "k8s ops-cronjob", promtool)
+        finally:
+            gw.stop()
+            procsim.terminate()
+            procsim.wait(timeout=30)
+        k8s_stages(root, k, work, bindir)
+    finally:
+        pg.stop()
+
+
+def main():
+    enter_namespaces()
+    root = pathlib.Path(sys.argv[1]).resolve()
+    bindir = pathlib.Path(sys.argv[2]).resolve()
+    compose_file = root / "deploy/compose/docker-compose.yml"
+    if "--compose" in sys.argv:
+        compose_file = pathlib.Path(sys.argv[sys.argv.index("--compose") + 1]).resolve()
+    promtool = shutil.which("promtool") or "promtool"
+    for b in ("payctl", "procsim", "ps-ingest", "ps-fraud", "ps-charge", "ps-ledger"):
+        if not (bindir / b).exists():
+            print(f"kit_commands: {bindir}/{b} not built", file=sys.stderr)
+            sys.exit(1)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="paystream-kit.", dir="/var/tmp"))
+    work.chmod(0o755)
+    try:
+        prepare_sandbox(work)
+        image_files(root)
+        for name, fn in (("compose", lambda w: compose_scenario(root, bindir, compose_file, w, ca, promtool)),
+                         ("k8s", lambda w: k8s_scenario(root, bindir, w, ca, promtool))):
+            w = work / name
+            w.mkdir()
+            w.chmod(0o755)
+            ca = CA(w)
+            try:
+                fn(w)
+            except Exception as e:  # a missing key, a manifest of the wrong shape
+                fail(f"{name}: {type(e).__name__}: {e}")
+    finally:
+        unmount(["/etc", "/opt", "/run", "/usr/share"])
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"kit commands: {len(problems)} problems")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
