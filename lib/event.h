@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hex.h" /* stored outcomes travel as hex */
 #include "payments.pb-c.h"
 
 typedef Payments__V1__PaymentEvent ps_event;
@@ -55,10 +56,5 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s);
 /* Packs an outcome as hex, ready to be stored (bytea) and later re-sent
  * byte-identical. Returns a malloc'd string; aborts on out of memory. */
 char *outcome_pack_hex(const ps_outcome *o);
-
-/* Hex transport for bytea parameters: out holds 2*len+1 bytes. */
-void hex_encode(const uint8_t *data, size_t len, char *out);
-/* Decodes hex into a malloc'd buffer; NULL on bad input. */
-uint8_t *hex_decode(const char *hex, size_t *len);
 
 #endif

@@ -4,25 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
 static PGresult *pg_exec_run(pg_conn *pg, const char *sql, int nparams,
                              const char *const *params, char *err, size_t errlen);
-
-int64_t ps_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t ps_mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void pg_init(pg_conn *pg, const char *dsn, const char *app_name, bool prepare) {
   memset(pg, 0, sizeof *pg);
@@ -71,10 +59,8 @@ int pg_ensure(pg_conn *pg, char *err, size_t errlen) {
    * planner prefers a sequential scan of the whole table until it holds
    * some 100,000 rows — bench/cpu.sh saw fraud's batch UPDATE scan all
    * assessments (5 ms and growing per batch) instead of 500 index probes. */
-  const char *iso = getenv("PAYSTREAM_PG_ISOLATION");
   char options[160] = "-c jit=off -c random_page_cost=1.1";
-  if (iso && strcmp(iso, "serializable") == 0)
-    strcat(options, " -c default_transaction_isolation=serializable");
+  if (pg->serializable) strcat(options, " -c default_transaction_isolation=serializable");
   const char *keys[] = {"application_name", "connect_timeout", "options", "dbname", NULL};
   const char *vals[] = {pg->app_name, "5", options, pg->dsn, NULL};
   pg->conn = PQconnectdbParams(keys, vals, 1);

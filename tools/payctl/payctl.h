@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "clock.h"
 #include "pg.h"
 
 typedef struct payctl {
