@@ -57,17 +57,36 @@ static void canon_add(canon *c, const char *s, size_t n) {
 
 static void canon_str(canon *c, const char *s) { canon_add(c, s ? s : "", s ? strlen(s) : 0); }
 
-static void canon_trimmed(canon *c, const char *s) {
+/* Surrounding whitespace is not part of a value: " A-1 " is "A-1". */
+typedef struct span {
+  const char *p;
+  size_t n;
+} span;
+
+static span trimmed(const char *s) {
   if (!s) s = "";
   while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
   size_t n = strlen(s);
   while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
-  canon_add(c, s, n);
+  return (span){s, n};
 }
 
+static int span_cmp(span a, span b) {
+  int c = memcmp(a.p, b.p, a.n < b.n ? a.n : b.n);
+  return c ? c : (a.n > b.n) - (a.n < b.n);
+}
+
+typedef struct meta_entry {
+  span key, value;
+} meta_entry;
+
+/* Metadata is ordered on exactly what is hashed — the trimmed key, then the
+ * trimmed value — so the order entries arrive in never matters, even for
+ * keys equal once trimmed. */
 static int cmp_meta(const void *a, const void *b) {
-  const Payments__V1__PaymentIntent__MetadataEntry *x = *(void *const *)a, *y = *(void *const *)b;
-  return strcmp(x->key, y->key);
+  const meta_entry *x = a, *y = b;
+  int c = span_cmp(x->key, y->key);
+  return c ? c : span_cmp(x->value, y->value);
 }
 
 void ingest_fingerprint(const ps_intent *in, char out[65]) {
@@ -83,18 +102,16 @@ void ingest_fingerprint(const ps_intent *in, char out[65]) {
       cur[i] = (char)toupper((unsigned char)in->amount->currency[i]);
   canon_str(&c, cur);
   canon_str(&c, in->payment_method ? in->payment_method->id : "");
-  canon_trimmed(&c, in->description);
-  void **meta = NULL;
-  if (in->n_metadata) {
-    meta = malloc(in->n_metadata * sizeof *meta);
-    if (!meta) abort();
-    memcpy(meta, in->metadata, in->n_metadata * sizeof *meta);
-    qsort(meta, in->n_metadata, sizeof *meta, cmp_meta);
-  }
+  span d = trimmed(in->description);
+  canon_add(&c, d.p, d.n);
+  meta_entry *meta = calloc(in->n_metadata + 1, sizeof *meta);
+  if (!meta) abort();
+  for (size_t i = 0; i < in->n_metadata; i++)
+    meta[i] = (meta_entry){trimmed(in->metadata[i]->key), trimmed(in->metadata[i]->value)};
+  qsort(meta, in->n_metadata, sizeof *meta, cmp_meta);
   for (size_t i = 0; i < in->n_metadata; i++) {
-    const Payments__V1__PaymentIntent__MetadataEntry *e = meta[i];
-    canon_trimmed(&c, e->key);
-    canon_trimmed(&c, e->value);
+    canon_add(&c, meta[i].key.p, meta[i].key.n);
+    canon_add(&c, meta[i].value.p, meta[i].value.n);
   }
   free(meta);
   hash_sha256_hex(c.buf, c.len, out);
