@@ -1,18 +1,51 @@
 /* event: protobuf helpers around the generated payments.v1 code. */
 #include "event.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Decoding allocates through a budget: a hostile message (e.g. 131,072
+ * empty metadata entries, 24 times their size in heap) fails to decode
+ * instead of taking the worker's memory. Blocks come from malloc, so the
+ * decoded event is freed as usual (event_free, default allocator). */
+typedef struct decode_budget {
+  size_t left;
+  bool exceeded;
+} decode_budget;
+
+static void *budget_alloc(void *data, size_t size) {
+  decode_budget *b = data;
+  if (size > b->left) {
+    b->exceeded = true;
+    return NULL;
+  }
+  b->left -= size;
+  return malloc(size);
+}
+
+static void budget_free(void *data, void *p) {
+  (void)data;
+  free(p);
+}
+
+size_t event_decode_budget(size_t len) { return EVENT_DECODE_BUDGET_FACTOR * len + 65536; }
 
 ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen) {
   if (!buf || len == 0) {
     snprintf(reason, reasonlen, "empty message");
     return NULL;
   }
-  ps_event *ev = payments__v1__payment_event__unpack(NULL, len, buf);
+  decode_budget budget = {event_decode_budget(len), false};
+  ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
+  ps_event *ev = payments__v1__payment_event__unpack(&alloc, len, buf);
   if (!ev) {
-    snprintf(reason, reasonlen, "not a payments.v1.PaymentEvent");
+    if (budget.exceeded)
+      snprintf(reason, reasonlen, "decoding needs more than %zu bytes of memory",
+               event_decode_budget(len));
+    else
+      snprintf(reason, reasonlen, "not a payments.v1.PaymentEvent");
     return NULL;
   }
   /* 0 means an upstream that left the field unset: schema 1 is the only one. */

@@ -31,6 +31,11 @@ typedef Payments__V1__ChargeResult ps_charge;
  * not a PaymentEvent, the schema version is unknown, or there is no intent.
  * Free with event_free. */
 ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen);
+/* Decoding a message of len bytes may allocate at most this much (4 times
+ * its size plus 64 KiB); a message that needs more is refused with a reason
+ * (dead-lettered), so no message can take a worker's memory. */
+#define EVENT_DECODE_BUDGET_FACTOR 4
+size_t event_decode_budget(size_t len);
 void event_free(ps_event *ev);
 
 /* Packs into a malloc'd buffer the caller frees. */

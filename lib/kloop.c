@@ -264,6 +264,17 @@ static void free_decoded(kloop *kl, size_t n) {
   for (size_t i = 0; i < n; i++) event_free(kl->msgs[i].ev);
 }
 
+static kloop *running; /* the worker's loop, for kloop_msg_timestamp */
+
+int64_t kloop_msg_timestamp(const stage_msg *m) {
+  for (size_t i = 0; running && i < running->nbatch; i++) {
+    const rd_kafka_message_t *k = running->batch[i];
+    if (k->payload == m->raw && k->offset == m->offset && k->partition == m->partition)
+      return rd_kafka_message_timestamp(k, NULL);
+  }
+  return -1;
+}
+
 /* Calls the stage until it succeeds; transient failures back off. Returns
  * 0, or -1 if a fast stop interrupted the retries. */
 static int process_with_retry(kloop *kl, size_t n) {
@@ -612,6 +623,7 @@ int stage_main(const stage_def *def) {
   signal(SIGPIPE, SIG_IGN);
 
   static kloop kl;
+  running = &kl;
   int code = 0;
   if (kloop_init(&kl, def) == 0) {
     log_info("started: consuming %s as group %s", kl.input_topic, kl.cfg.group_id);

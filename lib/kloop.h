@@ -66,6 +66,11 @@ typedef struct stage_def {
   void (*revoked)(stage_ctx *ctx, int32_t partition);
 } stage_def;
 
+/* The Kafka timestamp (producer's create time, or the broker's append time)
+ * of m, a message of the batch being processed; -1 when it has none. Fixed
+ * for the message, so a decision taken on it is the same on a replay. */
+int64_t kloop_msg_timestamp(const stage_msg *m);
+
 /* Runs the worker until SIGTERM/SIGINT. Returns the process exit code. */
 int stage_main(const stage_def *def);
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
                 size_t vallen, rd_kafka_headers_t *hdrs) {
   if (ob->n == ob->cap) {
@@ -64,7 +66,7 @@ int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char
 
 void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
                     const char *reason) {
-  rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(8);
   char part[16], off[24];
   snprintf(part, sizeof part, "%d", m->partition);
   snprintf(off, sizeof off, "%lld", (long long)m->offset);
@@ -73,10 +75,27 @@ void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const 
   rd_kafka_header_add(h, "dlq.source.topic", -1, m->topic, -1);
   rd_kafka_header_add(h, "dlq.source.partition", -1, part, -1);
   rd_kafka_header_add(h, "dlq.source.offset", -1, off, -1);
-  uint8_t *val = malloc(m->rawlen ? m->rawlen : 1);
+  /* A message larger than our producer may send (the broker accepted it
+   * from a producer with a higher limit) is kept as a prefix with the
+   * whole's size and hash: re-sending it whole would fail every time, and
+   * the batch with it (a crash loop). The source coordinates find the
+   * original while the topic retains it. */
+  size_t len = m->rawlen;
+  if (len > OUTBOX_DLQ_MAX_PAYLOAD) {
+    char size[24], sha[65];
+    snprintf(size, sizeof size, "%zu", m->rawlen);
+    hash_sha256_hex(m->raw, m->rawlen, sha);
+    rd_kafka_header_add(h, "dlq.payload.truncated", -1, "true", -1);
+    rd_kafka_header_add(h, "dlq.payload.size", -1, size, -1);
+    rd_kafka_header_add(h, "dlq.payload.sha256", -1, sha, -1);
+    len = OUTBOX_DLQ_MAX_PAYLOAD;
+  }
+  uint8_t *val = malloc(len ? len : 1);
   if (!val) abort();
-  if (m->rawlen) memcpy(val, m->raw, m->rawlen);
-  outbox_add(ob, dlq_topic, m->key, m->keylen, val, m->rawlen, h);
+  if (len) memcpy(val, m->raw, len);
+  /* The key too: a key is never legitimately this large. */
+  size_t keylen = m->keylen > OUTBOX_DLQ_MAX_KEY ? OUTBOX_DLQ_MAX_KEY : m->keylen;
+  outbox_add(ob, dlq_topic, m->key, keylen, val, len, h);
 }
 
 void outbox_truncate(outbox *ob, size_t n) {

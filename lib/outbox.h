@@ -62,7 +62,14 @@ int outbox_add_outcome_keyed(outbox *ob, const char *topic, const void *key, siz
  * a crash or replay are byte-identical). Returns 0, or -1 if hex is NULL or
  * corrupt. */
 int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex);
-/* Dead-letters m's raw bytes with headers naming the reason and source. */
+/* Dead-letters m's raw bytes with headers naming the reason and source
+ * (dlq.reason, dlq.stage, dlq.source.topic|partition|offset). A value over
+ * OUTBOX_DLQ_MAX_PAYLOAD bytes is cut to that prefix, with
+ * dlq.payload.truncated=true, dlq.payload.size and dlq.payload.sha256 of
+ * the whole (our producer could not re-send it: message.max.bytes is 1 MB);
+ * a key over OUTBOX_DLQ_MAX_KEY bytes is cut too. */
+#define OUTBOX_DLQ_MAX_PAYLOAD (512 * 1024)
+#define OUTBOX_DLQ_MAX_KEY 4096
 void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
                     const char *reason);
 

@@ -419,7 +419,12 @@ static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     ps_intent *in = x->m->ev->intent;
     ingest_rejection_id(x->m->topic, x->m->partition, x->m->offset, x->m->raw, x->m->rawlen,
                         x->rejection_id);
-    x->valid = validate_intent(in, &x->verr) == 0;
+    /* A replay decides as the first time: event time is checked against
+     * the message's own timestamp. */
+    int64_t ref = kloop_msg_timestamp(x->m);
+    if (ref <= 0) ref = ps_now_ms();
+    x->valid = validate_intake(x->m->ev, &x->verr) == 0 && validate_intent(in, &x->verr) == 0 &&
+               validate_created_at(in->created_at_ms, ref, &x->verr) == 0;
     if (!x->valid) continue;
     validate_normalise(in);
     ingest_fingerprint(in, x->fp);

@@ -3,6 +3,8 @@
  * refused, and that truncation drops exactly a failed attempt's outputs
  * (ASan checks that nothing dropped leaks). */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hex.h"
@@ -103,4 +105,34 @@ Test(outbox, truncate_drops_only_what_came_after) {
   cr_assert_neq(ob.cap, 0, "reset keeps the storage");
   outbox_free(&ob);
   cr_assert_eq(ob.cap, 0);
+}
+
+Test(outbox, a_dead_letter_too_large_to_resend_keeps_a_prefix_its_size_and_hash) {
+  outbox ob = {0};
+  size_t big = OUTBOX_DLQ_MAX_PAYLOAD + 1000;
+  uint8_t *raw = malloc(big);
+  for (size_t i = 0; i < big; i++) raw[i] = (uint8_t)(i * 31);
+  stage_msg m = {NULL, "payments.intents", 0, 7, raw, big, "k", 1};
+  outbox_add_dlq(&ob, "payments.dlq", "ingest", &m, "oversized message");
+  cr_assert_eq(ob.v[0].vallen, OUTBOX_DLQ_MAX_PAYLOAD);
+  cr_assert(memcmp(ob.v[0].val, raw, OUTBOX_DLQ_MAX_PAYLOAD) == 0, "a prefix of the original");
+  const void *v;
+  size_t len;
+  cr_assert_eq(rd_kafka_header_get_last(ob.v[0].hdrs, "dlq.payload.truncated", &v, &len), 0);
+  cr_assert_eq(rd_kafka_header_get_last(ob.v[0].hdrs, "dlq.payload.size", &v, &len), 0);
+  char size[24];
+  snprintf(size, sizeof size, "%zu", big);
+  cr_assert(len == strlen(size) && memcmp(v, size, len) == 0);
+  cr_assert_eq(rd_kafka_header_get_last(ob.v[0].hdrs, "dlq.payload.sha256", &v, &len), 0);
+  cr_assert_eq(len, 64);
+  cr_assert_eq(rd_kafka_header_get_last(ob.v[0].hdrs, "dlq.source.offset", &v, &len), 0,
+               "the usual headers too");
+  outbox_free(&ob);
+  /* Under the limit: whole, no truncation headers. */
+  m.rawlen = OUTBOX_DLQ_MAX_PAYLOAD;
+  outbox_add_dlq(&ob, "payments.dlq", "ingest", &m, "oversized message");
+  cr_assert_eq(ob.v[0].vallen, OUTBOX_DLQ_MAX_PAYLOAD);
+  cr_assert_neq(rd_kafka_header_get_last(ob.v[0].hdrs, "dlq.payload.truncated", &v, &len), 0);
+  outbox_free(&ob);
+  free(raw);
 }
