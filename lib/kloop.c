@@ -126,7 +126,9 @@ static void health_tick(kloop *kl) {
   kl->next_health_ms = now + 1000;
   char err[256];
   PGresult *r = pg_exec(&kl->ctx.pg, "SELECT 1", 0, NULL, err, sizeof err);
-  metrics_set_check("postgres", r != NULL, true, r ? "" : err);
+  char what[64] = "";
+  if (!r) pg_err_public(err, what, sizeof what); /* /readyz is public: no hosts, no users */
+  metrics_set_check("postgres", r != NULL, true, what);
   PQclear(r);
   if (kl->def->uses_redis) {
     rds_cmd ping;

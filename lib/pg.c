@@ -265,6 +265,17 @@ int pg_err_is_data_error(const char *err) {
          strncmp(err, "P0001", 5) == 0;
 }
 
+void pg_err_public(const char *err, char *out, size_t outlen) {
+  if (strncmp(err, "could not connect", 17) == 0)
+    snprintf(out, outlen, "cannot connect");
+  else if (strncmp(err, "postgres unavailable", 20) == 0)
+    snprintf(out, outlen, "unavailable (reconnecting)");
+  else if (strlen(err) >= 6 && err[5] == ':' && strncmp(err, "conn", 4) != 0)
+    snprintf(out, outlen, "query failed: SQLSTATE %.5s", err);
+  else
+    snprintf(out, outlen, "connection lost");
+}
+
 static void arr_reserve(pg_array *a, size_t extra) {
   if (a->len + extra + 2 <= a->cap) return;
   size_t cap = a->cap ? a->cap : 256;

@@ -68,6 +68,11 @@ PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *
  * is retried as it is. */
 int pg_err_is_data_error(const char *err);
 
+/* What err (from the calls above) may say in public — /readyz, which any
+ * scraper reads: the kind of failure and its SQLSTATE, never libpq's text
+ * (it names the server's host and port and the user). */
+void pg_err_public(const char *err, char *out, size_t outlen);
+
 /* A growable Postgres array literal ("{...}") for passing a batch of values
  * as one text parameter, unnested server-side. */
 typedef struct pg_array {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Intake bounds (issue 17.12, 17.13): an intent whose created_at is far in
+# Intake bounds (issue 17.12, 17.13, 17.16): an intent whose created_at is far in
 # the future or absurdly old ends `rejected` with created_at_invalid (it
 # would wipe velocity history); a message larger than ingest's producer can
 # re-send (1.5 MB, from a producer with a higher limit) is dead-lettered as
@@ -41,6 +41,19 @@ eq "its hash" "64" "$(jq -r '.["dlq.payload.sha256"] | length' <<<"$h")"
 eq "and the usual headers" "oversized" "$(jq -r '.["dlq.reason"] | split(" ")[0]' <<<"$h")"
 eq "ingest did not restart" "$pid_before" "$(cat "$PAYSTREAM_RUN_DIR"/pids/ingest-1.pid)"
 check "ingest is still running" kill -0 "$pid_before"
+
+# /readyz (public) says what is down, never its host or user (17.16).
+"$STACK" stop-postgres
+check "/readyz turns not ready when Postgres goes away" wait_until 15 not_ready ingest 1
+# Between reconnect attempts it says "unavailable"; wait for an attempt's answer.
+attempt_shown() {
+  "$STACK" http ingest 1 /readyz >"$PAYSTREAM_RUN_DIR/readyz.txt"
+  grep -Eq '^postgres not ok: (cannot|could not) connect' "$PAYSTREAM_RUN_DIR/readyz.txt"
+}
+check "/readyz names Postgres and a failed connection" wait_until 30 attempt_shown
+check "but neither its host nor its user" eval '! grep -Eq "127\.0\.0\.1|port|user" "$PAYSTREAM_RUN_DIR/readyz.txt"'
+"$STACK" start-postgres
+check "/readyz is ready again when Postgres is back" wait_until 30 ready ingest 1
 
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports

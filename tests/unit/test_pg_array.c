@@ -73,3 +73,23 @@ Test(pg_array, data_error_classes) {
   cr_assert_not(pg_err_is_data_error("conn: server closed the connection"));
   cr_assert_not(pg_err_is_data_error("claim vanished"));
 }
+
+/* Issue 17.16: /readyz says what is down, never where or as whom. */
+Test(pg_array, public_error_text_names_no_host_or_user) {
+  const char *errs[] = {
+      "could not connect to postgres: connection to server at \"db.internal\" (10.0.0.5), port "
+      "5432 failed: FATAL:  password authentication failed for user \"paystream_ingest\"",
+      "postgres unavailable (retrying)",
+      "conn: server closed the connection unexpectedly",
+      "57P01: FATAL:  terminating connection due to administrator command on db.internal",
+  };
+  const char *want[] = {"cannot connect", "unavailable (reconnecting)", "connection lost",
+                        "query failed: SQLSTATE 57P01"};
+  for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+    char out[64];
+    pg_err_public(errs[i], out, sizeof out);
+    cr_assert_str_eq(out, want[i]);
+    cr_assert_null(strstr(out, "db.internal"));
+    cr_assert_null(strstr(out, "paystream_ingest"));
+  }
+}
