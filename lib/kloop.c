@@ -81,42 +81,6 @@ static void metrics_init_loop(kloop *kl) {
   metrics_set_check("partitions", false, true, "waiting for assignment");
 }
 
-/* Counts what a delivered batch produced: messages per topic, outcomes per
- * status, dead letters — summed over the batch first, so the registry is
- * touched once per topic and status, not once per message. Topics are few,
- * so a short scan beats a map. */
-#define MAX_STATUS 16
-
-static void count_outputs(kloop *kl) {
-  const char *topics[8];
-  double counts[8], status[MAX_STATUS] = {0}, dlq = 0;
-  int nt = 0;
-  for (size_t i = 0; i < kl->out.n; i++) {
-    const outbox_msg *m = &kl->out.v[i];
-    int t = 0;
-    while (t < nt && topics[t] != m->topic) t++;
-    if (t == nt && nt < 8) {
-      topics[nt] = m->topic;
-      counts[nt++] = 0;
-    }
-    if (t < nt) counts[t]++;
-    if (strcmp(m->topic, kl->cfg.topics.dlq) == 0) dlq++;
-    if (m->status >= 0 && m->status < MAX_STATUS) status[m->status]++;
-  }
-  for (int t = 0; t < nt; t++)
-    metric_add(metrics_counter("paystream_messages_produced_total",
-                               "Messages produced and acknowledged by Kafka", "topic", topics[t],
-                               NULL),
-               counts[t]);
-  for (int st = 0; st < MAX_STATUS; st++)
-    if (status[st])
-      metric_add(metrics_counter("paystream_outcomes_total", "Outcomes published, by status",
-                                 "status", outcome_status_name((Payments__V1__OutcomeStatus)st),
-                                 NULL),
-                 status[st]);
-  if (dlq) metric_add(kl->m.dlq, dlq);
-}
-
 /* Once a second: is Postgres (and Redis, for stages that use it) reachable?
  * Probing even when idle means /readyz turns unready when Postgres goes
  * away, not only when the next batch fails. */
@@ -448,7 +412,7 @@ static int run_batch(kloop *kl) {
   free_decoded(kl, n); /* what a continuous stage did not keep */
   if (rc == 0 && d->progress) d->progress(&kl->ctx, &kl->out, kl->nbatch ? 0 : 5);
   if (rc == 0) rc = produce_outbox(kl);
-  if (rc == 0) count_outputs(kl);
+  if (rc == 0) outbox_count_delivered(&kl->out, kl->cfg.topics.dlq, kl->m.dlq);
   outbox_reset(&kl->out);
   if (rc == 0) {
     if (d->progress) {
@@ -496,7 +460,7 @@ static void drain_continuous(kloop *kl) {
   while (kl->def->pending(&kl->ctx) && ps_mono_ms() < until && !stop_now) {
     kl->def->progress(&kl->ctx, &kl->out, 20);
     int rc = produce_outbox(kl);
-    if (rc == 0) count_outputs(kl);
+    if (rc == 0) outbox_count_delivered(&kl->out, kl->cfg.topics.dlq, kl->m.dlq);
     outbox_reset(&kl->out);
     if (rc) return;
     commit_floors(kl, false);

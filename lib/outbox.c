@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "metrics.h"
 
 void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
                 size_t vallen, rd_kafka_headers_t *hdrs) {
@@ -114,4 +115,40 @@ void outbox_free(outbox *ob) {
   free(ob->v);
   ob->v = NULL;
   ob->cap = 0;
+}
+
+/* Counts what a delivered batch produced: messages per topic, outcomes per
+ * status, dead letters — summed over the batch first, so the registry is
+ * touched once per topic and status, not once per message. Topics are few,
+ * so a short scan beats a map. */
+#define MAX_STATUS 16
+
+void outbox_count_delivered(const outbox *ob, const char *dlq_topic, metric *dlq_counter) {
+  const char *topics[8];
+  double counts[8], status[MAX_STATUS] = {0}, dlq = 0;
+  int nt = 0;
+  for (size_t i = 0; i < ob->n; i++) {
+    const outbox_msg *m = &ob->v[i];
+    int t = 0;
+    while (t < nt && topics[t] != m->topic) t++;
+    if (t == nt && nt < 8) {
+      topics[nt] = m->topic;
+      counts[nt++] = 0;
+    }
+    if (t < nt) counts[t]++;
+    if (strcmp(m->topic, dlq_topic) == 0) dlq++;
+    if (m->status >= 0 && m->status < MAX_STATUS) status[m->status]++;
+  }
+  for (int t = 0; t < nt; t++)
+    metric_add(metrics_counter("paystream_messages_produced_total",
+                               "Messages produced and acknowledged by Kafka", "topic", topics[t],
+                               NULL),
+               counts[t]);
+  for (int st = 0; st < MAX_STATUS; st++)
+    if (status[st])
+      metric_add(metrics_counter("paystream_outcomes_total", "Outcomes published, by status",
+                                 "status", outcome_status_name((Payments__V1__OutcomeStatus)st),
+                                 NULL),
+                 status[st]);
+  if (dlq) metric_add(dlq_counter, dlq);
 }

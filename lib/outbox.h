@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "metrics.h"
 
 /* One input message as a stage sees it. ev and the source fields are owned
  * by kloop and valid for the duration of the process call; a dead letter
@@ -72,6 +73,11 @@ int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char
 #define OUTBOX_DLQ_MAX_KEY 4096
 void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
                     const char *reason);
+
+/* Counts what a delivered outbox produced: paystream_messages_produced_total
+ * per topic, paystream_outcomes_total per status, and dead letters on
+ * dlq_counter. Called once every output is acknowledged. */
+void outbox_count_delivered(const outbox *ob, const char *dlq_topic, metric *dlq_counter);
 
 /* Drops the outputs from index n on (what a failed attempt appended). */
 void outbox_truncate(outbox *ob, size_t n);
