@@ -120,6 +120,10 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
    * transactions (PgBouncer in transaction mode before 1.21). */
   if (cfg_env_int("PAYSTREAM_PG_PREPARE", 1, 0, 1, &v, err, errlen)) return -1;
   c->pg_prepare = (int)v;
+  /* Anything but serializable is the default, read committed. */
+  c->pg_serializable = strcmp(cfg_env_str("PAYSTREAM_PG_ISOLATION", ""), "serializable") == 0;
+  c->kafka_properties = cfg_env_str("PAYSTREAM_KAFKA_PROPERTIES", NULL);
+  c->kafka_properties_file = cfg_env_str("PAYSTREAM_KAFKA_PROPERTIES_FILE", NULL);
   if (cfg_env_int("PAYSTREAM_REDIS_PORT", 6379, 1, 65535, &v, err, errlen)) return -1;
   c->redis_port = (int)v;
   if (cfg_env_int("PAYSTREAM_REDIS_TIMEOUT_MS", 200, 1, 60000, &v, err, errlen)) return -1;

@@ -27,6 +27,9 @@ typedef struct cfg {
   int redis_port;
   int redis_timeout_ms;
   int pg_prepare;             /* 1: prepare pipeline statements once per connection */
+  int pg_serializable;        /* 1: PAYSTREAM_PG_ISOLATION=serializable (benchmarks) */
+  const char *kafka_properties;      /* "k=v;k=v": librdkafka settings, never secrets */
+  const char *kafka_properties_file; /* k=v lines: where Kafka secrets belong */
   const char *log_level;
   const char *metrics_addr;      /* host:port for /metrics /healthz /readyz, or off */
   const char *metrics_port_file; /* written with the bound port (port 0: any free one) */

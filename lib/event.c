@@ -1,18 +1,51 @@
 /* event: protobuf helpers around the generated payments.v1 code. */
 #include "event.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Decoding allocates through a budget: a hostile message (e.g. 131,072
+ * empty metadata entries, 24 times their size in heap) fails to decode
+ * instead of taking the worker's memory. Blocks come from malloc, so the
+ * decoded event is freed as usual (event_free, default allocator). */
+typedef struct decode_budget {
+  size_t left;
+  bool exceeded;
+} decode_budget;
+
+static void *budget_alloc(void *data, size_t size) {
+  decode_budget *b = data;
+  if (size > b->left) {
+    b->exceeded = true;
+    return NULL;
+  }
+  b->left -= size;
+  return malloc(size);
+}
+
+static void budget_free(void *data, void *p) {
+  (void)data;
+  free(p);
+}
+
+size_t event_decode_budget(size_t len) { return EVENT_DECODE_BUDGET_FACTOR * len + 65536; }
 
 ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen) {
   if (!buf || len == 0) {
     snprintf(reason, reasonlen, "empty message");
     return NULL;
   }
-  ps_event *ev = payments__v1__payment_event__unpack(NULL, len, buf);
+  decode_budget budget = {event_decode_budget(len), false};
+  ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
+  ps_event *ev = payments__v1__payment_event__unpack(&alloc, len, buf);
   if (!ev) {
-    snprintf(reason, reasonlen, "not a payments.v1.PaymentEvent");
+    if (budget.exceeded)
+      snprintf(reason, reasonlen, "decoding needs more than %zu bytes of memory",
+               event_decode_budget(len));
+    else
+      snprintf(reason, reasonlen, "not a payments.v1.PaymentEvent");
     return NULL;
   }
   /* 0 means an upstream that left the field unset: schema 1 is the only one. */
@@ -100,39 +133,4 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
   case OUTCOME_REVIEW: return "review";
   default: return "unspecified";
   }
-}
-
-void hex_encode(const uint8_t *data, size_t len, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < len; i++) {
-    out[2 * i] = digits[data[i] >> 4];
-    out[2 * i + 1] = digits[data[i] & 15];
-  }
-  out[2 * len] = '\0';
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-uint8_t *hex_decode(const char *hex, size_t *len) {
-  /* Postgres renders bytea as \x...; accept that prefix. */
-  if (hex[0] == '\\' && hex[1] == 'x') hex += 2;
-  size_t n = strlen(hex);
-  if (n % 2) return NULL;
-  uint8_t *out = malloc(n / 2 + 1);
-  if (!out) return NULL;
-  for (size_t i = 0; i < n / 2; i++) {
-    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      free(out);
-      return NULL;
-    }
-    out[i] = (uint8_t)(hi << 4 | lo);
-  }
-  *len = n / 2;
-  return out;
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hex.h" /* stored outcomes travel as hex */
 #include "payments.pb-c.h"
 
 typedef Payments__V1__PaymentEvent ps_event;
@@ -30,6 +31,11 @@ typedef Payments__V1__ChargeResult ps_charge;
  * not a PaymentEvent, the schema version is unknown, or there is no intent.
  * Free with event_free. */
 ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen);
+/* Decoding a message of len bytes may allocate at most this much (4 times
+ * its size plus 64 KiB); a message that needs more is refused with a reason
+ * (dead-lettered), so no message can take a worker's memory. */
+#define EVENT_DECODE_BUDGET_FACTOR 4
+size_t event_decode_budget(size_t len);
 void event_free(ps_event *ev);
 
 /* Packs into a malloc'd buffer the caller frees. */
@@ -55,10 +61,5 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s);
 /* Packs an outcome as hex, ready to be stored (bytea) and later re-sent
  * byte-identical. Returns a malloc'd string; aborts on out of memory. */
 char *outcome_pack_hex(const ps_outcome *o);
-
-/* Hex transport for bytea parameters: out holds 2*len+1 bytes. */
-void hex_encode(const uint8_t *data, size_t len, char *out);
-/* Decodes hex into a malloc'd buffer; NULL on bad input. */
-uint8_t *hex_decode(const char *hex, size_t *len);
 
 #endif

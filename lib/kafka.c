@@ -21,29 +21,30 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, s
   return 0;
 }
 
-/* Whether a property holds a secret: its value (and librdkafka's message
- * about it, which may quote the value) must never reach a log. */
-static bool secret_key(const char *k) {
-  return strstr(k, "password") || strstr(k, "secret") || strstr(k, "key") ||
-         strstr(k, "jaas") || strstr(k, "token");
-}
-
-static int set_prop(rd_kafka_conf_t *conf, const char *src, const char *k, const char *v,
-                    char *err, size_t errlen) {
+/* Applies one property. An error never echoes the value, nor librdkafka's
+ * message (it quotes the value), nor a key librdkafka does not know: a
+ * secret containing ';' split out of PAYSTREAM_KAFKA_PROPERTIES arrives
+ * here as a "key", and must not reach a log either. */
+static int set_prop(rd_kafka_conf_t *conf, const char *src, int entry, const char *k,
+                    const char *v, char *err, size_t errlen) {
   char e[256];
   if (rd_kafka_conf_set(conf, k, v, e, sizeof e) == RD_KAFKA_CONF_OK) return 0;
-  snprintf(err, errlen, "%s: %s: %s", src, k, secret_key(k) ? "invalid value" : e);
+  size_t size = 0;
+  if (rd_kafka_conf_get(conf, k, NULL, &size) == RD_KAFKA_CONF_UNKNOWN)
+    snprintf(err, errlen, "%s: entry %d: unknown property (not shown)", src, entry);
+  else
+    snprintf(err, errlen, "%s: %s: invalid value (not shown)", src, k);
   return -1;
 }
 
-/* Applies one "key=value" entry; surrounding blanks are ignored. */
-static int apply_entry(rd_kafka_conf_t *conf, const char *src, char *kv, char *err,
+/* Applies the entry-th "key=value" entry; surrounding blanks are ignored. */
+static int apply_entry(rd_kafka_conf_t *conf, const char *src, int entry, char *kv, char *err,
                        size_t errlen) {
   while (*kv == ' ' || *kv == '\t') kv++;
   if (!*kv || *kv == '#') return 0;
   char *eq = strchr(kv, '=');
   if (!eq) {
-    snprintf(err, errlen, "%s: entry without '='", src);
+    snprintf(err, errlen, "%s: entry without '=' (entry %d)", src, entry);
     return -1;
   }
   *eq = '\0';
@@ -51,21 +52,22 @@ static int apply_entry(rd_kafka_conf_t *conf, const char *src, char *kv, char *e
   while (end > kv && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
   char *v = eq + 1;
   while (*v == ' ' || *v == '\t') v++;
-  return set_prop(conf, src, kv, v, err, errlen);
+  return set_prop(conf, src, entry, kv, v, err, errlen);
 }
 
-int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen) {
+int kafka_apply_properties(const cfg *c, rd_kafka_conf_t *conf, char *err, size_t errlen) {
   int rc = 0;
-  const char *extra = getenv("PAYSTREAM_KAFKA_PROPERTIES");
-  if (extra && *extra) {
-    char *copy = strdup(extra), *save = NULL;
+  if (c->kafka_properties && *c->kafka_properties) {
+    char *copy = strdup(c->kafka_properties), *save = NULL;
+    if (!copy) abort();
+    int entry = 1;
     for (char *kv = strtok_r(copy, ";", &save); kv && rc == 0; kv = strtok_r(NULL, ";", &save))
-      rc = apply_entry(conf, "PAYSTREAM_KAFKA_PROPERTIES", kv, err, errlen);
+      rc = apply_entry(conf, "PAYSTREAM_KAFKA_PROPERTIES", entry++, kv, err, errlen);
     free(copy);
   }
   /* A Java-style client.properties file: where secrets (sasl.password,
    * ssl.key.password) belong, mounted from a secret store. */
-  const char *path = getenv("PAYSTREAM_KAFKA_PROPERTIES_FILE");
+  const char *path = c->kafka_properties_file;
   if (rc == 0 && path && *path) {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -73,13 +75,20 @@ int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen) {
       return -1;
     }
     char line[4096];
-    while (rc == 0 && fgets(line, sizeof line, f)) {
+    for (int entry = 1; rc == 0 && fgets(line, sizeof line, f); entry++) {
       line[strcspn(line, "\r\n")] = '\0';
-      rc = apply_entry(conf, "PAYSTREAM_KAFKA_PROPERTIES_FILE", line, err, errlen);
+      rc = apply_entry(conf, "PAYSTREAM_KAFKA_PROPERTIES_FILE", entry, line, err, errlen);
     }
     fclose(f);
   }
   return rc;
+}
+
+int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen) {
+  cfg c = {0};
+  c.kafka_properties = cfg_env_str("PAYSTREAM_KAFKA_PROPERTIES", NULL);
+  c.kafka_properties_file = cfg_env_str("PAYSTREAM_KAFKA_PROPERTIES_FILE", NULL);
+  return kafka_apply_properties(&c, conf, err, errlen);
 }
 
 static rd_kafka_conf_t *base_conf(const cfg *c, const char *role, char *err, size_t errlen) {
@@ -95,7 +104,7 @@ static rd_kafka_conf_t *base_conf(const cfg *c, const char *role, char *err, siz
        * broker answers a fetch as soon as data arrives; this bounds only an
        * idle poll (devbroker's mock waits it out on every empty fetch). */
       (strcmp(role, "consumer") == 0 && set(conf, "fetch.wait.max.ms", "20", err, errlen)) ||
-      kafka_apply_extra(conf, err, errlen)) {
+      kafka_apply_properties(c, conf, err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }

@@ -27,10 +27,17 @@ typedef void (*kafka_rebalance_fn)(void *opaque, bool assigned,
 rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_fn on_rebalance,
                                void *opaque, char *err, size_t errlen);
 
-/* Applies PAYSTREAM_KAFKA_PROPERTIES ("k=v;k=v", e.g. security.protocol,
- * sasl.*, ssl.*), then the key=value lines of PAYSTREAM_KAFKA_PROPERTIES_FILE
- * ('#' comments), to conf. Values are never logged, nor librdkafka's message
- * about a secret-looking key. */
+/* Applies c->kafka_properties (PAYSTREAM_KAFKA_PROPERTIES, "k=v;k=v",
+ * e.g. security.protocol, sasl.mechanism), then the key=value lines of
+ * c->kafka_properties_file (PAYSTREAM_KAFKA_PROPERTIES_FILE, '#' comments),
+ * to conf. Secrets belong in the file: a value may hold any character
+ * there, while the variable is split on ';'. Returns 0, or -1 with err
+ * naming the source and the key; values are never echoed, nor librdkafka's
+ * message about a secret-looking key. */
+int kafka_apply_properties(const cfg *c, rd_kafka_conf_t *conf, char *err, size_t errlen);
+
+/* The same for a caller without a loaded cfg (payctl's ad-hoc handles):
+ * reads the two variables through config. */
 int kafka_apply_extra(rd_kafka_conf_t *conf, char *err, size_t errlen);
 
 #endif

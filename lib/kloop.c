@@ -24,98 +24,6 @@ static void on_signal(int sig) {
   stop_requested = 1;
 }
 
-/* ---- outbox ------------------------------------------------------------ */
-
-void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
-                size_t vallen, rd_kafka_headers_t *hdrs) {
-  if (ob->n == ob->cap) {
-    size_t cap = ob->cap ? ob->cap * 2 : 64;
-    outbox_msg *nv = realloc(ob->v, cap * sizeof *nv);
-    if (!nv) abort();
-    ob->v = nv;
-    ob->cap = cap;
-  }
-  outbox_msg *m = &ob->v[ob->n++];
-  m->topic = topic;
-  m->key = malloc(keylen + 1);
-  if (!m->key) abort();
-  if (keylen) memcpy(m->key, key, keylen);
-  m->key[keylen] = '\0';
-  m->keylen = keylen;
-  m->val = val;
-  m->vallen = vallen;
-  m->hdrs = hdrs;
-  m->status = -1;
-}
-
-int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev) {
-  size_t len;
-  uint8_t *buf = event_pack(ev, &len);
-  if (!buf) return -1;
-  const char *key = ev->intent ? ev->intent->idempotency_key : "";
-  outbox_add(ob, topic, key, strlen(key), buf, len, NULL);
-  return 0;
-}
-
-int outbox_add_outcome_keyed(outbox *ob, const char *topic, const void *key, size_t keylen,
-                             const ps_outcome *o) {
-  size_t len;
-  uint8_t *buf = outcome_pack(o, &len);
-  if (!buf) return -1;
-  outbox_add(ob, topic, key, keylen, buf, len, NULL);
-  ob->v[ob->n - 1].status = (int)o->status;
-  return 0;
-}
-
-int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o) {
-  const char *key = o->idempotency_key ? o->idempotency_key : "";
-  return outbox_add_outcome_keyed(ob, topic, key, strlen(key), o);
-}
-
-int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex) {
-  size_t len;
-  uint8_t *b = hex ? hex_decode(hex, &len) : NULL;
-  if (!b) return -1;
-  ps_outcome *o = outcome_decode(b, len);
-  outbox_add(ob, topic, key, strlen(key), b, len, NULL);
-  if (o) ob->v[ob->n - 1].status = (int)o->status;
-  outcome_free(o);
-  return 0;
-}
-
-void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
-                    const char *reason) {
-  rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-  char part[16], off[24];
-  snprintf(part, sizeof part, "%d", m->partition);
-  snprintf(off, sizeof off, "%lld", (long long)m->offset);
-  rd_kafka_header_add(h, "dlq.reason", -1, reason, -1);
-  rd_kafka_header_add(h, "dlq.stage", -1, stage, -1);
-  rd_kafka_header_add(h, "dlq.source.topic", -1, m->topic, -1);
-  rd_kafka_header_add(h, "dlq.source.partition", -1, part, -1);
-  rd_kafka_header_add(h, "dlq.source.offset", -1, off, -1);
-  uint8_t *val = malloc(m->rawlen ? m->rawlen : 1);
-  if (!val) abort();
-  if (m->rawlen) memcpy(val, m->raw, m->rawlen);
-  outbox_add(ob, dlq_topic, m->key, m->keylen, val, m->rawlen, h);
-}
-
-void outbox_reset(outbox *ob) {
-  for (size_t i = 0; i < ob->n; i++) {
-    free(ob->v[i].key);
-    free(ob->v[i].val);
-    if (ob->v[i].hdrs) rd_kafka_headers_destroy(ob->v[i].hdrs);
-  }
-  ob->n = 0;
-}
-
-static void outbox_free(outbox *ob) {
-  outbox_reset(ob);
-  free(ob->v);
-  ob->v = NULL;
-  ob->cap = 0;
-}
-
 /* ---- the worker cycle --------------------------------------------------- */
 
 /* Per input partition, for continuous stages. */
@@ -173,42 +81,6 @@ static void metrics_init_loop(kloop *kl) {
   metrics_set_check("partitions", false, true, "waiting for assignment");
 }
 
-/* Counts what a delivered batch produced: messages per topic, outcomes per
- * status, dead letters — summed over the batch first, so the registry is
- * touched once per topic and status, not once per message. Topics are few,
- * so a short scan beats a map. */
-#define MAX_STATUS 16
-
-static void count_outputs(kloop *kl) {
-  const char *topics[8];
-  double counts[8], status[MAX_STATUS] = {0}, dlq = 0;
-  int nt = 0;
-  for (size_t i = 0; i < kl->out.n; i++) {
-    const outbox_msg *m = &kl->out.v[i];
-    int t = 0;
-    while (t < nt && topics[t] != m->topic) t++;
-    if (t == nt && nt < 8) {
-      topics[nt] = m->topic;
-      counts[nt++] = 0;
-    }
-    if (t < nt) counts[t]++;
-    if (strcmp(m->topic, kl->cfg.topics.dlq) == 0) dlq++;
-    if (m->status >= 0 && m->status < MAX_STATUS) status[m->status]++;
-  }
-  for (int t = 0; t < nt; t++)
-    metric_add(metrics_counter("paystream_messages_produced_total",
-                               "Messages produced and acknowledged by Kafka", "topic", topics[t],
-                               NULL),
-               counts[t]);
-  for (int st = 0; st < MAX_STATUS; st++)
-    if (status[st])
-      metric_add(metrics_counter("paystream_outcomes_total", "Outcomes published, by status",
-                                 "status", outcome_status_name((Payments__V1__OutcomeStatus)st),
-                                 NULL),
-                 status[st]);
-  if (dlq) metric_add(kl->m.dlq, dlq);
-}
-
 /* Once a second: is Postgres (and Redis, for stages that use it) reachable?
  * Probing even when idle means /readyz turns unready when Postgres goes
  * away, not only when the next batch fails. */
@@ -218,7 +90,9 @@ static void health_tick(kloop *kl) {
   kl->next_health_ms = now + 1000;
   char err[256];
   PGresult *r = pg_exec(&kl->ctx.pg, "SELECT 1", 0, NULL, err, sizeof err);
-  metrics_set_check("postgres", r != NULL, true, r ? "" : err);
+  char what[64] = "";
+  if (!r) pg_err_public(err, what, sizeof what); /* /readyz is public: no hosts, no users */
+  metrics_set_check("postgres", r != NULL, true, what);
   PQclear(r);
   if (kl->def->uses_redis) {
     rds_cmd ping;
@@ -356,6 +230,17 @@ static void free_decoded(kloop *kl, size_t n) {
   for (size_t i = 0; i < n; i++) event_free(kl->msgs[i].ev);
 }
 
+static kloop *running; /* the worker's loop, for kloop_msg_timestamp */
+
+int64_t kloop_msg_timestamp(const stage_msg *m) {
+  for (size_t i = 0; running && i < running->nbatch; i++) {
+    const rd_kafka_message_t *k = running->batch[i];
+    if (k->payload == m->raw && k->offset == m->offset && k->partition == m->partition)
+      return rd_kafka_message_timestamp(k, NULL);
+  }
+  return -1;
+}
+
 /* Calls the stage until it succeeds; transient failures back off. Returns
  * 0, or -1 if a fast stop interrupted the retries. */
 static int process_with_retry(kloop *kl, size_t n) {
@@ -364,12 +249,7 @@ static int process_with_retry(kloop *kl, size_t n) {
     size_t before = kl->out.n;
     if (n == 0 || kl->def->process(&kl->ctx, kl->msgs, n, &kl->out) == 0) return 0;
     /* Drop partial outputs of the failed attempt, keep the DLQ entries. */
-    for (size_t i = before; i < kl->out.n; i++) {
-      free(kl->out.v[i].key);
-      free(kl->out.v[i].val);
-      if (kl->out.v[i].hdrs) rd_kafka_headers_destroy(kl->out.v[i].hdrs);
-    }
-    kl->out.n = before;
+    outbox_truncate(&kl->out, before);
     /* On shutdown give up: the uncommitted batch is re-delivered later. */
     if (stop_now || stop_requested) return -1;
     metric_add(kl->m.retries, 1);
@@ -518,30 +398,32 @@ static void on_rebalance(void *opaque, bool assigned, const rd_kafka_topic_parti
   }
 }
 
-/* One cycle of a continuous stage: admit what arrived (without waiting when
- * work is in progress), advance the work, produce, commit the floors. */
-static int cycle_continuous(kloop *kl) {
+/* The tail every cycle shares: decode (dead-lettering what does not),
+ * process with retries, let a continuous stage advance its work, produce
+ * and wait for every acknowledgement, then commit — the batch's offsets, or
+ * a continuous stage's floors — and count. Returns 0, or -1 to stop the
+ * worker without committing: outputs may be half-delivered, so the whole
+ * batch is re-delivered to whoever owns the partitions next. */
+static int run_batch(kloop *kl) {
   const stage_def *d = kl->def;
-  size_t pending = d->pending(&kl->ctx), room = d->capacity(&kl->ctx);
-  flow_control(kl, room > 0);
-  size_t limit = (size_t)kl->cfg.batch_max;
-  if (room && room < limit) limit = room;
-  collect_batch(kl, limit, pending == 0);
-  if (kl->nbatch == 0 && pending == 0) return 0;
   double t0 = metrics_now();
   size_t n = decode_batch(kl, &kl->out);
   int rc = process_with_retry(kl, n);
-  free_decoded(kl, n); /* what the stage did not keep */
-  if (rc == 0) d->progress(&kl->ctx, &kl->out, kl->nbatch ? 0 : 5);
+  free_decoded(kl, n); /* what a continuous stage did not keep */
+  if (rc == 0 && d->progress) d->progress(&kl->ctx, &kl->out, kl->nbatch ? 0 : 5);
   if (rc == 0) rc = produce_outbox(kl);
-  if (rc == 0) count_outputs(kl);
+  if (rc == 0) outbox_count_delivered(&kl->out, kl->cfg.topics.dlq, kl->m.dlq);
   outbox_reset(&kl->out);
   if (rc == 0) {
-    for (size_t i = 0; i < kl->nbatch; i++) {
-      part_track *t = track(kl, kl->batch[i]->partition);
-      if (t && kl->batch[i]->offset > t->high) t->high = kl->batch[i]->offset;
+    if (d->progress) {
+      for (size_t i = 0; i < kl->nbatch; i++) {
+        part_track *t = track(kl, kl->batch[i]->partition);
+        if (t && kl->batch[i]->offset > t->high) t->high = kl->batch[i]->offset;
+      }
+      commit_floors(kl, d->pending(&kl->ctx) == 0);
+    } else {
+      commit_batch(kl);
     }
-    commit_floors(kl, d->pending(&kl->ctx) == 0);
     if (kl->nbatch) {
       kl->processed += kl->nbatch;
       kl->batches++;
@@ -558,6 +440,19 @@ static int cycle_continuous(kloop *kl) {
   return 0;
 }
 
+/* One cycle of a continuous stage: admit what arrived (without waiting when
+ * work is in progress), advance the work, produce, commit the floors. */
+static int cycle_continuous(kloop *kl) {
+  const stage_def *d = kl->def;
+  size_t pending = d->pending(&kl->ctx), room = d->capacity(&kl->ctx);
+  flow_control(kl, room > 0);
+  size_t limit = (size_t)kl->cfg.batch_max;
+  if (room && room < limit) limit = room;
+  collect_batch(kl, limit, pending == 0);
+  if (kl->nbatch == 0 && pending == 0) return 0;
+  return run_batch(kl);
+}
+
 /* On SIGTERM a continuous stage takes nothing new and finishes what it
  * holds for up to 5 s; what is left is re-delivered to the next owner. */
 static void drain_continuous(kloop *kl) {
@@ -565,7 +460,7 @@ static void drain_continuous(kloop *kl) {
   while (kl->def->pending(&kl->ctx) && ps_mono_ms() < until && !stop_now) {
     kl->def->progress(&kl->ctx, &kl->out, 20);
     int rc = produce_outbox(kl);
-    if (rc == 0) count_outputs(kl);
+    if (rc == 0) outbox_count_delivered(&kl->out, kl->cfg.topics.dlq, kl->m.dlq);
     outbox_reset(&kl->out);
     if (rc) return;
     commit_floors(kl, false);
@@ -580,29 +475,7 @@ static int cycle(kloop *kl) {
   if (kl->def->progress) return cycle_continuous(kl);
   collect_batch(kl, (size_t)kl->cfg.batch_max, true);
   if (kl->nbatch == 0) return 0;
-  double t0 = metrics_now();
-  size_t n = decode_batch(kl, &kl->out);
-  int rc = process_with_retry(kl, n);
-  free_decoded(kl, n);
-  if (rc == 0) rc = produce_outbox(kl);
-  if (rc == 0) count_outputs(kl);
-  outbox_reset(&kl->out);
-  if (rc == 0) {
-    commit_batch(kl);
-    kl->processed += kl->nbatch;
-    kl->batches++;
-    metric_add(kl->m.consumed, (double)kl->nbatch);
-    metric_observe(kl->m.batch_size, (double)kl->nbatch);
-    metric_observe(kl->m.batch_seconds, metrics_now() - t0);
-  }
-  release_batch(kl);
-  if (rc) {
-    /* Outputs may be half-delivered: stop without committing, so the whole
-     * batch is re-delivered to whoever owns the partitions next. */
-    log_error("stopping without committing the batch");
-    return -1;
-  }
-  return 0;
+  return run_batch(kl);
 }
 
 /* Every topic a stage may write to is known to the producer, leaders
@@ -644,6 +517,7 @@ static int kloop_init(kloop *kl, const stage_def *def) {
   }
   kl->ctx.cfg = &kl->cfg;
   pg_init(&kl->ctx.pg, kl->cfg.pg_dsn, def->name, kl->cfg.pg_prepare != 0);
+  kl->ctx.pg.serializable = kl->cfg.pg_serializable != 0;
   rds_init(&kl->ctx.redis, kl->cfg.redis_host, kl->cfg.redis_port, kl->cfg.redis_timeout_ms);
   rds_set_auth(&kl->ctx.redis, kl->cfg.redis_user, kl->cfg.redis_password);
   if (def->init && def->init(&kl->ctx, err, sizeof err)) {
@@ -715,6 +589,7 @@ int stage_main(const stage_def *def) {
   signal(SIGPIPE, SIG_IGN);
 
   static kloop kl;
+  running = &kl;
   int code = 0;
   if (kloop_init(&kl, def) == 0) {
     log_info("started: consuming %s as group %s", kl.input_topic, kl.cfg.group_id);

@@ -13,58 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "config.h"
 #include "event.h"
+#include "outbox.h"
 #include "pg.h"
 #include "rds.h"
-
-/* One decoded input message. ev and the source fields are owned by kloop
- * and valid for the duration of the process call. */
-typedef struct stage_msg {
-  ps_event *ev;
-  const char *topic;
-  int32_t partition;
-  int64_t offset;
-  const void *raw; /* the undecoded value, for the DLQ */
-  size_t rawlen;
-  const void *key;
-  size_t keylen;
-} stage_msg;
-
-/* Outputs of one batch, produced in order after process returns 0. */
-typedef struct outbox_msg {
-  const char *topic; /* points into cfg */
-  char *key;
-  size_t keylen;
-  uint8_t *val;
-  size_t vallen;
-  rd_kafka_headers_t *hdrs;
-  int status; /* an outcome's status (for metrics), or -1 */
-} outbox_msg;
-
-typedef struct outbox {
-  outbox_msg *v;
-  size_t n, cap;
-} outbox;
-
-/* Takes ownership of val and hdrs; copies key. */
-void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
-                size_t vallen, rd_kafka_headers_t *hdrs);
-/* Packs ev with key = its idempotency key. Returns 0 or -1 (out of memory). */
-int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev);
-/* Packs an outcome with key = its idempotency key. */
-int outbox_add_outcome(outbox *ob, const char *topic, const ps_outcome *o);
-/* The same under another key (a rejection keeps the raw, invalid key so it
- * lands on the request's partition). */
-int outbox_add_outcome_keyed(outbox *ob, const char *topic, const void *key, size_t keylen,
-                             const ps_outcome *o);
-/* Re-sends a stored, hex-encoded outcome verbatim (outcomes re-emitted after
- * a crash or replay are byte-identical). Returns 0, or -1 if hex is corrupt. */
-int outbox_add_stored(outbox *ob, const char *topic, const char *key, const char *hex);
-/* Dead-letters m's raw bytes with headers naming the reason and source. */
-void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const stage_msg *m,
-                    const char *reason);
-void outbox_reset(outbox *ob);
 
 typedef struct stage_ctx {
   const cfg *cfg;
@@ -111,6 +65,11 @@ typedef struct stage_def {
   void (*floors)(stage_ctx *ctx, int64_t *floor, int32_t nparts);
   void (*revoked)(stage_ctx *ctx, int32_t partition);
 } stage_def;
+
+/* The Kafka timestamp (producer's create time, or the broker's append time)
+ * of m, a message of the batch being processed; -1 when it has none. Fixed
+ * for the message, so a decision taken on it is the same on a replay. */
+int64_t kloop_msg_timestamp(const stage_msg *m);
 
 /* Runs the worker until SIGTERM/SIGINT. Returns the process exit code. */
 int stage_main(const stage_def *def);

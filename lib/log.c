@@ -27,8 +27,7 @@ int log_level_parse(const char *s, log_level *out) {
   return -1;
 }
 
-/* Appends s to buf as JSON string content; always NUL-terminates. */
-static size_t json_escape(char *buf, size_t cap, size_t len, const char *s) {
+size_t log_json_escape(char *buf, size_t cap, size_t len, const char *s) {
   for (; *s && len + 7 < cap; s++) {
     unsigned char c = (unsigned char)*s;
     if (c == '"' || c == '\\') {
@@ -48,7 +47,7 @@ static size_t add_str(char *buf, size_t cap, size_t len, const char *k, const ch
   if (!v || len + 8 >= cap) return len;
   len += (size_t)snprintf(buf + len, cap - len, ",\"%s\":\"", k);
   if (len >= cap) return cap - 1;
-  len = json_escape(buf, cap, len, v);
+  len = log_json_escape(buf, cap, len, v);
   if (len + 2 < cap) {
     buf[len++] = '"';
     buf[len] = '\0';

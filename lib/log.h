@@ -4,6 +4,7 @@
 #ifndef PS_LOG_H
 #define PS_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
@@ -24,6 +25,11 @@ void log_init(const char *stage, log_level min);
 int log_level_parse(const char *s, log_level *out);
 void log_at(log_level lvl, const log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Appends s to buf[len..] as JSON string content ('"' and '\\' escaped,
+ * control characters as \u00XX), stopping before an escape that would not
+ * fit; buf always ends NUL-terminated (cap > len). Returns the new length. */
+size_t log_json_escape(char *buf, size_t cap, size_t len, const char *s);
 
 #define log_debug(...) log_at(LOG_DEBUG, LOG_CTX_NONE, __VA_ARGS__)
 #define log_info(...) log_at(LOG_INFO, LOG_CTX_NONE, __VA_ARGS__)

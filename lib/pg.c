@@ -4,25 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
 static PGresult *pg_exec_run(pg_conn *pg, const char *sql, int nparams,
                              const char *const *params, char *err, size_t errlen);
-
-int64_t ps_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t ps_mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void pg_init(pg_conn *pg, const char *dsn, const char *app_name, bool prepare) {
   memset(pg, 0, sizeof *pg);
@@ -71,10 +59,8 @@ int pg_ensure(pg_conn *pg, char *err, size_t errlen) {
    * planner prefers a sequential scan of the whole table until it holds
    * some 100,000 rows — bench/cpu.sh saw fraud's batch UPDATE scan all
    * assessments (5 ms and growing per batch) instead of 500 index probes. */
-  const char *iso = getenv("PAYSTREAM_PG_ISOLATION");
   char options[160] = "-c jit=off -c random_page_cost=1.1";
-  if (iso && strcmp(iso, "serializable") == 0)
-    strcat(options, " -c default_transaction_isolation=serializable");
+  if (pg->serializable) strcat(options, " -c default_transaction_isolation=serializable");
   const char *keys[] = {"application_name", "connect_timeout", "options", "dbname", NULL};
   const char *vals[] = {pg->app_name, "5", options, pg->dsn, NULL};
   pg->conn = PQconnectdbParams(keys, vals, 1);
@@ -277,6 +263,17 @@ static PGresult *pg_exec_run(pg_conn *pg, const char *sql, int nparams, const ch
 int pg_err_is_data_error(const char *err) {
   return strncmp(err, "22", 2) == 0 || strncmp(err, "23", 2) == 0 ||
          strncmp(err, "P0001", 5) == 0;
+}
+
+void pg_err_public(const char *err, char *out, size_t outlen) {
+  if (strncmp(err, "could not connect", 17) == 0)
+    snprintf(out, outlen, "cannot connect");
+  else if (strncmp(err, "postgres unavailable", 20) == 0)
+    snprintf(out, outlen, "unavailable (reconnecting)");
+  else if (strlen(err) >= 6 && err[5] == ':' && strncmp(err, "conn", 4) != 0)
+    snprintf(out, outlen, "query failed: SQLSTATE %.5s", err);
+  else
+    snprintf(out, outlen, "connection lost");
 }
 
 static void arr_reserve(pg_array *a, size_t extra) {

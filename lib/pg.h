@@ -21,6 +21,7 @@ typedef struct pg_conn {
   int64_t next_try_ms;      /* reconnect back-off */
   int backoff_ms;
   bool prepare;             /* prepare statements; off: always unnamed */
+  bool serializable;        /* sessions default to serializable (cfg pg_serializable) */
   char *prepared[PG_MAX_PREPARED]; /* statement "ps<i>" has this text */
   int nprepared;
 } pg_conn;
@@ -31,7 +32,9 @@ typedef struct pg_stmt {
   const char *const *params; /* text format; NULL entries are SQL NULL */
 } pg_stmt;
 
-/* prepare: pg_pipeline prepares its statements (PAYSTREAM_PG_PREPARE). */
+/* prepare: pg_pipeline prepares its statements (PAYSTREAM_PG_PREPARE).
+ * Sessions use read committed unless the caller then sets serializable
+ * (cfg's pg_serializable). */
 void pg_init(pg_conn *pg, const char *dsn, const char *app_name, bool prepare);
 void pg_close(pg_conn *pg);
 
@@ -65,6 +68,11 @@ PGresult *pg_exec(pg_conn *pg, const char *sql, int nparams, const char *const *
  * is retried as it is. */
 int pg_err_is_data_error(const char *err);
 
+/* What err (from the calls above) may say in public — /readyz, which any
+ * scraper reads: the kind of failure and its SQLSTATE, never libpq's text
+ * (it names the server's host and port and the user). */
+void pg_err_public(const char *err, char *out, size_t outlen);
+
 /* A growable Postgres array literal ("{...}") for passing a batch of values
  * as one text parameter, unnested server-side. */
 typedef struct pg_array {
@@ -84,8 +92,5 @@ void pg_array_free(pg_array *a);
 void pg_arrays_init(pg_array *a, int n);
 void pg_arrays_finish(pg_array *a, int n, const char **out);
 void pg_arrays_free(pg_array *a, int n);
-
-int64_t ps_now_ms(void);     /* wall clock, epoch ms */
-int64_t ps_mono_ms(void);    /* monotonic, for deadlines */
 
 #endif

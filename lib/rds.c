@@ -5,7 +5,7 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "pg.h" /* ps_mono_ms */
+#include "clock.h"
 
 void rds_init(rds *r, const char *host, int port, int timeout_ms) {
   memset(r, 0, sizeof *r);

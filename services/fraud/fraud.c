@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fraud_history.h"
+#include "isolate.h"
 #include "log.h"
 #include "metrics.h"
 #include "model.h"
@@ -40,6 +41,8 @@ typedef struct fitem {
   Payments__V1__FraudDecision decision;
   double combined;
   char *block_outcome_hex;  /* outcome to store when blocking */
+  bool dead;                /* refused by the database even when ending it: DLQ */
+  char reason[256];         /* why, for the DLQ */
 } fitem;
 
 static const char SQL_READ[] =
@@ -114,6 +117,9 @@ static int read_stored(stage_ctx *ctx, fitem *it, size_t n) {
     }
     free(x->outcome_hex);
     x->outcome_hex = PQgetisnull(r, row, 2) ? NULL : strdup(PQgetvalue(r, row, 2));
+    /* Ended without an assessment (isolated): nothing to score, its stored
+     * outcome is re-sent. */
+    if (!x->stored && x->outcome_hex) x->assessed = true;
     snprintf(x->review, sizeof x->review, "%s", PQgetvalue(r, row, 3));
     if (!PQgetisnull(r, row, 4) && !x->approved) x->approved = unpack_hex(PQgetvalue(r, row, 4));
   }
@@ -254,7 +260,8 @@ static void adopt(fitem *x) {
 /* Stores new assessments and moves payments on, in one transaction. Items
  * whose assessment was stored take it as theirs; *conflicts counts those
  * another instance assessed first (read back by the caller). */
-static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts) {
+static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts, char *err,
+                 size_t errlen) {
   pg_array a[8], t[2];
   pg_arrays_init(a, 8);
   pg_arrays_init(t, 2);
@@ -288,9 +295,8 @@ static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts) {
   pg_arrays_finish(t, 2, pt);
   pg_stmt stmts[] = {{SQL_STORE, 8, pa}, {SQL_TRANSITION, 2, pt}};
   PGresult *res[2];
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, sizeof err);
-  if (rc) log_warn("storing assessments failed: %s", err);
+  int rc = pg_pipeline(&ctx->pg, stmts, 2, res, err, errlen);
+  if (rc) log_warn("storing %zu assessments failed: %s", n, err);
   *conflicts = 0;
   if (rc == 0) {
     GHashTable *ours = g_hash_table_new(g_str_hash, g_str_equal);
@@ -310,34 +316,96 @@ static int store(stage_ctx *ctx, fitem *it, size_t n, size_t *conflicts) {
   return rc;
 }
 
-static void forward(stage_ctx *ctx, ps_event *ev, const ps_fraud *fa, outbox *out) {
+/* The batch as isolate_bisect sees it: store() over a slice. */
+typedef struct fbatch {
+  stage_ctx *ctx;
+  fitem *it;
+  size_t conflicts;
+} fbatch;
+
+static int store_range(void *arg, size_t from, size_t n, char *err, size_t errlen) {
+  fbatch *b = arg;
+  size_t conflicts = 0;
+  int rc = store(b->ctx, b->it + from, n, &conflicts, err, errlen);
+  b->conflicts += conflicts;
+  return rc;
+}
+
+/* A payment whose assessment the database refuses on its own. Nothing was
+ * charged, so it ends `failed` with a code and an outcome (the client may
+ * retry with a new key); when even that is refused it goes to the DLQ. */
+static const char SQL_REFUSED[] =
+    "UPDATE payments SET status = 'failed', error_code = 'fraud_store_refused',"
+    " outcome = decode($2, 'hex'), updated_at = now()"
+    " WHERE payment_id = $1 AND status = 'received'";
+
+static int isolate_store(void *arg, size_t i, const char *why) {
+  fbatch *b = arg;
+  fitem *x = &b->it[i];
+  const ps_event *ev = x->m->ev;
+  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, ev->payment_id,
+                ev->intent->idempotency_key};
+  log_at(LOG_ERROR, &lc, "ALERT postgres refused this payment's assessment on its own: %s", why);
+  outcome_buf ob;
+  outcome_from_event(&ob, ev, OUTCOME_FAILED, "fraud_store_refused",
+                     "the fraud assessment could not be stored; not charged");
+  char *hex = outcome_pack_hex(&ob.o);
+  const char *p[] = {ev->payment_id, hex};
+  char err[512];
+  PGresult *r = pg_exec(&b->ctx->pg, SQL_REFUSED, 2, p, err, sizeof err);
+  free(hex);
+  if (!r && !pg_err_is_data_error(err)) return -1;
+  PQclear(r);
+  free(x->assessment); /* never stored: never emitted */
+  x->assessment = NULL;
+  if (!r) {
+    log_at(LOG_ERROR, &lc, "ALERT ending it was refused too (%s): dead-lettered", err);
+    x->dead = true;
+    snprintf(x->reason, sizeof x->reason, "postgres refused the assessment: %.200s", why);
+    return 0;
+  }
+  return read_stored(b->ctx, x, 1); /* its outcome, whoever ended it */
+}
+
+static const isolate_ops store_ops = {store_range, isolate_store};
+
+static int forward(stage_ctx *ctx, ps_event *ev, const ps_fraud *fa, outbox *out) {
   ps_fraud *saved = ev->fraud;
   ev->fraud = (ps_fraud *)fa;
-  outbox_add_event(out, ctx->cfg->topics.fraud_scored, ev);
+  int rc = outbox_add_event(out, ctx->cfg->topics.fraud_scored, ev);
   ev->fraud = saved;
+  return rc;
 }
 
 /* What a payment's stored state says to emit: allowed or approved go on to
- * charge, held ones answer `review`, blocked or rejected re-send their
- * stored outcome. */
-static void emit(stage_ctx *ctx, fitem *x, outbox *out) {
+ * charge, held ones answer `review`, blocked, rejected or ended ones re-send
+ * their stored outcome. Returns 0, or -1 when an output could not be packed
+ * (out of memory: the batch is retried, outbox.h); a payment with nothing
+ * to emit is dead-lettered, never dropped. */
+static int emit(stage_ctx *ctx, fitem *x, outbox *out) {
   ps_event *ev = x->m->ev;
   const ps_fraud *fa = x->stored;
-  if (!fa) return; /* read back failed to find it: unreachable after store */
-  if (fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW) {
-    forward(ctx, ev, fa, out);
-  } else if (fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW &&
-             strcmp(x->review, "approve") == 0 && x->approved) {
-    forward(ctx, ev, x->approved, out);
-  } else if (fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW &&
-             !x->outcome_hex) {
+  if (x->dead) {
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "fraud", x->m, x->reason);
+    return 0;
+  }
+  if (fa && fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW)
+    return forward(ctx, ev, fa, out);
+  if (fa && fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW &&
+      strcmp(x->review, "approve") == 0 && x->approved)
+    return forward(ctx, ev, x->approved, out);
+  if (fa && fa->decision == PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_REVIEW &&
+      !x->outcome_hex) {
     outcome_buf ob;
     outcome_from_event(&ob, ev, OUTCOME_REVIEW, "fraud_review", "held for manual review");
-    outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
-  } else if (outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
-                               x->outcome_hex)) {
-    log_error("payment %s has no stored outcome", ev->payment_id);
+    return outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
   }
+  if (outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
+                        x->outcome_hex)) {
+    log_error("payment %s has no stored outcome: dead-lettered", ev->payment_id);
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "fraud", x->m, "no assessment or outcome stored");
+  }
+  return 0;
 }
 
 static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
@@ -357,9 +425,9 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
       if (it[i].known && !it[i].assessed) assess(st, &it[i]);
     /* Store; where a racing instance stored first, read back: whatever is
      * stored is what we emit. */
-    size_t conflicts = 0;
-    if (rc == 0) rc = store(ctx, it, n, &conflicts);
-    if (rc == 0 && conflicts) rc = read_stored(ctx, it, n);
+    fbatch b = {ctx, it, 0};
+    if (rc == 0) rc = isolate_bisect(&store_ops, &b, 0, n);
+    if (rc == 0 && b.conflicts) rc = read_stored(ctx, it, n);
   }
   if (rc == 0) {
     for (size_t i = 0; i < n; i++) {
@@ -367,7 +435,7 @@ static int fraud_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out)
         outbox_add_dlq(out, ctx->cfg->topics.dlq, "fraud", it[i].m, "unknown payment_id");
         continue;
       }
-      emit(ctx, &it[i], out);
+      if (emit(ctx, &it[i], out)) rc = -1;
     }
     /* bench/fraud.sh reads these for exact per-batch percentiles. */
     log_debug("fraud batch: %zu payments scored in %.3f ms (model %.3f ms) (rules + model %.3f ms)",

@@ -2,8 +2,10 @@
  * payments go on to payments.fraud-scored, blocked ones end `blocked`,
  * review holds the payment with an interim `review` outcome. A payment
  * already assessed is never re-scored: its stored assessment is re-emitted.
- * (The gradient-boosted model arrives with issue 4; until then ml_score is 0
- * and model_version "none".) */
+ * Rules run first; the gradient-boosted model (model.c, PAYSTREAM_FRAUD_MODEL)
+ * scores the rest of the batch in one call; with PAYSTREAM_FRAUD_MODEL=none
+ * ml_score is 0 and model_version "none". A payment whose assessment the
+ * database refuses on its own ends `failed` (fraud_store_refused). */
 #ifndef FRAUD_H
 #define FRAUD_H
 

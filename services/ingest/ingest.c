@@ -2,157 +2,13 @@
  * Redis round trip and one Postgres round trip per batch. */
 #include "ingest.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
+#include "isolate.h"
 #include "log.h"
 #include "validate.h"
-
-/* ---- identifiers and fingerprints (pure) -------------------------------- */
-
-static void short_id(const char *prefix, const void *data, size_t len, char out[PS_ID_LEN]) {
-  char hex[65];
-  hash_sha256_hex(data, len, hex);
-  snprintf(out, PS_ID_LEN, "%s%.24s", prefix, hex);
-}
-
-void ingest_payment_id(const char *merchant, const char *key, char out[PS_ID_LEN]) {
-  char buf[600];
-  int n = snprintf(buf, sizeof buf, "payment\x1f%s\x1f%s", merchant, key);
-  short_id("pay_", buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, out);
-}
-
-void ingest_rejection_id(const char *topic, int32_t partition, int64_t offset, const void *raw,
-                         size_t rawlen, char out[PS_ID_LEN]) {
-  size_t cap = strlen(topic) + rawlen + 64;
-  char *buf = malloc(cap);
-  if (!buf) abort();
-  int n = snprintf(buf, cap, "rejection\x1f%s\x1f%d\x1f%lld\x1f", topic, partition,
-                   (long long)offset);
-  if (rawlen) memcpy(buf + n, raw, rawlen);
-  short_id("rej_", buf, (size_t)n + rawlen, out);
-  free(buf);
-}
-
-/* Canonical text: each field length-prefixed so no two requests collide. */
-typedef struct canon {
-  char *buf;
-  size_t len, cap;
-} canon;
-
-static void canon_add(canon *c, const char *s, size_t n) {
-  if (c->len + n + 32 > c->cap) {
-    c->cap = (c->len + n + 32) * 2;
-    c->buf = realloc(c->buf, c->cap);
-    if (!c->buf) abort();
-  }
-  c->len += (size_t)snprintf(c->buf + c->len, 32, "%zu:", n);
-  memcpy(c->buf + c->len, s, n);
-  c->len += n;
-  c->buf[c->len++] = ';';
-}
-
-static void canon_str(canon *c, const char *s) { canon_add(c, s ? s : "", s ? strlen(s) : 0); }
-
-static void canon_trimmed(canon *c, const char *s) {
-  if (!s) s = "";
-  while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
-  size_t n = strlen(s);
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
-  canon_add(c, s, n);
-}
-
-static int cmp_meta(const void *a, const void *b) {
-  const Payments__V1__PaymentIntent__MetadataEntry *x = *(void *const *)a, *y = *(void *const *)b;
-  return strcmp(x->key, y->key);
-}
-
-void ingest_fingerprint(const ps_intent *in, char out[65]) {
-  canon c = {0};
-  char num[32], cur[4] = {0};
-  canon_str(&c, "paystream.fingerprint.v1");
-  canon_str(&c, in->merchant_id);
-  canon_str(&c, in->customer_id);
-  snprintf(num, sizeof num, "%lld", in->amount ? (long long)in->amount->amount_minor : 0LL);
-  canon_str(&c, num);
-  if (in->amount && in->amount->currency)
-    for (int i = 0; i < 3 && in->amount->currency[i]; i++)
-      cur[i] = (char)toupper((unsigned char)in->amount->currency[i]);
-  canon_str(&c, cur);
-  canon_str(&c, in->payment_method ? in->payment_method->id : "");
-  canon_trimmed(&c, in->description);
-  void **meta = NULL;
-  if (in->n_metadata) {
-    meta = malloc(in->n_metadata * sizeof *meta);
-    if (!meta) abort();
-    memcpy(meta, in->metadata, in->n_metadata * sizeof *meta);
-    qsort(meta, in->n_metadata, sizeof *meta, cmp_meta);
-  }
-  for (size_t i = 0; i < in->n_metadata; i++) {
-    const Payments__V1__PaymentIntent__MetadataEntry *e = meta[i];
-    canon_trimmed(&c, e->key);
-    canon_trimmed(&c, e->value);
-  }
-  free(meta);
-  hash_sha256_hex(c.buf, c.len, out);
-  free(c.buf);
-}
-
-ingest_action ingest_decide(const char *fingerprint, const char *topic, int32_t partition,
-                            int64_t offset, const claim_record *rec) {
-  if (strcmp(fingerprint, rec->fingerprint) != 0) return INGEST_REJECT_REUSED;
-  bool origin = rec->origin_partition == partition && rec->origin_offset == offset &&
-                strcmp(rec->origin_topic, topic) == 0;
-  if (origin) return rec->terminal ? INGEST_EMIT_STORED : INGEST_FORWARD;
-  return rec->terminal ? INGEST_REPLAY_STORED : INGEST_ABSORB;
-}
-
-char *ingest_cache_encode(const claim_record *rec) {
-  const char *oh = rec->outcome_hex ? rec->outcome_hex : "";
-  size_t cap = strlen(oh) + strlen(rec->origin_topic) + 200;
-  char *s = malloc(cap);
-  if (!s) abort();
-  snprintf(s, cap, "v1|%s|%s|%s|%d|%lld|%s", rec->payment_id, rec->fingerprint, rec->origin_topic,
-           rec->origin_partition, (long long)rec->origin_offset, oh);
-  return s;
-}
-
-int ingest_cache_decode(const char *s, size_t len, claim_record *rec) {
-  memset(rec, 0, sizeof *rec);
-  char *copy = strndup(s, len);
-  if (!copy) return -1;
-  char *f[7];
-  int n = 0;
-  char *p = copy;
-  for (; n < 7; n++) {
-    f[n] = p;
-    char *bar = n < 6 ? strchr(p, '|') : NULL;
-    if (n < 6 && !bar) break;
-    if (bar) {
-      *bar = '\0';
-      p = bar + 1;
-    }
-  }
-  int rc = -1;
-  if (n == 7 && strcmp(f[0], "v1") == 0 && strlen(f[1]) < PS_ID_LEN && strlen(f[2]) == 64 &&
-      strlen(f[3]) < sizeof rec->origin_topic) {
-    strcpy(rec->payment_id, f[1]);
-    strcpy(rec->fingerprint, f[2]);
-    strcpy(rec->origin_topic, f[3]);
-    rec->origin_partition = (int32_t)strtol(f[4], NULL, 10);
-    rec->origin_offset = strtoll(f[5], NULL, 10);
-    if (*f[6]) {
-      rec->outcome_hex = strdup(f[6]);
-      rec->terminal = true;
-    }
-    rc = 0;
-  }
-  free(copy);
-  return rc;
-}
 
 /* ---- the batch ---------------------------------------------------------- */
 
@@ -171,7 +27,17 @@ typedef struct item {
   claim_record rec;   /* leaders only */
   bool resolved;      /* leaders: rec is known (cache or Postgres) */
   bool from_cache;
+  bool refused;       /* leaders: Postgres refused its claim on its own: rejected */
+  bool dead;          /* leaders: not even its rejection could be stored: DLQ */
+  char reason[256];   /* why, for the DLQ */
 } item;
+
+/* The batch as isolate_bisect sees it. */
+typedef struct batch {
+  stage_ctx *ctx;
+  item *it;
+  size_t n;
+} batch;
 
 static const char SQL_CLAIM[] =
     "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,"
@@ -284,9 +150,25 @@ static uint8_t *pack_forward(const item *x, size_t *len) {
 
 static const char *db_text(const char *s) { return validate_text(s, 255) ? s : NULL; }
 
-/* Claims unresolved leaders, records rejections and reads claims back, all in
- * one pipelined transaction. Returns 0, or -1 on a transient failure. */
-static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
+static void add_rejection(pg_array *r, const item *x, const char *code, const char *message) {
+  const ps_intent *in = x->m->ev->intent;
+  pg_array_add_str(&r[0], x->rejection_id);
+  pg_array_add_str(&r[1], db_text(in->merchant_id));
+  pg_array_add_str(&r[2], db_text(in->idempotency_key));
+  pg_array_add_str(&r[3], code);
+  pg_array_add_str(&r[4], message);
+  pg_array_add_str(&r[5], x->m->topic);
+  pg_array_add_int(&r[6], x->m->partition);
+  pg_array_add_int(&r[7], x->m->offset);
+}
+
+/* Claims the unresolved leaders among items [lo, lo + n), records their
+ * rejections and reads the claims back, all in one pipelined transaction.
+ * Returns 0, or -1 with the database's error in err (isolate_ops.attempt). */
+static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen) {
+  batch *b = arg;
+  stage_ctx *ctx = b->ctx;
+  item *it = b->it;
   pg_array a[12], r[8], u[7], l[2];
   pg_arrays_init(a, 12);
   pg_arrays_init(r, 8);
@@ -295,18 +177,11 @@ static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
   size_t *lookup = calloc(n + 1, sizeof *lookup), nlookup = 0;
   if (!lookup) abort();
 
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = lo; i < lo + n; i++) {
     item *x = &it[i];
     const ps_intent *in = x->m->ev->intent;
     if (!x->valid) {
-      pg_array_add_str(&r[0], x->rejection_id);
-      pg_array_add_str(&r[1], db_text(in->merchant_id));
-      pg_array_add_str(&r[2], db_text(in->idempotency_key));
-      pg_array_add_str(&r[3], x->verr.code);
-      pg_array_add_str(&r[4], x->verr.message);
-      pg_array_add_str(&r[5], x->m->topic);
-      pg_array_add_int(&r[6], x->m->partition);
-      pg_array_add_int(&r[7], x->m->offset);
+      add_rejection(r, x, x->verr.code, x->verr.message);
       continue;
     }
     pg_array_add_str(&u[0], x->rejection_id);
@@ -351,9 +226,8 @@ static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
                      {SQL_REJECT_REUSED, 7, pu},
                      {SQL_LOOKUP, 2, pl}};
   PGresult *res[4];
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, stmts, 4, res, err, sizeof err);
-  if (rc) log_warn("claim batch failed: %s", err);
+  int rc = pg_pipeline(&ctx->pg, stmts, 4, res, err, errlen);
+  if (rc) log_warn("claim batch of %zu failed: %s", n, err);
 
   if (rc == 0) {
     PGresult *q = res[3];
@@ -374,6 +248,7 @@ static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
     for (size_t j = 0; j < nlookup; j++)
       if (!it[lookup[j]].resolved) {
         log_error("claim for %s vanished; retrying batch", it[lookup[j]].payment_id);
+        snprintf(err, errlen, "claim vanished"); /* transient: not a data error */
         rc = -1;
       }
   }
@@ -385,6 +260,43 @@ static int claim_in_postgres(stage_ctx *ctx, item *it, size_t n) {
   free(lookup);
   return rc;
 }
+
+#define REFUSED_CODE "storage_refused"
+#define REFUSED_MESSAGE "the database refused to store this request; nothing was claimed"
+
+/* Ends a message whose claim (or rejection) Postgres refuses on its own
+ * (isolate_ops.isolate): `rejected` with REFUSED_CODE, recorded with the
+ * other messages of its scope in this batch, so the key stays unclaimed and
+ * the client may send it again after the fix. When even the rejection is
+ * refused, the scope's messages go to the DLQ with the reason. */
+static int isolate_claim(void *arg, size_t i, const char *why) {
+  batch *b = arg;
+  item *x = &b->it[i];
+  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, NULL, NULL};
+  log_at(LOG_ERROR, &lc, "ALERT postgres refused this message on its own: %s", why);
+  pg_array r[8];
+  pg_arrays_init(r, 8);
+  if (!x->valid) add_rejection(r, x, x->verr.code, x->verr.message);
+  for (size_t j = i; x->valid && j < b->n; j++)
+    if (b->it[j].valid && b->it[j].leader == i)
+      add_rejection(r, &b->it[j], REFUSED_CODE, REFUSED_MESSAGE);
+  const char *pr[8];
+  pg_arrays_finish(r, 8, pr);
+  pg_stmt st = {SQL_REJECT, 8, pr};
+  PGresult *res = NULL;
+  char err[512];
+  int rc = pg_pipeline(&b->ctx->pg, &st, 1, &res, err, sizeof err);
+  pg_results_clear(&res, 1);
+  pg_arrays_free(r, 8);
+  if (rc && !pg_err_is_data_error(err)) return -1;
+  x->refused = rc == 0;
+  x->dead = rc != 0;
+  snprintf(x->reason, sizeof x->reason, "postgres refused the message: %.200s", why);
+  if (x->dead) log_at(LOG_ERROR, &lc, "ALERT its rejection was refused too (%s): dead-lettered", err);
+  return 0;
+}
+
+static const isolate_ops claim_ops = {claim_range, isolate_claim};
 
 /* Writes claims learned from Postgres back to the cache (best effort). */
 static void cache_claims(stage_ctx *ctx, const ingest_state *st, item *it, size_t n) {
@@ -413,8 +325,10 @@ static void cache_claims(stage_ctx *ctx, const ingest_state *st, item *it, size_
   free(rep);
 }
 
-static void emit_rejection(stage_ctx *ctx, const item *x, const char *code, const char *message,
-                           outbox *out) {
+/* Emitters return 0, or -1 when an output could not be packed (out of
+ * memory): the attempt fails and the batch is retried (outbox.h). */
+static int emit_rejection(stage_ctx *ctx, const item *x, const char *code, const char *message,
+                          outbox *out) {
   const ps_intent *in = x->m->ev->intent;
   outcome_buf ob;
   outcome_from_event(&ob, x->m->ev, OUTCOME_REJECTED, code, message);
@@ -423,64 +337,76 @@ static void emit_rejection(stage_ctx *ctx, const item *x, const char *code, cons
   ob.o.merchant_id = (char *)(validate_text(in->merchant_id, 255) ? in->merchant_id : "");
   ob.o.idempotency_key =
       (char *)(validate_text(in->idempotency_key, 255) ? in->idempotency_key : "");
-  if (outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, in->idempotency_key,
-                               strlen(in->idempotency_key), &ob.o))
-    abort();
+  return outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, in->idempotency_key,
+                                  strlen(in->idempotency_key), &ob.o);
+}
+
+/* A stored outcome that cannot be read is never skipped silently: the
+ * message goes to the DLQ saying so. */
+static void dead_letter(stage_ctx *ctx, const item *x, const log_ctx *lc, const char *reason,
+                        outbox *out) {
+  log_at(LOG_ERROR, lc, "ALERT %s: dead-lettered", reason);
+  outbox_add_dlq(out, ctx->cfg->topics.dlq, "ingest", x->m, reason);
 }
 
 /* Answers a duplicate request with the payment's stored outcome, marked
  * replayed and stamped with the duplicate's publication time. */
-static void emit_replayed(stage_ctx *ctx, const item *x, const claim_record *rec, outbox *out) {
+static int emit_replayed(stage_ctx *ctx, const item *x, const claim_record *rec,
+                         const log_ctx *lc, outbox *out) {
   size_t len;
   uint8_t *bytes = hex_decode(rec->outcome_hex, &len);
   ps_outcome *o = bytes ? outcome_decode(bytes, len) : NULL;
   free(bytes);
   if (!o) {
-    log_error("stored outcome of %s is corrupt", rec->payment_id);
-    return;
+    dead_letter(ctx, x, lc, "stored outcome is corrupt", out);
+    return 0;
   }
   o->replayed = 1;
   o->published_at_ms = x->m->ev->published_at_ms;
   const char *key = x->m->ev->intent->idempotency_key;
-  if (outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, key, strlen(key), o)) abort();
+  int rc = outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, key, strlen(key), o);
   outcome_free(o);
+  return rc;
 }
 
-static void emit(stage_ctx *ctx, item *it, size_t i, outbox *out) {
+static int emit(stage_ctx *ctx, item *it, size_t i, outbox *out) {
   item *x = &it[i];
-  if (!x->valid) {
-    emit_rejection(ctx, x, x->verr.code, x->verr.message, out);
-    return;
+  const item *lead = &it[x->leader]; /* x itself when invalid */
+  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, NULL, NULL};
+  if (lead->dead) {
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "ingest", x->m, lead->reason);
+    return 0;
   }
-  const claim_record *rec = &it[x->leader].rec;
-  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, rec->payment_id,
-                x->m->ev->intent->idempotency_key};
+  if (lead->refused && x->valid) return emit_rejection(ctx, x, REFUSED_CODE, REFUSED_MESSAGE, out);
+  if (!x->valid) return emit_rejection(ctx, x, x->verr.code, x->verr.message, out);
+  const claim_record *rec = &lead->rec;
+  lc.payment_id = rec->payment_id;
+  lc.idempotency_key = x->m->ev->intent->idempotency_key;
   switch (ingest_decide(x->fp, x->m->topic, x->m->partition, x->m->offset, rec)) {
   case INGEST_FORWARD: {
     size_t len;
     uint8_t *buf = pack_forward(x, &len);
-    if (!buf) abort();
+    if (!buf) return -1;
     const char *key = x->m->ev->intent->idempotency_key;
     outbox_add(out, ctx->cfg->topics.requests, key, strlen(key), buf, len, NULL);
-    break;
+    return 0;
   }
   case INGEST_EMIT_STORED: /* byte-identical to the first time */
     if (outbox_add_stored(out, ctx->cfg->topics.outcomes,
                           x->m->ev->intent->idempotency_key, rec->outcome_hex))
-      log_at(LOG_ERROR, &lc, "stored outcome is corrupt");
-    break;
+      dead_letter(ctx, x, &lc, "stored outcome is corrupt", out);
+    return 0;
   case INGEST_REPLAY_STORED:
     log_at(LOG_DEBUG, &lc, "duplicate of a finished payment: replaying its outcome");
-    emit_replayed(ctx, x, rec, out);
-    break;
+    return emit_replayed(ctx, x, rec, &lc, out);
   case INGEST_ABSORB:
     log_at(LOG_DEBUG, &lc, "duplicate of an in-flight payment absorbed");
-    break;
+    return 0;
   case INGEST_REJECT_REUSED:
     log_at(LOG_INFO, &lc, "idempotency key reused with other parameters");
-    emit_rejection(ctx, x, "idempotency_key_reused", REUSED_MESSAGE, out);
-    break;
+    return emit_rejection(ctx, x, "idempotency_key_reused", REUSED_MESSAGE, out);
   }
+  return 0;
 }
 
 static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
@@ -493,7 +419,12 @@ static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     ps_intent *in = x->m->ev->intent;
     ingest_rejection_id(x->m->topic, x->m->partition, x->m->offset, x->m->raw, x->m->rawlen,
                         x->rejection_id);
-    x->valid = validate_intent(in, &x->verr) == 0;
+    /* A replay decides as the first time: event time is checked against
+     * the message's own timestamp. */
+    int64_t ref = kloop_msg_timestamp(x->m);
+    if (ref <= 0) ref = ps_now_ms();
+    x->valid = validate_intake(x->m->ev, &x->verr) == 0 && validate_intent(in, &x->verr) == 0 &&
+               validate_created_at(in->created_at_ms, ref, &x->verr) == 0;
     if (!x->valid) continue;
     validate_normalise(in);
     ingest_fingerprint(in, x->fp);
@@ -501,10 +432,11 @@ static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
   }
   find_leaders(it, n);
   resolve_from_cache(ctx, it, n);
-  int rc = claim_in_postgres(ctx, it, n);
+  batch b = {ctx, it, n};
+  int rc = isolate_bisect(&claim_ops, &b, 0, n);
   if (rc == 0) {
     cache_claims(ctx, st, it, n);
-    for (size_t i = 0; i < n; i++) emit(ctx, it, i, out);
+    for (size_t i = 0; i < n && rc == 0; i++) rc = emit(ctx, it, i, out);
   }
   for (size_t i = 0; i < n; i++) free(it[i].rec.outcome_hex);
   free(it);

@@ -22,10 +22,13 @@ void ingest_rejection_id(const char *topic, int32_t partition, int64_t offset, c
                          size_t rawlen, char out[PS_ID_LEN]);
 
 /* Fingerprint of the canonical request: merchant, customer, amount, currency
- * (upper case), payment method, description and metadata sorted by key with
- * surrounding whitespace trimmed. Time, context (IP, device) and the key
- * itself are not part of it: a client retrying from another IP is the same
- * request. */
+ * (upper case), payment method, description, and metadata. Surrounding
+ * whitespace (space, tab, CR, LF) of the description and of every metadata
+ * key and value is not part of the request: it is trimmed, and metadata is
+ * sorted on exactly what is hashed (trimmed key, then trimmed value), so
+ * {" b":"1","a":"2"} and {"a":"2","b":"1"} are one request and "2 " equals
+ * "2". Time, context (IP, device) and the key itself are not part of it: a
+ * client retrying from another IP is the same request. */
 void ingest_fingerprint(const ps_intent *in, char out[65]);
 
 /* What ingest knows of a claim, from Postgres or the Redis cache. */

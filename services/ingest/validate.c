@@ -116,11 +116,48 @@ int validate_intent(const ps_intent *in, validation_error *err) {
     return fail(err, "context_invalid", "%s has a malformed field", "context");
   if (in->n_metadata > 50)
     return fail(err, "metadata_invalid", "%s may hold at most 50 entries", "metadata");
-  for (size_t i = 0; i < in->n_metadata; i++)
+  for (size_t i = 0; i < in->n_metadata; i++) {
     if (!*in->metadata[i]->key || !validate_text(in->metadata[i]->key, 40) ||
         !validate_text(in->metadata[i]->value, 500))
       return fail(err, "metadata_invalid", "%s keys must be 1-40 and values at most 500 bytes",
                   "metadata");
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(in->metadata[i]->key, in->metadata[j]->key) == 0)
+        return fail(err, "metadata_invalid", "%s keys must be unique", "metadata");
+  }
+  return 0;
+}
+
+/* Whether m, or any message inside the intent, carries fields this schema
+ * does not know. */
+static bool has_unknown(const ProtobufCMessage *m) { return m && m->n_unknown_fields > 0; }
+
+static bool intent_has_unknown(const ps_intent *in) {
+  if (has_unknown(&in->base) || (in->amount && has_unknown(&in->amount->base)) ||
+      (in->payment_method && has_unknown(&in->payment_method->base)) ||
+      (in->context && has_unknown(&in->context->base)))
+    return true;
+  for (size_t i = 0; i < in->n_metadata; i++)
+    if (has_unknown(&in->metadata[i]->base)) return true;
+  return false;
+}
+
+int validate_intake(const ps_event *ev, validation_error *err) {
+  if ((ev->payment_id && *ev->payment_id) || ev->fraud || ev->charge || ev->ledger)
+    return fail(err, "stage_fields_set", "%s are set by the stages, never upstream",
+                "payment_id, fraud, charge and ledger");
+  if (has_unknown(&ev->base) || (ev->intent && intent_has_unknown(ev->intent)))
+    return fail(err, "unknown_fields", "%s holds fields this schema does not know",
+                "the event");
+  return 0;
+}
+
+int validate_created_at(int64_t created_at_ms, int64_t ref_ms, validation_error *err) {
+  if (created_at_ms > ref_ms + CREATED_AT_MAX_AHEAD_MS)
+    return fail(err, "created_at_invalid", "%s is more than 5 minutes in the future",
+                "created_at_ms");
+  if (created_at_ms < ref_ms - CREATED_AT_MAX_AGE_MS)
+    return fail(err, "created_at_invalid", "%s is more than 30 days old", "created_at_ms");
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "event.h"
 
@@ -16,8 +17,24 @@ typedef struct validation_error {
   char message[192]; /* human sentence naming the field */
 } validation_error;
 
-/* Checks every field ingest relies on. Returns 0, or -1 with err filled. */
+/* Checks every field ingest relies on. Returns 0, or -1 with err filled.
+ * Metadata is bounded: at most 50 entries, keys 1-40 bytes, values at most
+ * 500 bytes (27,000 bytes in all), each key once (metadata_invalid). */
 int validate_intent(const ps_intent *in, validation_error *err);
+
+/* Upstream sets only the request. Refuses an event that carries what the
+ * stages set (payment_id, fraud, charge, ledger: stage_fields_set) or fields
+ * this schema does not know, anywhere in it (unknown_fields: they would be
+ * forwarded and stored unread). Returns 0, or -1 with err filled. */
+int validate_intake(const ps_event *ev, validation_error *err);
+
+/* Event time is bounded at intake (created_at_invalid): at most
+ * CREATED_AT_MAX_AHEAD_MS after, and at most CREATED_AT_MAX_AGE_MS before,
+ * ref_ms — the Kafka message's timestamp, so that a replay decides the same.
+ * A time far ahead would wipe the customer's and card's velocity history. */
+#define CREATED_AT_MAX_AHEAD_MS (5LL * 60 * 1000)
+#define CREATED_AT_MAX_AGE_MS (30LL * 24 * 3600 * 1000)
+int validate_created_at(int64_t created_at_ms, int64_t ref_ms, validation_error *err);
 
 /* 1..255 printable ASCII characters. */
 bool validate_idempotency_key(const char *key);

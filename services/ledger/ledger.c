@@ -209,31 +209,41 @@ static int post_isolating(stage_ctx *ctx, litem *it, size_t n) {
   return a || b ? -1 : 0;
 }
 
-static void emit(stage_ctx *ctx, litem *x, outbox *out) {
+/* Re-sends x's stored outcome; one that is missing or corrupt is
+ * dead-lettered, never skipped (the failure policy in outbox.h). */
+static void emit_stored(stage_ctx *ctx, litem *x, outbox *out) {
+  if (outbox_add_stored(out, ctx->cfg->topics.outcomes, x->m->ev->intent->idempotency_key,
+                        x->outcome_hex))
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, "stored outcome is corrupt");
+}
+
+/* Returns 0, or -1 when an output could not be packed (out of memory: the
+ * batch is retried, outbox.h). */
+static int emit(stage_ctx *ctx, litem *x, outbox *out) {
   ps_event *ev = x->m->ev;
-  const char *key = ev->intent->idempotency_key;
   if (x->isolated) {
-    outbox_add_stored(out, ctx->cfg->topics.outcomes, key, x->outcome_hex);
+    emit_stored(ctx, x, out);
     outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, x->reason);
-    return;
+    return 0;
   }
   if (x->outcome_hex && !x->transaction_id) {
     /* Ended without a posting (isolated earlier): re-send its outcome. */
-    outbox_add_stored(out, ctx->cfg->topics.outcomes, key, x->outcome_hex);
-    return;
+    emit_stored(ctx, x, out);
+    return 0;
   }
   if (!x->outcome_hex || !x->transaction_id) {
     /* Not charged (no `charged` state to post from): never silently. */
     outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, "payment not postable");
-    return;
+    return 0;
   }
-  outbox_add_stored(out, ctx->cfg->topics.outcomes, key, x->outcome_hex);
+  emit_stored(ctx, x, out);
   Payments__V1__LedgerPosting lp = PAYMENTS__V1__LEDGER_POSTING__INIT;
   lp.transaction_id = x->transaction_id;
   Payments__V1__LedgerPosting *saved = ev->ledger;
   ev->ledger = &lp;
-  outbox_add_event(out, ctx->cfg->topics.ledgered, ev);
+  int rc = outbox_add_event(out, ctx->cfg->topics.ledgered, ev);
   ev->ledger = saved;
+  return rc;
 }
 
 static bool postable(const ps_event *ev, char *why, size_t len) {
@@ -350,7 +360,7 @@ static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
         outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", it[i].m, "unknown payment_id");
         continue;
       }
-      emit(ctx, &it[i], out);
+      if (emit(ctx, &it[i], out)) rc = -1;
     }
   for (size_t i = 0; i < np; i++) free(it[i].outcome_hex);
   free(it);

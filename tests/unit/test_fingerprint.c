@@ -92,3 +92,39 @@ Test(fingerprint, ids_are_stable_and_scoped) {
   cr_assert_str_neq(r1, r2);
   cr_assert_eq(strncmp(r1, "rej_", 4), 0);
 }
+
+/* Issue 17.14: metadata is sorted on the same trimmed keys it hashes. */
+static void fp_of(const char *k1, const char *v1, const char *k2, const char *v2, char out[65]) {
+  test_intent t;
+  test_intent_init(&t);
+  Payments__V1__PaymentIntent__MetadataEntry e1 = PAYMENTS__V1__PAYMENT_INTENT__METADATA_ENTRY__INIT,
+                                             e2 = PAYMENTS__V1__PAYMENT_INTENT__METADATA_ENTRY__INIT;
+  e1.key = (char *)k1, e1.value = (char *)v1, e2.key = (char *)k2, e2.value = (char *)v2;
+  Payments__V1__PaymentIntent__MetadataEntry *m[] = {&e1, &e2};
+  t.in.n_metadata = 2;
+  t.in.metadata = m;
+  ingest_fingerprint(&t.in, out);
+}
+
+Test(fingerprint, keys_sort_as_they_are_hashed_trimmed) {
+  char a[65], b[65];
+  fp_of(" b", "1", "a", "2", a); /* raw order: " b" < "a"; trimmed: "a" < "b" */
+  fp_of("b", "1", "a", "2", b);
+  cr_assert_str_eq(a, b);
+}
+
+Test(fingerprint, surrounding_whitespace_of_a_value_is_not_part_of_it) {
+  char a[65], b[65];
+  fp_of("k", "2 ", "j", "x", a);
+  fp_of("k", "2", "j", "x", b);
+  cr_assert_str_eq(a, b, "documented: \"2 \" is \"2\"");
+  fp_of("k", "2 3", "j", "x", b);
+  cr_assert_str_neq(a, b, "inner whitespace is kept");
+}
+
+Test(fingerprint, keys_equal_once_trimmed_order_by_value_whatever_the_arrival) {
+  char a[65], b[65];
+  fp_of("a", "1", " a", "2", a);
+  fp_of(" a", "2", "a", "1", b);
+  cr_assert_str_eq(a, b);
+}

@@ -8,6 +8,7 @@
 #define PAYCTL_H
 
 #include "config.h"
+#include "clock.h"
 #include "pg.h"
 
 typedef struct payctl {
