@@ -32,13 +32,13 @@ stack_up() {
   . "$PAYSTREAM_RUN_DIR/env"
 }
 
-# check NAME CMD...: records a pass when CMD succeeds.
+# check NAME CMD...: records a pass when CMD succeeds (and returns its verdict).
 check() {
   local name=$1; shift
   if "$@"; then
     passed=$((passed + 1)); echo "ok - $name"
   else
-    failed=$((failed + 1)); echo "not ok - $name"
+    failed=$((failed + 1)); echo "not ok - $name"; return 1
   fi
 }
 
@@ -62,12 +62,17 @@ wait_until() {
 }
 
 quietly() { "$@" >/dev/null 2>&1; }
+# pid_gone PID: no such process, or only a zombie (nothing reaps a process
+# whose parent exited where PID 1 does not).
+pid_gone() { local s; ! s=$(ps -o stat= -p "$1" 2>/dev/null) || [[ $s == Z* ]]; }
 
 # http_status STAGE INSTANCE PATH: the HTTP status a worker's probe answers.
 http_status() {
   curl -s -o /dev/null -w '%{http_code}' \
     "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port")$3"
 }
+# probe_body STAGE INSTANCE PATH: the body, whatever the status (a 503's too).
+probe_body() { curl -s "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port")$3"; }
 ready() { [ "$(http_status "$1" "$2" /readyz)" = 200 ]; }
 not_ready() { [ "$(http_status "$1" "$2" /readyz)" = 503 ]; }
 

@@ -64,10 +64,12 @@ PROPS
   done
 }
 
+# Replaces the calling (sub)shell with the JVM: call it in ( ) or with &, so
+# that a backgrounded node's $! is the JVM itself.
 kafka_java() {
   local libs; libs=$(cat "$KDIR/libs")
   # shellcheck disable=SC2086
-  java -Xmx"${PAYSTREAM_KAFKA_HEAP:-512m}" ${PAYSTREAM_KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT} \
+  exec java -Xmx"${PAYSTREAM_KAFKA_HEAP:-512m}" ${PAYSTREAM_KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT} \
     -Djava.awt.headless=true -Dlog4j.configuration="file:$KDIR/log4j.properties" \
     -cp "$libs/*" "$@"
 }
@@ -113,7 +115,7 @@ start_kafka() {
     # A KRaft cluster id is 16 random bytes in URL-safe base64.
     local cid; cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     for i in $(seq 1 "$n"); do
-      kafka_java kafka.tools.StorageTool format -t "$cid" -c "$KDIR/node-$i/server.properties" \
+      (kafka_java kafka.tools.StorageTool format -t "$cid" -c "$KDIR/node-$i/server.properties") \
         >>"$RUN/kafka-$i.log" 2>&1 || { cat "$RUN/kafka-$i.log" >&2; die "formatting kafka node $i failed"; }
     done
     for i in $(seq 1 "$n"); do kafka_start_node "$i"; done
