@@ -10,6 +10,9 @@
  *       waits until metadata shows every partition of each with a leader
  *   kadmin leaders TOPIC
  *       prints "partition leader" lines, one per partition
+ *   kadmin offsets TOPIC
+ *       prints "partition low high" lines: the oldest retained offset (it
+ *       moves when retention deletes a segment) and the end
  *
  * Exit status: 0 done, 1 broker error or deadline passed, 2 usage. */
 #include <librdkafka/rdkafka.h>
@@ -164,6 +167,31 @@ static int cmd_create(rd_kafka_t *rk, const cfg_topics *tp, int partitions, int 
   return rc;
 }
 
+static int cmd_offsets(rd_kafka_t *rk, const char *topic) {
+  const struct rd_kafka_metadata *md;
+  rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+  rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 5000);
+  rd_kafka_topic_destroy(t);
+  if (e) {
+    fprintf(stderr, "kadmin: metadata for %s: %s\n", topic, rd_kafka_err2str(e));
+    return 1;
+  }
+  int rc = md->topic_cnt == 1 && md->topics[0].err == 0 ? 0 : 1;
+  for (int p = 0; rc == 0 && p < md->topics[0].partition_cnt; p++) {
+    int64_t lo, hi;
+    int32_t id = md->topics[0].partitions[p].id;
+    e = rd_kafka_query_watermark_offsets(rk, topic, id, &lo, &hi, 5000);
+    if (e) {
+      fprintf(stderr, "kadmin: offsets of %s[%d]: %s\n", topic, id, rd_kafka_err2str(e));
+      rc = 1;
+    } else {
+      printf("%d %lld %lld\n", id, (long long)lo, (long long)hi);
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return rc;
+}
+
 static int cmd_leaders(rd_kafka_t *rk, const char *topic) {
   const struct rd_kafka_metadata *md;
   rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
@@ -186,7 +214,8 @@ static int usage(void) {
           "usage: kadmin wait [--timeout S] [--brokers N]\n"
           "       kadmin create [--partitions N] [--replication R] [--timeout S]\n"
           "                     [--topic-config TOPIC KEY=VALUE]...\n"
-          "       kadmin leaders TOPIC\n");
+          "       kadmin leaders TOPIC\n"
+          "       kadmin offsets TOPIC\n");
   return 2;
 }
 
@@ -212,7 +241,9 @@ int main(int argc, char **argv) {
       snprintf(tc[ntc].value, sizeof tc[ntc].value, "%s", eq + 1);
       ntc++;
       i += 2;
-    } else if (strcmp(cmd, "leaders") == 0 && !topic && argv[i][0] != '-') topic = argv[i];
+    } else if ((strcmp(cmd, "leaders") == 0 || strcmp(cmd, "offsets") == 0) && !topic &&
+               argv[i][0] != '-')
+      topic = argv[i];
     else return usage();
   }
   if (partitions < 1 || partitions > 1000 || replication < 1 || replication > 9 || brokers < 1 ||
@@ -232,6 +263,7 @@ int main(int argc, char **argv) {
   else if (strcmp(cmd, "create") == 0)
     rc = cmd_create(rk, &c.topics, partitions, replication, tc, ntc, deadline);
   else if (strcmp(cmd, "leaders") == 0 && topic) rc = cmd_leaders(rk, topic);
+  else if (strcmp(cmd, "offsets") == 0 && topic) rc = cmd_offsets(rk, topic);
   else rc = usage();
   rd_kafka_destroy(rk);
   cfg_close(&c);
