@@ -36,8 +36,9 @@ check "payctl idempotency prune clears old payloads" eval \
 eq "no payload left on finished payments" "0" "$(sql "SELECT count(*) FROM payments WHERE intent IS NOT NULL")"
 payments_before=$(payment_count)
 replayed_before=$("$PAYCTL" outcomes | jq -c 'select(.replayed)' | wc -l)
+target=$(( $(terminal_count) + 100 ))   # counted before publishing: the late ones may finish at once
 "$PAYCTL" publish --count 100 --run late --manifest "$PAYSTREAM_RUN_DIR/late.jsonl" >/dev/null
-check "new requests after a prune are processed" "$PAYCTL" wait --terminal $(( $(terminal_count) + 100 )) --timeout 60
+check "new requests after a prune are processed" "$PAYCTL" wait --terminal "$target" --timeout 60
 "$PAYCTL" publish --count 100 --run late >/dev/null   # the same 100 requests again
 check "late duplicates are answered with replayed outcomes" wait_until 60 eval \
   '[ "$("$PAYCTL" outcomes | jq -c "select(.replayed)" | wc -l)" -ge $((replayed_before + 100)) ]'

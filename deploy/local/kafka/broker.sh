@@ -76,6 +76,9 @@ kafka_java() {
 
 kafka_start_node() {
   local i=$1
+  # Where this start's lines begin: kafka_started reads only past them.
+  touch "$RUN/kafka-$i.log"
+  wc -l <"$RUN/kafka-$i.log" >"$KDIR/node-$i.logline"
   kafka_java kafka.Kafka "$KDIR/node-$i/server.properties" </dev/null >>"$RUN/kafka-$i.log" 2>&1 &
   echo $! >"$RUN/kafka-$i.pid"
 }
@@ -85,14 +88,56 @@ kafka_start_node() {
 pid_running() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }
 kafka_alive() { [ -e "$RUN/kafka-$1.pid" ] && pid_running "$(cat "$RUN/kafka-$1.pid")"; }
 
-# Waits until every node serves metadata; fails at once if a node's JVM died.
+# Node I's JVM, started last by kafka_start_node, says it has started (so a
+# port another process took cannot pass for ours: that JVM fails to bind).
+kafka_started() {
+  tail -n +"$(($(cat "$KDIR/node-$1.logline") + 1))" "$RUN/kafka-$1.log" |
+    grep -q "BrokerServer id=$1\] Transition from STARTING to STARTED"
+}
+
+# Waits until every node has started and the cluster serves metadata with
+# all of them; fails at once if a node's JVM died.
 kafka_wait_serving() {
   local n; n=$(kafka_nodes)
-  local end=$((SECONDS + ${PAYSTREAM_KAFKA_START_TIMEOUT:-120})) i
-  until PAYSTREAM_KAFKA_BOOTSTRAP=$(cat "$RUN/kafka.bootstrap") "$BIN/kadmin" wait --brokers "$n" --timeout 1 2>/dev/null; do
-    for i in $(seq 1 "$n"); do kafka_alive "$i" || return 1; done
+  local end=$((SECONDS + ${PAYSTREAM_KAFKA_START_TIMEOUT:-120})) i ok
+  while :; do
+    ok=1
+    for i in $(seq 1 "$n"); do
+      kafka_alive "$i" || return 1
+      kafka_started "$i" || ok=
+    done
+    [ -n "$ok" ] && PAYSTREAM_KAFKA_BOOTSTRAP=$(cat "$RUN/kafka.bootstrap") \
+      "$BIN/kadmin" wait --brokers "$n" --timeout 1 2>/dev/null && return 0
     [ $SECONDS -lt $end ] || return 1
+    sleep 0.1
   done
+}
+
+# Formats node I's log dir: a copy of a KRaft log dir formatted once per node
+# id and kept beside the jars (StorageTool is a JVM start of its own, and a
+# format depends only on the cluster id, the node id and the metadata
+# version: every local stack is a cluster of its own, so they may share the
+# id). The template is made under the fetch lock: two stacks may start at once.
+kafka_format() {
+  local i=$1 libs tpl cid
+  libs=$(cat "$KDIR/libs")
+  tpl=$(dirname "$libs")/format/node-$i
+  if [ ! -e "$tpl/done" ]; then
+    (
+      flock 9
+      if [ ! -e "$tpl/done" ]; then
+        rm -rf "$tpl" && mkdir -p "$tpl/data"
+        # A KRaft cluster id is 16 random bytes in URL-safe base64.
+        cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        sed "s|^log.dirs=.*|log.dirs=$tpl/data|" "$KDIR/node-$i/server.properties" >"$tpl/server.properties"
+        (kafka_java kafka.tools.StorageTool format -t "$cid" -c "$tpl/server.properties") \
+          >>"$RUN/kafka-$i.log" 2>&1 && touch "$tpl/done"
+      fi
+    ) 9>"$(dirname "$libs")/format.lock"
+    [ -e "$tpl/done" ] || { cat "$RUN/kafka-$i.log" >&2; die "formatting kafka node $i failed"; }
+  fi
+  rm -rf "$KDIR/node-$i/data"
+  cp -r "$tpl/data" "$KDIR/node-$i/data"
 }
 
 start_kafka() {
@@ -112,12 +157,7 @@ start_kafka() {
     done
     echo "$bootstrap" >"$RUN/kafka.bootstrap"
     kafka_write_config "$n"
-    # A KRaft cluster id is 16 random bytes in URL-safe base64.
-    local cid; cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    for i in $(seq 1 "$n"); do
-      (kafka_java kafka.tools.StorageTool format -t "$cid" -c "$KDIR/node-$i/server.properties") \
-        >>"$RUN/kafka-$i.log" 2>&1 || { cat "$RUN/kafka-$i.log" >&2; die "formatting kafka node $i failed"; }
-    done
+    for i in $(seq 1 "$n"); do kafka_format "$i"; done
     for i in $(seq 1 "$n"); do kafka_start_node "$i"; done
     if kafka_wait_serving; then started=1; break; fi
     # Most likely another process took a port between our check and the bind.
