@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""An upstream that is not librdkafka: kafka-python (Debian's python3-kafka),
-with its default partitioner (murmur2, the Java client's). Publishes valid
+"""An upstream that is not librdkafka: kafka-python (Debian's python3-kafka;
+python3-lz4 reads our lz4-compressed outcomes), with its default partitioner (murmur2, the Java client's). Publishes valid
 payment intents, encoded by hand from proto/payments.proto, keyed by
 idempotency key, and then reads payments.outcomes with its own consumer
 until every intent has a terminal outcome.
