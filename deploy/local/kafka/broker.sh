@@ -117,25 +117,28 @@ kafka_wait_serving() {
 # id and kept beside the jars (StorageTool is a JVM start of its own, and a
 # format depends only on the cluster id, the node id and the metadata
 # version: every local stack is a cluster of its own, so they may share the
-# id). The template is made under the fetch lock: two stacks may start at once.
+# id). Templates are made under a lock: two stacks may start at once.
 kafka_format() {
-  local i=$1 libs tpl cid
+  local i=$1 libs fmt tpl cid
   libs=$(cat "$KDIR/libs")
-  tpl=$(dirname "$libs")/format/node-$i
-  if [ ! -e "$tpl/done" ]; then
-    (
-      flock 9
-      if [ ! -e "$tpl/done" ]; then
-        rm -rf "$tpl" && mkdir -p "$tpl/data"
-        # A KRaft cluster id is 16 random bytes in URL-safe base64.
-        cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-        sed "s|^log.dirs=.*|log.dirs=$tpl/data|" "$KDIR/node-$i/server.properties" >"$tpl/server.properties"
-        (kafka_java kafka.tools.StorageTool format -t "$cid" -c "$tpl/server.properties") \
-          >>"$RUN/kafka-$i.log" 2>&1 && touch "$tpl/done"
-      fi
-    ) 9>"$(dirname "$libs")/format.lock"
-    [ -e "$tpl/done" ] || { cat "$RUN/kafka-$i.log" >&2; die "formatting kafka node $i failed"; }
-  fi
+  fmt=$(dirname "$libs")/format
+  tpl=$fmt/node-$i
+  mkdir -p "$fmt"
+  (
+    flock 9
+    # One cluster id for every node template: the nodes of a three-node stack
+    # must agree on it. A KRaft cluster id is 16 random bytes in URL-safe base64.
+    [ -s "$fmt/cluster.id" ] ||
+      head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$fmt/cluster.id"
+    cid=$(cat "$fmt/cluster.id")
+    if [ ! -e "$tpl/done" ] || ! grep -qx "cluster.id=$cid" "$tpl/data/meta.properties"; then
+      rm -rf "$tpl" && mkdir -p "$tpl/data"
+      sed "s|^log.dirs=.*|log.dirs=$tpl/data|" "$KDIR/node-$i/server.properties" >"$tpl/server.properties"
+      (kafka_java kafka.tools.StorageTool format -t "$cid" -c "$tpl/server.properties") \
+        >>"$RUN/kafka-$i.log" 2>&1 && touch "$tpl/done"
+    fi
+  ) 9>"$fmt/format.lock"
+  [ -e "$tpl/done" ] || { cat "$RUN/kafka-$i.log" >&2; die "formatting kafka node $i failed"; }
   rm -rf "$KDIR/node-$i/data"
   cp -r "$tpl/data" "$KDIR/node-$i/data"
 }
