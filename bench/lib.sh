@@ -5,6 +5,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$(cd "${1:-$repo/build}" && pwd)
 export PAYSTREAM_BIN_DIR=$BUILD PAYSTREAM_PARTITIONS=${PAYSTREAM_PARTITIONS:-8}
 STACK=$repo/deploy/local/stack
+# The broker runs as long as a benchmark: full JIT (not the tests' quick-
+# start client compiler), one GC thread on this 2-core machine, 1 GiB heap.
+export PAYSTREAM_KAFKA_JVM_OPTS=${PAYSTREAM_KAFKA_JVM_OPTS:--XX:+UseSerialGC -XX:-UsePerfData}
+export PAYSTREAM_KAFKA_HEAP=${PAYSTREAM_KAFKA_HEAP:-1g}
 PAYCTL=$BUILD/payctl
 
 cleanup() { [ -n "${KEEP_STACK:-}" ] || "$STACK" down >/dev/null 2>&1 || true; }

@@ -23,13 +23,17 @@ chaos() {
   while [ ! -e "$PAYSTREAM_RUN_DIR/chaos.stop" ]; do
     sleep "0.$((RANDOM % 10))"; sleep 1.5
     n=$((n + 1))
-    if [ "$n" -eq 4 ]; then echo "restart postgres"; "$STACK" restart-postgres; continue; fi
-    if [ "$n" -eq 8 ]; then echo "restart redis"; "$STACK" restart-redis; continue; fi
+    # Each line is logged only once its action is seen done.
+    if [ "$n" -eq 4 ]; then "$STACK" restart-postgres && echo "restarted postgres"; continue; fi
+    if [ "$n" -eq 8 ]; then "$STACK" restart-redis && echo "restarted redis"; continue; fi
     victim=${workers[$((RANDOM % ${#workers[@]}))]}
     stage=${victim%-*} inst=${victim#*-}
-    kill -KILL "$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid")" 2>/dev/null || true
-    echo "SIGKILL $victim"
-    "$STACK" start-worker "$stage" "$inst"
+    pid=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid")
+    # Killed: gone, and its supervisor recorded 137 (128 + SIGKILL).
+    kill -KILL "$pid" && wait_until 10 test -e "$PAYSTREAM_RUN_DIR/exits/$victim.$pid" &&
+      [ "$(cat "$PAYSTREAM_RUN_DIR/exits/$victim.$pid")" = 137 ] && echo "SIGKILLed $victim $pid"
+    "$STACK" start-worker "$stage" "$inst" && new=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid") &&
+      [ "$new" != "$pid" ] && kill -0 "$new" && echo "restarted $victim $new"
   done
 }
 chaos >"$PAYSTREAM_RUN_DIR/chaos.log" 2>&1 &
@@ -40,15 +44,18 @@ driver=$!
 # Keep the chaos going while the load is processed, for at least ten events
 # (kills and both restarts), then let it settle.
 enough_chaos() {
-  [ "$(grep -c . "$PAYSTREAM_RUN_DIR/chaos.log")" -ge 10 ] &&
+  [ "$(grep -c . "$PAYSTREAM_RUN_DIR/chaos.log")" -ge 15 ] &&
     [ "$(terminal_count)" -ge $(($(manifest_terminal "$M") * 9 / 10)) ]
 }
 wait_until 180 enough_chaos || true
 touch "$PAYSTREAM_RUN_DIR/chaos.stop"
 wait "$driver"
-log "chaos: $(grep -c SIGKILL "$PAYSTREAM_RUN_DIR/chaos.log") workers killed, $(grep -c restart "$PAYSTREAM_RUN_DIR/chaos.log") restarts"
-check "the chaos killed workers and restarted postgres and redis" eval \
-  '[ "$(grep -c SIGKILL "$PAYSTREAM_RUN_DIR/chaos.log")" -ge 5 ] && grep -q "restart postgres" "$PAYSTREAM_RUN_DIR/chaos.log" && grep -q "restart redis" "$PAYSTREAM_RUN_DIR/chaos.log"'
+C=$PAYSTREAM_RUN_DIR/chaos.log
+log "chaos: $(grep -c '^SIGKILLed' "$C") workers killed, $(grep -c '^restarted [a-z]*-' "$C") restarted"
+check "at least 5 workers were SIGKILLed (seen exiting with 137)" test "$(grep -c '^SIGKILLed' "$C")" -ge 5
+eq "every killed worker was restarted (a new live process)" "$(grep -c '^SIGKILLed' "$C")" "$(grep -c '^restarted [a-z]*-' "$C")"
+check "postgres was restarted" grep -q '^restarted postgres' "$C"
+check "redis was restarted" grep -q '^restarted redis' "$C"
 
 check "every intent reaches a terminal state" "$PAYCTL" wait --terminal "$(manifest_terminal "$M")" --timeout 240
 assert_invariants "$M"

@@ -88,7 +88,7 @@ for s in ingest fraud ledger; do "$STACK" start-worker "$s" 4; done
 "$PAYCTL" publish --count 600 --run kill >/dev/null
 inflight() { [ "$(sql "SELECT count(*) FROM charge_attempts WHERE state = 'charging' AND sends > 0")" -ge 200 ]; }
 check "hundreds of charges are in flight" wait_until 60 inflight
-kill -KILL "$(cat "$PAYSTREAM_RUN_DIR/pids/charge-4.pid")"
+check "the charge worker is SIGKILLed" "$STACK" kill-worker charge 4
 curl -sf -X POST "$PAYSTREAM_PROCESSOR_URL/_sim/config?latency_ms=0" >/dev/null
 "$STACK" start-worker charge 5
 check "the load settles after the restart" wait_until 120 settled 1500

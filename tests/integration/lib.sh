@@ -1,6 +1,6 @@
 # tests/integration/lib.sh: the harness every integration scenario sources.
-# Starts a private local stack (real Postgres, Redis, devbroker, procsim and
-# the real worker binaries) in a temporary run directory, offers assertions
+# Starts a private local stack (real Postgres, Redis, Apache Kafka, procsim
+# and the real worker binaries) in a temporary run directory, offers assertions
 # and condition waits with deadlines, and always tears the stack down.
 # Usage: source lib.sh; stack_up; ...; check "name" cmd...; finish
 set -uo pipefail
@@ -25,19 +25,20 @@ teardown() {
 }
 trap teardown EXIT
 
+# stack_up [--brokers N]
 stack_up() {
-  "$STACK" up || { echo "not ok - stack did not start"; exit 1; }
+  "$STACK" up "$@" || { echo "not ok - stack did not start"; exit 1; }
   # shellcheck disable=SC1091
   . "$PAYSTREAM_RUN_DIR/env"
 }
 
-# check NAME CMD...: records a pass when CMD succeeds.
+# check NAME CMD...: records a pass when CMD succeeds (and returns its verdict).
 check() {
   local name=$1; shift
   if "$@"; then
     passed=$((passed + 1)); echo "ok - $name"
   else
-    failed=$((failed + 1)); echo "not ok - $name"
+    failed=$((failed + 1)); echo "not ok - $name"; return 1
   fi
 }
 
@@ -61,19 +62,29 @@ wait_until() {
 }
 
 quietly() { "$@" >/dev/null 2>&1; }
+# pid_gone PID: no such process, or only a zombie (nothing reaps a process
+# whose parent exited where PID 1 does not).
+pid_gone() { local s; ! s=$(ps -o stat= -p "$1" 2>/dev/null) || [[ $s == Z* ]]; }
 
 # http_status STAGE INSTANCE PATH: the HTTP status a worker's probe answers.
 http_status() {
   curl -s -o /dev/null -w '%{http_code}' \
     "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port")$3"
 }
+# probe_body STAGE INSTANCE PATH: the body, whatever the status (a 503's too).
+probe_body() { curl -s "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$1-$2.port")$3"; }
 ready() { [ "$(http_status "$1" "$2" /readyz)" = 200 ]; }
 not_ready() { [ "$(http_status "$1" "$2" /readyz)" = 503 ]; }
 
 # metric STAGE INSTANCE SERIES: the sum of a worker's /metrics samples whose
 # line starts with SERIES (a name, or a name and the start of its labels).
+# Prints nothing and fails when the endpoint does not answer 2xx or has no
+# such series, so a dead worker never reads as "0".
 metric() {
-  "$STACK" http "$1" "$2" /metrics | awk -v s="$3" 'index($0, s) == 1 { sum += $NF } END { printf "%d\n", sum }'
+  local body
+  body=$("$STACK" http "$1" "$2" /metrics) || { echo "metric: $1-$2 /metrics did not answer" >&2; return 1; }
+  awk -v s="$3" 'index($0, s) == 1 { sum += $NF; n++ } END { if (n) printf "%d\n", sum; else exit 1 }' <<<"$body" \
+    || { echo "metric: $1-$2 exports no series $3" >&2; return 1; }
 }
 
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
@@ -168,9 +179,15 @@ assert_invariants() {
   eq "every succeeded payment charged exactly once" "$(sql "SELECT count(*) FROM payments WHERE status='succeeded'")" \
     "$(jq '[.data[] | select(.status=="succeeded")] | length' "$R/charges.json")"
 
-  # 4. one outcome per intent, identical when re-sent
-  "$PAYCTL" outcomes >"$R/outcomes.jsonl"
+  # 4. one outcome per intent, identical when re-sent. Outcomes are produced
+  # after the database commit, and payctl outcomes reads to the high watermark
+  # it finds at start: read until every terminal outcome is there (or 60 s).
   local O=$R/outcomes.jsonl
+  outcomes_complete() {
+    "$PAYCTL" outcomes >"$O" 2>/dev/null &&
+      [ "$(jq -r 'select(.replayed==false and .status!="review") | .payment_id' "$O" | sort -u | wc -l)" -ge "$(manifest_terminal "$M")" ]
+  }
+  wait_until 60 outcomes_complete || log "outcomes still short after 60 s"
   eq "one terminal outcome per payment and rejection" "$(manifest_terminal "$M")" \
     "$(jq -r 'select(.replayed==false and .status!="review") | .payment_id' "$O" | sort -u | wc -l)"
   eq "re-sent outcomes are byte-identical" "0" \

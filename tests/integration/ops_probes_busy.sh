@@ -19,7 +19,9 @@ many_fds() { [ "$(open_fds)" -gt 1100 ]; }
 check "the charge worker holds over 1,100 descriptors (processor connections)" wait_until 60 many_fds
 log "charge worker holds $(open_fds) descriptors"
 check "/healthz answers" "$STACK" http charge 1 /healthz
-check "/readyz answers" "$STACK" http charge 1 /readyz
+# Ready (200), not just answering: its first Kafka statistics may still be
+# on their way when the descriptors are counted (then it says "connecting").
+check "/readyz answers ready" wait_until 30 "$STACK" http charge 1 /readyz
 inflight=$(metric charge 1 paystream_charges_in_flight)
 log "in flight per /metrics: $inflight"
 check "/metrics answers with the requests in flight" test "$inflight" -ge 1100
