@@ -131,6 +131,7 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
   case OUTCOME_FAILED: return "failed";
   case OUTCOME_REJECTED: return "rejected";
   case OUTCOME_REVIEW: return "review";
+  case OUTCOME_PENDING: return "pending";
   default: return "unspecified";
   }
 }

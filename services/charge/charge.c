@@ -37,6 +37,7 @@
  * at once) an interim `pending` outcome is published once; the terminal one
  * follows the processor's answer. Only an attempt nobody ever received ends
  * `failed` at the deadline. */
+#include "clock.h"
 #include "charge.h"
 
 #include <curl/curl.h>
@@ -55,7 +56,6 @@
 
 /* Interim, like review: the processor's answer is awaited (lib/event.h has
  * the other statuses). */
-#define OUTCOME_PENDING PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_PENDING
 
 
 /* What a transition may use: the cycle's time, its trip, free slots. */

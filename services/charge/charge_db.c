@@ -1,4 +1,5 @@
 /* charge_db: attempts in Postgres, one round trip per cycle. */
+#include "clock.h"
 #include "charge_db.h"
 
 #include <glib.h>

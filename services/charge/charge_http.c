@@ -1,4 +1,5 @@
 /* charge_http: processor requests over libcurl multi, on epoll. */
+#include "clock.h"
 #include "charge_http.h"
 
 #include <errno.h>

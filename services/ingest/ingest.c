@@ -1,5 +1,6 @@
 /* ingest: idempotent intake — see ingest.h for the contract. One pipelined
  * Redis round trip and one Postgres round trip per batch. */
+#include "clock.h"
 #include "ingest.h"
 
 #include <stdio.h>

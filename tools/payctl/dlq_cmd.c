@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "event.h"
 #include "kafka.h"

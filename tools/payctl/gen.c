@@ -1,4 +1,5 @@
 /* gen: see gen.h. */
+#include "clock.h"
 #include "gen.h"
 
 #include <jansson.h>

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "kafka.h"
-#include "pg.h" /* ps_mono_ms */
+#include "clock.h"
 
 rd_kafka_t *kutil_consumer(const cfg *c, const char *group, bool partition_eof) {
   char err[512];

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <glib.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "kafka_util.h"
 #include "opt.h"

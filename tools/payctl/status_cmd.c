@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "commands.h"
 #include "opt.h"
 #include "pgq.h"
