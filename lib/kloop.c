@@ -51,6 +51,8 @@ typedef struct kloop {
   part_track *parts; /* indexed by partition */
   int32_t nparts;
   bool flow_paused;  /* partitions paused because the stage is full */
+  bool outputs_lost; /* a produce failed: nothing may be committed again (not
+                        even by the revoke on close), the next owner redoes it */
   int64_t next_commit_ms;
   rd_kafka_topic_t *outputs[8]; /* topics the producer knows from the start */
   int noutputs;
@@ -286,9 +288,14 @@ static int produce_outbox(kloop *kl) {
   while (rd_kafka_outq_len(kl->producer) > 0 && !stop_now) rd_kafka_flush(kl->producer, 500);
   if (kl->delivery_failures) {
     log_error("%d outputs not delivered (%s)", kl->delivery_failures, kl->delivery_error);
+    kl->outputs_lost = true;
     return -1;
   }
-  return rd_kafka_outq_len(kl->producer) > 0 ? -1 : 0;
+  if (rd_kafka_outq_len(kl->producer) > 0) {
+    kl->outputs_lost = true;
+    return -1;
+  }
+  return 0;
 }
 
 /* Commits, per partition, the offset after the batch's last message. */
@@ -320,6 +327,10 @@ static void release_batch(kloop *kl) {
  * output so far is acknowledged. At most every 100 ms unless forced (idle,
  * rebalance, stop). */
 static void commit_floors(kloop *kl, bool force) {
+  /* A continuous stage frees an item once its outputs are queued; if they
+   * were then not delivered, the item no longer holds its floor down, so a
+   * commit now (the revoke on close included) would skip it for good. */
+  if (kl->outputs_lost) return;
   int64_t now = ps_mono_ms();
   if ((!force && now < kl->next_commit_ms) || kl->nparts == 0) return;
   kl->next_commit_ms = now + 100;

@@ -46,6 +46,7 @@ INSERT INTO payment_status_transitions (from_status, to_status, stage) VALUES
   ('received',      'scored',        'fraud'),
   ('received',      'review',        'fraud'),
   ('received',      'blocked',       'fraud'),
+  ('received',      'failed',        'fraud'),      -- isolated: its assessment could not be stored
   ('review',        'scored',        'operator'),   -- payctl review approve
   ('review',        'blocked',       'operator'),   -- payctl review reject
   ('scored',        'charging',      'charge'),

@@ -129,6 +129,7 @@ static void to_record(const charge_state *st, citem *x) {
 static void end_failed(const charge_state *st, citem *x, const char *code, const char *why) {
   charge_answer_clear(&x->ans);
   x->ans.kind = CHARGE_REJECTED;
+  x->never_sent = true;
   snprintf(x->fail_code, sizeof x->fail_code, "%s", code);
   snprintf(x->ans.error, sizeof x->ans.error, "%s", why);
   to_record(st, x);

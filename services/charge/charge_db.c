@@ -72,14 +72,17 @@ static const char SQL_FAILOVER[] =
     " ON CONFLICT DO NOTHING";
 
 /* `failed` only for an attempt that no send beyond the answered one may
- * have reached: an ambiguous attempt is never given up. */
+ * have reached (own = 1: this is the processor's answer to one counted
+ * send; own = 0: we end it ourselves, so every send must have been refused
+ * — another worker's send counted meanwhile keeps it open): an ambiguous
+ * attempt is never given up. */
 static const char SQL_RECORD_ATTEMPTS[] =
     "UPDATE charge_attempts a SET state = u.s, processor_charge_id = u.cid,"
     " decline_code = u.dc, fee_minor = u.fee, error = u.err, updated_at = now()"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],"
-    " $7::text[]) AS u(id, proc, s, cid, dc, fee, err)"
+    " $7::text[], $8::int[]) AS u(id, proc, s, cid, dc, fee, err, own)"
     " WHERE a.payment_id = u.id AND a.processor = u.proc AND a.state = 'charging'"
-    " AND (u.s <> 'failed' OR a.sends <= a.refused + 1)"
+    " AND (u.s <> 'failed' OR a.sends <= a.refused + u.own)"
     " RETURNING a.payment_id";
 
 static const char SQL_RECORD_PAYMENTS[] =
@@ -216,7 +219,7 @@ typedef struct trip_arrays {
   pg_array refused_id, refused_proc;                              /* SQL_COUNT_REFUSED */
   pg_array failover_id, failover_proc, failover_why, failover_next; /* SQL_ABANDON, _FAILOVER */
   pg_array rec_id, rec_proc, rec_state, rec_charge_id, rec_decline, rec_fee, rec_error,
-      rec_outcome, rec_code;                                      /* SQL_RECORD_* */
+      rec_outcome, rec_code, rec_own;                             /* SQL_RECORD_* */
   pg_array fresh_id, fresh_sends, fresh_amount, fresh_currency, fresh_pm; /* SQL_BEGIN_ATTEMPTS */
   pg_array send_id, send_proc;                                    /* SQL_COUNT_SENDS */
 } trip_arrays;
@@ -226,7 +229,7 @@ typedef struct trip_params {
   const char *refused_id, *refused_proc;
   const char *failover_id, *failover_proc, *failover_why, *failover_next;
   const char *rec_id, *rec_proc, *rec_state, *rec_charge_id, *rec_decline, *rec_fee, *rec_error,
-      *rec_outcome, *rec_code;
+      *rec_outcome, *rec_code, *rec_own;
   const char *fresh_id, *fresh_sends, *fresh_amount, *fresh_currency, *fresh_pm;
   const char *send_id, *send_proc;
 } trip_params;
@@ -266,6 +269,7 @@ static void fill_arrays(trip_arrays *a, const processor *procs, const trip *t) {
     pg_array_add_str(&a->rec_error, x->ans.error[0] ? x->ans.error : NULL);
     pg_array_add_str(&a->rec_outcome, x->record_outcome_hex);
     pg_array_add_str(&a->rec_code, ok ? NULL : dec ? x->ans.decline_code : x->fail_code);
+    pg_array_add_int(&a->rec_own, x->never_sent ? 0 : 1); /* answers one counted send */
   }
   for (size_t i = 0; i < t->nfresh; i++) {
     const ps_intent *in = t->fresh[i]->ev->intent;
@@ -349,7 +353,7 @@ static int round_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t
   const char *abandon[] = {p.failover_id, p.failover_proc, p.failover_why};
   const char *next[] = {p.failover_id, p.failover_next};
   const char *att[] = {p.rec_id, p.rec_proc, p.rec_state, p.rec_charge_id,
-                       p.rec_decline, p.rec_fee, p.rec_error};
+                       p.rec_decline, p.rec_fee, p.rec_error, p.rec_own};
   const char *pay[] = {p.rec_id, p.rec_proc, p.rec_state, p.rec_charge_id,
                        p.rec_fee, p.rec_outcome, p.rec_code};
   const char *fresh[] = {p.fresh_id,     procs[0].name,    p.fresh_sends,
@@ -364,7 +368,7 @@ static int round_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t
   }
   if (t->nrec) {
     i_att = ns;
-    stmts[ns++] = (pg_stmt){SQL_RECORD_ATTEMPTS, 7, att};
+    stmts[ns++] = (pg_stmt){SQL_RECORD_ATTEMPTS, 8, att};
     i_pay = ns;
     stmts[ns++] = (pg_stmt){SQL_RECORD_PAYMENTS, 7, pay};
   }

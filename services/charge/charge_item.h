@@ -68,6 +68,7 @@ typedef struct citem {
   item_row db;
   charge_answer ans;       /* the answer of the last request */
   char fail_code[32];      /* set when we end the payment ourselves */
+  bool never_sent;         /* ended by us, not by an answer: no send of ours is answered */
   char reason[256];        /* why it is dead-lettered (isolated) */
   int64_t since_ms;        /* when this worker took up its live attempt: the deadline's start */
   bool pending_sent;       /* its interim `pending` outcome is out (an output, not a state) */

@@ -156,8 +156,6 @@ int validate_created_at(int64_t created_at_ms, int64_t ref_ms, validation_error 
   if (created_at_ms > ref_ms + CREATED_AT_MAX_AHEAD_MS)
     return fail(err, "created_at_invalid", "%s is more than 5 minutes in the future",
                 "created_at_ms");
-  if (created_at_ms < ref_ms - CREATED_AT_MAX_AGE_MS)
-    return fail(err, "created_at_invalid", "%s is more than 30 days old", "created_at_ms");
   return 0;
 }
 

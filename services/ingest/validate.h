@@ -29,11 +29,11 @@ int validate_intent(const ps_intent *in, validation_error *err);
 int validate_intake(const ps_event *ev, validation_error *err);
 
 /* Event time is bounded at intake (created_at_invalid): at most
- * CREATED_AT_MAX_AHEAD_MS after, and at most CREATED_AT_MAX_AGE_MS before,
- * ref_ms — the Kafka message's timestamp, so that a replay decides the same.
- * A time far ahead would wipe the customer's and card's velocity history. */
+ * CREATED_AT_MAX_AHEAD_MS after ref_ms — the Kafka message's timestamp, so
+ * that a replay decides the same. A time far ahead would wipe the customer's
+ * and card's velocity history. A past time is accepted (backfills, labelled
+ * data sets, a late retry): it cannot erase newer history. */
 #define CREATED_AT_MAX_AHEAD_MS (5LL * 60 * 1000)
-#define CREATED_AT_MAX_AGE_MS (30LL * 24 * 3600 * 1000)
 int validate_created_at(int64_t created_at_ms, int64_t ref_ms, validation_error *err);
 
 /* 1..255 printable ASCII characters. */

@@ -312,14 +312,17 @@ static int read_facts(stage_ctx *ctx, litem *it, size_t n) {
 
 /* An event that is not postable as Postgres recorded it: an alert and a
  * dead letter with the reason; nothing is posted from it. */
+static metric *refused_events(void) {
+  return metrics_counter("paystream_ledger_events_refused_total",
+                         "payments.charged events that disagree with postgres", NULL);
+}
+
 static void refuse_event(stage_ctx *ctx, litem *x, outbox *out) {
   const ps_event *ev = x->m->ev;
   log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, ev->payment_id,
                 ev->intent->idempotency_key};
   log_at(LOG_ERROR, &lc, "ALERT ledger refused an event: %s", x->reason);
-  metric_add(metrics_counter("paystream_ledger_events_refused_total",
-                             "payments.charged events that disagree with postgres", NULL),
-             1);
+  metric_add(refused_events(), 1);
   outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, x->reason);
 }
 
@@ -369,11 +372,18 @@ static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
 
 static const char *ledger_input(const cfg *c) { return c->topics.charged; }
 
+/* Exports the refusal counter at 0 from the start, so an alert rule and a
+ * scrape see the series before the first refusal (absent is not zero). */
+static int ledger_init(stage_ctx *ctx, char *err, size_t errlen) {
+  (void)ctx, (void)err, (void)errlen;
+  return refused_events() ? 0 : -1;
+}
+
 const stage_def ledger_stage = {
     .name = "ledger",
     .input_topic = ledger_input,
     .requires_payment_id = true,
-    .init = NULL,
+    .init = ledger_init,
     .process = ledger_process,
     .destroy = NULL,
 };
