@@ -14,8 +14,15 @@ scored() { [ "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'm
 check "twenty payments are scored (charge not running)" wait_until 90 scored
 read -r pm1 pm2 < <(sql "SELECT string_agg(payment_id, ' ' ORDER BY payment_id) FROM (SELECT payment_id FROM payments WHERE idempotency_key LIKE 'money-%' ORDER BY payment_id LIMIT 2) s")
 # The events on the topic now disagree with Postgres for these two.
-sql "UPDATE payments SET payment_method = 'pm_card_mastercard' WHERE payment_id = '$pm1'" >/dev/null
-sql "UPDATE payments SET amount_minor = amount_minor + 1 WHERE payment_id = '$pm2'" >/dev/null
+# The request is immutable in Postgres (migration 009's guard): only the
+# owner, with that one guard switched off for the statement, can make the
+# row and the event disagree — which is what the stage must then notice.
+tamper() {
+  sql "BEGIN; ALTER TABLE payments DISABLE TRIGGER payments_request_immutable; $1;
+       ALTER TABLE payments ENABLE TRIGGER payments_request_immutable; COMMIT" >/dev/null
+}
+tamper "UPDATE payments SET payment_method = 'pm_card_mastercard' WHERE payment_id = '$pm1'"
+tamper "UPDATE payments SET amount_minor = amount_minor + 1 WHERE payment_id = '$pm2'"
 "$STACK" start-worker charge 1
 others() { [ "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'money-%' AND status = 'succeeded'")" = 18 ]; }
 check "the eighteen others are charged and posted" wait_until 90 others

@@ -5,7 +5,9 @@
 # far in the future does not trim the history real payments need (the trim
 # is bounded by the worker's clock). A card paying five times in 40 minutes
 # at m_a is seen as such by m_a's next payment — after another merchant,
-# and then m_a itself, sent a payment on that card dated days ahead.
+# and then m_a itself, sent a payment on that card dated days ahead (which
+# ingest refuses since created_at is bounded at intake: created_at_invalid;
+# the fraud stage's own clock bound on the trim is its second line).
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 1
@@ -35,7 +37,9 @@ check "m_a's five payments on the card are assessed" wait_until 90 assessed 'a-%
   intent b-future m_b cus_b $((now + 3 * D)) dev_b
 } >"$PAYSTREAM_RUN_DIR/b.jsonl"
 publish b
-check "m_b's payments are assessed" wait_until 60 assessed 'b-%' 2
+rejected_as() { [ "$(sql "SELECT error_code FROM rejections WHERE idempotency_key = '$1'")" = "$2" ]; }
+check "m_b's current payment is assessed" wait_until 60 assessed 'b-%' 1
+check "m_b's future-dated payment is refused at intake" wait_until 60 rejected_as b-future created_at_invalid
 eq "m_b's card velocity does not count m_a's payments" "" "$(grep -o 'velocity_card_[0-9a-z]*' <<<"$(reasons b-now)")"
 intent a-probe1 m_a cus_a "$now" dev_a >"$PAYSTREAM_RUN_DIR/p1.jsonl"
 publish p1
@@ -45,7 +49,7 @@ check "and still sees its card's five payments: velocity_card_1h ($(reasons a-pr
 # The same merchant sends a payment on the card dated ten days ahead.
 intent a-future m_a cus_a2 $((now + 10 * D)) dev_a2 >"$PAYSTREAM_RUN_DIR/af.jsonl"
 publish af
-check "m_a's future-dated payment is assessed" wait_until 60 assessed a-future 1
+check "m_a's future-dated payment is refused at intake" wait_until 60 rejected_as a-future created_at_invalid
 intent a-probe2 m_a cus_a $((now + 1000)) dev_a >"$PAYSTREAM_RUN_DIR/p2.jsonl"
 publish p2
 check "m_a's next payment is assessed" wait_until 60 assessed a-probe2 1

@@ -69,7 +69,8 @@ check "the live catch rate is within 3 points of fraud-train's offline one ($liv
 for p in bin_enumeration card_test_cashout ato_impossible_travel; do
   allowed=$(awk -F'\t' -v p=$p '$3 == p && $4 == "allow"' "$R/joined" | wc -l)
   total=$(awk -F'\t' -v p=$p '$3 == p' "$R/joined" | wc -l)
-  check "$p is stopped: at most 10 % allowed ($allowed of $total)" test $((allowed * 10)) -le "$total"
+  # 15 %: a pattern has ~20 payments in this set, one payment is ~5 points
+  check "$p is stopped: at most 15 % allowed ($allowed of $total)" test $((allowed * 100)) -le $((total * 15))
 done
 explained=$(sql "SELECT count(*) FROM fraud_assessments WHERE decision <> 'allow' AND array_to_string(reasons, ',') LIKE '%model:%'")
 check "held and blocked payments name the model features that drove them ($explained)" test "$explained" -gt 0
