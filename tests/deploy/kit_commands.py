@@ -129,9 +129,19 @@ def prepare_sandbox(work):
         f"lowerdir=/usr/share,upperdir={work}/share-upper,workdir={work}/share-work", "/usr/share"])
 
 
+# The checkout (binaries, migrations) must stay visible: a scratch volume
+# mounted above it (an emptyDir at /tmp, when the checkout is under /tmp)
+# is left out instead of hiding it.
+CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
+
+
 def mount_files(path, files):
-    """A fresh tmpfs at path holding files {name: bytes}, readable by all."""
+    """A fresh tmpfs at path holding files {name: bytes}, readable by all;
+    None (nothing mounted) when path holds the checkout and files is empty."""
     p = pathlib.Path(path)
+    if not files and (p.resolve() == CHECKOUT or p.resolve() in CHECKOUT.parents):
+        print(f"# {path}: scratch volume not mounted (it holds the checkout)", flush=True)
+        return None
     p.mkdir(parents=True, exist_ok=True)
     sh(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(p)])
     for name, data in files.items():
@@ -142,9 +152,18 @@ def mount_files(path, files):
     return str(p)
 
 
+def killpg_quiet(pgid, sig):
+    """Signals a process group that may already be gone (all exited)."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def unmount(paths):
     for p in reversed(paths):
-        subprocess.run(["umount", p], check=False)
+        if p is not None:
+            subprocess.run(["umount", p], check=False)
 
 
 # --- Postgres, as the postgres image starts it ------------------------------
@@ -580,7 +599,7 @@ def k8s_stages(root, k, work, bindir):
                     fail(f"{where}: still running {grace} s after SIGTERM")
             finally:
                 if proc.poll() is None:
-                    os.killpg(proc.pid, 9)
+                    killpg_quiet(proc.pid, 9)
                 out = proc.communicate()[0]
                 if problems and problems[-1].startswith(where):
                     print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
@@ -740,7 +759,7 @@ def compose_workers(compose, cdir, bindir):
                 fail(f"{where}: still running {grace} s after SIGTERM (stop_grace_period)")
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, 9)
+                killpg_quiet(proc.pid, 9)
             out = proc.communicate()[0]
             if problems and problems[-1].startswith(where):
                 print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
@@ -792,14 +811,14 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
                     ops.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     fail("compose ops: did not exit within 15 s of SIGTERM")
-                os.killpg(ops.pid, 9)
+                killpg_quiet(ops.pid, 9)  # a sleep it left behind, if any
                 out = ops.communicate()[0]
                 print("\n".join("    " + line for line in out.strip().splitlines()), flush=True)
                 check_push(gw, "compose ops", promtool)
         finally:
             gw.stop()
             for p in (procsim, redis):
-                os.killpg(p.pid, 15)
+                killpg_quiet(p.pid, 15)
                 p.communicate(timeout=30)
             if broker:
                 broker.stop()
