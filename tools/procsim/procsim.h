@@ -12,6 +12,9 @@
  *                     operations log, /_sim/totals
  *   procsim_stripe.c  Stripe-like endpoints
  *   procsim_paypal.c  PayPal-like endpoints
+ *   procsim_webhook.c signed events to a URL per flavour (retries, faults)
+ *   procsim_dispute.c disputes and late refund failures on command
+ *   procsim_settle.c  the daily settlement report (CSV)
  * Every object is guarded by one lock (store_lock); an operation runs whole
  * under it, so concurrent captures and refunds can never overdraw. */
 #ifndef PROCSIM_H
@@ -161,6 +164,7 @@ typedef struct sim_refund {
   char *failure_reason;
   char *refund_ref; /* metadata[refund_id] */
   gint64 at;
+  gint64 failed_at; /* a late failure (/_sim/refund_fail); 0 = none */
 } sim_refund;
 
 typedef struct refund_part {
@@ -174,8 +178,10 @@ typedef struct sim_dispute {
   sim_capture *c;
   int64_t amount, fee;
   int64_t withdrawn; /* held from the merchant now */
-  char status[32];   /* needs_response | funds_withdrawn | won | lost */
-  gint64 at;
+  int64_t reinstated; /* given back (won or reinstated) */
+  char status[32];    /* needs_response | won | lost */
+  const char *last;   /* what just happened: created, funds_withdrawn, funds_reinstated, closed */
+  gint64 at, withdrawn_at, reinstated_at;
 } sim_dispute;
 
 struct sim_payment {
@@ -237,6 +243,36 @@ json_t *store_requests_json(void);
 /* /_sim/totals and /_sim/operations for a payment id (NULL: every one). */
 json_t *store_totals_json(const char *payment_id);
 json_t *store_operations_json(const char *payment_id);
+
+/* Releases every authorization past its lifetime (the sender thread calls
+ * it, so expiry events go out without anyone asking). Takes the lock. */
+void store_expire_sweep(void);
+/* Every payment in creation order (under the lock; for the settlement). */
+GPtrArray *store_all_payments(void);
+/* The operations log, json_t* in order (under the lock). */
+GPtrArray *store_ops(void);
+
+/* ---- procsim_webhook.c ----------------------------------------------------- */
+/* Emits the event for what happened to p (under the store lock): what is one
+ * of sale, sale_failed, authorized, authorize_failed, captured, voided,
+ * expired, refunded, refund_failed, dispute_created, dispute_withdrawn,
+ * dispute_reinstated, dispute_closed; obj the capture, refund, dispute or
+ * payment it is about. */
+void webhook_event(const char *what, const sim_payment *p, const void *obj);
+void webhook_emit(flavour fl, const char *type, const char *payment_id, json_t *object);
+void webhook_configure(const char *url, const char *secret);
+void webhook_config(struct MHD_Connection *c, json_t *out);
+json_t *webhook_list_json(const char *payment_id);
+void webhook_start(void);
+void webhook_stop(void);
+
+/* ---- procsim_dispute.c ----------------------------------------------------- */
+/* POST /_sim/dispute and /_sim/refund_fail. */
+enum MHD_Result dispute_handle(struct MHD_Connection *c);
+enum MHD_Result dispute_refund_fail(struct MHD_Connection *c);
+
+/* ---- procsim_settle.c ------------------------------------------------------ */
+enum MHD_Result settle_handle(struct MHD_Connection *c);
 
 /* Amount helpers: minor units <-> PayPal decimal strings. */
 long long money_parse_decimal(const char *v, const char *currency);

@@ -273,6 +273,11 @@ static enum MHD_Result handle_sim(struct MHD_Connection *c, const char *method,
     return http_reply_json(c, 200, store_totals_json(http_arg(c, "payment_id")));
   if (get && strcmp(url, "/_sim/operations") == 0)
     return http_reply_json(c, 200, store_operations_json(http_arg(c, "payment_id")));
+  if (get && strcmp(url, "/_sim/webhooks") == 0)
+    return http_reply_json(c, 200, webhook_list_json(http_arg(c, "payment_id")));
+  if (get && strcmp(url, "/_sim/settlement") == 0) return settle_handle(c);
+  if (!get && strcmp(url, "/_sim/dispute") == 0) return dispute_handle(c);
+  if (!get && strcmp(url, "/_sim/refund_fail") == 0) return dispute_refund_fail(c);
   if (strcmp(url, "/healthz") == 0) return http_reply(c, 200, "{\"ok\":true}");
   *handled = false;
   return MHD_NO;

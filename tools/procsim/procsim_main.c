@@ -8,7 +8,9 @@
  * docs/procsim.md is the reference; procsim.h lists the files.
  *
  * usage: procsim [--bind ADDR (default 127.0.0.1)] [--port N] [--port-file PATH]
- *                [--latency-ms N] [--fail-rate R] */
+ *                [--latency-ms N] [--fail-rate R] [--webhook-url URL] [--webhook-secret S]
+ * --webhook-url/--webhook-secret set both flavours' event destination and
+ * signing secret (per flavour: /_sim/config?stripe_webhook_url=...). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,21 +44,28 @@ int main(int argc, char **argv) {
   unsigned port = 0;
   const char *port_file = NULL;
   const char *bind = "127.0.0.1";
+  const char *wh_url = NULL, *wh_secret = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = (unsigned)atoi(argv[++i]);
     else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc) port_file = argv[++i];
     else if (strcmp(argv[i], "--latency-ms") == 0 && i + 1 < argc) cfg_latency_ms = atoi(argv[++i]);
     else if (strcmp(argv[i], "--fail-rate") == 0 && i + 1 < argc) cfg_fail_rate = atof(argv[++i]);
     else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc) bind = argv[++i];
+    else if (strcmp(argv[i], "--webhook-url") == 0 && i + 1 < argc) wh_url = argv[++i];
+    else if (strcmp(argv[i], "--webhook-secret") == 0 && i + 1 < argc) wh_secret = argv[++i];
     else {
       fprintf(stderr, "usage: procsim [--bind ADDR] [--port N] [--port-file PATH] "
-                      "[--latency-ms N] [--fail-rate R]\n");
+                      "[--latency-ms N] [--fail-rate R] [--webhook-url URL] "
+                      "[--webhook-secret S]\n");
       return 2;
     }
   }
   store_init();
+  webhook_start();
+  webhook_configure(wh_url, wh_secret);
   unsigned bound = 0;
-  if (net_start(bind, port, &bound) != 0) return bind ? 1 : 2;
+  int rc = net_start(bind, port, &bound);
+  if (rc != 0) return rc == -2 ? 2 : 1;
   if (port_file && write_port(port_file, bound) != 0) {
     fprintf(stderr, "procsim: could not write %s\n", port_file);
     return 1;
@@ -66,6 +75,7 @@ int main(int argc, char **argv) {
   signal(SIGINT, on_signal);
   while (net_running) pause();
   net_stop();
+  webhook_stop();
   store_destroy();
   return 0;
 }

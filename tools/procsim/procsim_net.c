@@ -151,7 +151,7 @@ int net_start(const char *bind, unsigned port, unsigned *bound) {
   listen_addr.sin_port = htons((uint16_t)port);
   if (inet_pton(AF_INET, bind, &listen_addr.sin_addr) != 1) {
     fprintf(stderr, "procsim: --bind wants an IPv4 address, got %s\n", bind);
-    return -1;
+    return -2;
   }
   waiting = g_sequence_new(NULL);
   timers = g_thread_new("procsim-timers", timer_thread, NULL);

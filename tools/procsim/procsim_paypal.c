@@ -92,9 +92,29 @@ static json_t *refund_json(const sim_refund *r) {
   return j;
 }
 
+static json_t *dispute_json(const sim_dispute *d) {
+  const char *cur = d->p->currency;
+  bool closed = strcmp(d->status, "won") == 0 || strcmp(d->status, "lost") == 0;
+  return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[{s:s,s:s}],s:s,s:s,s:s,s:o,s:o}", "id", d->id,
+                   "dispute_id", d->id, "status", closed ? "RESOLVED" : "OPEN", "dispute_amount",
+                   amount_json(d->amount, cur), "fee", amount_json(d->fee, cur),
+                   "amount_withdrawn", amount_json(d->withdrawn, cur), "disputed_transactions",
+                   "seller_transaction_id", d->c->id, "custom", d->p->payment_id, "custom_id",
+                   d->p->payment_id, "capture_id", d->c->id, "last_action", d->last, "outcome",
+                   closed ? json_string(d->status) : json_null(), "create_time", time_json(d->at));
+}
+
+static json_t *denied_json(const sim_payment *p) {
+  return json_pack("{s:s,s:s,s:o,s:s,s:s}", "id", p->id, "status", "DECLINED", "amount",
+                   amount_json(p->amount, p->currency), "custom_id", p->payment_id, "reason",
+                   p->decline_code ? p->decline_code : "declined");
+}
+
 json_t *paypal_event_object(const char *kind, const void *obj) {
   if (strcmp(kind, "authorization") == 0) return auth_json(obj);
   if (strcmp(kind, "refund") == 0) return refund_json(obj);
+  if (strcmp(kind, "dispute") == 0) return dispute_json(obj);
+  if (strcmp(kind, "denied") == 0) return denied_json(obj);
   return capture_json(obj);
 }
 
@@ -197,6 +217,7 @@ static unsigned exec_authorize(sim_req *q, char **body) {
     p->st = PS_FAILED;
     p->decline_code = g_strdup(d->decline);
     store_log("authorize", p, p->id, minor, 0, "failed", q->key);
+    webhook_event("authorize_failed", p, p);
     json_t *e = json_pack("{s:s,s:s,s:[{s:s,s:s}],s:s,s:s}", "name", "UNPROCESSABLE_ENTITY",
                           "message", "The instrument presented was declined.", "details",
                           "issue", "INSTRUMENT_DECLINED", "description", d->decline,
@@ -208,6 +229,7 @@ static unsigned exec_authorize(sim_req *q, char **body) {
   p->st = PS_AUTHORIZED;
   p->capturable = minor;
   store_log("authorize", p, p->id, minor, 0, "succeeded", q->key);
+  webhook_event("authorized", p, p);
   *body = dump(order_json(p));
   store_unlock();
   return st;
@@ -247,6 +269,7 @@ static unsigned exec_capture(sim_req *q, char **body) {
     sim_capture *c = store_capture_new(p, n, final);
     if (final || p->capturable == 0) store_release(p, PS_CAPTURED, NULL);
     store_log("capture", p, c->id, n, c->fee, "succeeded", q->key);
+    webhook_event("captured", p, c);
     *body = dump(capture_json(c));
   }
   store_unlock();
@@ -266,6 +289,7 @@ static unsigned exec_void(sim_req *q, char **body) {
     int64_t left = p->capturable;
     store_release(p, PS_VOIDED, "voided");
     store_log("void", p, p->id, left, 0, "voided", q->key);
+    webhook_event("voided", p, p);
     *body = dump(auth_json(p));
   }
   store_unlock();
@@ -292,11 +316,13 @@ static unsigned exec_refund(sim_req *q, char **body) {
   } else if (fault_refund_declined(c->p->payment_id, &as_failed)) {
     sim_refund *r = store_refund_new(c->p, c, n, true, NULL);
     store_log("refund", c->p, r->id, n, 0, "failed", q->key);
+    webhook_event("refund_failed", c->p, r);
     *body = err(&st, 422, "REFUND_FAILED_INSUFFICIENT_FUNDS",
                 "The refund could not be made: insufficient balance.");
   } else {
     sim_refund *r = store_refund_new(c->p, c, n, false, NULL);
     store_log("refund", c->p, r->id, n, 0, "succeeded", q->key);
+    webhook_event("refunded", c->p, r);
     *body = dump(refund_json(r));
   }
   store_unlock();

@@ -22,6 +22,7 @@ static GMutex lock;
 static GHashTable *by_key;          /* idempotency key -> stored */
 static GHashTable *payments;        /* id and order id -> sim_payment* (owned by all_payments) */
 static GPtrArray *all_payments;     /* sim_payment*, in creation order */
+static GPtrArray *expiring;         /* authorizations that have a lifetime */
 static GHashTable *captures;        /* id -> sim_capture* */
 static GHashTable *refunds;         /* id -> sim_refund* */
 static GPtrArray *charges;          /* json_t* of every sale attempt (GET /v1/charges) */
@@ -61,6 +62,7 @@ void store_init(void) {
   by_key = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, free_stored);
   payments = g_hash_table_new(g_str_hash, g_str_equal);
   all_payments = g_ptr_array_new_with_free_func(free_payment);
+  expiring = g_ptr_array_new();
   captures = g_hash_table_new(g_str_hash, g_str_equal);
   refunds = g_hash_table_new(g_str_hash, g_str_equal);
   charges = g_ptr_array_new_with_free_func((GDestroyNotify)json_decref);
@@ -73,6 +75,7 @@ void store_destroy(void) {
   g_hash_table_destroy(payments);
   g_hash_table_destroy(captures);
   g_hash_table_destroy(refunds);
+  g_ptr_array_free(expiring, TRUE);
   g_ptr_array_free(all_payments, TRUE);
   g_ptr_array_free(charges, TRUE);
   g_ptr_array_free(ops, TRUE);
@@ -99,7 +102,10 @@ sim_payment *store_payment_new(flavour fl, bool sale, const char *payment_id,
   p->pm = g_strdup(pm ? pm : "");
   p->at = g_get_real_time();
   long long exp = fault_auth_expiry_ms();
-  if (!sale && exp > 0) p->expires_at = p->at + exp * 1000;
+  if (!sale && exp > 0) {
+    p->expires_at = p->at + exp * 1000;
+    g_ptr_array_add(expiring, p);
+  }
   p->captures = g_ptr_array_new_with_free_func(g_free);
   p->refunds = g_ptr_array_new_with_free_func(free_refund);
   p->disputes = g_ptr_array_new_with_free_func(g_free);
@@ -131,7 +137,22 @@ static void expire_if_due(sim_payment *p) {
   int64_t left = p->capturable;
   store_release(p, PS_EXPIRED, "expired");
   store_log("expire", p, p->id, left, 0, "expired", NULL);
+  webhook_event("expired", p, p);
 }
+
+void store_expire_sweep(void) {
+  store_lock();
+  for (guint i = 0; i < expiring->len;) {
+    sim_payment *p = g_ptr_array_index(expiring, i);
+    expire_if_due(p);
+    if (p->st != PS_AUTHORIZED) g_ptr_array_remove_index_fast(expiring, i);
+    else i++;
+  }
+  store_unlock();
+}
+
+GPtrArray *store_all_payments(void) { return all_payments; }
+GPtrArray *store_ops(void) { return ops; }
 
 sim_payment *store_payment(const char *id) {
   sim_payment *p = id ? g_hash_table_lookup(payments, id) : NULL;
@@ -163,9 +184,13 @@ sim_capture *store_capture(const char *id) {
 sim_refund *store_refund(const char *id) { return id ? g_hash_table_lookup(refunds, id) : NULL; }
 
 int64_t store_refundable(const sim_payment *p) {
+  /* An open or lost dispute's amount is not refundable (a refund on top
+   * of a chargeback would pay the customer twice); a won one is. */
   int64_t held = 0;
-  for (guint i = 0; i < p->disputes->len; i++)
-    held += ((sim_dispute *)g_ptr_array_index(p->disputes, i))->withdrawn;
+  for (guint i = 0; i < p->disputes->len; i++) {
+    const sim_dispute *d = g_ptr_array_index(p->disputes, i);
+    if (strcmp(d->status, "won") != 0) held += d->amount;
+  }
   int64_t left = p->captured - p->refunded - held;
   return left > 0 ? left : 0;
 }

@@ -105,9 +105,22 @@ static json_t *refund_json(const sim_refund *r) {
   return j;
 }
 
+static json_t *dispute_json(const sim_dispute *d) {
+  char cur[8];
+  return json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:s,s:s,s:s,s:{s:s},s:I}", "id", d->id, "object",
+                   "dispute", "charge", d->c->id, "payment_intent",
+                   str_or_null(d->p->sale ? NULL : d->p->id), "amount", (json_int_t)d->amount,
+                   "fee", (json_int_t)d->fee, "amount_withdrawn", (json_int_t)d->withdrawn,
+                   "currency", lower(d->p->currency, cur, sizeof cur), "status", d->status,
+                   "reason", "fraudulent", "metadata", "payment_id", d->p->payment_id,
+                   "created", (json_int_t)(d->at / G_USEC_PER_SEC));
+}
+
 json_t *stripe_event_object(const char *kind, const void *obj) {
   if (strcmp(kind, "payment_intent") == 0) return intent_json(obj);
   if (strcmp(kind, "refund") == 0) return refund_json(obj);
+  if (strcmp(kind, "dispute") == 0) return dispute_json(obj);
+  if (strcmp(kind, "charge_failed") == 0) return charge_json(obj, NULL);
   const sim_capture *c = obj;
   return charge_json(c->p, c);
 }
@@ -149,6 +162,8 @@ unsigned stripe_do_charge(GHashTable *form, flavour fl, const char *key, char **
   if (d) json_object_set_new(ch, "failure_code", json_string(d->decline));
   store_list_charge(json_incref(ch));
   store_log("sale", p, p->id, amount, c ? c->fee : 0, d ? "failed" : "succeeded", key);
+  if (c) webhook_event("sale", p, c);
+  else webhook_event("sale_failed", p, p);
   store_unlock();
 
   unsigned status = 200;
@@ -191,6 +206,7 @@ static unsigned exec_authorize(sim_req *q, char **body) {
     p->st = PS_FAILED;
     p->decline_code = g_strdup(d->decline);
     store_log("authorize", p, p->id, amount, 0, "failed", q->key);
+    webhook_event("authorize_failed", p, p);
     json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:o}", "type", "card_error", "code", d->code,
                           "decline_code", d->decline, "message", "Your card was declined.",
                           "payment_intent", intent_json(p));
@@ -202,6 +218,7 @@ static unsigned exec_authorize(sim_req *q, char **body) {
   p->st = PS_AUTHORIZED;
   p->capturable = amount;
   store_log("authorize", p, p->id, amount, 0, "succeeded", q->key);
+  webhook_event("authorized", p, p);
   *body = dump(intent_json(p));
   store_unlock();
   return 200;
@@ -231,6 +248,7 @@ static unsigned exec_capture(sim_req *q, char **body) {
       sim_capture *c = store_capture_new(p, n, final);
       if (final || p->capturable == 0) store_release(p, PS_CAPTURED, NULL);
       store_log("capture", p, c->id, n, c->fee, "succeeded", q->key);
+      webhook_event("captured", p, c);
       json_t *j = intent_json(p);
       json_object_set_new(j, "capture_id", json_string(c->id));
       json_object_set_new(j, "fee", json_integer(c->fee));
@@ -257,6 +275,7 @@ static unsigned exec_cancel(sim_req *q, char **body) {
     const char *why = req_form(q, "cancellation_reason");
     store_release(p, PS_VOIDED, why ? why : "requested_by_customer");
     store_log("void", p, p->id, left, 0, "canceled", q->key);
+    webhook_event("voided", p, p);
     *body = dump(intent_json(p));
   }
   store_unlock();
@@ -294,6 +313,7 @@ static unsigned exec_refund(sim_req *q, char **body) {
   } else if (fault_refund_declined(p->payment_id, &as_failed)) {
     sim_refund *r = store_refund_new(p, c, n, true, req_form(q, "metadata[refund_id]"));
     store_log("refund", p, r->id, n, 0, "failed", q->key);
+    webhook_event("refund_failed", p, r);
     if (as_failed) {
       *body = dump(refund_json(r));
     } else {
@@ -307,6 +327,7 @@ static unsigned exec_refund(sim_req *q, char **body) {
   } else {
     sim_refund *r = store_refund_new(p, c, n, false, req_form(q, "metadata[refund_id]"));
     store_log("refund", p, r->id, n, 0, "succeeded", q->key);
+    webhook_event("refunded", p, r);
     *body = dump(refund_json(r));
   }
   store_unlock();
