@@ -155,6 +155,10 @@ sim 'fail_rate=1&fail_status=503'
 sp c8 "/v1/payment_intents/$PI8/capture" 'amount_to_capture=100&final_capture=false'
 eq "an outage refuses a capture" 503 "$CODE"
 eq "nothing captured during the outage" 0 "$(total P8 captured)"
+get "/v1/_lookup?idempotency_key=c1"
+eq "status queries fail in an outage too" 503 "$CODE"
+get "/v1/payment_intents/$PI8"
+eq "GET by id fails in an outage too" 503 "$CODE"
 sim fail_rate=0
 sp c8 "/v1/payment_intents/$PI8/capture" 'amount_to_capture=100&final_capture=false'
 eq "the capture retried with its key is made" "200 100" "$CODE $(j .amount_received)"
@@ -169,6 +173,7 @@ eq "every refund request counted" 2 "$(curl -sf "$PS/_sim/requests" | jq -r '.by
 log "stripe-like: status queries"
 curl -s -H "$AUTH" "$PS/v1/_lookup?idempotency_key=c1" >"$T/lookup"
 eq "lookup by key returns the capture's answer" "$CAPTURE1" "$(cat "$T/lookup")"
+eq "lookup needs the API key" 401 "$(curl -s -o /dev/null -w '%{http_code}' "$PS/v1/_lookup?idempotency_key=c1")"
 get "/v1/_lookup?idempotency_key=never-sent"
 eq "lookup of a key that never reached the processor" "404 idempotency_key_unknown" "$CODE $(j .error.code)"
 get "/v1/_lookup?idempotency_key=a4"

@@ -97,6 +97,9 @@ char *stripe_error_body(const char *type, const char *code, const char *decline,
  * idempotency, latency, faults, exec, store the answer). */
 enum MHD_Result http_operation(struct MHD_Connection *c, sim_req *q, flavour fl, sim_exec exec,
                                const char *target);
+/* Status queries fail like operations do (fail_rate): true when *r is that
+ * failure's answer. */
+bool http_query_fails(struct MHD_Connection *c, flavour fl, enum MHD_Result *r);
 /* The answer an idempotency key got: 404 never reached, 409 in progress. */
 enum MHD_Result http_lookup(struct MHD_Connection *c, flavour fl, const char *key);
 /* libmicrohttpd's callbacks (procsim_net.c starts the daemon with them). */

@@ -194,9 +194,22 @@ enum MHD_Result http_operation(struct MHD_Connection *c, sim_req *q, flavour fl,
   return answer_after_delay(c, q);
 }
 
+bool http_query_fails(struct MHD_Connection *c, flavour fl, enum MHD_Result *r) {
+  unsigned status;
+  if (!fault_fail_now(&status)) return false;
+  *r = send_answer(c, status, http_error(fl, status, fl == STRIPE ? NULL : "simulated_error",
+                                         "simulated processor error"));
+  return true;
+}
+
 enum MHD_Result http_lookup(struct MHD_Connection *c, flavour fl, const char *key) {
   unsigned status = 0;
   char *b = NULL;
+  enum MHD_Result r;
+  if (!fault_api_key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")))
+    return send_answer(c, 401, http_error(fl, 401, fl == STRIPE ? "api_key_invalid" : NULL,
+                                          "Invalid API Key."));
+  if (http_query_fails(c, fl, &r)) return r;
   key_state ks = key ? store_key_answer(key, &status, &b) : KEY_NEW;
   if (ks == KEY_DONE) return send_answer(c, status, b);
   if (ks == KEY_BUSY)

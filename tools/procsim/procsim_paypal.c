@@ -332,6 +332,8 @@ static unsigned exec_refund(sim_req *q, char **body) {
 static enum MHD_Result get_object(struct MHD_Connection *c, const char *kind, const char *id) {
   if (!fault_api_key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")))
     return http_reply(c, 401, "{\"name\":\"AUTHENTICATION_FAILURE\"}");
+  enum MHD_Result failed;
+  if (http_query_fails(c, PAYPAL, &failed)) return failed;
   json_t *j = NULL;
   store_lock();
   if (strcmp(kind, "orders") == 0) {

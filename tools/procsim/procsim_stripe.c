@@ -339,6 +339,8 @@ static enum MHD_Result get_object(struct MHD_Connection *c, const char *kind, co
   if (!fault_api_key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")))
     return http_reply(c, 401, "{\"error\":{\"type\":\"invalid_request_error\",\"code\":"
                               "\"api_key_invalid\",\"message\":\"Invalid API Key.\"}}");
+  enum MHD_Result failed;
+  if (http_query_fails(c, STRIPE, &failed)) return failed;
   json_t *j = NULL;
   store_lock();
   if (strcmp(kind, "charges") == 0) {
