@@ -84,14 +84,14 @@ sale P7 >/dev/null
 sale P8 >/dev/null
 check "the event after a lost one arrives" wait_until 20 has_event P8 charge.succeeded
 eq "the lost event never does" "0 lost" "$(count_deliveries P7) $(hook_state P7)"
-sim 'webhook_reorder_next=1&webhook_reorder_ms=1500'
+sim 'webhook_reorder_next=1&webhook_reorder_ms=4000'
 sale P9 >/dev/null
 sale P10 >/dev/null
 both() { has_event P9 charge.succeeded && has_event P10 charge.succeeded; }
 check "held-back and later events both arrive" wait_until 20 both
 eq "the later event overtook the held one" "P10 P9" \
   "$(jq -r 'select(.payment_id == "P9" or .payment_id == "P10") | .payment_id' "$T/events.jsonl" | tr '\n' ' ' | sed 's/ $//')"
-sim webhook_delay_ms=1500
+sim webhook_delay_ms=5000
 sale P11 >/dev/null
 eq "a delayed event is pending at first" "pending 0" "$(hook_state P11) $(count_deliveries P11)"
 check "and arrives later" wait_until 20 has_event P11 charge.succeeded
