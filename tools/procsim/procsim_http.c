@@ -117,7 +117,8 @@ static bool act_after_delay(sim_req *q, unsigned *status, char **b, int *hang) {
   q->ph = REQ_NEW; /* decided: never twice */
   if (fault_fail_now(status)) {
     /* Failing before acting: a later retry with the key acts once. */
-    *b = pipeline_error(q, *status, "simulated_error", "simulated processor error");
+    *b = pipeline_error(q, *status, q->fl == STRIPE ? NULL : "simulated_error",
+                        "simulated processor error");
     if (q->key) store_key_forget(q->key);
     return false;
   }
