@@ -21,6 +21,7 @@
 
 typedef enum req_state {
   REQ_READING,  /* body arriving */
+  REQ_DISCARDING, /* body over the limit: the rest is read and dropped, then 413 */
   REQ_WAITING,  /* sent; the connection is suspended until the delivery report */
   REQ_DELIVERED, /* the report came: answer it */
   REQ_ANSWERED, /* a response is queued; anything still arriving is dropped */
@@ -33,6 +34,7 @@ typedef struct request {
   req_state state;
   char *body;
   size_t len, cap;
+  size_t discarded;
   bool ok; /* delivered durably */
   double started;
 } request;
@@ -118,11 +120,29 @@ static enum MHD_Result begin(wh_server *s, struct MHD_Connection *c, const char 
   return MHD_YES;
 }
 
+/* How much of an oversized body is read (and dropped) so that its sender
+ * hears 413; past it the connection is closed without an answer. */
+#define DISCARD_FACTOR 4
+
 /* A chunk of body: kept while within the limit. A chunked body has no
- * declared length, so the limit is enforced here, as it arrives. */
+ * declared length, so the limit is enforced here, as it arrives: nothing
+ * past it is stored. MHD (0.9) cannot answer in the middle of a body, so
+ * the rest is read and dropped and 413 answered at its end — unless it goes
+ * on past DISCARD_FACTOR times the limit, when the connection is closed. */
 static enum MHD_Result read_chunk(request *r, const char *data, size_t n) {
   size_t max = r->srv->wc->max_body;
-  if (n > max - r->len) return refuse_request(r, 413, "too_large");
+  if (r->state == REQ_DISCARDING || n > max - r->len) {
+    r->state = REQ_DISCARDING;
+    r->discarded += n;
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    if (r->discarded <= DISCARD_FACTOR * max) return MHD_YES;
+    log_warn("webhook body for %s over %zu bytes: connection closed", r->proc->name, max);
+    count_refusal(r->proc->name, "too_large");
+    r->state = REQ_ANSWERED;
+    return MHD_NO;
+  }
   if (r->len + n > r->cap) {
     size_t cap = r->cap ? r->cap : 4096;
     while (cap < r->len + n) cap *= 2;
@@ -231,6 +251,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   *upload_size = 0;
   switch (r->state) {
   case REQ_READING: return n ? read_chunk(r, upload, n) : complete(r);
+  case REQ_DISCARDING: return n ? read_chunk(r, upload, n) : refuse_request(r, 413, "too_large");
   case REQ_DELIVERED: return answer_delivery(r);
   case REQ_WAITING:
   case REQ_ANSWERED: return MHD_YES;
