@@ -22,6 +22,8 @@ start_webhook() {
 # so that answering before the acknowledgement would lose events to the kill
 # below instead of hiding in a microsecond window.
 export PAYSTREAM_KAFKA_PROPERTIES="linger.ms=200"
+# Kafka unavailable must be answered (503) well before a processor gives up.
+export PAYSTREAM_WEBHOOK_DELIVERY_TIMEOUT_MS=3000
 check "the receiver starts and is ready (Kafka reachable)" start_webhook
 
 published() { "$BUILD/kadmin" offsets "$TOPIC" | awk '{ n += $3 - $2 } END { print n + 0 }'; }
@@ -98,6 +100,15 @@ eq "every message on the topic is a well-formed event" 0 "$(grep -vc ' body_ok$'
 # 5. it comes back and stops cleanly
 check "the receiver restarts" start_webhook
 eq "and acknowledges again" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_restarted pay_ok)"
+# 6. Kafka away: not ready, and a delivery is answered 503 (the processor
+# retries), never 2xx; back: ready and acknowledging again.
+"$STACK" kafka-down >/dev/null
+check "without Kafka the receiver is not ready" wait_until 60 not_ready webhook 1
+eq "a delivery Kafka cannot acknowledge is 503" 503 "$(send "$URL/stripe" stripe "$STRIPE" evt_no_kafka pay_nk)"
+check "failed deliveries are counted" test "$(metric webhook 1 'paystream_webhook_publish_failed_total{stage="webhook",processor="stripe"}')" -ge 1
+"$STACK" kafka-up >/dev/null
+check "with Kafka back it is ready" wait_until 120 ready webhook 1
+eq "and acknowledges deliveries" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_kafka_back pay_kb)"
 check "it stops cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish
