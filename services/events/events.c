@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "hex.h"
 #include "kafka.h"
@@ -82,6 +83,15 @@ events_result events_record(pg_conn *pg, const rd_kafka_message_t *m) {
   return res;
 }
 
+/* Readiness when idle: Postgres answers (an event would also say so). */
+static void check_postgres(pg_conn *pg) {
+  char err[512], pub[128];
+  PGresult *r = pg_exec(pg, "SELECT 1", 0, NULL, err, sizeof err);
+  if (r) PQclear(r);
+  else pg_err_public(err, pub, sizeof pub);
+  metrics_set_check("postgres", r != NULL, true, r ? "" : pub);
+}
+
 static metric *counter(const char *result) {
   return metrics_counter("paystream_processor_events_total",
                          "Processor events consumed, by result", "result", result, NULL);
@@ -133,9 +143,16 @@ int events_main(void) {
     cfg_close(&c);
     return 1;
   }
+  int64_t next_check = 0;
   while (!stop) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-    if (!m) continue;
+    if (!m) {
+      if (ps_mono_ms() >= next_check) {
+        check_postgres(&pg);
+        next_check = ps_mono_ms() + 5000;
+      }
+      continue;
+    }
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       rd_kafka_message_destroy(m);
       continue;
