@@ -98,6 +98,8 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->topics.ledgered = cfg_env_str("PAYSTREAM_TOPIC_LEDGERED", "payments.ledgered");
   c->topics.outcomes = cfg_env_str("PAYSTREAM_TOPIC_OUTCOMES", "payments.outcomes");
   c->topics.dlq = cfg_env_str("PAYSTREAM_TOPIC_DLQ", "payments.dlq");
+  c->topics.processor_events =
+      cfg_env_str("PAYSTREAM_TOPIC_PROCESSOR_EVENTS", "payments.processor-events");
   if (load_secret(c, 0, &c->pg_dsn, "PAYSTREAM_PG_DSN",
                   "host=127.0.0.1 port=5432 dbname=paystream", err, errlen) ||
       load_secret(c, 1, &c->redis_password, "PAYSTREAM_REDIS_PASSWORD", NULL, err, errlen))

@@ -9,6 +9,7 @@
 
 typedef struct cfg_topics {
   const char *intents, *requests, *fraud_scored, *charged, *ledgered, *outcomes, *dlq;
+  const char *processor_events; /* webhook receiver's output (services/webhook) */
 } cfg_topics;
 
 typedef struct cfg {

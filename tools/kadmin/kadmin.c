@@ -6,7 +6,7 @@
  *       exits 0 once the cluster answers metadata with N brokers (default 1)
  *   kadmin create [--partitions N] [--replication R] [--timeout S]
  *                 [--topic-config TOPIC KEY=VALUE]...
- *       creates the pipeline's seven topics (an existing one is kept), then
+ *       creates the pipeline's eight topics (an existing one is kept), then
  *       waits until metadata shows every partition of each with a leader
  *   kadmin leaders TOPIC
  *       prints "partition leader" lines, one per partition
@@ -94,7 +94,8 @@ static int cmd_wait(rd_kafka_t *rk, double deadline, int brokers) {
 static int cmd_create(rd_kafka_t *rk, const cfg_topics *tp, int partitions, int replication,
                       const topic_config *tc, int ntc, double deadline) {
   const char *names[] = {tp->intents, tp->requests, tp->fraud_scored, tp->charged,
-                         tp->ledgered, tp->outcomes, tp->dlq};
+                         tp->ledgered, tp->outcomes, tp->dlq,
+                         tp->processor_events};
   enum { N = sizeof names / sizeof names[0] };
   char err[512];
   for (int i = 0; i < ntc; i++) {

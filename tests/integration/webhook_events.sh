@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Processor events recorded once: the receiver publishes every delivery it
+# acknowledges (three deliveries of one event are three messages), and the
+# events stage (services/events) records each (processor, event_id) once in
+# processor_events — also across a SIGKILL and a re-read of the topic.
+source "$(dirname "$0")/lib.sh"
+PY=(/usr/bin/python3 "$(dirname "$0")/webhook_client.py")
+R=$PAYSTREAM_RUN_DIR
+stack_up
+STRIPE=$(cat "$R/secrets/webhook-stripe") PAYPAL=$(cat "$R/secrets/webhook-paypal")
+"$STACK" start-worker webhook 1
+"$STACK" start-worker events 1
+check "the receiver is ready" wait_until 60 ready webhook 1
+check "the events stage is ready" wait_until 60 ready events 1
+URL=http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks
+send() { "${PY[@]}" send "$@" 2>>"$R/client.log"; }
+rows() { sql "SELECT count(*) FROM processor_events"; }
+rows_are() { [ "$(rows)" = "$1" ]; }
+published() { "$BUILD/kadmin" offsets payments.processor-events | awk '{ n += $3 - $2 } END { print n + 0 }'; }
+
+for i in 1 2 3; do
+  eq "delivery $i of evt_a is acknowledged" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_a pay_a)"
+done
+eq "a paypal event is acknowledged" 200 "$(send "$URL/paypal" paypal "$PAYPAL" WH-b pay_b)"
+eq "four messages on the topic" 4 "$(published)"
+check "two events recorded" wait_until 60 rows_are 2
+eq "evt_a is recorded once" 1 "$(sql "SELECT count(*) FROM processor_events WHERE processor = 'stripe' AND event_id = 'evt_a'")"
+eq "with what the processor said" "pay_a charge.succeeded 1234 USD ch_evt_a evt_a" \
+  "$(sql "SELECT payment_id, type, amount_minor, currency, charge_id, convert_from(raw_body, 'UTF8')::json->>'id'
+            FROM processor_events WHERE event_id = 'evt_a'" | tr '\t' ' ')"
+eq "the paypal one too" "pay_b PAYMENT.CAPTURE.COMPLETED 1234 USD paypal" \
+  "$(sql "SELECT payment_id, type, amount_minor, currency, flavour FROM processor_events WHERE event_id = 'WH-b'" | tr '\t' ' ')"
+duplicates() { metric events 1 'paystream_processor_events_total{stage="events",result="duplicate"}'; }
+dup_is() { [ "$(duplicates)" = "$1" ]; }
+check "the two copies were seen as duplicates" wait_until 30 dup_is 2
+
+# SIGKILL the stage, deliver again meanwhile, restart: nothing twice.
+check "the events stage is SIGKILLed" "$STACK" kill-worker events 1
+eq "evt_a delivered a fourth time" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_a pay_a)"
+eq "a new event while the stage is down" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_c pay_c)"
+"$STACK" start-worker events 1
+check "after the restart the new event is recorded" wait_until 60 rows_are 3
+eq "and evt_a is still recorded once" 1 "$(sql "SELECT count(*) FROM processor_events WHERE event_id = 'evt_a'")"
+
+# The record is append-only, for the stage and for the owner.
+DSN_BASE=${PAYSTREAM_PG_DSN/user=postgres/}
+denied() {
+  local out
+  out=$(psql "$DSN_BASE user=paystream_events" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1)
+  grep -q 'permission denied' <<<"$out" || { log "expected permission denied, got: $out"; return 1; }
+}
+check "the stage cannot rewrite an event" denied "UPDATE processor_events SET status = 'x'"
+check "the stage cannot delete an event" denied "DELETE FROM processor_events"
+check "the owner cannot rewrite an event either" refused "UPDATE processor_events SET status = 'x'" "append-only"
+check "both stop cleanly on SIGTERM" "$STACK" stop-workers
+check "no sanitizer reports" no_sanitizer_reports
+finish
