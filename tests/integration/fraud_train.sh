@@ -12,7 +12,7 @@ check "fraud-train trains and reports" quietly "$BUILD/fraud-train" --data "$R/d
 auc=$(awk -F'|' '/^\| model alone/ { gsub(/ /, "", $3); print $3 }' "$R/report.md")
 check "the held-out ROC-AUC is above 0.9 (got $auc)" sh -c "echo '$auc > 0.9' | bc -l | grep -qx 1"
 check "the report gives precision and recall at both thresholds" grep -q 'precision > 0.50 | recall > 0.50 | precision > 0.80 | recall > 0.80' "$R/report.md"
-check "the model carries its feature version" grep -q 'paystream-fraud-features-v2' "$R/model.json"
+check "the model carries its feature version" grep -q 'paystream-fraud-features-v3' "$R/model.json"
 check "a bad rules file stops fraud-train" eval "! '$BUILD/fraud-train' --data '$R/data.jsonl' --out '$R/x.json' --rules /nonexistent 2>/dev/null"
 
 stack_up
@@ -25,12 +25,12 @@ check "a run settles" wait_until 90 settled
 eq "scored by the new model" "50" "$(sql "SELECT count(*) FROM fraud_assessments WHERE model_version LIKE 'gbt-d5-r60-s42-n%'")"
 check "workers stop" "$STACK" stop-workers
 
-sed 's/paystream-fraud-features-v2/paystream-fraud-features-v0/' "$R/model.json" >"$R/old.json"
+sed 's/paystream-fraud-features-v3/paystream-fraud-features-v0/' "$R/model.json" >"$R/old.json"
 rm -f "$R/logs/fraud-9.log"
 PAYSTREAM_FRAUD_MODEL=$R/old.json "$STACK" start-worker fraud 9
 exited() { ! kill -0 "$(cat "$R/pids/fraud-9.pid")" 2>/dev/null; }
 check "a worker given a model of other features exits" wait_until 30 exited
-check "naming the variable and both versions" grep -q "PAYSTREAM_FRAUD_MODEL: fraud model .* was trained on features 'paystream-fraud-features-v0', this worker computes 'paystream-fraud-features-v2'" "$R/logs/fraud-9.log"
+check "naming the variable and both versions" grep -q "PAYSTREAM_FRAUD_MODEL: fraud model .* was trained on features 'paystream-fraud-features-v0', this worker computes 'paystream-fraud-features-v3'" "$R/logs/fraud-9.log"
 PAYSTREAM_FRAUD_MODEL=$R/missing.json "$STACK" start-worker fraud 8
 exited8() { ! kill -0 "$(cat "$R/pids/fraud-8.pid")" 2>/dev/null; }
 check "a worker whose model file is missing exits" wait_until 30 exited8
