@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/fraud.sh: the fraud stage alone draining a backlog — payments/s and
 # per-batch latency (read stored, Redis history and blocklists, rules, one
-# model call plus explanations of the held/blocked, store; p50/p99 exact,
-# from the worker's per-batch debug log), the rules + model part alone,
+# model call plus explanations of the held/blocked, store; p50/p95/p99
+# exact, from the worker's per-batch debug log, whole batch and per phase), the rules + model part alone,
 # with the committed model and with rules only (PAYSTREAM_FRAUD_MODEL=none)
 # to show what the model costs. Payments come from `payctl publish` with
 # about three payments per customer, so histories are read and written.
@@ -24,29 +24,32 @@ pct() { # pct P FILE: the P-th percentile of the numbers in FILE (nearest rank)
 
 drain() {
   local label=$1; shift
-  local t0 t1 log=$PAYSTREAM_RUN_DIR/logs/fraud-1.log
+  local t0 t1 log=$PAYSTREAM_RUN_DIR/logs/fraud-1.log d=$PAYSTREAM_RUN_DIR
   t0=$(now_ms)
   env PAYSTREAM_LOG_LEVEL=debug "$@" "$STACK" start-worker fraud 1
   until [ "$(sql "SELECT count(*) FROM fraud_assessments")" -ge "$N" ]; do sleep 0.1; done
   t1=$(now_ms)
   local steady
   steady=$(sql "SELECT extract(epoch FROM max(created_at) - min(created_at)) FROM fraud_assessments")
-  grep -o 'fraud batch: [0-9]* payments scored in [0-9.]* ms (model [0-9.]* ms) (rules + model [0-9.]* ms)' "$log" >"$PAYSTREAM_RUN_DIR/batches"
-  awk '{ print $7 }' "$PAYSTREAM_RUN_DIR/batches" >"$PAYSTREAM_RUN_DIR/batch_ms"
-  awk '{ print $10 }' "$PAYSTREAM_RUN_DIR/batches" >"$PAYSTREAM_RUN_DIR/model_ms"
-  awk '{ print $15 }' "$PAYSTREAM_RUN_DIR/batches" >"$PAYSTREAM_RUN_DIR/score_ms"
-  local nb size
-  nb=$(wc -l <"$PAYSTREAM_RUN_DIR/batch_ms")
-  size=$(awk '{ s += $3 } END { printf "%.0f", s / NR }' "$PAYSTREAM_RUN_DIR/batches")
-  printf '| %s | %d | %.2f s wall, %.2f s first to last | %.0f payments/s | %d batches of %s | %s / %s ms | %s / %s ms | %s / %s ms |\n' \
+  grep -o 'fraud batch: [0-9]* payments scored in [^"]*cpu [0-9.]* ms)' "$log" >"$d/batches"
+  # fields: 3 payments, 7 batch, 10 model call, 15 rules + model, 18 Postgres read,
+  # 21 Redis round trip, 24 Postgres store, 30 rules + model as thread CPU time (ms)
+  local f nb size row=""
+  for f in 7 15 30 10 18 21 24; do awk -v f=$f '{ print $f }' "$d/batches" >"$d/ms_$f"; done
+  nb=$(wc -l <"$d/batches")
+  size=$(awk '{ s += $3 } END { printf "%.0f", s / NR }' "$d/batches")
+  for f in 7 15 30 10 18 21 24; do
+    row="$row $(pct 50 "$d/ms_$f") / $(pct 95 "$d/ms_$f") / $(pct 99 "$d/ms_$f") |"
+  done
+  printf '| %s | %d | %.2f s wall, %.2f s first to last | %.0f payments/s | %d batches of %s |%s %s |\n' \
     "$label" "$N" "$(echo "($t1 - $t0) / 1000" | bc -l)" "$steady" "$(echo "$N / $steady" | bc -l)" \
-    "$nb" "$size" "$(pct 50 "$PAYSTREAM_RUN_DIR/batch_ms")" "$(pct 99 "$PAYSTREAM_RUN_DIR/batch_ms")" \
-    "$(pct 50 "$PAYSTREAM_RUN_DIR/score_ms")" "$(pct 99 "$PAYSTREAM_RUN_DIR/score_ms")" \
-    "$(pct 50 "$PAYSTREAM_RUN_DIR/model_ms")" "$(pct 99 "$PAYSTREAM_RUN_DIR/model_ms")"
+    "$nb" "$size" "$row" "$(cut -d' ' -f1-3 /proc/loadavg)"
   cleanup
 }
 
-echo "| fraud stage | payments | time | throughput | batches | batch p50 / p99 | rules + model p50 / p99 | model call p50 / p99 |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores. Times in ms, p50 / p95 / p99 per batch."
+echo
+echo "| fraud stage | payments | time | throughput | batches | whole batch | rules + model | rules + model, thread CPU time | model call (incl. explanations) | Postgres read | Redis round trip | Postgres store | load average after |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 prepare; drain "rules + model (committed model, 1 prediction thread)"
 prepare; drain "rules only (PAYSTREAM_FRAUD_MODEL=none)" PAYSTREAM_FRAUD_MODEL=none

@@ -14,7 +14,7 @@
 
 #include "event.h"
 
-#define FEATURES_VERSION "paystream-fraud-features-v2"
+#define FEATURES_VERSION "paystream-fraud-features-v3"
 #define FEATURES_N 34
 
 /* History: at most HIST_MAX earlier payments of the customer within
@@ -22,7 +22,7 @@
  * device's payments at this merchant within 24 h (LINK_WINDOW_MS), and the
  * merchants that saw the card in 24 h. Counts are capped at HIST_MAX + 1. */
 #define HIST_MAX 64
-#define HIST_WINDOW_MS (7LL * 24 * 3600 * 1000)
+#define HIST_WINDOW_MS (30LL * 24 * 3600 * 1000)
 #define HOUR_MS 3600000LL
 #define DAY_MS (24 * HOUR_MS)
 #define MINUTE_MS 60000LL

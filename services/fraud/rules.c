@@ -13,7 +13,7 @@ static const char *const RULE_NAMES[RULES_N] = {
     "velocity_device_10m",  "device_cards_24h",      "card_accounts_24h",
     "card_spread_fresh_method", "new_account_burst",  "recent_device_burst",
     "recent_device_amount", "takeover_travel",       "recent_device_countries",
-    "fresh_method_mismatch"};
+    "fresh_method_mismatch", "new_account_card_elsewhere", "dormant_burst"};
 
 static const char *const BL_NAMES[BLOCKLIST_KINDS] = {"card", "ip", "email", "device"};
 static const char *const BL_KEYS[BLOCKLIST_KINDS] = {"blocklist:card", "blocklist:ip",
@@ -109,6 +109,9 @@ void rules_cfg_default(rules_cfg *c) {
       (rule_cfg){.enabled = true, .score = 0.7, .review = true, .max = 1};
   x[RULE_FRESH_METHOD_MISMATCH] =
       (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max_age_hours = 24};
+  x[RULE_NEW_ACCOUNT_CARD_ELSEWHERE] =
+      (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 1};
+  x[RULE_DORMANT_BURST] = (rule_cfg){.enabled = true, .score = 0.6, .review = true, .max = 3};
   c->weight_rules = 0.4;
   c->weight_ml = 0.6;
   c->block_above = 0.8;
@@ -119,6 +122,8 @@ void rules_cfg_default(rules_cfg *c) {
 static void reason(rules_result *r, const char *code) {
   if (r->nreasons < RULES_MAX_REASONS) r->reasons[r->nreasons++] = code;
 }
+
+#define DORMANT_BURST_MIN_HOURS (10.0 / 60)
 
 /* Whether rule id fires on s (an enabled rule only). */
 static bool fires(const rules_cfg *c, rule_id id, const fraud_signals *s) {
@@ -159,6 +164,19 @@ static bool fires(const rules_cfg *c, rule_id id, const fraud_signals *s) {
   case RULE_RECENT_DEVICE_COUNTRIES: return h && s->device_recent && s->distinct_countries_24h > x->max;
   case RULE_FRESH_METHOD_MISMATCH:
     return s->country_mismatch && s->pm_age_hours >= 0 && s->pm_age_hours < x->max_age_hours;
+  /* A card typed in today on an account with no payment here in the
+   * history window, which other merchants saw today: one card carried from
+   * shop to shop (triangulation, a stolen card being cashed out). */
+  case RULE_NEW_ACCOUNT_CARD_ELSEWHERE:
+    return h && fresh && s->history_count == 0 && s->card_merchants_24h > x->max;
+  /* No payment of the customer here before the hour, then more than max in
+   * it, the first at least DORMANT_BURST_MIN_HOURS ago: repeated purchases
+   * kept up for many minutes on an account that was silent for the whole
+   * window (velocity abuse with the card on file). One checkout's retries
+   * or a split basket fall within minutes and do not fire. */
+  case RULE_DORMANT_BURST:
+    return h && s->history_hours < 1.0 && s->history_hours >= DORMANT_BURST_MIN_HOURS &&
+           s->customer_count_1h > x->max;
   default: return false;
   }
 }

@@ -40,6 +40,8 @@ typedef enum rule_id {
   RULE_TAKEOVER_TRAVEL,         /* impossible travel onto a device new to the customer */
   RULE_RECENT_DEVICE_COUNTRIES, /* a device new to the customer, who paid from 2+ countries in 24 h */
   RULE_FRESH_METHOD_MISMATCH,   /* a method added < max_age_hours ago, issued in another country */
+  RULE_NEW_ACCOUNT_CARD_ELSEWHERE, /* no history here, a method added today, the card at other merchants today */
+  RULE_DORMANT_BURST,           /* no payment here before the hour, a burst spread over 10+ minutes */
   RULES_N
 } rule_id;
 

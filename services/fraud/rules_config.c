@@ -105,7 +105,8 @@ typedef struct rule_arg {
 
 static bool is_velocity(rule_id id) {
   return id <= RULE_DISTINCT_CARDS_24H || (id >= RULE_VELOCITY_DEVICE_10M && id <= RULE_RECENT_DEVICE_BURST) ||
-         id == RULE_RECENT_DEVICE_COUNTRIES;
+         id == RULE_RECENT_DEVICE_COUNTRIES || id == RULE_NEW_ACCOUNT_CARD_ELSEWHERE ||
+         id == RULE_DORMANT_BURST;
 }
 static bool is_amount(rule_id id) { return id == RULE_AMOUNT_LIMIT || id == RULE_AMOUNT_HIGH; }
 

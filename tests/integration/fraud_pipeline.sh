@@ -53,10 +53,11 @@ read -r fraud caught legit blocked held < <(awk -F'\t' '
 live=$(echo "scale=1; 100 * $caught / $fraud" | bc -l)
 log "fraud held or blocked: $caught of $fraud ($live %, offline $offline %); legitimate blocked $blocked, held $held of $legit"
 # Issue 21's targets are 95 % / 0.5 % / 2 %. This small data set's figure
-# is 96.5 % offline; small sets vary (88-97 % across seeds) and the large
-# one's is 91.3 % (bench/fraud-model.md says what the rest is). Asserted:
-# 90 %, and the legitimate bounds as set.
-check "at least 90 % of the fraud is held or blocked ($caught of $fraud)" test $((caught * 100)) -ge $((fraud * 90))
+# is 96.9 % offline; small sets vary (94-97 % across seeds 11-15) and the
+# large one's is 96.1 % (bench/fraud-model.md). Asserted: 93 % (the target
+# less a margin for payments that arrive out of order, below), and the
+# legitimate bounds as set.
+check "at least 93 % of the fraud is held or blocked ($caught of $fraud)" test $((caught * 100)) -ge $((fraud * 93))
 check "at most 0.5 % of legitimate payments are blocked ($blocked of $legit)" test $((blocked * 1000)) -le $((legit * 5))
 check "at most 2 % of legitimate payments are held for review ($held of $legit)" test $((held * 100)) -le $((legit * 2))
 # The run replays ten days in seconds: payments minutes apart in event time
@@ -74,6 +75,12 @@ for p in bin_enumeration card_test_cashout ato_impossible_travel; do
 done
 explained=$(sql "SELECT count(*) FROM fraud_assessments WHERE decision <> 'allow' AND array_to_string(reasons, ',') LIKE '%model:%'")
 check "held and blocked payments name the model features that drove them ($explained)" test "$explained" -gt 0
+# payctl review show prints them apart from the rules, prefix stripped.
+ex=$(sql "SELECT payment_id FROM fraud_assessments WHERE decision <> 'allow' AND array_to_string(reasons, ',') LIKE '%model:%' ORDER BY payment_id LIMIT 1")
+feat=$(sql "SELECT substr(r, 7) FROM fraud_assessments, unnest(reasons) r WHERE payment_id = '$ex' AND r LIKE 'model:%' LIMIT 1")
+"$PAYCTL" review show "$ex" >"$R/show.txt"
+check "payctl review show lists the model features of $ex ($feat)" grep -qE "^model: +([a-z0-9_]+, )*$feat(,|\$)" "$R/show.txt"
+check "and the rules apart, without model features" sh -c "grep -E '^rules: ' '$R/show.txt' | grep -vq 'model:'"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
 check "no sanitizer reports" no_sanitizer_reports

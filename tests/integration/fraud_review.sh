@@ -76,6 +76,22 @@ eq "the approved one's terminal outcome is succeeded" "succeeded" \
   "$(jq -r --arg p "$rv1" 'select(.payment_id==$p and .status!="review") | .status' "$PAYSTREAM_RUN_DIR/outcomes.jsonl" | sort -u)"
 eq "review list shows the one left" "$rv3" "$("$PAYCTL" review list | tail -n +2 | cut -f1)"
 
+# payctl review show: the request's facts, scores, reasons split into rules
+# and model features, and the decision history with its operator.
+"$PAYCTL" review show "$rv1" >"$PAYSTREAM_RUN_DIR/show1.txt"
+show_has() { grep -qE -- "$2" "$PAYSTREAM_RUN_DIR/$1"; }
+check "review show: the request's countries" show_has show1.txt '^request: +country US, card country GB, device dev_rv1, ip block 198\.51\.100'
+check "review show: the method's age" show_has show1.txt '^method: +fp_rv1 added 2400\.0 hours before'
+check "review show: the scores" show_has show1.txt '^assessment: +review \(combined 0\.600; rule score 0\.600, model score [0-9.]+; model [^ ]+\)$'
+check "review show: the rules that fired" show_has show1.txt '^rules: +country_mismatch$'
+check "review show: no model feature (weight 0)" show_has show1.txt '^model: +\(no feature named'
+check "review show: history, assessed" show_has show1.txt ' fraud: review$'
+check "review show: history, approved by alice" show_has show1.txt ' review: approve by alice$'
+check "review show: history, where it stands" show_has show1.txt ' now succeeded$'
+"$PAYCTL" review show "$rv2" >"$PAYSTREAM_RUN_DIR/show2.txt"
+check "review show: a rejection and its code" sh -c "grep -q ' review: reject by ' '$PAYSTREAM_RUN_DIR/show2.txt' && grep -q ' now blocked fraud_review_rejected\$' '$PAYSTREAM_RUN_DIR/show2.txt'"
+check "review show: an unknown payment" exits_with 3 "no payment pay_nope" "$PAYCTL" review show pay_nope
+
 # Replay fraud's input: the decisions are re-emitted, nothing changes.
 check "workers stop" "$STACK" stop-workers
 check "payctl replay fraud to earliest" quietly "$PAYCTL" replay --stage fraud --to-offset earliest

@@ -107,7 +107,7 @@ Test(features, velocity_counts_by_event_time_windows_and_excludes_itself) {
   fixture f;
   hist_entry h[6];
   int64_t ago[] = {10 * 60000LL, 59 * 60000LL, 61 * 60000LL, 23 * HOUR_MS, 25 * HOUR_MS,
-                   8 * DAY_MS};
+                   31 * DAY_MS};
   for (int i = 0; i < 6; i++) {
     make(&f, "x", T - ago[i]);
     char id[32];
@@ -126,7 +126,7 @@ Test(features, velocity_counts_by_event_time_windows_and_excludes_itself) {
   fraud_signals s = signals(&f, "pay_self", all, 7, NULL, 0);
   cr_assert_eq(s.customer_count_1h, 3, "10 and 59 min ago, and this one");
   cr_assert_eq(s.customer_count_24h, 5);
-  cr_assert_eq(s.history_count, 5, "8 days ago is outside the 7-day window");
+  cr_assert_eq(s.history_count, 5, "31 days ago is outside the 30-day window");
 }
 
 Test(features, a_later_payment_does_not_count_for_an_earlier_one) {

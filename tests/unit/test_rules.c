@@ -125,6 +125,9 @@ Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
   HOLDS((s.device_recent = true, s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);
   HOLDS((s.device_recent = true, s.distinct_countries_24h = 2), RULE_RECENT_DEVICE_COUNTRIES);
   HOLDS((s.country_mismatch = true, s.pm_age_hours = 2), RULE_FRESH_METHOD_MISMATCH);
+  HOLDS((s.history_count = 0, s.pm_age_hours = 0.1, s.card_merchants_24h = 2),
+        RULE_NEW_ACCOUNT_CARD_ELSEWHERE);
+  HOLDS((s.history_count = 4, s.history_hours = 0.5, s.customer_count_1h = 5), RULE_DORMANT_BURST);
 #undef HOLDS
 #define QUIET(field_stmt, id)                                                              \
   s = ordinary();                                                                          \
@@ -141,6 +144,16 @@ Test(rules, each_behaviour_rule_fires_on_its_behaviour_and_holds_for_review) {
   QUIET((s.travel_km = 5800, s.travel_kmh = 2900), RULE_TAKEOVER_TRAVEL);
   QUIET(s.distinct_countries_24h = 2, RULE_RECENT_DEVICE_COUNTRIES); /* a traveller */
   QUIET((s.country_mismatch = true, s.pm_age_hours = 30), RULE_FRESH_METHOD_MISMATCH);
+  /* a returning customer's new card, already used elsewhere today */
+  QUIET((s.pm_age_hours = 0.1, s.card_merchants_24h = 2), RULE_NEW_ACCOUNT_CARD_ELSEWHERE);
+  /* a card on file seen at another merchant: a shopper's day */
+  QUIET((s.history_count = 0, s.card_merchants_24h = 3), RULE_NEW_ACCOUNT_CARD_ELSEWHERE);
+  /* a customer with payments here before the hour */
+  QUIET((s.history_count = 9, s.customer_count_1h = 5), RULE_DORMANT_BURST);
+  /* one checkout's retries or a split basket: within minutes */
+  QUIET((s.history_count = 4, s.history_hours = 0.05, s.customer_count_1h = 5), RULE_DORMANT_BURST);
+  /* three in the hour is not more than max (3) */
+  QUIET((s.history_count = 2, s.history_hours = 0.5, s.customer_count_1h = 3), RULE_DORMANT_BURST);
 #undef QUIET
 }
 

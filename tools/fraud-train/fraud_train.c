@@ -401,8 +401,10 @@ static double report_set(FILE *r, const rules_cfg *rc, fraud_model *m, evalset *
   for (size_t i = 0; df && i < e->n; i++) {
     size_t k = e->rows[i];
     double c;
-    fprintf(df, "%s\t%d\t%d\t%.3f\t%.3f", e->d->pattern[k], (int)e->d->y[k],
-            decision_index(decision_of(rc, m, e->d, k, e->p[i], &c)), e->p[i], c);
+    int dec = decision_index(decision_of(rc, m, e->d, k, e->p[i], &c)); /* before c is read */
+    fprintf(df, "%s\t%d\t%d\t%.3f\t%.3f\t", e->d->pattern[k], (int)e->d->y[k], dec, e->p[i], c);
+    for (int id = 0; id < RULES_N; id++)
+      if ((e->d->fired[k] >> id) & 1) fprintf(df, "%s,", rule_name((rule_id)id));
     for (int f = 0; f < FEATURES_N; f++) fprintf(df, "\t%s=%.3g", features_names[f], e->d->x[k * FEATURES_N + f]);
     fputc('\n', df);
   }

@@ -76,7 +76,7 @@ static const command commands[] = {
     {"blocklist", cmd_blocklist,
      "add|remove <card|ip|email|device> <value> | list [card|ip|email|device]",
      "the fraud stage's blocklists (Redis sets)"},
-    {"review", cmd_review, "list | approve|reject <payment> [--operator NAME]",
+    {"review", cmd_review, "list | show <payment> | approve|reject <payment> [--operator NAME]",
      "payments fraud holds for review; approve sends one on to charge, reject ends it"},
     {"charges", cmd_charges, "unresolved [--older-than SECONDS]",
      "charge attempts the processor may hold without a definite answer, oldest first\n"

@@ -1,5 +1,6 @@
 /* payctl review: the operator's side of fraud review. `list` shows the
- * payments fraud holds; `approve` records the decision, moves the payment
+ * payments fraud holds; `show` one payment's scores, reasons and history
+ * (review_show.c); `approve` records the decision, moves the payment
  * to `scored` and sends it on to charge (it then ends with a charge
  * outcome); `reject` ends it `blocked` and publishes that outcome. One
  * decision per payment (fraud_reviews): repeating the same command
@@ -14,9 +15,11 @@
 #include "kafka.h"
 #include "opt.h"
 #include "pgq.h"
+#include "review_show.h"
 
 static int usage(void) {
   return opt_usage("review", "usage: payctl review list\n"
+                             "       payctl review show <payment_id>\n"
                              "       payctl review approve|reject <payment_id> [--operator NAME]");
 }
 
@@ -252,6 +255,7 @@ int cmd_review(payctl *p, int argc, char **argv) {
   const char *verb = optind < argc ? argv[optind] : "";
   int n = argc - optind; /* the verb and its arguments */
   if (n == 1 && !op_given && strcmp(verb, "list") == 0) return list(p);
+  if (n == 2 && !op_given && strcmp(verb, "show") == 0) return review_show(p, argv[optind + 1]);
   bool approve = strcmp(verb, "approve") == 0;
   if (n != 2 || (!approve && strcmp(verb, "reject") != 0)) return usage();
   const char *id = argv[optind + 1];
