@@ -328,10 +328,13 @@ for stage, (src, dst) in flow.items():
     if not u:
         problems.append(f"kafka users.yaml: no KafkaUser paystream-{stage}")
         continue
-    got = {(a["resource"]["type"], a["resource"]["name"], a["resource"].get("patternType", "literal"), op)
+    got = {(a["resource"]["type"], a["resource"].get("name", ""), a["resource"].get("patternType", "literal"), op)
            for a in u["authorization"]["acls"] for op in a["operations"]}
+    # exactly-once: its own transactional ids, paystream-<stage>-<instance>
     want = {("topic", topic_names[src], "literal", "Read"), ("topic", topic_names[src], "literal", "Describe"),
-            ("group", stage, "literal", "Read")}
+            ("group", stage, "literal", "Read"), ("cluster", "", "literal", "IdempotentWrite"),
+            ("transactionalId", f"paystream-{stage}-", "prefix", "Write"),
+            ("transactionalId", f"paystream-{stage}-", "prefix", "Describe")}
     for t in (dst, "outcomes", "dlq"):
         want |= {("topic", topic_names[t], "literal", "Write"), ("topic", topic_names[t], "literal", "Describe")}
     if got != want:
