@@ -20,17 +20,22 @@ for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 
 # CPU ticks (user + system, 1/100 s) of every process by name, from
 # /proc: a Postgres backend counts under its role, other Postgres
-# processes (WAL writer, checkpointer, ...) as "postgres (server)".
+# processes (WAL writer, checkpointer, ...) as "postgres (server)", the
+# Kafka broker's JVM as "kafka broker (JVM)". Only this run's stack: the
+# processes whose environment has its PAYSTREAM_RUN_DIR (the stack's
+# children inherit it), not another stack on the same machine.
 snapshot() {
   local f pid name args t
   for f in /proc/[0-9]*/stat; do
     pid=${f#/proc/}; pid=${pid%/stat}
     { read -r -a st <"$f"; } 2>/dev/null || continue  # it may have exited
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR" || continue
     args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
     case "$args" in
+      *" kafka.Kafka "*) name="kafka broker (JVM)" ;;
       postgres:\ paystream_*|postgres:\ postgres\ *) name="postgres backend ${args#postgres: }"; name=${name%% paystream *} ;;
       postgres:*|*/postgres\ *) name="postgres (server)" ;;
-      *ps-ingest*|*ps-fraud*|*ps-charge*|*ps-ledger*|*devbroker*|*procsim*|*redis-server*|*payctl*)
+      *ps-ingest*|*ps-fraud*|*ps-charge*|*ps-ledger*|*procsim*|*redis-server*|*payctl*)
         name=$(basename "${args%% *}") ;;
       *) continue ;;
     esac
