@@ -20,17 +20,28 @@ for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 
 # CPU ticks (user + system, 1/100 s) of every process by name, from
 # /proc: a Postgres backend counts under its role, other Postgres
-# processes (WAL writer, checkpointer, ...) as "postgres (server)".
+# processes (WAL writer, checkpointer, ...) as "postgres (server)", the
+# Kafka broker's JVM as "kafka broker (JVM)". Only this run's stack, not
+# another on the same machine: its postmaster and the postmaster's children,
+# its Redis (Postgres and Redis overwrite their environment with their
+# process titles), and the processes whose environment has its
+# PAYSTREAM_RUN_DIR (the workers, procsim and the broker inherit it).
 snapshot() {
-  local f pid name args t
+  local f pid name args t pm rd ppid
+  pm=$(head -n1 "$(cat "$PAYSTREAM_RUN_DIR/pgdata")/data/postmaster.pid")
+  rd=$(cat "$PAYSTREAM_RUN_DIR/redis.pid")
   for f in /proc/[0-9]*/stat; do
     pid=${f#/proc/}; pid=${pid%/stat}
     { read -r -a st <"$f"; } 2>/dev/null || continue  # it may have exited
+    ppid=$(sed 's/^.*) //' "$f" 2>/dev/null | cut -d' ' -f2) || continue
+    [ "$pid" = "$pm" ] || [ "$ppid" = "$pm" ] || [ "$pid" = "$rd" ] ||
+      { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR" || continue
     args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
     case "$args" in
+      *" kafka.Kafka "*) name="kafka broker (JVM)" ;;
       postgres:\ paystream_*|postgres:\ postgres\ *) name="postgres backend ${args#postgres: }"; name=${name%% paystream *} ;;
       postgres:*|*/postgres\ *) name="postgres (server)" ;;
-      *ps-ingest*|*ps-fraud*|*ps-charge*|*ps-ledger*|*devbroker*|*procsim*|*redis-server*|*payctl*)
+      *ps-ingest*|*ps-fraud*|*ps-charge*|*ps-ledger*|*procsim*|*redis-server*|*payctl*)
         name=$(basename "${args%% *}") ;;
       *) continue ;;
     esac

@@ -9,9 +9,10 @@ authentication, TLS), with the paystream binaries from the build directory
 standing in for the image's /usr/local/bin:
 
   compose:    db-bootstrap, migrate, roles (twice: a redeploy must pass),
-              kafka-init (twice) against a real Kafka 3.7 broker (KRaft, the
-              image's version, jars from Maven Central via
-              kafka/kafka_libs.sh), redis and procsim, then each stage
+              kafka-init (twice) against a real Kafka 3.9.1 broker (KRaft, the
+              image's version; deploy/local's cached jars plus Kafka's tools:
+              deploy/local/kafka/fetch --tools), a transactional producer
+              per stage (transaction log settings), redis and procsim, then each stage
               (its command, environment and secrets as written) until its
               healthcheck passes, then SIGTERM: exit 0 within its
               stop_grace_period; ops (its first round, pushed to a
@@ -22,7 +23,9 @@ standing in for the image's /usr/local/bin:
               Postgres over verified TLS and a broker as Strimzi would run
               it (SASL_SSL, SCRAM principals from the stages' Secrets, the
               topics and ACLs of deploy/kafka applied) until its readiness
-              probe answers, then SIGTERM within the grace period
+              probe answers, then SIGTERM within the grace period; then
+              each principal commits a Kafka transaction under its own
+              transactional.id prefix and is refused another stage's
 
 It runs in private mount and network namespaces (unshare), so the commands
 see their files at the exact paths the manifests mount them (/run/secrets,
@@ -101,8 +104,7 @@ def enter_namespaces():
         sys.exit(1)
     env = dict(os.environ, KIT_IN_NAMESPACE="1")
     # Fetched before the network namespace cuts Maven Central off.
-    here = pathlib.Path(__file__).resolve().parent
-    r = subprocess.run(["bash", str(here / "kafka/kafka_libs.sh"), sys.argv[2]], stdout=subprocess.PIPE,
+    r = subprocess.run([str(CHECKOUT / "deploy/local/kafka/fetch"), "--tools"], stdout=subprocess.PIPE,
                        text=True)
     env["KIT_KAFKA_LIBS"] = str(pathlib.Path(r.stdout.strip()).resolve()) if r.returncode == 0 else ""
     os.execvpe("unshare", ["unshare", "--mount", "--net", "--fork", "--kill-child",
@@ -252,31 +254,35 @@ class Pushgateway:
         self.srv.server_close()
 
 
+def compose_kafka_props(svc):
+    """The broker settings of the compose `kafka` service as the
+    apache/kafka image derives them from its environment (KAFKA_FOO_BAR ->
+    foo.bar), so that the test's broker runs the compose file's settings."""
+    return [f"{k[6:].lower().replace('_', '.')}={v}" for k, v in (svc.get("environment") or {}).items()
+            if k.startswith("KAFKA_")]
+
+
 class KafkaBroker:
-    """A single-node KRaft broker as the compose file's `kafka` service is
-    configured (PLAINTEXT on :9092, advertised as kafka:9092, no topic
-    auto-creation), from the jars of the same Kafka version (kafka_libs.sh);
-    /opt/kafka/bin/kafka-topics.sh runs the tool class as the image's
-    script does (kafka-run-class.sh org.apache.kafka.tools.TopicCommand)."""
+    """A single-node KRaft broker from the jars of the compose image's Kafka
+    version (fetch --tools) with the given settings (the compose `kafka`
+    service's, or a Strimzi-like listener set with this test's single-node
+    replication settings); /opt/kafka/bin/kafka-topics.sh runs the tool
+    class as the image's script does (kafka-run-class.sh
+    org.apache.kafka.tools.TopicCommand)."""
 
-    COMPOSE = ["controller.quorum.voters=1@127.0.0.1:9093",
-               "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
-               "advertised.listeners=PLAINTEXT://kafka:9092",
-               "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+    SINGLE_NODE = ["process.roles=broker,controller", "node.id=1", "controller.listener.names=CONTROLLER",
+                   "offsets.topic.replication.factor=1", "transaction.state.log.replication.factor=1",
+                   "transaction.state.log.min.isr=1", "auto.create.topics.enable=false"]
 
-    def __init__(self, work, libs, listeners=COMPOSE, scram_users=()):
+    def __init__(self, work, libs, settings, scram_users=()):
         self.libs = libs
         d = work / "kafka"
         d.mkdir()
         self.dir = d
         props = d / "server.properties"
-        props.write_text("\n".join([
-            "process.roles=broker,controller", "node.id=1", "controller.listener.names=CONTROLLER"]
-            + listeners + [
-            f"log.dirs={d}/data", "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=1", "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1", "auto.create.topics.enable=false",
-            "group.initial.rebalance.delay.ms=0", ""]))
+        # where the image keeps its data, and two start-up speed-ups
+        props.write_text("\n".join(settings + [
+            f"log.dirs={d}/data", "offsets.topic.num.partitions=1", "group.initial.rebalance.delay.ms=0", ""]))
         (d / "log4j.properties").write_text("log4j.rootLogger=WARN, stderr\n"
                                             "log4j.appender.stderr=org.apache.log4j.ConsoleAppender\n"
                                             "log4j.appender.stderr.Target=System.err\n"
@@ -306,7 +312,7 @@ class KafkaBroker:
         r = subprocess.run(self.java + [cls, "--bootstrap-server", "127.0.0.1:9092"] + args,
                            capture_output=True, text=True)
         if r.returncode != 0:
-            fail(f"kafka {cls.rsplit('.', 1)[1]} {' '.join(args)}: {r.stderr.strip()[-300:]}")
+            fail(f"kafka {cls.rsplit('.', 1)[1]} {' '.join(args)}: {(r.stderr + r.stdout).strip()[-300:]}")
         return r.returncode == 0
 
     def describe(self):
@@ -495,7 +501,7 @@ def k8s_kafka(root, k, work):
     would. Substitution: one broker, so replicas and min.insync.replicas 1."""
     libs = os.environ.get("KIT_KAFKA_LIBS")
     if not libs:
-        fail("k8s stages: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
+        fail("k8s stages: no Kafka jars (deploy/local/kafka/fetch --tools failed), not run")
         return None
     ca = k.ca
     host = "paystream-kafka-bootstrap.kafka.svc"
@@ -526,7 +532,7 @@ def k8s_kafka(root, k, work):
         "ssl.keystore.type=PEM", f"ssl.keystore.location={d}/keystore.pem",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users=User:ANONYMOUS", "allow.everyone.if.no.acl.found=false"]
-    broker = KafkaBroker(work, libs, listeners, users)
+    broker = KafkaBroker(work, libs, KafkaBroker.SINGLE_NODE + listeners, users)
     if not wait_for("the SASL_SSL Kafka broker", lambda: broker.ready("127.0.0.1:9092"), 120):
         return broker
     docs = [x for f in ("topics.yaml", "users.yaml")
@@ -543,14 +549,115 @@ def k8s_kafka(root, k, work):
         for acl in u["spec"]["authorization"]["acls"]:
             r = acl["resource"]
             key = (r["type"], r.get("patternType", "literal"), tuple(acl["operations"]))
-            batches.setdefault(key, []).append(r["name"])
+            batches.setdefault(key, []).append(r.get("name", ""))
         for (rtype, pattern, ops), names in batches.items():
+            flag = ACL_FLAG[rtype]
             broker.tool("kafka.admin.AclCommand",
                         ["--add", "--allow-principal", f"User:{u['metadata']['name']}",
-                         "--resource-pattern-type", pattern]
-                        + [a for n in names for a in (f"--{rtype}", n)]
+                         "--resource-pattern-type", {"prefix": "prefixed"}.get(pattern, pattern)]
+                        + ([flag] if rtype == "cluster" else [a for n in names for a in (flag, n)])
                         + [a for op in ops for a in ("--operation", op)])
     return broker
+
+
+# Strimzi's ACL resource types and AclCommand's options for them (its
+# pattern types: Strimzi's "prefix" is AclCommand's "prefixed").
+ACL_FLAG = {"topic": "--topic", "group": "--group", "cluster": "--cluster",
+            "transactionalId": "--transactional-id"}
+
+
+def txn_id(stage, instance="kit-0"):
+    """A stage's transactional.id as the workers form it:
+    ${PAYSTREAM_TXN_PREFIX:-paystream}-<stage>-<instance id>."""
+    return f"paystream-{stage}-{instance}"
+
+
+def txn_produce(conf, tid, topic="payments.dlq"):
+    """Commits one Kafka transaction (one record on topic) with librdkafka,
+    the client the workers use, under transactional.id tid; returns None,
+    or the error (its name first) of the step that failed."""
+    import ctypes
+    rk_lib = ctypes.CDLL("librdkafka.so.1")
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    for fn, res, args in (("rd_kafka_conf_new", vp, []), ("rd_kafka_conf_set", ctypes.c_int, [vp, cp, cp, cp, ctypes.c_size_t]),
+                          ("rd_kafka_new", vp, [ctypes.c_int, vp, cp, ctypes.c_size_t]),
+                          ("rd_kafka_init_transactions", vp, [vp, ctypes.c_int]),
+                          ("rd_kafka_begin_transaction", vp, [vp]),
+                          ("rd_kafka_commit_transaction", vp, [vp, ctypes.c_int]),
+                          ("rd_kafka_error_name", cp, [vp]), ("rd_kafka_error_string", cp, [vp]),
+                          ("rd_kafka_error_destroy", None, [vp]), ("rd_kafka_topic_new", vp, [vp, cp, vp]),
+                          ("rd_kafka_produce", ctypes.c_int, [vp, ctypes.c_int32, ctypes.c_int, cp, ctypes.c_size_t,
+                                                             cp, ctypes.c_size_t, vp]),
+                          ("rd_kafka_topic_destroy", None, [vp]), ("rd_kafka_destroy", None, [vp])):
+        f = getattr(rk_lib, fn)
+        f.restype, f.argtypes = res, args
+    errstr = ctypes.create_string_buffer(512)
+    c = rk_lib.rd_kafka_conf_new()
+    for k, v in dict(conf, **{"transactional.id": tid, "log_level": "3"}).items():
+        if rk_lib.rd_kafka_conf_set(c, k.encode(), str(v).encode(), errstr, 512) != 0:
+            return f"conf {k}: {errstr.value.decode()}"
+    rk = rk_lib.rd_kafka_new(0, c, errstr, 512)  # RD_KAFKA_PRODUCER
+    if not rk:
+        return f"rd_kafka_new: {errstr.value.decode()}"
+
+    def err(step, e):
+        if not e:
+            return None
+        msg = f"{rk_lib.rd_kafka_error_name(e).decode()} in {step}: {rk_lib.rd_kafka_error_string(e).decode()}"
+        rk_lib.rd_kafka_error_destroy(e)
+        return msg
+
+    rkt = None
+    try:
+        e = err("init_transactions", rk_lib.rd_kafka_init_transactions(rk, 60000)) or \
+            err("begin_transaction", rk_lib.rd_kafka_begin_transaction(rk))
+        if e:
+            return e
+        rkt = rk_lib.rd_kafka_topic_new(rk, topic.encode(), None)
+        payload = f"deploy kit check: a transaction as {tid}".encode()
+        if rk_lib.rd_kafka_produce(rkt, -1, 2, payload, len(payload), tid.encode(), len(tid), None) != 0:
+            return "produce refused"
+        return err("commit_transaction", rk_lib.rd_kafka_commit_transaction(rk, 60000))
+    finally:
+        if rkt:
+            rk_lib.rd_kafka_topic_destroy(rkt)
+        rk_lib.rd_kafka_destroy(rk)
+
+
+def check_txn(where, conf_of, stages):
+    """Each stage's principal (conf_of(stage)) commits a transaction under its
+    own transactional.id; with ACLs, one under the next stage's prefix is
+    refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED)."""
+    for stage in stages:
+        e = txn_produce(conf_of(stage), txn_id(stage))
+        if e:
+            fail(f"{where}: {stage} cannot commit a transaction as {txn_id(stage)}: {e}")
+        else:
+            ok(f"{where}: {stage} commits a transaction as {txn_id(stage)}")
+
+
+def check_txn_refused(where, conf_of, stages):
+    for stage, other in zip(stages, stages[1:] + stages[:1]):
+        e = txn_produce(conf_of(stage), txn_id(other))
+        if not e or "AUTHORIZATION" not in e.upper():
+            fail(f"{where}: {stage}'s principal as {txn_id(other)}: {e or 'committed'}, want an authorization error")
+        else:
+            ok(f"{where}: {stage}'s principal is refused {txn_id(other)}")
+
+
+STAGES = ["ingest", "fraud", "charge", "ledger"]
+
+
+def k8s_stage_kafka_conf(k, stage):
+    """A stage's librdkafka settings as its pod has them: the ConfigMap's
+    bootstrap and properties, its Secret's SASL principal."""
+    cm = {kk: v.decode() for kk, v in k.configmap("paystream").items()}
+    conf = {"bootstrap.servers": cm["PAYSTREAM_KAFKA_BOOTSTRAP"]}
+    conf.update(kv.split("=", 1) for kv in cm["PAYSTREAM_KAFKA_PROPERTIES"].split(";") if "=" in kv)
+    conf.update(l.split("=", 1) for l in k.secret(f"paystream-{stage}")["kafka.properties"].decode().split("\n")
+                if "=" in l)
+    conf["ssl.ca.location"] = str(k.ca.crt)  # the kafka-ca ConfigMap's bundle
+    return conf
 
 
 def k8s_stages(root, k, work, bindir):
@@ -580,30 +687,13 @@ def k8s_stages(root, k, work, bindir):
             port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get(probe["port"], probe["port"])
             url = f"http://127.0.0.1:{port}{probe['path']}"
             proc, mounts = k.start(where, pod, bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
-            try:
-                if not wait_for(f"{where} ready ({url})",
-                                lambda: http_status(url) == 200 or proc.poll() is not None, 120) \
-                        or proc.poll() is not None:
-                    fail(f"{where}: never ready (exit {proc.poll()}; {url} {http_status(url)})")
-                    continue
-                ok(f"{where}: ready over TLS as its own Postgres role and Kafka principal")
-                grace = pod.get("terminationGracePeriodSeconds", 30)
-                proc.terminate()
-                try:
-                    rc = proc.wait(timeout=grace)
-                    if rc != 0:
-                        fail(f"{where}: exited {rc} after SIGTERM")
-                    else:
-                        ok(f"{where}: exited 0 within terminationGracePeriodSeconds ({grace} s)")
-                except subprocess.TimeoutExpired:
-                    fail(f"{where}: still running {grace} s after SIGTERM")
-            finally:
-                if proc.poll() is None:
-                    killpg_quiet(proc.pid, 9)
-                out = proc.communicate()[0]
-                if problems and problems[-1].startswith(where):
-                    print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
-                unmount(mounts)
+            start_stop_stage(where, proc, mounts, f"ready ({url})", lambda: http_status(url) == 200, url,
+                             "ready over TLS as its own Postgres role and Kafka principal",
+                             pod.get("terminationGracePeriodSeconds", 30), "terminationGracePeriodSeconds")
+        # exactly-once: each principal's transactional.id prefix (users.yaml)
+        conf_of = lambda stage: k8s_stage_kafka_conf(k, stage)
+        check_txn("k8s KafkaUser", conf_of, STAGES)
+        check_txn_refused("k8s KafkaUser", conf_of, STAGES)
     finally:
         for p in (redis, procsim):
             p.terminate()
@@ -691,15 +781,24 @@ def check_topics(root, broker, where):
 def kafka_init(root, compose, cdir, bindir, work):
     libs = os.environ.get("KIT_KAFKA_LIBS")
     if not libs:
-        fail("compose kafka-init: no Kafka jars (tests/deploy/kafka/kafka_libs.sh failed), not run")
+        fail("compose kafka-init: no Kafka jars (deploy/local/kafka/fetch --tools failed), not run")
         return
-    broker = KafkaBroker(work, libs)
+    image = compose["services"]["kafka"]["image"]
+    jars = sorted(pathlib.Path(libs).glob("kafka_2.13-*.jar"))
+    version = jars[0].name[len("kafka_2.13-"):-len(".jar")] if jars else None
+    if image.split("@")[0].rsplit(":", 1)[-1] != version:
+        fail(f"compose kafka: image {image}, but the test's broker is Kafka {version}")
+    broker = KafkaBroker(work, libs, compose_kafka_props(compose["services"]["kafka"]))
     if not wait_for("the Kafka broker", broker.ready, 120):
         return broker
     for rnd in (1, 2):  # --if-not-exists: a redeploy passes
         if not compose_service(compose, cdir, "kafka-init", bindir):
             return broker
     check_topics(root, broker, "compose kafka-init")
+    # exactly-once needs a transaction log the compose broker's settings
+    # allow (replication 1 on its one node): each stage's transactional.id
+    # commits a transaction.
+    check_txn("compose kafka", lambda stage: {"bootstrap.servers": "kafka:9092"}, STAGES)
     return broker
 
 
@@ -726,6 +825,36 @@ def http_status(url):
         return getattr(e, "code", None)
 
 
+def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, grace_name):
+    """A stage started in the background (proc, its volumes mounts): waits
+    until ready() (its healthcheck or readiness probe), then SIGTERM: it
+    must exit 0 within grace seconds (stop_grace_period or
+    terminationGracePeriodSeconds). Always kills what is left, prints its
+    last output if it failed, and unmounts its volumes."""
+    try:
+        if not wait_for(f"{where} {what}", lambda: ready() or proc.poll() is not None, 120) \
+                or proc.poll() is not None:
+            fail(f"{where}: never ready (exit {proc.poll()}; {url} {http_status(url)})")
+            return
+        ok(f"{where}: {ready_msg}")
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=grace)
+            if rc != 0:
+                fail(f"{where}: exited {rc} after SIGTERM")
+            else:
+                ok(f"{where}: drained and exited 0 within {grace} s of SIGTERM ({grace_name})")
+        except subprocess.TimeoutExpired:
+            fail(f"{where}: still running {grace} s after SIGTERM ({grace_name})")
+    finally:
+        if proc.poll() is None:
+            killpg_quiet(proc.pid, 9)
+        out = proc.communicate()[0]
+        if problems and problems[-1].startswith(where):
+            print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
+        unmount(mounts)
+
+
 def compose_workers(compose, cdir, bindir):
     """Each stage's service as written (command, environment, secrets; its
     healthcheck command run as written) until healthy, then SIGTERM: it
@@ -734,36 +863,16 @@ def compose_workers(compose, cdir, bindir):
     for stage in ("ingest", "fraud", "charge", "ledger"):
         svc = compose["services"][stage]
         where = f"compose {stage}"
+        hc = svc.get("healthcheck", {}).get("test", [])
+        if hc[:1] != ["CMD"]:
+            fail(f"{where}: healthcheck is not a CMD list")
+            continue
+        env = base_env(bindir)
         proc = compose_service(compose, cdir, stage, bindir, background=True)
-        try:
-            hc = svc.get("healthcheck", {}).get("test", [])
-            if hc[:1] != ["CMD"]:
-                fail(f"{where}: healthcheck is not a CMD list")
-                continue
-            env = base_env(bindir)
-            healthy = lambda: subprocess.run(hc[1:], env=env, capture_output=True).returncode == 0
-            if not wait_for(f"{where} healthcheck ({' '.join(hc[1:])})",
-                            lambda: healthy() or proc.poll() is not None, 120) or proc.poll() is not None:
-                fail(f"{where}: never healthy (exit {proc.poll()}; /readyz {http_status('http://127.0.0.1:9400/readyz')})")
-                continue
-            ok(f"{where}: healthy with its own secrets and role")
-            grace = int(str(svc.get("stop_grace_period", "10s")).rstrip("s"))
-            proc.terminate()
-            try:
-                rc = proc.wait(timeout=grace)
-                if rc != 0:
-                    fail(f"{where}: exited {rc} after SIGTERM")
-                else:
-                    ok(f"{where}: drained and exited 0 within {grace} s of SIGTERM")
-            except subprocess.TimeoutExpired:
-                fail(f"{where}: still running {grace} s after SIGTERM (stop_grace_period)")
-        finally:
-            if proc.poll() is None:
-                killpg_quiet(proc.pid, 9)
-            out = proc.communicate()[0]
-            if problems and problems[-1].startswith(where):
-                print("\n".join("    " + line for line in out.strip().splitlines()[-30:]), flush=True)
-            unmount(["/run/secrets"])
+        start_stop_stage(where, proc, ["/run/secrets"], f"healthcheck ({' '.join(hc[1:])})",
+                         lambda: subprocess.run(hc[1:], env=env, capture_output=True).returncode == 0,
+                         "http://127.0.0.1:9400/readyz", "healthy with its own secrets and role",
+                         int(str(svc.get("stop_grace_period", "10s")).rstrip("s")), "stop_grace_period")
 
 
 def compose_scenario(root, bindir, compose_file, work, ca, promtool):

@@ -328,10 +328,13 @@ for stage, (src, dst) in flow.items():
     if not u:
         problems.append(f"kafka users.yaml: no KafkaUser paystream-{stage}")
         continue
-    got = {(a["resource"]["type"], a["resource"]["name"], a["resource"].get("patternType", "literal"), op)
+    got = {(a["resource"]["type"], a["resource"].get("name", ""), a["resource"].get("patternType", "literal"), op)
            for a in u["authorization"]["acls"] for op in a["operations"]}
+    # exactly-once: its own transactional ids, paystream-<stage>-<instance>
     want = {("topic", topic_names[src], "literal", "Read"), ("topic", topic_names[src], "literal", "Describe"),
-            ("group", stage, "literal", "Read")}
+            ("group", stage, "literal", "Read"), ("cluster", "", "literal", "IdempotentWrite"),
+            ("transactionalId", f"paystream-{stage}-", "prefix", "Write"),
+            ("transactionalId", f"paystream-{stage}-", "prefix", "Describe")}
     for t in (dst, "outcomes", "dlq"):
         want |= {("topic", topic_names[t], "literal", "Write"), ("topic", topic_names[t], "literal", "Describe")}
     if got != want:
@@ -375,6 +378,35 @@ for g in rules["groups"]:
             if m not in exported and m not in pushed and m not in (
                     "kafka_consumergroup_lag", "kafka_consumergroup_current_offset"):
                 problems.append(f"alert {a}: unknown metric {m}")
+
+# deploy/k8s/pin-images: the release step that replaces the placeholder
+# digests, on a copy: --check refuses the shipped placeholders, pinning
+# sets every paystream (and postgres) image, --check then passes.
+def pin_images_check():
+    import shutil
+    import subprocess
+    import tempfile
+    script = root / "deploy/k8s/pin-images"
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in (root / "deploy/k8s").glob("*.yaml"):
+            shutil.copy(f, tmp)
+        env = {"PATH": "/usr/bin:/bin", "PIN_IMAGES_DIR": tmp}
+        run = lambda *a: subprocess.run([str(script), *a], env=env, capture_output=True, text=True)
+        if run("--check").returncode != 1:
+            problems.append("pin-images --check passes the shipped placeholder digests")
+        ours, pg = "reg.example/team/paystream:9.9.9@sha256:" + "ab" * 32, "postgres:15.9@sha256:" + "cd" * 32
+        if run("x/paystream:1").returncode == 0:
+            problems.append("pin-images accepts an image without a digest")
+        r = run(ours, pg)
+        if r.returncode != 0 or run("--check").returncode != 0:
+            problems.append(f"pin-images: pinning failed or --check still refuses: {r.stderr.strip()}")
+        got = {m.group(1) for f in pathlib.Path(tmp).glob("*.yaml")
+               for m in re.finditer(r"^\s*(?:- )?image:\s*(\S+)", f.read_text(), re.M)}
+        if got != {ours, pg}:
+            problems.append(f"pin-images: images after pinning {sorted(got)}, want {ours} and {pg}")
+
+
+pin_images_check()
 
 for p in problems:
     print(f"not ok - {p}")

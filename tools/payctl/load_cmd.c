@@ -245,6 +245,7 @@ static json_t *result(run *r) {
       "rejected", (json_int_t)st[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REJECTED],
       "review", (json_int_t)st[PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW],
       "sustained", sustained);
+  json_object_set_new(json_object_get(res, "latency_ms"), "p95", json_real(pct(lat, (size_t)got, 95)));
   json_object_set_new(res, "latency_by_second", by_second(r->per, (size_t)got));
   free(lat);
   return res;
