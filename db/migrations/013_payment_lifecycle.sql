@@ -138,7 +138,8 @@ CREATE TABLE payment_operations (
   idempotency_key   text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 255),
   fingerprint       text NOT NULL,
   kind              text NOT NULL CHECK (kind IN ('capture', 'void', 'refund')),
-  payment_ref       text NOT NULL,              -- the payment as the request named it (key or id)
+  payment_ref       text NOT NULL,              -- the payment as the request named it ...
+  payment_ref_by    text NOT NULL CHECK (payment_ref_by IN ('key', 'id')),  -- ... by key or by id
   payment_id        text REFERENCES payments (payment_id),  -- NULL: payment_not_found
   amount_minor      bigint NOT NULL CHECK (amount_minor >= 0),  -- void: what it releases
   currency          char(3) NOT NULL,
@@ -213,11 +214,11 @@ CREATE TRIGGER payment_operations_start_received BEFORE INSERT ON payment_operat
 CREATE TRIGGER payment_operations_request_immutable BEFORE UPDATE ON payment_operations
   FOR EACH ROW
   WHEN ((NEW.operation_id, NEW.merchant_id, NEW.idempotency_key, NEW.fingerprint, NEW.kind,
-         NEW.payment_ref, NEW.currency, NEW.final_capture, NEW.request, NEW.source_topic,
+         NEW.payment_ref, NEW.payment_ref_by, NEW.currency, NEW.final_capture, NEW.request, NEW.source_topic,
          NEW.source_partition, NEW.source_offset, NEW.created_at)
         IS DISTINCT FROM
         (OLD.operation_id, OLD.merchant_id, OLD.idempotency_key, OLD.fingerprint, OLD.kind,
-         OLD.payment_ref, OLD.currency, OLD.final_capture, OLD.request, OLD.source_topic,
+         OLD.payment_ref, OLD.payment_ref_by, OLD.currency, OLD.final_capture, OLD.request, OLD.source_topic,
          OLD.source_partition, OLD.source_offset, OLD.created_at)
         OR (OLD.state <> 'received' AND (NEW.payment_id, NEW.amount_minor)
               IS DISTINCT FROM (OLD.payment_id, OLD.amount_minor)))
@@ -261,8 +262,9 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO p FROM payments
-   WHERE merchant_id = o.merchant_id AND (idempotency_key = o.payment_ref OR payment_id = o.payment_ref)
-   ORDER BY (payment_id = o.payment_ref) DESC LIMIT 1;
+   WHERE merchant_id = o.merchant_id
+     AND CASE o.payment_ref_by WHEN 'key' THEN idempotency_key = o.payment_ref
+                               ELSE payment_id = o.payment_ref END;
   pid := p.payment_id;
   IF NOT FOUND THEN
     code := 'payment_not_found';
@@ -360,7 +362,7 @@ GRANT UPDATE (capturing_minor, refunding_minor, releasing_minor, updated_at) ON 
   TO paystream_ingest;
 GRANT SELECT ON payment_operations TO paystream_ingest;
 GRANT INSERT (operation_id, merchant_id, idempotency_key, fingerprint, kind, payment_ref,
-              amount_minor, currency, final_capture, request, source_topic, source_partition,
+              payment_ref_by, amount_minor, currency, final_capture, request, source_topic, source_partition,
               source_offset)
   ON payment_operations TO paystream_ingest;
 GRANT UPDATE (state, error_code, error_message, payment_id, amount_minor, processor,

@@ -37,11 +37,11 @@ typedef struct op_batch {
 static const char SQL_INSERT[] =
     "INSERT INTO payment_operations (operation_id, merchant_id, idempotency_key, fingerprint,"
     " kind, payment_ref, amount_minor, currency, final_capture, request, source_topic,"
-    " source_partition, source_offset)"
-    " SELECT id, m, k, f, kind, ref, a, cur, fin, decode(req, 'hex'), t, sp, so FROM unnest("
+    " source_partition, source_offset, payment_ref_by)"
+    " SELECT id, m, k, f, kind, ref, a, cur, fin, decode(req, 'hex'), t, sp, so, rb FROM unnest("
     "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],"
-    " $8::text[], $9::boolean[], $10::text[], $11::text[], $12::int[], $13::bigint[])"
-    " AS u(id, m, k, f, kind, ref, a, cur, fin, req, t, sp, so)"
+    " $8::text[], $9::boolean[], $10::text[], $11::text[], $12::int[], $13::bigint[],"
+    " $14::text[]) AS u(id, m, k, f, kind, ref, a, cur, fin, req, t, sp, so, rb)"
     " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING";
 
 /* The conditional writes that decide, one operation after the other. */
@@ -97,8 +97,8 @@ static char *pack_request_hex(const op_item *x) {
 
 static int attempt(void *arg, size_t lo, size_t n, char *err, size_t errlen) {
   op_batch *b = arg;
-  pg_array a[13], r[8], ids[1];
-  pg_arrays_init(a, 13);
+  pg_array a[14], r[8], ids[1];
+  pg_arrays_init(a, 14);
   pg_arrays_init(r, 8);
   pg_arrays_init(ids, 1);
   for (size_t i = lo; i < lo + n; i++) {
@@ -124,18 +124,19 @@ static int attempt(void *arg, size_t lo, size_t n, char *err, size_t errlen) {
     pg_array_add_str(&a[10], x->m->topic);
     pg_array_add_int(&a[11], x->m->partition);
     pg_array_add_int(&a[12], x->m->offset);
+    pg_array_add_str(&a[13], *op->payment_key ? "key" : "id");
     pg_array_add_str(&ids[0], x->operation_id);
     free(hex);
   }
-  const char *pa[13], *pr[8], *pi[1];
-  pg_arrays_finish(a, 13, pa);
+  const char *pa[14], *pr[8], *pi[1];
+  pg_arrays_finish(a, 14, pa);
   pg_arrays_finish(r, 8, pr);
   pg_arrays_finish(ids, 1, pi);
-  pg_stmt st[] = {{SQL_INSERT, 13, pa}, {SQL_ACCEPT, 1, pi}, {SQL_REJECT, 8, pr},
+  pg_stmt st[] = {{SQL_INSERT, 14, pa}, {SQL_ACCEPT, 1, pi}, {SQL_REJECT, 8, pr},
                   {SQL_LOOKUP, 1, pi}};
   PGresult *res[4];
   int rc = pg_pipeline(&b->ctx->pg, st, 4, res, err, errlen);
-  pg_arrays_free(a, 13);
+  pg_arrays_free(a, 14);
   pg_arrays_free(r, 8);
   pg_arrays_free(ids, 1);
   if (rc) {

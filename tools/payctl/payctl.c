@@ -82,6 +82,18 @@ static const command commands[] = {
      "charge attempts the processor may hold without a definite answer, oldest first\n"
      "never given up: the charge worker retries each on the same processor with the same\n"
      "key until it answers; check a long-unresolved one against the processor"},
+    {"payment", cmd_payment, "show <merchant> <key|payment_id>",
+     "one payment's lifecycle: state, amounts, operations, attempts, postings"},
+    {"authorize", cmd_operation, "<merchant> <key> --amount N --currency C [--customer C] [--pm PM]",
+     "publish one authorization (hold only) intent"},
+    {"capture", cmd_operation,
+     "<merchant> <payment-key> --key K --amount N --currency C [--final] [--payment-id]",
+     "publish a capture of an authorization, with its own idempotency key"},
+    {"void", cmd_operation, "<merchant> <payment-key> --key K [--payment-id]",
+     "publish a void (release what is left of an authorization)"},
+    {"refund", cmd_operation,
+     "<merchant> <payment-key> --key K --amount N --currency C [--reason R] [--payment-id]",
+     "publish a refund of captured money, with its own idempotency key"},
 };
 
 static const char EXIT_CODES[] =
