@@ -339,6 +339,71 @@ BEGIN
   RETURN QUERY SELECT CASE WHEN code IS NULL THEN 'accepted' ELSE 'rejected' END, code;
 END $$;
 
+-- ---- settling an operation: the processor's answer ----------------------------
+-- Called by charge for an operation it sent (`processing`): on success the
+-- reservation becomes captured/released/refunded (a final capture also
+-- releases what stays uncaptured), and an authorization with nothing left
+-- open moves to `captured` (something captured) or `voided`; on a decline
+-- the reservation is given back. Idempotent: an operation no longer
+-- `processing` is returned as it stands.
+ALTER TABLE payment_operations ADD COLUMN released_minor bigint NOT NULL DEFAULT 0
+  CHECK (released_minor >= 0);
+CREATE FUNCTION ps_settle_operation(op text, ok boolean, op_ref text, fee bigint, code text,
+                                    decline text, msg text) RETURNS text
+  LANGUAGE plpgsql AS $$
+DECLARE
+  o payment_operations;
+  p payments;
+  rest bigint := 0;
+BEGIN
+  SELECT * INTO o FROM payment_operations WHERE operation_id = op FOR UPDATE;
+  IF NOT FOUND OR o.state <> 'processing' THEN
+    RETURN o.state;
+  END IF;
+  IF ok AND o.kind = 'capture' THEN
+    UPDATE payments SET capturing_minor = capturing_minor - o.amount_minor,
+                        captured_minor = captured_minor + o.amount_minor, updated_at = now()
+     WHERE payment_id = o.payment_id RETURNING * INTO p;
+    IF o.final_capture THEN
+      rest := p.authorized_minor - p.captured_minor - p.capturing_minor - p.released_minor
+              - p.releasing_minor;
+      UPDATE payments SET released_minor = released_minor + rest
+       WHERE payment_id = o.payment_id RETURNING * INTO p;
+    END IF;
+  ELSIF ok AND o.kind = 'void' THEN
+    UPDATE payments SET releasing_minor = releasing_minor - o.amount_minor,
+                        released_minor = released_minor + o.amount_minor, updated_at = now()
+     WHERE payment_id = o.payment_id RETURNING * INTO p;
+  ELSIF ok THEN
+    UPDATE payments SET refunding_minor = refunding_minor - o.amount_minor,
+                        refunded_minor = refunded_minor + o.amount_minor, updated_at = now()
+     WHERE payment_id = o.payment_id RETURNING * INTO p;
+  ELSE
+    UPDATE payments SET
+        capturing_minor = capturing_minor - CASE o.kind WHEN 'capture' THEN o.amount_minor ELSE 0 END,
+        releasing_minor = releasing_minor - CASE o.kind WHEN 'void' THEN o.amount_minor ELSE 0 END,
+        refunding_minor = refunding_minor - CASE o.kind WHEN 'refund' THEN o.amount_minor ELSE 0 END,
+        updated_at = now()
+     WHERE payment_id = o.payment_id RETURNING * INTO p;
+  END IF;
+  IF ok AND p.status = 'authorized' AND p.capturing_minor = 0 AND p.releasing_minor = 0
+     AND p.captured_minor + p.released_minor = p.authorized_minor THEN
+    UPDATE payments SET status = CASE WHEN captured_minor > 0 THEN 'captured' ELSE 'voided' END
+     WHERE payment_id = o.payment_id RETURNING * INTO p;
+  END IF;
+  UPDATE payment_operations SET
+         state = CASE WHEN ok THEN 'succeeded' ELSE 'declined' END,
+         processor_op_id = nullif(op_ref, ''), fee_minor = CASE WHEN ok THEN fee END,
+         released_minor = rest,
+         error_code = CASE WHEN ok THEN NULL ELSE coalesce(nullif(code, ''), 'declined') END,
+         decline_code = nullif(decline, ''), error_message = nullif(msg, ''),
+         result_authorized_minor = p.authorized_minor, result_captured_minor = p.captured_minor,
+         result_refunded_minor = p.refunded_minor, updated_at = now()
+   WHERE operation_id = op;
+  RETURN CASE WHEN ok THEN 'succeeded' ELSE 'declined' END;
+END $$;
+GRANT UPDATE (released_minor) ON payment_operations TO paystream_charge;
+
 -- ---- the ledger: one posting per money movement -----------------------------
 ALTER TABLE ledger_transactions ADD COLUMN operation_id text REFERENCES payment_operations (operation_id);
 ALTER TABLE ledger_transactions DROP CONSTRAINT ledger_transactions_kind_check;
