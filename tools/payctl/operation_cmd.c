@@ -22,7 +22,7 @@ static const char OP_USAGE[] =
     "       payctl refund <merchant> <payment-key> --key K --amount N --currency C [--reason R]\n"
     "       (--payment-id: the second argument is the payment's id; its key is read from Postgres;\n"
     "        --kafka-key K publishes under another Kafka key than the payment's, for tests)\n"
-    "       payctl authorize <merchant> <key> --amount N --currency C [--customer C] [--pm PM]\n";
+    "       payctl authorize|sale <merchant> <key> --amount N --currency C [--customer C] [--pm PM]\n";
 
 static int publish(payctl *p, const char *key, ps_event *ev) {
   char err[512];
@@ -78,7 +78,7 @@ int cmd_operation(payctl *p, int argc, char **argv) {
   money.currency = (char *)(currency ? currency : "");
   ps_event ev = PAYMENTS__V1__PAYMENT_EVENT__INIT;
 
-  if (kind == KIND_AUTHORIZE) {
+  if (kind == KIND_AUTHORIZE || (kind == KIND_SALE && strcmp(cmd, "sale") == 0)) {
     if (!has_amount || !currency) return opt_usage(cmd, OP_USAGE);
     ps_intent in = PAYMENTS__V1__PAYMENT_INTENT__INIT;
     Payments__V1__PaymentMethod m = PAYMENTS__V1__PAYMENT_METHOD__INIT;
@@ -89,7 +89,7 @@ int cmd_operation(payctl *p, int argc, char **argv) {
     in.amount = &money;
     in.created_at_ms = ps_now_ms();
     in.payment_method = &m;
-    in.kind = KIND_AUTHORIZE;
+    in.kind = (ps_kind)kind;
     ev.intent = &in;
     return publish(p, ref, &ev);
   }

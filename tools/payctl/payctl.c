@@ -86,6 +86,8 @@ static const command commands[] = {
      "one payment's lifecycle: state, amounts, operations, attempts, postings"},
     {"authorize", cmd_operation, "<merchant> <key> --amount N --currency C [--customer C] [--pm PM]",
      "publish one authorization (hold only) intent"},
+    {"sale", cmd_operation, "<merchant> <key> --amount N --currency C [--customer C] [--pm PM]",
+     "publish one sale intent"},
     {"capture", cmd_operation,
      "<merchant> <payment-key> --key K --amount N --currency C [--final] [--payment-id]",
      "publish a capture of an authorization, with its own idempotency key"},
