@@ -42,7 +42,19 @@ typedef struct batch {
   size_t n;
 } batch;
 
+/* Sales as every release claims them (a database before 013 takes them
+ * too: workers may be upgraded before the migration); a batch with an
+ * authorization names the payment's kind (013). */
 static const char SQL_CLAIM[] =
+    "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,"
+    " amount_minor, currency, payment_method, intent, source_topic, source_partition,"
+    " source_offset)"
+    " SELECT p, m, k, f, c, a, cur, pm, decode(ih, 'hex'), t, sp, so FROM unnest($1::text[],"
+    " $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],"
+    " $9::text[], $10::text[], $11::int[], $12::bigint[])"
+    " AS u(p, m, k, f, c, a, cur, pm, ih, t, sp, so)"
+    " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING";
+static const char SQL_CLAIM_KIND[] =
     "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,"
     " amount_minor, currency, payment_method, intent, source_topic, source_partition,"
     " source_offset, kind)"
@@ -179,6 +191,7 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
   pg_arrays_init(l, 2);
   size_t *lookup = calloc(n + 1, sizeof *lookup), nlookup = 0;
   if (!lookup) abort();
+  bool kinds = false; /* an authorization among the claims */
 
   for (size_t i = lo; i < lo + n; i++) {
     item *x = &it[i];
@@ -213,6 +226,7 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
     pg_array_add_int(&a[10], x->m->partition);
     pg_array_add_int(&a[11], x->m->offset);
     pg_array_add_str(&a[12], op_kind_name(in->kind));
+    kinds |= in->kind != KIND_SALE;
     free(hex);
     free(packed);
     pg_array_add_str(&l[0], in->merchant_id);
@@ -225,7 +239,7 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
   pg_arrays_finish(r, 8, pr);
   pg_arrays_finish(u, 7, pu);
   pg_arrays_finish(l, 2, pl);
-  pg_stmt stmts[] = {{SQL_CLAIM, 13, pa},
+  pg_stmt stmts[] = {{kinds ? SQL_CLAIM_KIND : SQL_CLAIM, kinds ? 13 : 12, pa},
                      {SQL_REJECT, 8, pr},
                      {SQL_REJECT_REUSED, 7, pu},
                      {SQL_LOOKUP, 2, pl}};

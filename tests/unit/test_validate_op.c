@@ -87,3 +87,31 @@ Test(validate_op, fingerprint_and_ids) {
   cr_assert(strncmp(id1, "op_", 3) == 0);
   cr_assert_str_neq(id1, id2);
 }
+
+/* Intents: SALE (the default) or AUTHORIZE, and an authorization is another
+ * request than a sale under the same key. */
+Test(validate_op, intent_kinds) {
+  ps_money m = PAYMENTS__V1__MONEY__INIT;
+  Payments__V1__PaymentMethod pm = PAYMENTS__V1__PAYMENT_METHOD__INIT;
+  ps_intent in = PAYMENTS__V1__PAYMENT_INTENT__INIT;
+  m.amount_minor = 100;
+  m.currency = "USD";
+  pm.id = "pm_card_visa";
+  in.idempotency_key = "k";
+  in.merchant_id = "m1";
+  in.customer_id = "c1";
+  in.amount = &m;
+  in.created_at_ms = 1;
+  in.payment_method = &pm;
+  validation_error e;
+  cr_assert_eq(validate_intent(&in, &e), 0);
+  char sale[65], auth[65];
+  ingest_fingerprint(&in, sale);
+  in.kind = KIND_AUTHORIZE;
+  cr_assert_eq(validate_intent(&in, &e), 0);
+  ingest_fingerprint(&in, auth);
+  cr_assert_str_neq(sale, auth);
+  in.kind = KIND_REFUND;
+  cr_assert_eq(validate_intent(&in, &e), -1);
+  cr_assert_str_eq(e.code, "kind_invalid");
+}
