@@ -273,7 +273,7 @@ BEGIN
     code := 'currency_mismatch';
     msg := format('the payment is in %s', p.currency);
   ELSIF o.kind = 'capture' THEN
-    UPDATE payments SET capturing_minor = capturing_minor + o.amount_minor, updated_at = now()
+    UPDATE payments SET capturing_minor = capturing_minor + o.amount_minor
      WHERE payment_id = pid AND status = 'authorized' AND releasing_minor = 0
        AND authorization_expires_at > now()
        AND captured_minor + capturing_minor + released_minor + o.amount_minor <= authorized_minor
@@ -294,7 +294,7 @@ BEGIN
     END IF;
   ELSIF o.kind = 'void' THEN
     UPDATE payments SET releasing_minor = authorized_minor - captured_minor - capturing_minor
-                                          - released_minor, updated_at = now()
+                                          - released_minor
      WHERE payment_id = pid AND status = 'authorized' AND releasing_minor = 0
        AND authorization_expires_at > now()
        AND authorized_minor - captured_minor - capturing_minor - released_minor > 0
@@ -314,7 +314,7 @@ BEGIN
       o.amount_minor := n;
     END IF;
   ELSE -- refund
-    UPDATE payments SET refunding_minor = refunding_minor + o.amount_minor, updated_at = now()
+    UPDATE payments SET refunding_minor = refunding_minor + o.amount_minor
      WHERE payment_id = pid
        AND refunded_minor + refunding_minor + o.amount_minor <= captured_minor - disputed_minor
     RETURNING * INTO p;
@@ -423,8 +423,8 @@ ALTER TABLE ledger_transactions DROP CONSTRAINT ledger_transactions_payment_id_k
 -- ingest: creates authorize/sale payments (kind), creates operations and
 -- decides them through ps_accept_operation (its reservation columns only).
 GRANT INSERT (kind) ON payments TO paystream_ingest;
-GRANT UPDATE (capturing_minor, refunding_minor, releasing_minor, updated_at) ON payments
-  TO paystream_ingest;
+-- (only the reservations: not even updated_at, the payment's own state is not ingest's)
+GRANT UPDATE (capturing_minor, refunding_minor, releasing_minor) ON payments TO paystream_ingest;
 GRANT SELECT ON payment_operations TO paystream_ingest;
 GRANT INSERT (operation_id, merchant_id, idempotency_key, fingerprint, kind, payment_ref,
               payment_ref_by, amount_minor, currency, final_capture, request, source_topic, source_partition,
