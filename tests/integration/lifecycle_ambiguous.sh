@@ -5,7 +5,8 @@
 # counted) before the request left; charge retries it at the same processor
 # with the same key (op_<operation id>) — never at the backup, which is
 # configured and healthy — and it happens exactly once at procsim, posted
-# once.
+# once. And a refusal: a refund the processor declines ends `declined` with
+# its code and gives its reservation back (the same amount refunds next).
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" start-backup-procsim
@@ -46,8 +47,22 @@ check "the capture is posted" wait_until 120 posted amb-capture
 eq "captured exactly once at procsim" "600" "$(totals "$(pid_of auth-1)" '.captured')"
 eq "the payment records it" "1000 600 0" \
   "$(sql "SELECT authorized_minor || ' ' || captured_minor || ' ' || capturing_minor FROM payments WHERE idempotency_key = 'auth-1'")"
+# ---- a declined refund gives its reservation back ------------------------------
+curl -sf -X POST "$SIM/_sim/config?refund_decline_next=1" >/dev/null
+"$PAYCTL" refund m1 sale-1 --key dec-1 --amount 600 --currency USD >/dev/null
+declined() { [ "$(op_state dec-1)" = declined ]; }
+check "the refund the processor declines ends declined" wait_until 120 declined
+eq "with the processor's code" "insufficient_funds" \
+  "$(sql "SELECT coalesce(decline_code, error_code) FROM payment_operations WHERE idempotency_key = 'dec-1'")"
+eq "its reservation is given back" "1000 400 0" \
+  "$(sql "SELECT captured_minor || ' ' || refunded_minor || ' ' || refunding_minor FROM payments WHERE idempotency_key = 'sale-1'")"
+dec_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -e 'select(.idempotency_key == "dec-1" and .status == "declined")' >/dev/null; }
+check "and its declined outcome is published" wait_until 60 dec_outcome
+"$PAYCTL" refund m1 sale-1 --key dec-2 --amount 600 --currency USD >/dev/null
+check "the same amount refunds next" wait_until 120 posted dec-2
+eq "procsim refunded the capture once in full" "1000 1000" "$(totals "$(pid_of sale-1)" '"\(.captured) \(.refunded)"')"
 eq "the backup was never asked" "0" "$(curl -sf "$BACKUP_URL/_sim/requests" | jq -r '.total')"
-eq "one posting per movement" "1 1" \
+eq "one posting per movement (none for the declined refund)" "2 1" \
   "$(sql "SELECT count(*) FILTER (WHERE kind = 'refund') || ' ' || count(*) FILTER (WHERE kind = 'capture') FROM ledger_transactions WHERE operation_id IS NOT NULL")"
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
