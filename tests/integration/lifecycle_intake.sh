@@ -134,6 +134,15 @@ eq "one operation row per key, the first one's" "1 300" \
 eq "and still nothing changed" "$before" \
   "$(sql "SELECT string_agg(payment_id || ':' || authorized_minor || '/' || captured_minor || '/' || capturing_minor || '/' || refunded_minor || '/' || refunding_minor || '/' || released_minor || '/' || releasing_minor || '/' || status, ',' ORDER BY payment_id) FROM payments")"
 
+# ---- operations as JSON lines (payctl publish --json) ------------------------------
+"$PAYCTL" publish --json - >/dev/null <<'JSON'
+{"operation": {"kind": "refund", "idempotency_key": "json-1", "merchant_id": "m1", "payment_key": "sale-1", "amount_minor": 50, "currency": "USD"}}
+JSON
+json_decided() { op_decided json-1; }
+check "an operation published as a JSON line is decided" wait_until 60 json_decided
+eq "and accepted against what is left" "accepted" "$(op_state json-1)"
+eq "reserving its amount" "10000 10000 0 0 9950 0 0 succeeded" "$(amounts sale-1)"
+
 refused_as() { # DSN SQL PATTERN
   local out
   out=$(psql "$1" -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1) && return 1
