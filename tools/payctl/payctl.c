@@ -21,6 +21,12 @@
  *   blocklist    the fraud stage's blocklists (Redis sets)
  *   review       payments fraud holds for review; approve sends one on to charge, reject ends it
  *   charges      charge attempts the processor may hold without a definite answer, oldest first
+ *   payment      one payment's lifecycle: state, amounts, operations, attempts, postings
+ *   authorize    publish one authorization (hold only) intent
+ *   sale         publish one sale intent
+ *   capture      publish a capture of an authorization, with its own idempotency key
+ *   void         publish a void (release what is left of an authorization)
+ *   refund       publish a refund of captured money, with its own idempotency key
  *
  * Exit codes (payctl.h): 0 ok, 1 failed or differences found, 2 usage or
  * configuration error, 3 not found, 4 refused by the current state,
