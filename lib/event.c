@@ -54,8 +54,8 @@ ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonl
     payments__v1__payment_event__free_unpacked(ev, NULL);
     return NULL;
   }
-  if (!ev->intent) {
-    snprintf(reason, reasonlen, "missing intent");
+  if (!ev->intent == !ev->operation) {
+    snprintf(reason, reasonlen, ev->intent ? "both an intent and an operation" : "missing intent");
     payments__v1__payment_event__free_unpacked(ev, NULL);
     return NULL;
   }

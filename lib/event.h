@@ -12,6 +12,7 @@
 
 typedef Payments__V1__PaymentEvent ps_event;
 typedef Payments__V1__PaymentIntent ps_intent;
+typedef Payments__V1__PaymentOperation ps_operation;
 typedef Payments__V1__PaymentOutcome ps_outcome;
 typedef Payments__V1__Money ps_money;
 typedef Payments__V1__FraudAssessment ps_fraud;
@@ -29,7 +30,8 @@ typedef Payments__V1__ChargeResult ps_charge;
 #define OUTCOME_PENDING PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_PENDING
 
 /* Decodes a PaymentEvent. Returns NULL with a short reason when the bytes are
- * not a PaymentEvent, the schema version is unknown, or there is no intent.
+ * not a PaymentEvent, the schema version is unknown, or it carries neither or
+ * both of an intent and an operation (exactly one is a request).
  * Free with event_free. */
 ps_event *event_decode(const void *buf, size_t len, char *reason, size_t reasonlen);
 /* Decoding a message of len bytes may allocate at most this much (4 times

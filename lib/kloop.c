@@ -217,6 +217,11 @@ static size_t decode_batch(kloop *kl, outbox *dlq) {
       event_free(sm.ev);
       sm.ev = NULL;
     }
+    if (sm.ev && sm.ev->operation && !kl->def->takes_operations) {
+      snprintf(reason, sizeof reason, "an operation on a stage that takes none");
+      event_free(sm.ev);
+      sm.ev = NULL;
+    }
     if (!sm.ev) {
       log_ctx lc = {sm.topic, sm.partition, sm.offset, NULL, NULL};
       log_at(LOG_WARN, &lc, "dead-lettering message: %s", reason);

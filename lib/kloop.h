@@ -32,6 +32,7 @@ typedef struct stage_def {
   const char *(*input_topic)(const cfg *c);
   bool requires_payment_id;              /* dead-letter events without one */
   bool uses_redis;                       /* readiness reports Redis (not required) */
+  bool takes_operations;                 /* else operation events are dead-lettered */
   /* Reads the stage's own settings; returns 0 or -1 with err naming the
    * variable. May be NULL. */
   int (*init)(stage_ctx *ctx, char *err, size_t errlen);

@@ -34,7 +34,9 @@ int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev) {
   size_t len;
   uint8_t *buf = event_pack(ev, &len);
   if (!buf) return -1;
-  const char *key = ev->intent ? ev->intent->idempotency_key : "";
+  const char *key = ev->intent      ? ev->intent->idempotency_key
+                    : ev->operation ? ev->payment_key /* the payment's key: its events stay ordered */
+                                    : "";
   outbox_add(ob, topic, key, strlen(key), buf, len, NULL);
   return 0;
 }

@@ -196,7 +196,8 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
 static void start(cycle *cy, citem *x) {
   charge_state *st = cy->st;
   const item_row *d = &x->db;
-  charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method};
+  charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method,
+                       x->ev->intent->kind == PAYMENTS__V1__REQUEST_KIND__REQUEST_KIND_AUTHORIZE};
   if (charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x) == 0) {
     x->st = IT_INFLIGHT;
     return;

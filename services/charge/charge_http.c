@@ -11,6 +11,7 @@
 
 #include "charge.h"
 #include "log.h"
+#include "lifecycle_proc.h"
 #include "paypal.h"
 #include "pg.h"
 #include "stripe.h"
@@ -51,6 +52,16 @@ static void call_setup(charge_http *h, http_call *c, const processor *pr,
     snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
     c->hdrs = curl_slist_append(c->hdrs, hdr);
     c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/x-www-form-urlencoded");
+  }
+  if (rq->authorize) { /* lifecycle: a hold, at the same processor with the same key */
+    lc_request lr;
+    c->authorize = true;
+    if (lc_authorize_request(pr->paypal, rq->amount_minor, rq->currency, rq->payment_method,
+                             rq->payment_id, &lr) == 0) {
+      free(c->body);
+      c->body = lr.body;
+      snprintf(url, sizeof url, "%s%s", pr->url, lr.path);
+    }
   }
   if (!c->body) abort(); /* validated currencies always format */
   snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key);
@@ -93,7 +104,8 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
   if (cc == CURLE_OK) {
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (c->proc->paypal) paypal_map_response(status, c->resp, c->resp_len, a);
+    if (c->authorize) lc_map_authorize(c->proc->paypal, status, c->resp, c->resp_len, a);
+    else if (c->proc->paypal) paypal_map_response(status, c->resp, c->resp_len, a);
     else stripe_map_response(status, c->resp, c->resp_len, a);
   } else {
     long sent = -1; /* unknown counts as written */

@@ -24,6 +24,7 @@ typedef struct http_call {
   size_t resp_len;
   char errbuf[CURL_ERROR_SIZE];
   const processor *proc;
+  bool authorize;          /* answered as an authorization (lifecycle_proc.h) */
 } http_call;
 
 typedef struct http_shard {
@@ -55,6 +56,7 @@ typedef struct charge_request {
   int64_t amount_minor;
   const char *currency;
   const char *payment_method;
+  bool authorize;          /* an authorization (hold only): lifecycle_proc.h */
 } charge_request;
 
 /* The answer to owner's call; the callee takes over what it holds (its

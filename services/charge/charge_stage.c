@@ -12,6 +12,7 @@
 #include "charge.h"
 #include "charge_db.h"
 #include "charge_item.h"
+#include "charge_ops.h"
 #include "config.h"
 #include "log.h"
 
@@ -19,8 +20,10 @@
  * healthy primary, sent) in the next cycle's trip. Never fails. */
 static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
   charge_state *st = ctx->state;
+  if (charge_operations(ctx, st, msgs, n, out)) return -1; /* before any item is taken */
   for (size_t i = 0; i < n; i++) {
     const ps_event *ev = msgs[i].ev;
+    if (ev->operation) continue; /* charge_ops.c */
     if (!ev->fraud || ev->fraud->decision != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW ||
         !ev->intent->amount || !ev->intent->payment_method) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &msgs[i], "not allowed by fraud");
@@ -186,6 +189,7 @@ const stage_def charge_stage = {
     .name = "charge",
     .input_topic = charge_input,
     .requires_payment_id = true,
+    .takes_operations = true,
     .init = charge_init,
     .process = charge_process,
     .destroy = charge_destroy,

@@ -114,6 +114,9 @@ void ingest_fingerprint(const ps_intent *in, char out[65]) {
     canon_add(&c, meta[i].value.p, meta[i].value.n);
   }
   free(meta);
+  /* An authorization is another request than a sale; sales hash as they
+   * always did (stored fingerprints stay valid). */
+  if (in->kind == PAYMENTS__V1__REQUEST_KIND__REQUEST_KIND_AUTHORIZE) canon_str(&c, "authorize");
   hash_sha256_hex(c.buf, c.len, out);
   free(c.buf);
 }

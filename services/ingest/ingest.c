@@ -9,6 +9,8 @@
 
 #include "isolate.h"
 #include "log.h"
+#include "operation.h"
+#include "operations.h"
 #include "validate.h"
 
 /* ---- the batch ---------------------------------------------------------- */
@@ -40,6 +42,9 @@ typedef struct batch {
   size_t n;
 } batch;
 
+/* Sales as every release claims them (a database before 013 takes them
+ * too: workers may be upgraded before the migration); a batch with an
+ * authorization names the payment's kind (013). */
 static const char SQL_CLAIM[] =
     "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,"
     " amount_minor, currency, payment_method, intent, source_topic, source_partition,"
@@ -48,6 +53,15 @@ static const char SQL_CLAIM[] =
     " $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],"
     " $9::text[], $10::text[], $11::int[], $12::bigint[])"
     " AS u(p, m, k, f, c, a, cur, pm, ih, t, sp, so)"
+    " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING";
+static const char SQL_CLAIM_KIND[] =
+    "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id,"
+    " amount_minor, currency, payment_method, intent, source_topic, source_partition,"
+    " source_offset, kind)"
+    " SELECT p, m, k, f, c, a, cur, pm, decode(ih, 'hex'), t, sp, so, kind FROM unnest($1::text[],"
+    " $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],"
+    " $9::text[], $10::text[], $11::int[], $12::bigint[], $13::text[])"
+    " AS u(p, m, k, f, c, a, cur, pm, ih, t, sp, so, kind)"
     " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING";
 
 static const char SQL_REJECT[] =
@@ -170,13 +184,14 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
   batch *b = arg;
   stage_ctx *ctx = b->ctx;
   item *it = b->it;
-  pg_array a[12], r[8], u[7], l[2];
-  pg_arrays_init(a, 12);
+  pg_array a[13], r[8], u[7], l[2];
+  pg_arrays_init(a, 13);
   pg_arrays_init(r, 8);
   pg_arrays_init(u, 7);
   pg_arrays_init(l, 2);
   size_t *lookup = calloc(n + 1, sizeof *lookup), nlookup = 0;
   if (!lookup) abort();
+  bool kinds = false; /* an authorization among the claims */
 
   for (size_t i = lo; i < lo + n; i++) {
     item *x = &it[i];
@@ -210,6 +225,8 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
     pg_array_add_str(&a[9], x->m->topic);
     pg_array_add_int(&a[10], x->m->partition);
     pg_array_add_int(&a[11], x->m->offset);
+    pg_array_add_str(&a[12], op_kind_name(in->kind));
+    kinds |= in->kind != KIND_SALE;
     free(hex);
     free(packed);
     pg_array_add_str(&l[0], in->merchant_id);
@@ -217,12 +234,12 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
     lookup[nlookup++] = i;
   }
 
-  const char *pa[12], *pr[8], *pu[7], *pl[2];
-  pg_arrays_finish(a, 12, pa);
+  const char *pa[13], *pr[8], *pu[7], *pl[2];
+  pg_arrays_finish(a, 13, pa);
   pg_arrays_finish(r, 8, pr);
   pg_arrays_finish(u, 7, pu);
   pg_arrays_finish(l, 2, pl);
-  pg_stmt stmts[] = {{SQL_CLAIM, 12, pa},
+  pg_stmt stmts[] = {{kinds ? SQL_CLAIM_KIND : SQL_CLAIM, kinds ? 13 : 12, pa},
                      {SQL_REJECT, 8, pr},
                      {SQL_REJECT_REUSED, 7, pu},
                      {SQL_LOOKUP, 2, pl}};
@@ -254,7 +271,7 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
       }
   }
   pg_results_clear(res, 4);
-  pg_arrays_free(a, 12);
+  pg_arrays_free(a, 13);
   pg_arrays_free(r, 8);
   pg_arrays_free(u, 7);
   pg_arrays_free(l, 2);
@@ -410,7 +427,7 @@ static int emit(stage_ctx *ctx, item *it, size_t i, outbox *out) {
   return 0;
 }
 
-static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
+static int ingest_intents(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
   ingest_state *st = ctx->state;
   item *it = calloc(n, sizeof *it);
   if (!it) abort();
@@ -444,6 +461,27 @@ static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
   return rc;
 }
 
+/* Intents (sales, authorizations) and operations (capture, void, refund:
+ * operations.c) of one batch, each their own way. */
+static int ingest_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
+  size_t nops = 0;
+  for (size_t i = 0; i < n; i++) nops += msgs[i].ev->operation != NULL;
+  if (nops == 0) return ingest_intents(ctx, msgs, n, out);
+  stage_msg *intents = calloc(n, sizeof *intents);
+  stage_msg **ops = calloc(n, sizeof *ops);
+  if (!intents || !ops) abort();
+  size_t ni = 0, no = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (msgs[i].ev->operation) ops[no++] = &msgs[i];
+    else intents[ni++] = msgs[i];
+  }
+  int rc = ni ? ingest_intents(ctx, intents, ni, out) : 0;
+  if (rc == 0) rc = ingest_operations(ctx, ops, no, out);
+  free(intents);
+  free(ops);
+  return rc;
+}
+
 static const char *ingest_input(const cfg *c) { return c->topics.intents; }
 
 static int ingest_init(stage_ctx *ctx, char *err, size_t errlen) {
@@ -459,6 +497,7 @@ const stage_def ingest_stage = {
     .input_topic = ingest_input,
     .requires_payment_id = false,
     .uses_redis = true,
+    .takes_operations = true,
     .init = ingest_init,
     .process = ingest_process,
     .destroy = NULL,

@@ -96,6 +96,10 @@ int validate_intent(const ps_intent *in, validation_error *err) {
   if (!upper_currency_valid(in->amount->currency))
     return fail(err, "currency_invalid", "%s must be an ISO-4217 code we settle",
                 "amount.currency");
+  if (in->kind != PAYMENTS__V1__REQUEST_KIND__REQUEST_KIND_SALE &&
+      in->kind != PAYMENTS__V1__REQUEST_KIND__REQUEST_KIND_AUTHORIZE)
+    return fail(err, "kind_invalid", "%s is SALE or AUTHORIZE (operations are their own message)",
+                "an intent's kind");
   if (in->created_at_ms <= 0)
     return fail(err, "created_at_invalid", "%s must be a positive epoch time in ms",
                 "created_at_ms");

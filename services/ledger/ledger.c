@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger_lifecycle.h"
 #include "log.h"
 #include "metrics.h"
 #include "posting.h"
@@ -41,7 +42,9 @@ static const char SQL_POST[] =
     "  INSERT INTO ledger_transactions (payment_id, kind)"
     "  SELECT DISTINCT u.pid, 'payment' FROM unnest($1::text[]) AS u(pid)"
     "  JOIN payments p ON p.payment_id = u.pid AND p.status IN ('charged', 'ledger_failed')"
-    "  ON CONFLICT (payment_id, kind) DO NOTHING RETURNING transaction_id, payment_id),"
+    "   AND p.kind = 'sale'"
+    "  ON CONFLICT (payment_id, kind) WHERE operation_id IS NULL DO NOTHING"
+    "  RETURNING transaction_id, payment_id),"
     " e AS ("
     "  INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor)"
     "  SELECT tx.transaction_id, a.account_id, u.c, u.d, u.amt"
@@ -327,11 +330,13 @@ static void refuse_event(stage_ctx *ctx, litem *x, outbox *out) {
 }
 
 static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
+  if (ledger_lifecycle(ctx, msgs, n, out)) return -1; /* authorizations, operations */
   litem *it = calloc(n, sizeof *it);
   if (!it) abort();
   size_t nv = 0;
   for (size_t i = 0; i < n; i++) {
     char why[128];
+    if (ledger_lifecycle_takes(msgs[i].ev)) continue;
     if (!postable(msgs[i].ev, why, sizeof why)) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", &msgs[i], why);
       continue;
@@ -383,6 +388,7 @@ const stage_def ledger_stage = {
     .name = "ledger",
     .input_topic = ledger_input,
     .requires_payment_id = true,
+    .takes_operations = true,
     .init = ledger_init,
     .process = ledger_process,
     .destroy = NULL,

@@ -5,7 +5,10 @@
 # one isolated the way it isolated), then this release's migrations are
 # applied while payments are still flowing. Nothing recorded changes, the
 # isolated payment becomes `ledger_failed`, and the workers carry on: every
-# payment ends as expected and the books verify.
+# payment ends as expected and the books verify. 013 (the lifecycle) fills
+# the amounts of sales recorded before it (authorized = captured = amount)
+# and of every sale charged after it, and a sale from before the migration
+# can be refunded.
 source "$(dirname "$0")/lib.sh"
 PREVIOUS=007
 MIG_PREV=$PAYSTREAM_RUN_DIR/migrations-$PREVIOUS
@@ -80,6 +83,11 @@ eq "the database is at this release" "$(basename "$(ls "$REPO"/db/migrations/*.s
 eq "what was recorded before is unchanged (postings, payments, attempts, balances)" "$before" "$(snapshot)"
 eq "the previous release's isolated payment is ledger_failed" "ledger_failed ledger_posting_failed" \
   "$(sql "SELECT status || ' ' || error_code FROM payments WHERE payment_id = '$isolated'")"
+eq "013: every sale charged before it is authorized and captured in full, nothing else moved" 0 \
+  "$(sql "SELECT count(*) FROM payments WHERE created_at <= '$t0' AND kind = 'sale' AND
+          (authorized_minor, captured_minor, refunded_minor, capturing_minor, refunding_minor, released_minor)
+          <> (CASE WHEN status IN ('charged', 'ledger_failed', 'succeeded') THEN amount_minor ELSE 0 END,
+              CASE WHEN status IN ('charged', 'ledger_failed', 'succeeded') THEN amount_minor ELSE 0 END, 0, 0, 0, 0)")"
 
 # ---- the workers carry on ------------------------------------------------------------
 "$STACK" start-worker ledger 1
@@ -93,7 +101,7 @@ sql "SELECT merchant_id, idempotency_key, status FROM payments" | sort >"$PAYSTR
 check "each ends as expected (the isolated one posted on redelivery)" \
   cmp -s "$PAYSTREAM_RUN_DIR/status.exp" "$PAYSTREAM_RUN_DIR/status.act"
 eq "one posting per succeeded payment" "$(sql "SELECT count(*) FROM payments WHERE status = 'succeeded'")" \
-  "$(sql "SELECT count(*) FROM ledger_transactions")"
+  "$(sql "SELECT count(*) FROM ledger_transactions WHERE operation_id IS NULL")"
 eq "revenue is what the succeeded payments recorded" \
   "$(sql "SELECT string_agg(currency || ' ' || s, ',' ORDER BY currency) FROM (SELECT currency, sum(amount_minor) s FROM payments WHERE status = 'succeeded' GROUP BY currency) x")" \
   "$(sql "SELECT string_agg(currency || ' ' || -balance, ',' ORDER BY currency) FROM ledger_accounts WHERE name = 'revenue:payments'")"
@@ -102,6 +110,18 @@ eq "the previous release's postings are still unchanged" "$(head -1 <<<"$before"
                   ORDER BY e.entry_id)) FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)
           WHERE e.entry_id <= (SELECT max(entry_id) FROM ledger_entries WHERE transaction_id IN
             (SELECT transaction_id FROM ledger_transactions ORDER BY transaction_id LIMIT 150))")"
+eq "013: sales charged after it carry their amounts too" 0 \
+  "$(sql "SELECT count(*) FROM payments WHERE status = 'succeeded' AND (authorized_minor, captured_minor) <> (amount_minor, amount_minor)")"
+# A sale from the previous release, refunded in part through the pipeline.
+old=$(sql "SELECT idempotency_key || ' ' || amount_minor || ' ' || currency FROM payments
+           WHERE created_at <= '$t0' AND status = 'succeeded' ORDER BY payment_id LIMIT 1")
+read -r okey oamount ocur <<<"$old"
+om=$(sql "SELECT merchant_id FROM payments WHERE idempotency_key = '$okey'")
+"$PAYCTL" refund "$om" "$okey" --key old-refund-1 --amount $((oamount / 2)) --currency "$ocur" >/dev/null
+refunded_old() { [ "$(sql "SELECT state FROM payment_operations WHERE idempotency_key = 'old-refund-1'")" = posted ]; }
+check "a sale from before the migration is refunded and posted" wait_until 120 refunded_old
+eq "its refunded amount is recorded" "$((oamount / 2))" \
+  "$(sql "SELECT refunded_minor FROM payments WHERE idempotency_key = '$okey' AND merchant_id = '$om'")"
 check "payctl ledger verify passes after the migration" quietly "$PAYCTL" ledger verify
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports

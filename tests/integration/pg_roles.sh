@@ -30,16 +30,16 @@ grants() {
 }
 P=payments
 eq "ingest writes only a payment's request and rejections" \
-  "$(printf '%s ' $P.{amount_minor,currency,customer_id,fingerprint,idempotency_key,intent,merchant_id,payment_id,payment_method,source_offset,source_partition,source_topic}:INSERT rejections.{error_code,error_message,idempotency_key,merchant_id,rejection_id,source_offset,source_partition,source_topic}:INSERT | sed 's/ $//')" \
+  "$(printf '%s ' payment_operations.{amount_minor,currency,final_capture,fingerprint,idempotency_key,kind,merchant_id,operation_id,payment_ref,payment_ref_by,request,source_offset,source_partition,source_topic}:INSERT payment_operations.{amount_minor,error_code,error_message,payment_id,processor,result_authorized_minor,result_captured_minor,result_refunded_minor,state,updated_at}:UPDATE $P.{amount_minor,currency,customer_id,fingerprint,idempotency_key,intent,kind,merchant_id,payment_id,payment_method,source_offset,source_partition,source_topic}:INSERT $P.{capturing_minor,refunding_minor,releasing_minor}:UPDATE rejections.{error_code,error_message,idempotency_key,merchant_id,rejection_id,source_offset,source_partition,source_topic}:INSERT | sed 's/ $//')" \
   "$(grants ingest)"
 eq "fraud writes its assessment and a payment's status and outcome" \
   "$(printf '%s ' fraud_assessments.{assessment,combined_score,decision,ml_score,model_version,payment_id,reasons,rule_score}:INSERT $P.{error_code,outcome,status,updated_at}:UPDATE | sed 's/ $//')" \
   "$(grants fraud)"
 eq "charge opens attempts, records sends, refusals and answers, and the payment's charge" \
-  "$(printf '%s ' charge_attempts.{amount_minor,currency,idempotency_key,payment_id,processor,sends}:INSERT charge_attempts.{decline_code,error,fee_minor,processor_charge_id,refused,sends,state,updated_at}:UPDATE $P.{error_code,fee_minor,outcome,processor,processor_charge_id,status,updated_at}:UPDATE | sed 's/ $//')" \
+  "$(printf '%s ' charge_attempts.{amount_minor,currency,idempotency_key,payment_id,processor,sends}:INSERT charge_attempts.{decline_code,error,fee_minor,processor_charge_id,refused,sends,state,updated_at}:UPDATE payment_operations.{decline_code,error_code,error_message,fee_minor,processor_key,processor_op_id,refused,released_minor,result_authorized_minor,result_captured_minor,result_refunded_minor,sends,state,updated_at}:UPDATE $P.{captured_minor,capturing_minor,error_code,fee_minor,outcome,processor,processor_charge_id,refunded_minor,refunding_minor,released_minor,releasing_minor,status,updated_at}:UPDATE | sed 's/ $//')" \
   "$(grants charge)"
 eq "ledger appends postings (no ids, no balances) and finishes the payment" \
-  "$(printf '%s ' ledger_accounts.{currency,name,type}:INSERT ledger_entries.{account_id,amount_minor,currency,direction,transaction_id}:INSERT ledger_transactions.{kind,payment_id}:INSERT $P.{error_code,outcome,status,updated_at}:UPDATE | sed 's/ $//')" \
+  "$(printf '%s ' ledger_accounts.{currency,name,type}:INSERT ledger_entries.{account_id,amount_minor,currency,direction,transaction_id}:INSERT ledger_transactions.{kind,operation_id,payment_id}:INSERT payment_operations.{state,updated_at}:UPDATE $P.{error_code,outcome,status,updated_at}:UPDATE | sed 's/ $//')" \
   "$(grants ledger)"
 eq "no stage role may DELETE, TRUNCATE or UPDATE a whole table" "" \
   "$(sql "SELECT string_agg(grantee || ' ' || privilege_type || ' ' || table_name, ', ')
@@ -114,7 +114,7 @@ refusal "no stage role can create tables" paystream_ingest denied - "CREATE TABL
 refusal "fraud cannot move a posted payment back to scored" paystream_fraud guarded 23P51 \
   "UPDATE payments SET status = 'scored', outcome = NULL WHERE payment_id = '$pid'" "$(without payments payments_status_machine)"
 refusal "fraud cannot change a payment's amount" paystream_fraud denied - \
-  "UPDATE payments SET amount_minor = 1 WHERE payment_id = '$pid'" "$NO_GUARDS"
+  "UPDATE payments SET amount_minor = amount_minor + 1 WHERE payment_id = '$pid'" "$NO_GUARDS"
 refusal "fraud cannot read charge attempts" paystream_fraud denied - "SELECT count(*) FROM charge_attempts" ""
 
 # ---- charge ----------------------------------------------------------------
@@ -174,11 +174,11 @@ refusal "ledger cannot delete ledger transactions" paystream_ledger denied - \
   "DELETE FROM ledger_transactions WHERE false" ""
 refusal "ledger cannot truncate the ledger" paystream_ledger denied - "TRUNCATE ledger_entries" "$NO_GUARDS"
 refusal "ledger cannot set a payment's amount" paystream_ledger denied - \
-  "UPDATE payments SET amount_minor = 1 WHERE payment_id = '$pid'" "$NO_GUARDS"
+  "UPDATE payments SET amount_minor = amount_minor + 1 WHERE payment_id = '$pid'" "$NO_GUARDS"
 
 # ---- the owner too -------------------------------------------------------------
 refusal "nobody changes a payment's amount or currency" postgres guarded 23P52 \
-  "UPDATE payments SET amount_minor = 1, currency = 'EUR' WHERE payment_id = '$pid'" \
+  "UPDATE payments SET amount_minor = amount_minor + 1, currency = 'EUR' WHERE payment_id = '$pid'" \
   "$(without payments payments_request_immutable)"
 refusal "nobody changes an attempt's amount" postgres guarded 23P52 \
   "UPDATE charge_attempts SET amount_minor = 1 WHERE payment_id = '$pid'" \

@@ -25,6 +25,8 @@ int cmd_dlq(payctl *p, int argc, char **argv);         /* dlq_cmd.c */
 int cmd_blocklist(payctl *p, int argc, char **argv);   /* blocklist_cmd.c */
 int cmd_review(payctl *p, int argc, char **argv);      /* review_cmd.c */
 int cmd_charges(payctl *p, int argc, char **argv);     /* charges_cmd.c */
+int cmd_operation(payctl *p, int argc, char **argv);   /* operation_cmd.c: capture|void|refund|authorize */
+int cmd_payment(payctl *p, int argc, char **argv);     /* operation_cmd.c: payment show */
 
 /* `payctl outcomes` and `payctl dlq list`: a whole topic as JSON lines. */
 int topic_dump(payctl *p, const char *topic, bool dlq);

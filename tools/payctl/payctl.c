@@ -21,6 +21,12 @@
  *   blocklist    the fraud stage's blocklists (Redis sets)
  *   review       payments fraud holds for review; approve sends one on to charge, reject ends it
  *   charges      charge attempts the processor may hold without a definite answer, oldest first
+ *   payment      one payment's lifecycle: state, amounts, operations, attempts, postings
+ *   authorize    publish one authorization (hold only) intent
+ *   sale         publish one sale intent
+ *   capture      publish a capture of an authorization, with its own idempotency key
+ *   void         publish a void (release what is left of an authorization)
+ *   refund       publish a refund of captured money, with its own idempotency key
  *
  * Exit codes (payctl.h): 0 ok, 1 failed or differences found, 2 usage or
  * configuration error, 3 not found, 4 refused by the current state,
@@ -82,6 +88,20 @@ static const command commands[] = {
      "charge attempts the processor may hold without a definite answer, oldest first\n"
      "never given up: the charge worker retries each on the same processor with the same\n"
      "key until it answers; check a long-unresolved one against the processor"},
+    {"payment", cmd_payment, "show <merchant> <key|payment_id>",
+     "one payment's lifecycle: state, amounts, operations, attempts, postings"},
+    {"authorize", cmd_operation, "<merchant> <key> --amount N --currency C [--customer C] [--pm PM]",
+     "publish one authorization (hold only) intent"},
+    {"sale", cmd_operation, "<merchant> <key> --amount N --currency C [--customer C] [--pm PM]",
+     "publish one sale intent"},
+    {"capture", cmd_operation,
+     "<merchant> <payment-key> --key K --amount N --currency C [--final] [--payment-id]",
+     "publish a capture of an authorization, with its own idempotency key"},
+    {"void", cmd_operation, "<merchant> <payment-key> --key K [--payment-id]",
+     "publish a void (release what is left of an authorization)"},
+    {"refund", cmd_operation,
+     "<merchant> <payment-key> --key K --amount N --currency C [--reason R] [--payment-id]",
+     "publish a refund of captured money, with its own idempotency key"},
 };
 
 static const char EXIT_CODES[] =

@@ -14,6 +14,8 @@
 #include "gen.h"
 #include "intent_json.h"
 #include "kafka_util.h"
+#include "op_json.h"
+#include "operation.h"
 #include "opt.h"
 
 static const char PUBLISH_USAGE[] =
@@ -93,6 +95,31 @@ static int parse_mix(int argc, char **argv, gen_mix *m, const char **json, const
   return 0;
 }
 
+/* One operation line, its keys (its own and its payment's) prefixed like
+ * the intents', published with its payment's key. */
+static int publish_op_line(gen *g, const json_t *jo, const char *run, char *err, size_t errlen) {
+  ps_operation op;
+  ps_money money;
+  if (op_from_json(jo, &op, &money, err, errlen)) return -1;
+  gchar *key = g_strdup_printf("%s%s%s", run ? run : "", run ? "-" : "", op.idempotency_key);
+  gchar *pkey = *op.payment_key ? g_strdup_printf("%s%s%s", run ? run : "", run ? "-" : "",
+                                                  op.payment_key)
+                                : g_strdup("");
+  op.idempotency_key = key;
+  op.payment_key = pkey;
+  ps_event ev = PAYMENTS__V1__PAYMENT_EVENT__INIT;
+  ev.schema_version = PS_SCHEMA_VERSION;
+  ev.operation = &op;
+  ev.published_at_ms = ps_now_ms();
+  size_t len;
+  uint8_t *buf = event_pack(&ev, &len);
+  gen_publish_event(g, *pkey ? pkey : op.payment_id, buf, len);
+  free(buf);
+  g_free(key);
+  g_free(pkey);
+  return 0;
+}
+
 /* Publishes the intents of a JSON-lines file (intent_json.h; a fraudgen
  * line's "intent" is taken), keys prefixed with PREFIX- when given. */
 static int publish_json(payctl *p, const char *path, const char *run) {
@@ -117,7 +144,20 @@ static int publish_json(payctl *p, const char *path, const char *run) {
     json_error_t je;
     json_t *o = json_loads(line, 0, &je);
     json_t *jin = o && json_object_get(o, "intent") ? json_object_get(o, "intent") : o;
+    if (o && json_object_get(o, "operation")) { /* lifecycle (op_json.h) */
+      if (publish_op_line(&g, json_object_get(o, "operation"), run, err, sizeof err)) {
+        fprintf(stderr, "payctl: %s:%ld: %s\n", path, lineno, err);
+        rc = PAYCTL_FAILED;
+      }
+      json_decref(o);
+      continue;
+    }
     ps_intent *in = o ? intent_from_json(jin, err, sizeof err) : NULL;
+    if (in && json_is_string(json_object_get(jin, "kind")))
+      in->kind = op_kind_from_name(json_string_value(json_object_get(jin, "kind"))) ==
+                         KIND_AUTHORIZE
+                     ? KIND_AUTHORIZE
+                     : KIND_SALE;
     if (!in) {
       fprintf(stderr, "payctl: %s:%ld: %s\n", path, lineno, o ? err : je.text);
       rc = PAYCTL_FAILED;

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "event.h"
 #include "kafka_util.h"
+#include "operation.h"
 #include "opt.h"
 
 static json_t *outcome_json(const rd_kafka_message_t *m) {
@@ -28,6 +29,13 @@ static json_t *outcome_json(const rd_kafka_message_t *m) {
   if (o->amount) {
     json_object_set_new(j, "amount", json_integer(o->amount->amount_minor));
     json_object_set_new(j, "currency", json_string(o->amount->currency));
+  }
+  if (*o->operation_id || o->kind) { /* lifecycle requests (#19) */
+    json_object_set_new(j, "operation_id", json_string(o->operation_id));
+    json_object_set_new(j, "kind", json_string(op_kind_name(o->kind) ? op_kind_name(o->kind) : ""));
+    json_object_set_new(j, "authorized", json_integer(o->authorized_minor));
+    json_object_set_new(j, "captured", json_integer(o->captured_minor));
+    json_object_set_new(j, "refunded", json_integer(o->refunded_minor));
   }
   rd_kafka_timestamp_type_t tt;
   json_object_set_new(j, "timestamp_ms", json_integer(rd_kafka_message_timestamp(m, &tt)));

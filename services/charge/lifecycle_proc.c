@@ -1,0 +1,260 @@
+/* lifecycle_proc: see lifecycle_proc.h. */
+#include "lifecycle_proc.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "money.h"
+#include "paypal.h"
+#include "safe_text.h"
+
+static const char *jstr(json_t *o, const char *k) {
+  json_t *v = o ? json_object_get(o, k) : NULL;
+  return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Form value, percent-encoded. */
+static char *form_esc(const char *s) {
+  char *e = curl_easy_escape(NULL, s ? s : "", 0);
+  char *out = e ? strdup(e) : NULL;
+  curl_free(e);
+  if (!out) abort();
+  return out;
+}
+
+static char *lower3(const char *cur, char out[4]) {
+  for (int i = 0; i < 3; i++) out[i] = (char)(cur[i] >= 'A' && cur[i] <= 'Z' ? cur[i] + 32 : cur[i]);
+  out[3] = '\0';
+  return out;
+}
+
+int lc_authorize_request(bool paypal, int64_t amount_minor, const char *currency,
+                         const char *payment_method, const char *payment_id, lc_request *rq) {
+  memset(rq, 0, sizeof *rq);
+  if (!currency || strlen(currency) != 3 || amount_minor <= 0) return -1;
+  if (paypal) {
+    char value[32];
+    if (paypal_format_amount(amount_minor, currency, value, sizeof value)) return -1;
+    json_t *j = json_pack("{s:s,s:[{s:s,s:{s:s,s:s}}],s:s}", "intent", "AUTHORIZE",
+                          "purchase_units", "custom_id", payment_id, "amount", "currency_code",
+                          currency, "value", value, "payment_source", payment_method);
+    rq->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    snprintf(rq->path, sizeof rq->path, "/v2/checkout/orders");
+    rq->json = true;
+  } else {
+    char cur[4], *pm = form_esc(payment_method), *pid = form_esc(payment_id);
+    if (asprintf(&rq->body,
+                 "amount=%lld&currency=%s&capture_method=manual&confirm=true&payment_method=%s"
+                 "&metadata%%5Bpayment_id%%5D=%s",
+                 (long long)amount_minor, lower3(currency, cur), pm, pid) < 0)
+      rq->body = NULL;
+    free(pm);
+    free(pid);
+    snprintf(rq->path, sizeof rq->path, "/v1/payment_intents");
+  }
+  return rq->body ? 0 : -1;
+}
+
+/* What every flavour answers the same way: not now, refused, ambiguous. */
+static void map_other(long http_status, bool readable, charge_answer *a) {
+  if (http_status == 429 || http_status == 409) {
+    a->kind = CHARGE_RETRYABLE;
+    charge_answer_error(a, "processor answered %ld", http_status);
+  } else if (http_status >= 400 && http_status < 500) {
+    a->kind = CHARGE_REJECTED;
+    charge_answer_error(a, "processor refused the request (%ld)", http_status);
+  } else {
+    a->kind = CHARGE_UNKNOWN;
+    charge_answer_error(a, "processor answered %ld%s", http_status,
+                        readable ? "" : " with an unreadable body");
+  }
+}
+
+static void declined(charge_answer *a, const char *code, const char *decline) {
+  a->kind = CHARGE_DECLINED;
+  charge_answer_text(a->error_code, sizeof a->error_code, code ? code : "declined");
+  charge_answer_text(a->decline_code, sizeof a->decline_code, decline ? decline : "");
+}
+
+static json_t *load(const char *body, size_t len, char **clean) {
+  *clean = body ? safe_text_dup(body, len) : NULL;
+  return *clean ? json_loadb(*clean, strlen(*clean), 0, NULL) : NULL;
+}
+
+/* PayPal's first detail issue (INSTRUMENT_DECLINED, MAX_CAPTURE_AMOUNT_EXCEEDED, ...). */
+static const char *paypal_issue(json_t *root) {
+  json_t *d = json_array_get(json_object_get(root, "details"), 0);
+  return jstr(d, "issue");
+}
+
+void lc_map_authorize(bool paypal, long http_status, const char *body, size_t len,
+                      charge_answer *a) {
+  memset(a, 0, sizeof *a);
+  char *clean;
+  json_t *root = load(body, len, &clean);
+  if (!paypal && http_status == 200 && root && !json_object_get(root, "error")) {
+    const char *id = jstr(root, "id"), *status = jstr(root, "status");
+    if (id && status && strcmp(status, "requires_capture") == 0) {
+      a->kind = CHARGE_SUCCEEDED;
+      charge_answer_id(a, id);
+    } else {
+      a->kind = CHARGE_UNKNOWN;
+      charge_answer_error(a, "200 without an authorized payment intent");
+    }
+  } else if (!paypal && http_status == 402 && root) {
+    json_t *e = json_object_get(root, "error");
+    const char *dc = jstr(e, "decline_code"), *code = jstr(e, "code");
+    declined(a, code ? code : "card_declined", dc ? dc : code ? code : "generic_decline");
+  } else if (paypal && (http_status == 200 || http_status == 201) && root) {
+    json_t *pu = json_array_get(json_object_get(root, "purchase_units"), 0);
+    json_t *au = json_array_get(
+        json_object_get(json_object_get(pu, "payments"), "authorizations"), 0);
+    const char *id = jstr(au, "id"), *status = jstr(au, "status");
+    if (id && status && strcmp(status, "CREATED") == 0) {
+      a->kind = CHARGE_SUCCEEDED;
+      charge_answer_id(a, id);
+    } else {
+      a->kind = CHARGE_UNKNOWN;
+      charge_answer_error(a, "%ld without a created authorization", http_status);
+    }
+  } else if (paypal && http_status == 422 && root && paypal_issue(root)) {
+    declined(a, "card_declined", paypal_issue(root));
+  } else {
+    map_other(http_status, root != NULL, a);
+  }
+  if (root) json_decref(root);
+  free(clean);
+}
+
+int lc_operation_request(bool paypal, ps_kind kind, const char *target, int64_t amount_minor,
+                         const char *currency, bool final_capture, const char *payment_id,
+                         const char *operation_id, lc_request *rq) {
+  memset(rq, 0, sizeof *rq);
+  if (!target || !*target || strchr(target, '/') || strchr(target, '?')) return -1;
+  if (kind != KIND_VOID && (amount_minor <= 0 || !currency || strlen(currency) != 3)) return -1;
+  char *t = form_esc(target);
+  int rc = 0;
+  if (paypal) {
+    char value[32];
+    json_t *j = NULL;
+    rq->json = true;
+    if (kind == KIND_CAPTURE) {
+      if (paypal_format_amount(amount_minor, currency, value, sizeof value)) rc = -1;
+      else j = json_pack("{s:{s:s,s:s},s:b}", "amount", "currency_code", currency, "value",
+                         value, "final_capture", final_capture);
+      snprintf(rq->path, sizeof rq->path, "/v2/payments/authorizations/%s/capture", t);
+    } else if (kind == KIND_VOID) {
+      j = json_object();
+      snprintf(rq->path, sizeof rq->path, "/v2/payments/authorizations/%s/void", t);
+    } else if (kind == KIND_REFUND) {
+      if (paypal_format_amount(amount_minor, currency, value, sizeof value)) rc = -1;
+      else j = json_pack("{s:{s:s,s:s},s:s,s:s}", "amount", "currency_code", currency, "value",
+                         value, "custom_id", payment_id, "invoice_id", operation_id);
+      snprintf(rq->path, sizeof rq->path, "/v2/payments/captures/%s/refund", t);
+    } else {
+      rc = -1;
+    }
+    rq->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+  } else {
+    char *pid = form_esc(payment_id), *oid = form_esc(operation_id);
+    int n = -1;
+    if (kind == KIND_CAPTURE) {
+      n = asprintf(&rq->body, "amount_to_capture=%lld%s", (long long)amount_minor,
+                   final_capture ? "" : "&final_capture=false");
+      snprintf(rq->path, sizeof rq->path, "/v1/payment_intents/%s/capture", t);
+    } else if (kind == KIND_VOID) {
+      n = asprintf(&rq->body, "cancellation_reason=requested_by_customer");
+      snprintf(rq->path, sizeof rq->path, "/v1/payment_intents/%s/cancel", t);
+    } else if (kind == KIND_REFUND) {
+      n = asprintf(&rq->body,
+                   "%s=%s&amount=%lld&metadata%%5Bpayment_id%%5D=%s&metadata%%5Brefund_id%%5D=%s",
+                   strncmp(target, "pi_", 3) == 0 ? "payment_intent" : "charge", t,
+                   (long long)amount_minor, pid, oid);
+      snprintf(rq->path, sizeof rq->path, "/v1/refunds");
+    }
+    if (n < 0) rq->body = NULL, rc = -1;
+    free(pid);
+    free(oid);
+  }
+  free(t);
+  if (rc == 0 && !rq->body) rc = -1;
+  if (rc) {
+    free(rq->body);
+    rq->body = NULL;
+  }
+  return rc;
+}
+
+/* PayPal's decimal fee {"currency_code","value"} in minor units; 0 when absent. */
+static int64_t paypal_fee(json_t *root, const char *currency) {
+  json_t *fee = json_object_get(json_object_get(root, "seller_receivable_breakdown"), "paypal_fee");
+  const char *v = jstr(fee, "value");
+  int exp = money_currency_exponent(currency);
+  if (!v || exp < 0) return 0;
+  int64_t units = 0, frac = 0;
+  int digits = 0;
+  const char *p = v;
+  for (; *p >= '0' && *p <= '9'; p++) units = units * 10 + (*p - '0');
+  if (*p == '.')
+    for (p++; *p >= '0' && *p <= '9' && digits < exp; p++, digits++) frac = frac * 10 + (*p - '0');
+  for (; digits < exp; digits++) frac *= 10;
+  int64_t scale = 1;
+  for (int i = 0; i < exp; i++) scale *= 10;
+  return units * scale + frac;
+}
+
+void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *body, size_t len,
+                      const char *currency, charge_answer *a) {
+  memset(a, 0, sizeof *a);
+  char *clean;
+  json_t *root = load(body, len, &clean);
+  if (!paypal) {
+    json_t *err = json_object_get(root, "error");
+    const char *status = jstr(root, "status");
+    if (http_status == 200 && root && !err) {
+      const char *id = kind == KIND_CAPTURE ? jstr(root, "capture_id") : jstr(root, "id");
+      bool ok = kind == KIND_CAPTURE ? id != NULL
+                : kind == KIND_VOID  ? status && strcmp(status, "canceled") == 0
+                                     : status && strcmp(status, "succeeded") == 0;
+      json_t *fee = json_object_get(root, "fee");
+      if (ok && id && (!fee || json_is_integer(fee)) && (!fee || json_integer_value(fee) >= 0)) {
+        a->kind = CHARGE_SUCCEEDED;
+        a->fee_minor = kind == KIND_CAPTURE && fee ? (int64_t)json_integer_value(fee) : 0;
+        charge_answer_id(a, id);
+      } else if (kind == KIND_REFUND && status && strcmp(status, "failed") == 0) {
+        declined(a, "refund_failed", jstr(root, "failure_reason"));
+      } else {
+        a->kind = CHARGE_UNKNOWN;
+        charge_answer_error(a, "200 without a completed %s", op_kind_name(kind));
+      }
+    } else if ((http_status == 400 || http_status == 402) && err && jstr(err, "code") &&
+               strcmp(jstr(err, "code"), "idempotency_error") != 0) {
+      declined(a, jstr(err, "code"), jstr(err, "decline_code"));
+    } else {
+      map_other(http_status, root != NULL, a);
+    }
+  } else {
+    const char *status = jstr(root, "status"), *id = jstr(root, "id");
+    const char *want = kind == KIND_VOID ? "VOIDED" : "COMPLETED";
+    if ((http_status == 200 || http_status == 201) && status && id && strcmp(status, want) == 0) {
+      a->kind = CHARGE_SUCCEEDED;
+      a->fee_minor = kind == KIND_CAPTURE ? paypal_fee(root, currency) : 0;
+      charge_answer_id(a, id);
+    } else if (http_status == 422 && root && paypal_issue(root) &&
+               strcmp(paypal_issue(root), "DUPLICATE_REQUEST_ID") != 0) {
+      declined(a, paypal_issue(root), paypal_issue(root));
+    } else if (http_status == 200 || http_status == 201) {
+      a->kind = CHARGE_UNKNOWN;
+      charge_answer_error(a, "%ld without a completed %s", http_status, op_kind_name(kind));
+    } else {
+      map_other(http_status, root != NULL, a);
+    }
+  }
+  if (root) json_decref(root);
+  free(clean);
+}

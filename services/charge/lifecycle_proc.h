@@ -1,0 +1,48 @@
+/* lifecycle_proc: processor requests for the payment lifecycle, both
+ * flavours (/work/notes/procsim-contract.md): authorize (Stripe-like
+ * PaymentIntent with capture_method=manual, PayPal-like order with intent
+ * AUTHORIZE), and the operations capture, void and refund on the processor
+ * object that holds the payment (pi_/ch_ at Stripe, AUTH-/CAP- at PayPal).
+ * Pure request building and response mapping, unit-tested without a
+ * network (tests/unit/test_lifecycle_proc.c); the answer says what the
+ * charge stage does (processor.h): SUCCEEDED with the processor's id of the
+ * new object (payment intent / authorization for an authorize, capture id,
+ * refund id, the voided object) and the fee; DECLINED (the processor
+ * refused it for good: over capturable, voided, expired, insufficient
+ * balance) with the processor's code; RETRYABLE; UNKNOWN (retry, same key). */
+#ifndef CHARGE_LIFECYCLE_PROC_H
+#define CHARGE_LIFECYCLE_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "operation.h"
+#include "processor.h"
+
+/* An HTTP request: path below the processor's base URL, body (malloc'd),
+ * content type. */
+typedef struct lc_request {
+  char path[512];
+  char *body;
+  bool json;
+} lc_request;
+
+/* Authorization of amount (the sales path with kind AUTHORIZE). Returns 0,
+ * or -1 (nothing allocated) for an amount that does not format. */
+int lc_authorize_request(bool paypal, int64_t amount_minor, const char *currency,
+                         const char *payment_method, const char *payment_id, lc_request *rq);
+void lc_map_authorize(bool paypal, long http_status, const char *body, size_t len,
+                      charge_answer *a);
+
+/* An operation (KIND_CAPTURE, KIND_VOID, KIND_REFUND) on target, the
+ * processor's id of what holds the money: the authorization (pi_/AUTH-)
+ * for capture and void; for a refund the sale's charge (ch_ / the PayPal
+ * capture) or, for an authorization, the payment intent (Stripe) or one
+ * capture (PayPal). Returns 0 or -1 (bad kind or amount). */
+int lc_operation_request(bool paypal, ps_kind kind, const char *target, int64_t amount_minor,
+                         const char *currency, bool final_capture, const char *payment_id,
+                         const char *operation_id, lc_request *rq);
+void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *body, size_t len,
+                      const char *currency, charge_answer *a);
+
+#endif

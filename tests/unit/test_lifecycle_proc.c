@@ -1,0 +1,142 @@
+/* Unit tests for the lifecycle processor requests and answers
+ * (lifecycle_proc.h), both flavours, per the procsim contract. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lifecycle_proc.h"
+
+#define MAP_OP(pp, k, st, body, a) lc_map_operation(pp, k, st, body, strlen(body), "USD", a)
+
+Test(lifecycle_proc, stripe_authorize_is_a_manual_capture_payment_intent) {
+  lc_request rq;
+  cr_assert_eq(lc_authorize_request(false, 1000, "USD", "pm_card_visa", "pay_1", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v1/payment_intents");
+  cr_assert_not_null(strstr(rq.body, "capture_method=manual"));
+  cr_assert_not_null(strstr(rq.body, "amount=1000&currency=usd"));
+  cr_assert_not_null(strstr(rq.body, "metadata%5Bpayment_id%5D=pay_1"));
+  free(rq.body);
+  charge_answer a;
+  const char *ok = "{\"id\":\"pi_1\",\"status\":\"requires_capture\",\"amount_capturable\":1000}";
+  lc_map_authorize(false, 200, ok, strlen(ok), &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, "pi_1");
+  charge_answer_clear(&a);
+  const char *no = "{\"error\":{\"type\":\"card_error\",\"code\":\"card_declined\",\"decline_code\":\"insufficient_funds\"}}";
+  lc_map_authorize(false, 402, no, strlen(no), &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.decline_code, "insufficient_funds");
+  const char *odd = "{\"id\":\"pi_1\",\"status\":\"processing\"}";
+  lc_map_authorize(false, 200, odd, strlen(odd), &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "a 200 that is no authorization is ambiguous");
+}
+
+Test(lifecycle_proc, paypal_authorize_takes_the_authorization_id) {
+  lc_request rq;
+  cr_assert_eq(lc_authorize_request(true, 1050, "USD", "pm_card_visa", "pay_1", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v2/checkout/orders");
+  cr_assert_not_null(strstr(rq.body, "\"intent\":\"AUTHORIZE\""));
+  cr_assert_not_null(strstr(rq.body, "\"value\":\"10.50\""));
+  free(rq.body);
+  charge_answer a;
+  const char *ok = "{\"id\":\"ORDER-1\",\"status\":\"COMPLETED\",\"purchase_units\":[{\"payments\":"
+                   "{\"authorizations\":[{\"id\":\"AUTH-9\",\"status\":\"CREATED\"}]}}]}";
+  lc_map_authorize(true, 201, ok, strlen(ok), &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, "AUTH-9");
+  charge_answer_clear(&a);
+  const char *no = "{\"name\":\"UNPROCESSABLE_ENTITY\",\"details\":[{\"issue\":\"INSTRUMENT_DECLINED\"}]}";
+  lc_map_authorize(true, 422, no, strlen(no), &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.decline_code, "INSTRUMENT_DECLINED");
+}
+
+Test(lifecycle_proc, stripe_operations_address_the_payment_intent_or_charge) {
+  lc_request rq;
+  cr_assert_eq(lc_operation_request(false, KIND_CAPTURE, "pi_1", 400, "USD", false, "pay_1", "op_1", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v1/payment_intents/pi_1/capture");
+  cr_assert_str_eq(rq.body, "amount_to_capture=400&final_capture=false");
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(false, KIND_CAPTURE, "pi_1", 400, "USD", true, "pay_1", "op_1", &rq), 0);
+  cr_assert_str_eq(rq.body, "amount_to_capture=400");
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(false, KIND_VOID, "pi_1", 0, "", false, "pay_1", "op_2", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v1/payment_intents/pi_1/cancel");
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(false, KIND_REFUND, "ch_7", 250, "USD", false, "pay_1", "op_3", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v1/refunds");
+  cr_assert_str_eq(rq.body, "charge=ch_7&amount=250&metadata%5Bpayment_id%5D=pay_1&metadata%5Brefund_id%5D=op_3");
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(false, KIND_REFUND, "pi_1", 250, "USD", false, "pay_1", "op_3", &rq), 0);
+  cr_assert(strncmp(rq.body, "payment_intent=pi_1&", 20) == 0);
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(false, KIND_CAPTURE, "pi_1/../x", 1, "USD", false, "p", "o", &rq), -1,
+               "a target that is not one path segment is refused");
+  cr_assert_eq(lc_operation_request(false, KIND_REFUND, "ch_1", 0, "USD", false, "p", "o", &rq), -1);
+}
+
+Test(lifecycle_proc, stripe_operation_answers) {
+  charge_answer a;
+  MAP_OP(false, KIND_CAPTURE, 200, "{\"id\":\"pi_1\",\"status\":\"requires_capture\",\"capture_id\":\"py_5\",\"fee\":12}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, "py_5");
+  cr_assert_eq(a.fee_minor, 12);
+  charge_answer_clear(&a);
+  MAP_OP(false, KIND_CAPTURE, 400, "{\"error\":{\"code\":\"amount_too_large\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.error_code, "amount_too_large");
+  MAP_OP(false, KIND_VOID, 200, "{\"id\":\"pi_1\",\"status\":\"canceled\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  charge_answer_clear(&a);
+  MAP_OP(false, KIND_VOID, 400, "{\"error\":{\"code\":\"payment_intent_unexpected_state\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  MAP_OP(false, KIND_REFUND, 200, "{\"id\":\"re_1\",\"status\":\"succeeded\",\"amount\":250}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, "re_1");
+  charge_answer_clear(&a);
+  MAP_OP(false, KIND_REFUND, 200, "{\"id\":\"re_1\",\"status\":\"failed\",\"failure_reason\":\"insufficient_funds\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.decline_code, "insufficient_funds");
+  MAP_OP(false, KIND_REFUND, 402, "{\"error\":{\"code\":\"insufficient_funds\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  MAP_OP(false, KIND_REFUND, 400, "{\"error\":{\"code\":\"idempotency_error\"}}", &a);
+  cr_assert_neq(a.kind, CHARGE_DECLINED, "an idempotency error is not the processor's decision");
+  MAP_OP(false, KIND_REFUND, 503, "oops", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  MAP_OP(false, KIND_REFUND, 409, "{}", &a);
+  cr_assert_eq(a.kind, CHARGE_RETRYABLE);
+}
+
+Test(lifecycle_proc, paypal_operations) {
+  lc_request rq;
+  cr_assert_eq(lc_operation_request(true, KIND_CAPTURE, "AUTH-9", 400, "USD", true, "pay_1", "op_1", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v2/payments/authorizations/AUTH-9/capture");
+  cr_assert_not_null(strstr(rq.body, "\"final_capture\":true"));
+  cr_assert_not_null(strstr(rq.body, "\"value\":\"4.00\""));
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(true, KIND_VOID, "AUTH-9", 0, "", false, "pay_1", "op_2", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v2/payments/authorizations/AUTH-9/void");
+  free(rq.body);
+  cr_assert_eq(lc_operation_request(true, KIND_REFUND, "CAP-3", 250, "USD", false, "pay_1", "op_3", &rq), 0);
+  cr_assert_str_eq(rq.path, "/v2/payments/captures/CAP-3/refund");
+  cr_assert_not_null(strstr(rq.body, "\"custom_id\":\"pay_1\""));
+  free(rq.body);
+  charge_answer a;
+  MAP_OP(true, KIND_CAPTURE, 201, "{\"id\":\"CAP-4\",\"status\":\"COMPLETED\",\"seller_receivable_breakdown\":{\"paypal_fee\":{\"currency_code\":\"USD\",\"value\":\"0.42\"}}}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, "CAP-4");
+  cr_assert_eq(a.fee_minor, 42);
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_CAPTURE, 422, "{\"details\":[{\"issue\":\"MAX_CAPTURE_AMOUNT_EXCEEDED\"}]}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.error_code, "MAX_CAPTURE_AMOUNT_EXCEEDED");
+  MAP_OP(true, KIND_VOID, 200, "{\"id\":\"AUTH-9\",\"status\":\"VOIDED\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_REFUND, 422, "{\"details\":[{\"issue\":\"REFUND_FAILED_INSUFFICIENT_FUNDS\"}]}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  MAP_OP(true, KIND_REFUND, 422, "{\"details\":[{\"issue\":\"DUPLICATE_REQUEST_ID\"}]}", &a);
+  cr_assert_neq(a.kind, CHARGE_DECLINED, "a reused request id is not a decision");
+  MAP_OP(true, KIND_REFUND, 201, "{\"id\":\"REF-1\",\"status\":\"PENDING\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+}
