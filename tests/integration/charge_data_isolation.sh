@@ -80,7 +80,7 @@ eq "it ends failed with its code and outcome (invariant 4)" "failed charge_data_
 outcome_of() { "$PAYCTL" outcomes | jq -r --arg p "$1" 'select(.payment_id == $p) | .status + " " + (.error_code // "")'; }
 check "  ... and its failed outcome is published" wait_until 30 eval '[ "$(outcome_of "$poison")" = "failed charge_data_error" ]'
 answer=$(field poison-answer payment_id)
-answer_isolated() { "$PAYCTL" dlq list 2>/dev/null | jq -e 'select(.key == "poison-answer" and .["dlq.stage"] == "charge")' >/dev/null; }
+answer_isolated() { "$PAYCTL" dlq list 2>/dev/null | jq -c 'select(.key == "poison-answer" and .["dlq.stage"] == "charge")' | grep -q .; }
 check "the payment whose answer Postgres refuses is dead-lettered" wait_until 60 answer_isolated
 eq "  ... the processor charged it once" "1" \
   "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq --arg k "paystream:$answer:stripe" '.by_key[$k] // 0')"
