@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "isolate.h"
 #include "log.h"
 #include "metrics.h"
 #include "posting.h"
@@ -202,20 +203,32 @@ static int isolate(stage_ctx *ctx, litem *x, const char *why) {
   return 0;
 }
 
+/* The batch as isolate_bisect sees it. */
+typedef struct post_run {
+  stage_ctx *ctx;
+  litem *it;
+} post_run;
+
+static int post_range(void *arg, size_t from, size_t n, char *err, size_t errlen) {
+  post_run *r = arg;
+  return post_batch(r->ctx, r->it + from, n, err, errlen);
+}
+
+static int isolate_one(void *arg, size_t i, const char *err) {
+  post_run *r = arg;
+  return isolate(r->ctx, &r->it[i], err);
+}
+
+static const isolate_ops post_ops = {post_range, isolate_one};
+
 /* Posts the batch; when the database refuses it because of some row's data,
- * bisects to find the payments it refuses on their own and isolates them, so
- * one poison payment does not stop the ledger. */
+ * bisects (lib/isolate.c, the policy every stage shares) to find the
+ * payments it refuses on their own and isolates them, so one poison payment
+ * does not stop the ledger. Each half is its own transaction; posting is
+ * idempotent, so a half that succeeded stays posted if the batch is retried. */
 static int post_isolating(stage_ctx *ctx, litem *it, size_t n) {
-  char err[512];
-  if (post_batch(ctx, it, n, err, sizeof err) == 0) return 0;
-  if (!pg_err_is_data_error(err)) return -1;
-  if (n == 1) return isolate(ctx, &it[0], err);
-  size_t half = n / 2;
-  /* Each half is its own transaction; posting is idempotent, so a half that
-   * succeeded stays posted if the other half is retried. */
-  int a = post_isolating(ctx, it, half);
-  int b = post_isolating(ctx, it + half, n - half);
-  return a || b ? -1 : 0;
+  post_run r = {ctx, it};
+  return isolate_bisect(&post_ops, &r, 0, n);
 }
 
 /* Re-sends x's stored outcome; one that is missing or corrupt is
