@@ -110,7 +110,8 @@ static void health_tick(kloop *kl) {
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
-  kloop *kl = opaque;
+  (void)opaque; /* the producer's conf opaque is not set: each message carries its loop */
+  kloop *kl = m->_private;
   if (m->err) {
     kl->delivery_failures++;
     snprintf(kl->delivery_error, sizeof kl->delivery_error, "%s: %s",
@@ -277,7 +278,7 @@ static int produce_outbox(kloop *kl) {
       rd_kafka_resp_err_t err = rd_kafka_producev(
           kl->producer, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->keylen),
           RD_KAFKA_V_VALUE(m->val, m->vallen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_HEADERS(m->hdrs), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+          RD_KAFKA_V_HEADERS(m->hdrs), RD_KAFKA_V_OPAQUE(kl), RD_KAFKA_V_END);
       if (!err) {
         m->hdrs = NULL; /* now owned by the producer */
         break;

@@ -136,11 +136,42 @@ static void end_failed(const charge_state *st, citem *x, const char *code, const
 }
 
 /* Leaves the worker with its reason (dead-lettered): retrying would fail the
- * same way and hold its partition. Postgres keeps what it had; an attempt
- * the processor may have received stays listed as unresolved. */
+ * same way and hold its partition. It still ends where that is safe, in a
+ * standalone transaction (charge_db_isolate_end), as the ledger does: `failed`
+ * with an outcome when no attempt may hold the charge (never sent, or every
+ * send provably refused); otherwise it stays `charging`, listed in
+ * charge_unresolved, and its interim `pending` outcome is published. */
 static void isolate(cycle *cy, citem *x) {
   log_ctx lc = item_ctx(cy->ctx, x);
   log_at(LOG_ERROR, &lc, "ALERT charge isolated a payment Postgres refuses: %s", x->reason);
+  outcome_buf ob;
+  ps_charge *saved = x->ev->charge;
+  x->ev->charge = NULL; /* nothing charged: no processor in the outcome */
+  outcome_from_event(&ob, x->ev, OUTCOME_FAILED, "charge_data_error",
+                     "the charge stage could not store this payment's data; it was not charged");
+  char *hex = outcome_pack_hex(&ob.o);
+  x->ev->charge = saved;
+  char err[512];
+  int rc = charge_db_isolate_end(cy->ctx, x, hex, err, sizeof err);
+  free(hex);
+  cy->now = ps_mono_ms();
+  if (rc != 0 && !pg_err_is_data_error(err)) {
+    /* Nothing of its end was written: take it up again from Postgres. */
+    log_at(LOG_WARN, &lc, "ending the isolated payment failed (tried again): %s", err);
+    x->reason[0] = 0;
+    x->st = IT_READ;
+    x->next_try_ms = cy->now + 500;
+    return;
+  }
+  if (rc != 0)
+    log_at(LOG_ERROR, &lc,
+           "ALERT the isolated payment's end was refused too (%s); left as it was, listed in "
+           "charge_unresolved",
+           err);
+  else if (x->may_hold)
+    log_at(LOG_ERROR, &lc,
+           "ALERT isolated payment may have been charged: left charging, pending, listed in "
+           "charge_unresolved");
   metric_add(cy->st->m_isolated, 1);
   x->st = IT_DONE;
 }
@@ -170,6 +201,15 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
   if (!d->known) return;
   if (!event_agrees(x)) {
     log_at(LOG_ERROR, &lc, "ALERT %s; dead-lettered, nothing charged for it", x->reason);
+    metric_add(cy->st->m_mismatch, 1);
+    return;
+  }
+  if (!d->has_attempt && !d->outcome_hex) {
+    /* Not scored (review, received: a forged or early ALLOW): never charged,
+     * never silently dropped. */
+    snprintf(x->reason, sizeof x->reason, "payment is %s, not chargeable: nothing charged",
+             d->pay_status);
+    log_at(LOG_ERROR, &lc, "ALERT %s; dead-lettered", x->reason);
     metric_add(cy->st->m_mismatch, 1);
     return;
   }
@@ -426,6 +466,21 @@ static void apply(cycle *cy) {
   for (size_t i = 0; i < t->nfresh; i++) step(cy, t->fresh[i], EV_TRIP);
 }
 
+/* The interim `pending` outcome of an attempt the processor may hold. */
+static void add_pending(stage_ctx *ctx, citem *x, const char *proc_name, outbox *out) {
+  ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
+  ch.processor = (char *)(proc_name ? proc_name : "");
+  ps_charge *saved = x->ev->charge;
+  x->ev->charge = &ch;
+  outcome_buf ob;
+  outcome_from_event(&ob, x->ev, OUTCOME_PENDING, "processor_unresolved",
+                     "the processor has not answered yet; the payment may have been charged "
+                     "and is resolved with the processor's answer, never charged elsewhere");
+  outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
+  x->ev->charge = saved;
+  x->pending_sent = true;
+}
+
 /* Publishes, once per worker, the interim `pending` outcome of each attempt
  * the processor may hold that is still unresolved past the deadline; and
  * exports the age of the oldest such attempt. */
@@ -442,17 +497,7 @@ static void emit_pending(stage_ctx *ctx, charge_state *st, outbox *out, int64_t 
     log_ctx lc = item_ctx(ctx, x);
     log_at(LOG_WARN, &lc, "charge at %s unresolved past the deadline: pending, still retrying",
            d->proc_name);
-    ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
-    ch.processor = d->proc_name;
-    ps_charge *saved = x->ev->charge;
-    x->ev->charge = &ch;
-    outcome_buf ob;
-    outcome_from_event(&ob, x->ev, OUTCOME_PENDING, "processor_unresolved",
-                       "the processor has not answered yet; the payment may have been charged "
-                       "and is resolved with the processor's answer, never charged elsewhere");
-    outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
-    x->ev->charge = saved;
-    x->pending_sent = true;
+    add_pending(ctx, x, d->proc_name, out);
     metric_add(st->m_interim, 1);
   }
   metric_set(st->m_unresolved_age, (double)oldest / 1000.0);
@@ -473,6 +518,12 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
                    x->rawlen, x->key, x->keylen};
     if (x->reason[0]) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, x->reason);
+      /* Isolated: its end (charge_db_isolate_end) is published too. */
+      if (x->end_status[0] && d->outcome_hex)
+        outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
+                          d->outcome_hex);
+      else if (x->end_status[0] && x->may_hold && !x->pending_sent)
+        add_pending(ctx, x, d->proc_name, out);
     } else if (!d->known) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, "unknown payment_id");
     } else if (d->has_attempt && strcmp(d->state, "succeeded") == 0) {

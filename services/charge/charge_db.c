@@ -37,7 +37,7 @@ static const char SQL_READ[] =
     "SELECT u.ord, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
     " a.fee_minor, a.processor, a.sends, a.refused,"
     " (extract(epoch FROM now() - a.created_at) * 1000)::bigint,"
-    " p.amount_minor, p.currency, p.payment_method"
+    " p.amount_minor, p.currency, p.payment_method, p.status"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.id AND a.state <> 'abandoned'";
@@ -96,6 +96,54 @@ static const char SQL_RECORD_PAYMENTS[] =
     " AND a.processor = u.proc AND a.state = u.s)"
     " RETURNING p.payment_id";
 
+static char *dup_or_null(PGresult *r, int row, int col);
+
+/* The end of an isolated payment (charge.c isolate), in its own
+ * transaction: an attempt nobody received (every send provably refused,
+ * counted in SQL, not from our copy) ends `failed`; the payment then ends
+ * `failed` with its outcome unless an attempt may hold the charge (it stays
+ * `charging`, listed in charge_unresolved). Then what Postgres holds. */
+static const char SQL_ISOLATE_ATTEMPT[] =
+    "UPDATE charge_attempts SET state = 'failed', error = $2, updated_at = now()"
+    " WHERE payment_id = $1 AND state = 'charging' AND sends = refused";
+
+static const char SQL_ISOLATE_PAYMENT[] =
+    "UPDATE payments p SET status = 'failed', outcome = decode($2, 'hex'),"
+    " error_code = 'charge_data_error', updated_at = now()"
+    " WHERE p.payment_id = $1 AND p.status IN ('scored', 'charging')"
+    " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id"
+    "   AND a.state NOT IN ('abandoned', 'failed'))";
+
+static const char SQL_ISOLATE_READ[] =
+    "SELECT p.status, encode(p.outcome, 'hex'), EXISTS (SELECT 1 FROM charge_attempts a"
+    "   WHERE a.payment_id = p.payment_id AND a.state = 'charging' AND a.sends > a.refused)"
+    " FROM payments p WHERE p.payment_id = $1";
+
+int charge_db_isolate_end(stage_ctx *ctx, citem *x, const char *outcome_hex, char *err,
+                          size_t errlen) {
+  const char *pa[] = {x->ev->payment_id, "isolated: postgres refused its data"};
+  const char *pp[] = {x->ev->payment_id, outcome_hex};
+  const char *pr[] = {x->ev->payment_id};
+  pg_stmt stmts[] = {{SQL_ISOLATE_ATTEMPT, 2, pa}, {SQL_ISOLATE_PAYMENT, 2, pp},
+                     {SQL_ISOLATE_READ, 1, pr}};
+  PGresult *res[3] = {0};
+  int rc = pg_pipeline(&ctx->pg, stmts, 3, res, err, errlen);
+  if (rc == 0) {
+    item_row *d = &x->db;
+    free(d->outcome_hex);
+    d->outcome_hex = NULL;
+    x->end_status[0] = 0;
+    x->may_hold = false;
+    if (PQntuples(res[2]) == 1) {
+      snprintf(x->end_status, sizeof x->end_status, "%s", PQgetvalue(res[2], 0, 0));
+      d->outcome_hex = dup_or_null(res[2], 0, 1);
+      x->may_hold = PQgetvalue(res[2], 0, 2)[0] == 't';
+    }
+  }
+  pg_results_clear(res, 3);
+  return rc;
+}
+
 const char *charge_db_answer_state(const citem *x) {
   return x->ans.kind == CHARGE_SUCCEEDED  ? "succeeded"
          : x->ans.kind == CHARGE_DECLINED ? "declined"
@@ -140,6 +188,7 @@ static void parse_read(const processor *procs, int nproc, PGresult *r, citem **i
     d->amount_minor = strtoll(PQgetvalue(r, row, 9), NULL, 10);
     snprintf(d->currency, sizeof d->currency, "%s", PQgetvalue(r, row, 10));
     d->payment_method = dup_or_null(r, row, 11);
+    snprintf(d->pay_status, sizeof d->pay_status, "%s", PQgetvalue(r, row, 12));
     x->said = SAID_READ;
   }
 }
@@ -176,6 +225,7 @@ static void know_opened(citem *x, const processor *procs, int64_t now) {
   charge_db_row_free(d);
   d->known = d->has_attempt = true;
   snprintf(d->state, sizeof d->state, "charging");
+  snprintf(d->pay_status, sizeof d->pay_status, "charging");
   d->fee_minor = 0;
   d->proc = 0;
   d->proc_name = strdup(procs[0].name);

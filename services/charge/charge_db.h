@@ -28,6 +28,14 @@ typedef struct trip {
  * -1 when some part failed transiently (those items are SAID_FAILED). */
 int charge_db_trip(stage_ctx *ctx, const processor *procs, int nproc, trip *t);
 
+/* Ends an isolated payment where that is safe, in its own transaction
+ * (SQL in charge_db.c): `failed` with outcome_hex when no attempt may hold
+ * the charge. Sets x->end_status, x->db.outcome_hex (the stored outcome, if
+ * any) and x->may_hold. Returns 0, or -1 with err (a data error: left as it
+ * is, listed in charge_unresolved; else transient). */
+int charge_db_isolate_end(stage_ctx *ctx, citem *x, const char *outcome_hex, char *err,
+                          size_t errlen);
+
 /* Frees what an item's row owns. */
 void charge_db_row_free(item_row *r);
 

@@ -57,6 +57,7 @@ typedef struct item_row {
   int64_t amount_minor;    /* the payment's money, as recorded: what we charge */
   char currency[4];
   char *payment_method;
+  char pay_status[16];     /* the payment's status, as read */
 } item_row;
 
 typedef struct citem {
@@ -78,6 +79,8 @@ typedef struct citem {
   void *raw, *key;         /* the message, for the DLQ */
   size_t rawlen, keylen;
   http_call call;
+  char end_status[16];     /* isolated: the payment's status after its standalone end */
+  bool may_hold;           /* isolated: an attempt the processor may hold is live (pending) */
 } citem;
 
 /* The worker's state: its processors, its transport, the items it holds. */

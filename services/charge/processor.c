@@ -78,6 +78,14 @@ int processor_load(processor *p, const char *prefix, const char *def_name, const
   if (!p->url) return 0;
   snprintf(var, sizeof var, "%s_NAME", prefix);
   p->name = cfg_env_str(var, def_name);
+  /* The ledger books it under asset:processor_receivable:<name>, which
+   * takes at most PROCESSOR_NAME_MAX (ledger posting.c): a longer name
+   * would charge and then never post. */
+  if (!p->name[0] || strlen(p->name) > PROCESSOR_NAME_MAX) {
+    snprintf(err, errlen, "%s must be 1 to %d characters (the ledger's account name)", var,
+             PROCESSOR_NAME_MAX);
+    return -1;
+  }
   for (const char *c = p->name; *c; c++)
     if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) {
       snprintf(err, errlen, "%s must be lower-case letters, digits and _", var);

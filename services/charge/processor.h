@@ -53,6 +53,10 @@ void charge_answer_id(charge_answer *a, const char *id);
 /* Frees what a holds and zeroes it. */
 void charge_answer_clear(charge_answer *a);
 
+/* The longest processor name: the ledger's account name for it
+ * (asset:processor_receivable:<name>) allows 32 (services/ledger/posting.c). */
+#define PROCESSOR_NAME_MAX 32
+
 /* One processor we can charge at, with its own circuit breaker. */
 typedef struct processor {
   const char *name;        /* in attempts and the ledger account */

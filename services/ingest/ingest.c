@@ -30,6 +30,7 @@ typedef struct item {
   claim_record rec;   /* leaders only */
   bool resolved;      /* leaders: rec is known (cache or Postgres) */
   bool from_cache;
+  bool not_final;     /* leaders: its stored outcome may still be superseded: not cached */
   bool refused;       /* leaders: Postgres refused its claim on its own: rejected */
   bool dead;          /* leaders: not even its rejection could be stored: DLQ */
   char reason[256];   /* why, for the DLQ */
@@ -86,7 +87,7 @@ static const char SQL_REJECT_REUSED[] =
 
 static const char SQL_LOOKUP[] =
     "SELECT u.ord, p.payment_id, p.fingerprint, p.source_topic, p.source_partition,"
-    " p.source_offset, encode(p.outcome, 'hex')"
+    " p.source_offset, encode(p.outcome, 'hex'), p.status = 'ledger_failed'"
     " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(m, k, ord)"
     " JOIN payments p ON p.merchant_id = u.m AND p.idempotency_key = u.k";
 
@@ -261,6 +262,9 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
       rec->origin_offset = strtoll(PQgetvalue(q, row, 5), NULL, 10);
       rec->terminal = !PQgetisnull(q, row, 6);
       rec->outcome_hex = rec->terminal ? strdup(PQgetvalue(q, row, 6)) : NULL;
+      /* ledger_failed: a redrive that posts it replaces its `failed` with
+       * `succeeded`; a duplicate must replay whichever Postgres holds. */
+      x->not_final = PQgetvalue(q, row, 7)[0] == 't';
       x->resolved = true;
     }
     for (size_t j = 0; j < nlookup; j++)
@@ -327,7 +331,9 @@ static void cache_claims(stage_ctx *ctx, const ingest_state *st, item *it, size_
   if (!cmds || !vals || !keys || !rep) abort();
   size_t nc = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!it[i].valid || it[i].leader != i || it[i].from_cache || !it[i].resolved) continue;
+    if (!it[i].valid || it[i].leader != i || it[i].from_cache || !it[i].resolved ||
+        it[i].not_final)
+      continue;
     cache_key(it[i].m->ev->intent, keys[nc], sizeof keys[nc]);
     vals[nc] = ingest_cache_encode(&it[i].rec);
     const char *argv[] = {"SET", keys[nc], vals[nc], "EX", ttl};

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "isolate.h"
 #include "ledger_lifecycle.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,6 +26,15 @@ typedef struct litem {
   int64_t amount_minor, fee_minor;
   char currency[8];
   char processor[64];
+  /* The event disagreed with Postgres about a charged payment: it is posted
+   * from Postgres's facts (these, pointed at by the event while it is
+   * processed; the originals saved to be put back). */
+  bool corrected;
+  char *rec_merchant, *rec_key, *rec_charge_id;
+  struct {
+    char *merchant, *key, *currency, *processor, *charge_id;
+    int64_t amount_minor, fee_minor;
+  } orig;
 } litem;
 
 static const char SQL_ACCOUNTS[] =
@@ -196,20 +206,32 @@ static int isolate(stage_ctx *ctx, litem *x, const char *why) {
   return 0;
 }
 
+/* The batch as isolate_bisect sees it. */
+typedef struct post_run {
+  stage_ctx *ctx;
+  litem *it;
+} post_run;
+
+static int post_range(void *arg, size_t from, size_t n, char *err, size_t errlen) {
+  post_run *r = arg;
+  return post_batch(r->ctx, r->it + from, n, err, errlen);
+}
+
+static int isolate_one(void *arg, size_t i, const char *err) {
+  post_run *r = arg;
+  return isolate(r->ctx, &r->it[i], err);
+}
+
+static const isolate_ops post_ops = {post_range, isolate_one};
+
 /* Posts the batch; when the database refuses it because of some row's data,
- * bisects to find the payments it refuses on their own and isolates them, so
- * one poison payment does not stop the ledger. */
+ * bisects (lib/isolate.c, the policy every stage shares) to find the
+ * payments it refuses on their own and isolates them, so one poison payment
+ * does not stop the ledger. Each half is its own transaction; posting is
+ * idempotent, so a half that succeeded stays posted if the batch is retried. */
 static int post_isolating(stage_ctx *ctx, litem *it, size_t n) {
-  char err[512];
-  if (post_batch(ctx, it, n, err, sizeof err) == 0) return 0;
-  if (!pg_err_is_data_error(err)) return -1;
-  if (n == 1) return isolate(ctx, &it[0], err);
-  size_t half = n / 2;
-  /* Each half is its own transaction; posting is idempotent, so a half that
-   * succeeded stays posted if the other half is retried. */
-  int a = post_isolating(ctx, it, half);
-  int b = post_isolating(ctx, it + half, n - half);
-  return a || b ? -1 : 0;
+  post_run r = {ctx, it};
+  return isolate_bisect(&post_ops, &r, 0, n);
 }
 
 /* Re-sends x's stored outcome; one that is missing or corrupt is
@@ -291,6 +313,11 @@ static int read_facts(stage_ctx *ctx, litem *it, size_t n) {
     /* The event must say what Postgres says; the outcome and the ledgered
      * event are built from it. */
     const char *cid = ev->charge->processor_charge_id ? ev->charge->processor_charge_id : "";
+    free(x->rec_merchant), free(x->rec_key), free(x->rec_charge_id);
+    x->rec_merchant = strdup(PQgetvalue(r, row, 1));
+    x->rec_key = strdup(PQgetvalue(r, row, 2));
+    x->rec_charge_id = strdup(PQgetvalue(r, row, 7));
+    if (!x->rec_merchant || !x->rec_key || !x->rec_charge_id) abort();
     if (!x->charged)
       snprintf(x->reason, sizeof x->reason, "payment has no succeeded charge attempt");
     else if (strcmp(PQgetvalue(r, row, 1), ev->intent->merchant_id) != 0 ||
@@ -313,8 +340,11 @@ static int read_facts(stage_ctx *ctx, litem *it, size_t n) {
   return 0;
 }
 
-/* An event that is not postable as Postgres recorded it: an alert and a
- * dead letter with the reason; nothing is posted from it. */
+/* An event that disagrees with Postgres: an alert, the counter and a dead
+ * letter with the reason (evidence: something upstream forged or corrupted
+ * it). A charged payment is still posted, from what Postgres recorded (the
+ * ledger never trusts the message's money), so the books hold the truth and
+ * the payment ends; one that is not charged posts nothing. */
 static metric *refused_events(void) {
   return metrics_counter("paystream_ledger_events_refused_total",
                          "payments.charged events that disagree with postgres", NULL);
@@ -327,6 +357,48 @@ static void refuse_event(stage_ctx *ctx, litem *x, outbox *out) {
   log_at(LOG_ERROR, &lc, "ALERT ledger refused an event: %s", x->reason);
   metric_add(refused_events(), 1);
   outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", x->m, x->reason);
+}
+
+/* Points x's event at Postgres's facts (for its posting, its outcome and
+ * its ledgered event), saving what it said. */
+static void correct_event(litem *x) {
+  ps_event *ev = x->m->ev;
+  ps_intent *in = ev->intent;
+  x->orig.merchant = in->merchant_id;
+  x->orig.key = in->idempotency_key;
+  x->orig.amount_minor = in->amount->amount_minor;
+  x->orig.currency = in->amount->currency;
+  x->orig.processor = ev->charge->processor;
+  x->orig.charge_id = ev->charge->processor_charge_id;
+  x->orig.fee_minor = ev->charge->fee_minor;
+  in->merchant_id = x->rec_merchant;
+  in->idempotency_key = x->rec_key;
+  in->amount->amount_minor = x->amount_minor;
+  in->amount->currency = x->currency;
+  ev->charge->processor = x->processor;
+  ev->charge->processor_charge_id = x->rec_charge_id;
+  ev->charge->fee_minor = x->fee_minor;
+  x->corrected = true;
+}
+
+/* Puts back what the event said (the message is the caller's). */
+static void restore_event(litem *x) {
+  if (!x->corrected) return;
+  ps_event *ev = x->m->ev;
+  ev->intent->merchant_id = x->orig.merchant;
+  ev->intent->idempotency_key = x->orig.key;
+  ev->intent->amount->amount_minor = x->orig.amount_minor;
+  ev->intent->amount->currency = x->orig.currency;
+  ev->charge->processor = x->orig.processor;
+  ev->charge->processor_charge_id = x->orig.charge_id;
+  ev->charge->fee_minor = x->orig.fee_minor;
+  x->corrected = false;
+}
+
+static void litem_free(litem *x) {
+  restore_event(x);
+  free(x->outcome_hex);
+  free(x->rec_merchant), free(x->rec_key), free(x->rec_charge_id);
 }
 
 static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
@@ -345,22 +417,26 @@ static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     x->m = &msgs[i];
   }
   if (nv && read_facts(ctx, it, nv)) {
+    for (size_t i = 0; i < nv; i++) litem_free(&it[i]);
     free(it);
     return -1;
   }
-  /* Only events that agree with Postgres go on to be posted. */
+  /* Charged payments go on to be posted, from Postgres's facts. */
   size_t np = 0;
   for (size_t i = 0; i < nv; i++) {
-    if (!it[i].recorded) {
+    bool keep = it[i].recorded && it[i].charged;
+    if (!it[i].recorded)
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", it[i].m, "unknown payment_id");
-      continue;
-    }
-    if (it[i].reason[0]) {
+    else if (it[i].reason[0])
       refuse_event(ctx, &it[i], out);
+    if (!keep) {
+      litem_free(&it[i]);
       continue;
     }
+    it[i].reason[0] = 0;
     it[np++] = it[i];
   }
+  for (size_t i = 0; i < np; i++) correct_event(&it[i]); /* where it sits now */
   int rc = np ? post_isolating(ctx, it, np) : 0;
   if (rc == 0)
     for (size_t i = 0; i < np; i++) {
@@ -370,7 +446,7 @@ static int ledger_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
       }
       if (emit(ctx, &it[i], out)) rc = -1;
     }
-  for (size_t i = 0; i < np; i++) free(it[i].outcome_hex);
+  for (size_t i = 0; i < np; i++) litem_free(&it[i]);
   free(it);
   return rc;
 }
