@@ -1,0 +1,59 @@
+/* health: the worker loop's metrics and readiness checks. Postgres (and
+ * Redis, for stages that use it) is probed once a second even when idle, so
+ * /readyz turns unready when a dependency goes away, not only when the next
+ * batch fails. /readyz is public: it names no host and no user. */
+#include "clock.h"
+#include "kloop_impl.h"
+
+void kloop_metrics_init(kloop *kl) {
+  kl->m.consumed = metrics_counter("paystream_messages_consumed_total",
+                                   "Messages consumed and committed", "topic", kl->input_topic,
+                                   NULL);
+  kl->m.dlq = metrics_counter("paystream_messages_dead_lettered_total",
+                              "Input messages sent to the DLQ (undecodable, oversized, poison)",
+                              "topic", kl->input_topic, NULL);
+  kl->m.batch_size = metrics_histogram("paystream_batch_size", "Messages per batch",
+                                       METRICS_SIZE_BUCKETS, METRICS_SIZE_NBUCKETS, NULL);
+  kl->m.batch_seconds = metrics_histogram(
+      "paystream_batch_seconds", "Batch processing time: decode, process, produce, commit",
+      METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS, NULL);
+  kl->m.retries = metrics_counter("paystream_batch_retries_total",
+                                  "Batches retried after a transient failure", NULL);
+  kl->m.out_of_range = metrics_counter(
+      "paystream_offsets_out_of_range_total",
+      "Committed offsets found deleted (partition paused, operator action needed)", "topic",
+      kl->input_topic, NULL);
+  if (kl->cfg.exactly_once) {
+    kl->m.txn_commits = metrics_counter("paystream_kafka_transactions_committed_total",
+                                        "Exactly-once: Kafka transactions committed", NULL);
+    kl->m.txn_aborts = metrics_counter(
+        "paystream_kafka_transactions_aborted_total",
+        "Exactly-once: Kafka transactions aborted (the input is re-read from the committed "
+        "offsets)",
+        NULL);
+  }
+  metrics_set_check("kafka", false, true, "connecting");
+  metrics_set_check("partitions", false, true, "waiting for assignment");
+}
+
+void kloop_health_tick(kloop *kl) {
+  int64_t now = ps_mono_ms();
+  if (now < kl->next_health_ms) return;
+  kl->next_health_ms = now + 1000;
+  char err[256];
+  PGresult *r = pg_exec(&kl->ctx.pg, "SELECT 1", 0, NULL, err, sizeof err);
+  char what[64] = "";
+  if (!r) pg_err_public(err, what, sizeof what); /* /readyz is public: no hosts, no users */
+  metrics_set_check("postgres", r != NULL, true, what);
+  PQclear(r);
+  if (kl->def->uses_redis) {
+    rds_cmd ping;
+    const char *argv[] = {"PING"};
+    rds_cmd_set(&ping, 1, argv);
+    redisReply *rep;
+    int rc = rds_pipeline(&kl->ctx.redis, &ping, 1, &rep);
+    if (rep) freeReplyObject(rep);
+    metrics_set_check("redis", rc == 0, false,
+                      rc == 0 ? "" : "unavailable: degraded mode, see README");
+  }
+}
