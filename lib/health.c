@@ -1,9 +1,16 @@
-/* health: the worker loop's metrics and readiness checks. Postgres (and
+/* health: the worker loop's metrics, liveness and readiness. Postgres (and
  * Redis, for stages that use it) is probed once a second even when idle, so
  * /readyz turns unready when a dependency goes away, not only when the next
- * batch fails. /readyz is public: it names no host and no user. */
+ * batch fails; the schema check reads what payctl migrate recorded; a
+ * producer waiting on Kafka says so. Every call stamps the heartbeat that
+ * /healthz reports. /readyz is public: it names no host and no user. */
+#include <stdio.h>
+#include <string.h>
+
 #include "clock.h"
 #include "kloop_impl.h"
+#include "log.h"
+#include "schema.h"
 
 void kloop_metrics_init(kloop *kl) {
   kl->m.consumed = metrics_counter("paystream_messages_consumed_total",
@@ -34,9 +41,49 @@ void kloop_metrics_init(kloop *kl) {
   }
   metrics_set_check("kafka", false, true, "connecting");
   metrics_set_check("partitions", false, true, "waiting for assignment");
+  metrics_set_check("schema", false, true, "not checked yet");
+  metrics_set_heartbeat_timeout(kl->cfg.heartbeat_timeout_s);
+}
+
+/* Is the migration this build needs (lib/schema.h) recorded? */
+static void schema_check(kloop *kl) {
+  char err[256];
+  const char *v[] = {PS_DB_SCHEMA_VERSION};
+  PGresult *r = pg_exec(&kl->ctx.pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, v,
+                        err, sizeof err);
+  if (!r) {
+    char what[64] = "";
+    pg_err_public(err, what, sizeof what);
+    metrics_set_check("schema", false, true, what);
+    return;
+  }
+  bool ok = PQntuples(r) > 0;
+  PQclear(r);
+  char why[128];
+  snprintf(why, sizeof why, "needs migration %s (run payctl migrate)", PS_DB_SCHEMA_VERSION);
+  metrics_set_check("schema", ok, true, ok ? "" : why);
+  if (!ok && !kl->schema_warned) log_warn("not ready: the database schema is older than this build: %s", why);
+  kl->schema_warned = !ok;
+}
+
+void kloop_kafka_waiting(kloop *kl, int64_t since_ms, const char *what) {
+  metrics_heartbeat();
+  int64_t waited = ps_mono_ms() - since_ms;
+  if (waited < 2000) return;
+  char why[96];
+  snprintf(why, sizeof why, "%s for %lld s", what, (long long)(waited / 1000));
+  metrics_set_check("kafka", false, true, why);
+  kl->kafka_waiting = true;
+}
+
+void kloop_kafka_done(kloop *kl) {
+  if (!kl->kafka_waiting) return;
+  kl->kafka_waiting = false;
+  metrics_set_check("kafka", true, true, "");
 }
 
 void kloop_health_tick(kloop *kl) {
+  metrics_heartbeat();
   int64_t now = ps_mono_ms();
   if (now < kl->next_health_ms) return;
   kl->next_health_ms = now + 1000;
@@ -45,6 +92,7 @@ void kloop_health_tick(kloop *kl) {
   char what[64] = "";
   if (!r) pg_err_public(err, what, sizeof what); /* /readyz is public: no hosts, no users */
   metrics_set_check("postgres", r != NULL, true, what);
+  if (r) schema_check(kl);
   PQclear(r);
   if (kl->def->uses_redis) {
     rds_cmd ping;

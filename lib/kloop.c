@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kafka.h"
 #include "kloop_impl.h"
 #include "log.h"
@@ -84,7 +85,12 @@ int kloop_enqueue(kloop *kl, outbox *ob) {
 
 int kloop_produce(kloop *kl, outbox *ob) {
   if (kloop_enqueue(kl, ob)) kl->delivery_failures++;
-  while (rd_kafka_outq_len(kl->producer) > 0 && !kloop_stop_now) rd_kafka_flush(kl->producer, 500);
+  int64_t since = ps_mono_ms();
+  while (rd_kafka_outq_len(kl->producer) > 0 && !kloop_stop_now) {
+    rd_kafka_flush(kl->producer, 500);
+    kloop_kafka_waiting(kl, since, "outputs not acknowledged");
+  }
+  kloop_kafka_done(kl);
   if (kl->delivery_failures) {
     log_error("%d outputs not delivered (%s)", kl->delivery_failures, kl->delivery_error);
     kl->outputs_lost = true;
@@ -284,11 +290,13 @@ int stage_main(const stage_def *def) {
   int code = 0;
   if (kloop_init(&kl, def) == 0) {
     log_info("started: consuming %s as group %s", kl.input_topic, kl.cfg.group_id);
-    while (!kloop_stop_requested)
+    while (!kloop_stop_requested) {
+      metrics_heartbeat();
       if (cycle(&kl)) {
         code = 1;
         break;
       }
+    }
     if (def->progress && code == 0 && !kloop_stop_now) kloop_drain_continuous(&kl);
     log_info("stopping after %llu messages in %llu batches", (unsigned long long)kl.processed,
              (unsigned long long)kl.batches);

@@ -46,6 +46,8 @@ typedef struct kloop {
   bool outputs_lost; /* a produce failed: nothing may be committed again (not
                         even by the revoke on close), the next owner redoes it */
   bool fatal;        /* exactly-once: fenced or otherwise fatal: exit non-zero */
+  bool kafka_waiting; /* readiness says Kafka is not acknowledging */
+  bool schema_warned;
   int64_t next_commit_ms;
   rd_kafka_topic_t *outputs[8]; /* topics the producer knows from the start */
   int noutputs;
@@ -99,6 +101,13 @@ int ktxn_rewind(kloop *kl);
 
 /* health.c */
 void kloop_metrics_init(kloop *kl);
+/* Once a second at most: Postgres, schema, Redis; stamps the heartbeat. */
 void kloop_health_tick(kloop *kl);
+/* A wait on Kafka (flush, transaction) going on since since_ms: stamps the
+ * heartbeat; past 2 s readiness says "kafka not ok: WHAT for N s" (the
+ * consumer's statistics are not served while the loop waits). */
+void kloop_kafka_waiting(kloop *kl, int64_t since_ms, const char *what);
+/* The wait ended: readiness as before it. */
+void kloop_kafka_done(kloop *kl);
 
 #endif

@@ -48,6 +48,11 @@ static int classify(kloop *kl, const char *what, rd_kafka_error_t *e) {
     log_warn("exactly-once: %s: %s%s", what, rd_kafka_error_string(e),
              rc ? ": aborting the transaction" : ": retrying");
   }
+  if (rc == 0) { /* waiting on Kafka: alive, but not ready */
+    metrics_heartbeat();
+    metrics_set_check("kafka", false, true, "transaction retrying");
+    kl->kafka_waiting = true;
+  }
   rd_kafka_error_destroy(e);
   return rc;
 }
@@ -91,7 +96,7 @@ static int txn(kloop *kl, outbox *ob, rd_kafka_topic_partition_list_t *offs) {
     rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(kl->consumer);
     rd_kafka_error_t *se = NULL;
     for (;;) {
-      se = rd_kafka_send_offsets_to_transaction(kl->producer, offs, gm, 30000);
+      se = rd_kafka_send_offsets_to_transaction(kl->producer, offs, gm, 10000);
       if (!se) break;
       int rc = classify(kl, "send_offsets_to_transaction", se);
       if (rc) {
@@ -101,7 +106,8 @@ static int txn(kloop *kl, outbox *ob, rd_kafka_topic_partition_list_t *offs) {
     }
     rd_kafka_consumer_group_metadata_destroy(gm);
   }
-  TXN_CALL(kl, "commit_transaction", rd_kafka_commit_transaction(kl->producer, 30000));
+  TXN_CALL(kl, "commit_transaction", rd_kafka_commit_transaction(kl->producer, 10000));
+  kloop_kafka_done(kl);
   return 0;
 }
 
