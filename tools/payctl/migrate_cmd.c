@@ -82,9 +82,14 @@ int cmd_migrate(payctl *p, int argc, char **argv) {
   if (!r) rc = pgq_failure(p);
   PQclear(r);
   /* Workers read it for readiness (lib/schema.h): what is applied is no
-   * secret, and the table predates the stage roles. */
+   * secret, and the table predates the stage roles. Granted by its owner
+   * (a migrating role that does not own it leaves the grant as it is). */
   if (rc == PAYCTL_OK) {
-    r = pgq_query(p, "GRANT SELECT ON schema_migrations TO PUBLIC", 0, NULL);
+    r = pgq_query(p,
+                  "DO $$ BEGIN IF pg_has_role((SELECT relowner FROM pg_class WHERE oid = "
+                  "'schema_migrations'::regclass), 'USAGE') THEN GRANT SELECT ON "
+                  "schema_migrations TO PUBLIC; END IF; END $$",
+                  0, NULL);
     if (!r) rc = pgq_failure(p);
     PQclear(r);
   }
