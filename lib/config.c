@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *cfg_env_str(const char *name, const char *def) {
   const char *v = getenv(name);
@@ -132,5 +133,27 @@ int cfg_load(cfg *c, const char *stage, char *err, size_t errlen) {
   c->redis_timeout_ms = (int)v;
   if (cfg_env_int("PAYSTREAM_STATS_INTERVAL_MS", 5000, 100, 3600000, &v, err, errlen)) return -1;
   c->stats_interval_ms = (int)v;
+  if (cfg_env_int("PAYSTREAM_HEARTBEAT_TIMEOUT_S", 60, 1, 86400, &v, err, errlen)) return -1;
+  c->heartbeat_timeout_s = (int)v;
+  if (cfg_env_int("PAYSTREAM_EXACTLY_ONCE", 0, 0, 1, &v, err, errlen)) return -1;
+  c->exactly_once = (int)v;
+  return 0;
+}
+
+int cfg_transactional_id(cfg *c, char *err, size_t errlen) {
+  /* PREFIX-STAGE-INSTANCE: stable per instance, so a restarted instance
+   * fences its zombie (Kafka ACLs grant the prefix). The instance id
+   * defaults to the host name (a StatefulSet's pod name). */
+  char host[128] = "";
+  if (gethostname(host, sizeof host - 1)) host[0] = '\0';
+  const char *prefix = cfg_env_str("PAYSTREAM_TXN_PREFIX", "paystream");
+  const char *inst = cfg_env_str("PAYSTREAM_INSTANCE_ID", host[0] ? host : "0");
+  int w = snprintf(c->transactional_id, sizeof c->transactional_id, "%s-%s-%s", prefix, c->stage,
+                   inst);
+  if (w < 0 || (size_t)w >= sizeof c->transactional_id) {
+    c->transactional_id[0] = '\0';
+    snprintf(err, errlen, "PAYSTREAM_TXN_PREFIX, PAYSTREAM_INSTANCE_ID: transactional.id too long");
+    return -1;
+  }
   return 0;
 }

@@ -35,6 +35,10 @@ typedef struct cfg {
   const char *metrics_addr;      /* host:port for /metrics /healthz /readyz, or off */
   const char *metrics_port_file; /* written with the bound port (port 0: any free one) */
   int stats_interval_ms;         /* librdkafka statistics: consumer lag, broker state */
+  int exactly_once;              /* 1: workers use Kafka transactions (PAYSTREAM_EXACTLY_ONCE) */
+  char transactional_id[256];    /* set by cfg_transactional_id (workers only): the
+                                    producer is transactional when it is not empty */
+  int heartbeat_timeout_s;       /* /healthz fails when the loop has not turned for this long */
   char *owned[4];                /* secrets read from files, freed by cfg_close */
 } cfg;
 
@@ -42,6 +46,9 @@ typedef struct cfg {
  * offending variable in err. */
 int cfg_load(cfg *c, const char *stage, char *err, size_t errlen);
 void cfg_close(cfg *c);
+/* Sets c->transactional_id to ${PAYSTREAM_TXN_PREFIX:-paystream}-STAGE-
+ * ${PAYSTREAM_INSTANCE_ID:-hostname}. Returns 0, or -1 with err. */
+int cfg_transactional_id(cfg *c, char *err, size_t errlen);
 
 /* Reads a secret from NAME, or from the file named by NAME_FILE (the way
  * container orchestrators mount secrets; one trailing newline is dropped).

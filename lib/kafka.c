@@ -100,9 +100,9 @@ static rd_kafka_conf_t *base_conf(const cfg *c, const char *role, char *err, siz
   if (set(conf, "bootstrap.servers", c->kafka_bootstrap, err, errlen) ||
       set(conf, "client.id", client_id, err, errlen) ||
       set(conf, "socket.nagle.disable", "true", err, errlen) ||
-      /* Tuning an operator may override (PAYSTREAM_KAFKA_PROPERTIES): a real
-       * broker answers a fetch as soon as data arrives; this bounds only an
-       * idle poll (devbroker's mock waits it out on every empty fetch). */
+      /* Tuning an operator may override (PAYSTREAM_KAFKA_PROPERTIES): the
+       * broker answers a fetch as soon as data arrives; this bounds only how
+       * long an empty fetch waits. */
       (strcmp(role, "consumer") == 0 && set(conf, "fetch.wait.max.ms", "20", err, errlen)) ||
       kafka_apply_properties(c, conf, err, errlen)) {
     rd_kafka_conf_destroy(conf);
@@ -120,7 +120,10 @@ rd_kafka_t *kafka_producer_new(const cfg *c,
   if (set(conf, "compression.type", "lz4", err, errlen) ||
       set(conf, "partitioner", "murmur2_random", err, errlen) ||
       set(conf, "enable.idempotence", "true", err, errlen) ||
-      set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", "2", err, errlen)) {
+      set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", "2", err, errlen) ||
+      /* Exactly-once: one transactional.id per worker instance, stable
+       * across restarts, so the restarted instance fences its zombie. */
+      (c->transactional_id[0] && set(conf, "transactional.id", c->transactional_id, err, errlen))) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
@@ -236,6 +239,9 @@ rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_
       set(conf, "enable.auto.commit", "false", err, errlen) ||
       set(conf, "enable.auto.offset.store", "false", err, errlen) ||
       set(conf, "auto.offset.reset", "error", err, errlen) ||
+      /* Never read what an aborted transaction wrote (librdkafka's default,
+       * stated: exactly-once depends on it). */
+      set(conf, "isolation.level", "read_committed", err, errlen) ||
       set(conf, "session.timeout.ms", session, err, errlen) ||
       set(conf, "max.poll.interval.ms", "600000", err, errlen)) {
     rd_kafka_conf_destroy(conf);

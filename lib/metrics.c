@@ -289,6 +289,35 @@ void metrics_set_check(const char *name, bool ok, bool required, const char *why
   pthread_mutex_unlock(&mu);
 }
 
+/* ---- liveness ---------------------------------------------------------------- */
+
+/* The worker loop stamps each turn; /healthz fails once it has not turned
+ * for heartbeat_timeout seconds (a hung loop is restarted, a waiting one
+ * is not: every wait in the loop is bounded and stamps). */
+static _Atomic int64_t heartbeat_ms;
+static _Atomic int heartbeat_timeout_s;
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void metrics_heartbeat(void) { heartbeat_ms = now_ms(); }
+
+void metrics_set_heartbeat_timeout(int seconds) {
+  heartbeat_ms = now_ms();
+  heartbeat_timeout_s = seconds;
+}
+
+/* 0 when alive, else the seconds since the loop last turned. */
+static int64_t stalled_s(void) {
+  int timeout = heartbeat_timeout_s;
+  if (timeout <= 0) return 0;
+  int64_t idle = (now_ms() - heartbeat_ms) / 1000;
+  return idle >= timeout ? idle : 0;
+}
+
 /* Returns the body ("ok" or one line per check) and whether all are ok. */
 static char *render_ready(bool *ready) {
   sbuf b = {0};
@@ -328,7 +357,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, strdup("GET only\n"), "text/plain");
   if (strcmp(url, "/metrics") == 0)
     return reply(c, MHD_HTTP_OK, metrics_render(), "text/plain; version=0.0.4; charset=utf-8");
-  if (strcmp(url, "/healthz") == 0) return reply(c, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
+  if (strcmp(url, "/healthz") == 0) {
+    int64_t stalled = stalled_s();
+    if (!stalled) return reply(c, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
+    char body[96];
+    snprintf(body, sizeof body, "worker loop stalled: no heartbeat for %lld s\n",
+             (long long)stalled);
+    return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, strdup(body), "text/plain");
+  }
   if (strcmp(url, "/readyz") == 0) {
     bool ready;
     char *body = render_ready(&ready);

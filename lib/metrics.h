@@ -48,6 +48,12 @@ char *metrics_render(void);
  * worker unready). */
 void metrics_set_check(const char *name, bool ok, bool required, const char *why);
 
+/* Liveness: /healthz answers 200 while the worker loop calls
+ * metrics_heartbeat at least every `seconds` (set once, at start; 0 or
+ * never set: /healthz is always 200), else 503 naming how long it stalled. */
+void metrics_set_heartbeat_timeout(int seconds);
+void metrics_heartbeat(void);
+
 /* Sets the stage label and starts serving on addr ("host:port"; port 0
  * picks a free one). If port_file is set, writes the bound port there once
  * listening. Returns 0, or -1 with err set. addr "off" disables serving. */

@@ -8,8 +8,8 @@
 #include "hash.h"
 #include "metrics.h"
 
-void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
-                size_t vallen, rd_kafka_headers_t *hdrs) {
+/* A new last entry. Aborts on out of memory. */
+static outbox_msg *slot(outbox *ob) {
   if (ob->n == ob->cap) {
     size_t cap = ob->cap ? ob->cap * 2 : 64;
     outbox_msg *nv = realloc(ob->v, cap * sizeof *nv);
@@ -17,7 +17,12 @@ void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, u
     ob->v = nv;
     ob->cap = cap;
   }
-  outbox_msg *m = &ob->v[ob->n++];
+  return &ob->v[ob->n++];
+}
+
+void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, uint8_t *val,
+                size_t vallen, rd_kafka_headers_t *hdrs) {
+  outbox_msg *m = slot(ob);
   m->topic = topic;
   m->key = malloc(keylen + 1);
   if (!m->key) abort();
@@ -28,6 +33,25 @@ void outbox_add(outbox *ob, const char *topic, const void *key, size_t keylen, u
   m->vallen = vallen;
   m->hdrs = hdrs;
   m->status = -1;
+  m->src_partition = -1;
+  m->src_offset = -1;
+}
+
+void outbox_tag(outbox *ob, size_t from, int32_t partition, int64_t offset) {
+  for (size_t i = from; i < ob->n; i++) {
+    ob->v[i].src_partition = partition;
+    ob->v[i].src_offset = offset;
+  }
+}
+
+void outbox_split(outbox *ob, outbox *dst, bool (*stays)(const outbox_msg *m, void *arg),
+                  void *arg) {
+  size_t k = 0;
+  for (size_t i = 0; i < ob->n; i++) {
+    if (stays(&ob->v[i], arg)) ob->v[k++] = ob->v[i];
+    else *slot(dst) = ob->v[i];
+  }
+  ob->n = k;
 }
 
 int outbox_add_event(outbox *ob, const char *topic, const ps_event *ev) {

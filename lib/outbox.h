@@ -12,6 +12,7 @@
 #define PS_OUTBOX_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,11 @@ typedef struct outbox_msg {
   size_t vallen;
   rd_kafka_headers_t *hdrs;
   int status; /* an outcome's status (for metrics), or -1 */
+  /* The input message it answers, or -1/-1 (outbox_tag). In exactly-once
+   * mode a continuous stage's output waits until its input is below the
+   * offsets committed with it, so a committed output never comes again. */
+  int32_t src_partition;
+  int64_t src_offset;
 } outbox_msg;
 
 typedef struct outbox {
@@ -78,6 +84,15 @@ void outbox_add_dlq(outbox *ob, const char *dlq_topic, const char *stage, const 
  * per topic, paystream_outcomes_total per status, and dead letters on
  * dlq_counter. Called once every output is acknowledged. */
 void outbox_count_delivered(const outbox *ob, const char *dlq_topic, metric *dlq_counter);
+
+/* Marks the outputs from index from on as answers to input message
+ * (partition, offset). */
+void outbox_tag(outbox *ob, size_t from, int32_t partition, int64_t offset);
+
+/* Moves to dst (appended, in order) the outputs for which stays() is
+ * false; the others stay in ob, in order. */
+void outbox_split(outbox *ob, outbox *dst, bool (*stays)(const outbox_msg *m, void *arg),
+                  void *arg);
 
 /* Drops the outputs from index n on (what a failed attempt appended). */
 void outbox_truncate(outbox *ob, size_t n);

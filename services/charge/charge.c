@@ -516,6 +516,7 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
     const item_row *d = &x->db;
     stage_msg m = {ev, ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->raw,
                    x->rawlen, x->key, x->keylen};
+    size_t before = out->n; /* tagged below: exactly-once holds them (kcontinuous.c) */
     if (x->reason[0]) {
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, x->reason);
       /* Isolated: its end (charge_db_isolate_end) is published too. */
@@ -547,6 +548,7 @@ static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
       outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
                         d->outcome_hex);
     }
+    outbox_tag(out, before, x->partition, x->offset);
     charge__item_free(st, x);
   }
   st->n = k;

@@ -26,7 +26,9 @@ static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     if (ev->operation) continue; /* charge_ops.c */
     if (!ev->fraud || ev->fraud->decision != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW ||
         !ev->intent->amount || !ev->intent->payment_method) {
+      size_t before = out->n;
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &msgs[i], "not allowed by fraud");
+      outbox_tag(out, before, msgs[i].partition, msgs[i].offset); /* exactly-once holds it */
       continue;
     }
     citem *x = calloc(1, sizeof *x);

@@ -3,7 +3,8 @@
 # again on the same log dir and port: every worker keeps running, reconnects
 # and is ready again;
 # work published after the outage is processed; nothing lost, nothing doubled.
-# Each worker must have seen the outage: its Kafka client logs the refused
+# Each worker must have seen the outage: its /readyz says Kafka is not ok
+# while the broker is down, and its Kafka client logs the refused
 # connections after the broker stopped.
 source "$(dirname "$0")/lib.sh"
 export PAYSTREAM_STATS_INTERVAL_MS=1000
@@ -22,10 +23,13 @@ declare -A at
 for s in $WORKERS; do at[$s]=$(wc -l <"$PAYSTREAM_RUN_DIR/logs/$s-1.log"); done
 "$STACK" kafka-down
 check "the broker process is gone" pid_gone "$(cat "$PAYSTREAM_RUN_DIR/kafka-1.pid")"
+# Every worker turns not ready: an idle one from its consumer's broker
+# state, one blocked flushing a batch because its outputs wait unacknowledged.
+kafka_not_ok() { not_ready "$1" "$2" && probe_body "$1" "$2" /readyz | grep -q '^kafka not ok'; }
+check "every worker's /readyz turns not ready (kafka not ok) during the outage" wait_until 30 all kafka_not_ok
 # The outage lasts until a worker has tried the broker and been refused.
 # Each worker's librdkafka client logs that once the worker polls; a worker
-# blocked flushing a batch logs it only when the broker is back (and its
-# /readyz keeps saying "kafka ok" meanwhile, so readiness is not asserted).
+# blocked flushing a batch logs it only when the broker is back.
 saw_outage() {
   grep -qE 'Connection refused|brokers are down' <<<"$(tail -n +"$((at[$1] + 1))" "$PAYSTREAM_RUN_DIR/logs/$1-1.log")"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# payctl replay --to-time on a broker without a time index (devbroker lacks
-# offsets_for_times): the offsets are found by searching message timestamps.
+# payctl replay --to-time: the offsets come from the broker's time index
+# (offsets_for_times).
 # Moving ingest back to a moment between two loads re-processes exactly the
 # second load and changes nothing.
 source "$(dirname "$0")/lib.sh"

@@ -136,3 +136,33 @@ Test(outbox, a_dead_letter_too_large_to_resend_keeps_a_prefix_its_size_and_hash)
   outbox_free(&ob);
   free(raw);
 }
+
+/* Exactly-once holds a continuous stage's outputs by their input: outbox_tag
+ * marks them, outbox_split moves what may go, both keep the order. */
+static bool below_5(const outbox_msg *m, void *arg) {
+  (void)arg;
+  return m->src_offset >= 5; /* stays */
+}
+
+Test(outbox, tag_marks_only_the_new_outputs_and_split_keeps_the_order) {
+  outbox ob = {0}, rel = {0};
+  for (int i = 0; i < 4; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    size_t before = ob.n;
+    outbox_add(&ob, "t", k, strlen(k), NULL, 0, NULL);
+    if (i > 0) outbox_tag(&ob, before, 2, i == 1 ? 7 : i); /* k1@7, k2@2, k3@3 */
+  }
+  cr_assert_eq(ob.v[0].src_partition, -1);
+  cr_assert_eq(ob.v[0].src_offset, -1);
+  cr_assert_eq(ob.v[1].src_offset, 7);
+  outbox_split(&ob, &rel, below_5, NULL);
+  cr_assert_eq(rel.n, 3);
+  cr_assert_str_eq(rel.v[0].key, "k0");
+  cr_assert_str_eq(rel.v[1].key, "k2");
+  cr_assert_str_eq(rel.v[2].key, "k3");
+  cr_assert_eq(ob.n, 1);
+  cr_assert_str_eq(ob.v[0].key, "k1");
+  outbox_free(&ob);
+  outbox_free(&rel);
+}

@@ -81,6 +81,18 @@ int cmd_migrate(payctl *p, int argc, char **argv) {
                           0, NULL);
   if (!r) rc = pgq_failure(p);
   PQclear(r);
+  /* Workers read it for readiness (lib/schema.h): what is applied is no
+   * secret, and the table predates the stage roles. Granted by its owner
+   * (a migrating role that does not own it leaves the grant as it is). */
+  if (rc == PAYCTL_OK) {
+    r = pgq_query(p,
+                  "DO $$ BEGIN IF pg_has_role((SELECT relowner FROM pg_class WHERE oid = "
+                  "'schema_migrations'::regclass), 'USAGE') THEN GRANT SELECT ON "
+                  "schema_migrations TO PUBLIC; END IF; END $$",
+                  0, NULL);
+    if (!r) rc = pgq_failure(p);
+    PQclear(r);
+  }
   for (guint i = 0; rc == PAYCTL_OK && i < names->len; i++) {
     const char *name = g_ptr_array_index(names, i);
     const char *v[] = {name};

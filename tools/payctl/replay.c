@@ -39,9 +39,10 @@ static int64_t timestamp_at(rd_kafka_t *reader, const char *topic, int32_t parti
 }
 
 /* The first offset in [lo, hi) whose message was produced at or after
- * when_ms: the broker's own index when it has one (offsets_for_times), else
- * a binary search over message timestamps (devbroker has no index; a
- * partition's timestamps are assumed to grow, as producer timestamps do). */
+ * when_ms: the broker's time index (offsets_for_times); should the lookup
+ * fail or answer outside the partition's range, a binary search over message
+ * timestamps (a partition's timestamps are assumed to grow, as producer
+ * timestamps do). */
 static int64_t offset_for_time(rd_kafka_t *rk, rd_kafka_t *reader, const char *topic,
                                int32_t partition, int64_t lo, int64_t hi, int64_t when_ms) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);

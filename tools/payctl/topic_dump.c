@@ -75,7 +75,7 @@ int cmd_outcomes(payctl *p, int argc, char **argv) {
 int topic_dump(payctl *p, const char *topic, bool dlq) {
   char group[64];
   snprintf(group, sizeof group, "payctl-dump-%d", (int)getpid());
-  rd_kafka_t *rk = kutil_consumer(&p->cfg, group, false);
+  rd_kafka_t *rk = kutil_consumer(&p->cfg, group, true);
   if (!rk) return PAYCTL_UNAVAILABLE;
   int np = kutil_partition_count(rk, topic);
   if (np < 1) {
@@ -85,8 +85,11 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
     return np == -1 ? PAYCTL_NOT_FOUND : PAYCTL_UNAVAILABLE;
   }
 
+  /* Read to each partition's end: a message below the high watermark or
+   * the end itself (transaction markers and aborted messages take offsets
+   * a read_committed reader never sees, so messages are not counted). */
   int64_t *high = calloc((size_t)np, sizeof *high);
-  long remaining = 0;
+  long remaining = 0; /* partitions not read to their end */
   rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np);
   for (int i = 0; i < np; i++) {
     int64_t lo = 0, hi = 0;
@@ -98,7 +101,7 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
       return PAYCTL_UNAVAILABLE;
     }
     high[i] = hi;
-    remaining += hi - lo;
+    if (hi > lo) remaining++;
     rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
   rd_kafka_assign(rk, parts);
@@ -108,12 +111,20 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
   while (remaining > 0 && ps_mono_ms() < deadline) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
     if (!m) continue;
-    if (!m->err && m->offset < high[m->partition]) {
+    int32_t part = m->partition;
+    bool at_end = false;
+    if (!m->err && part >= 0 && part < np && m->offset < high[part]) {
       json_t *j = dlq ? dlq_json(m) : outcome_json(m);
       char *s = json_dumps(j, JSON_COMPACT);
       printf("%s\n", s);
       free(s);
       json_decref(j);
+      at_end = m->offset + 1 >= high[part];
+    } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && part >= 0 && part < np) {
+      at_end = m->offset >= high[part];
+    }
+    if (at_end && high[part] >= 0) {
+      high[part] = -1; /* done */
       remaining--;
     }
     rd_kafka_message_destroy(m);
@@ -122,7 +133,8 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   if (remaining > 0) {
-    fprintf(stderr, "payctl: %ld messages of %s not read in time\n", remaining, topic);
+    fprintf(stderr, "payctl: %ld partitions of %s not read to their end in time\n", remaining,
+            topic);
     return PAYCTL_FAILED;
   }
   return PAYCTL_OK;
