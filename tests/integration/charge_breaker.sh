@@ -12,7 +12,6 @@ source "$(dirname "$0")/lib.sh"
 stack_up
 export PAYSTREAM_BREAKER_MIN_REQUESTS=5 PAYSTREAM_BREAKER_COOL_DOWN_MS=5000 \
   PAYSTREAM_BREAKER_HALF_OPEN_PROBES=2 PAYSTREAM_CHARGE_DEADLINE_MS=600000
-sim() { curl -sf -X POST "$PAYSTREAM_PROCESSOR_URL/_sim/config?$1" >/dev/null; }
 sim "fail_rate=1&fail_status=503"
 "$STACK" workers 1
 "$PAYCTL" publish --count 60 --manifest "$PAYSTREAM_RUN_DIR/m.jsonl" >/dev/null
@@ -33,7 +32,6 @@ sim "fail_rate=0"
 closed() { grep -q 'circuit for stripe: half_open -> closed' "$L" && [ "$(state)" = 0 ]; }
 check "once the processor recovers a probe succeeds and the circuit closes" wait_until 60 closed
 expected=$(manifest_terminal "$PAYSTREAM_RUN_DIR/m.jsonl")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "every payment reaches its outcome" wait_until 120 all_terminal
 eq "nothing failed over (no backup) and nothing was given up" 0 \
   "$(sql "SELECT count(*) FROM charge_attempts WHERE state IN ('abandoned', 'failed')")"

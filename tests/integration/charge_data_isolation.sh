@@ -20,19 +20,19 @@ END \$\$;
 CREATE TRIGGER poison_attempt BEFORE INSERT ON charge_attempts
   FOR EACH ROW EXECUTE FUNCTION poison_attempt();" >/dev/null
 "$STACK" workers 1
-now=$(date +%s%3N)
+now=$(now_ms)
 old=$((now - 200 * 24 * 3600000))
-intent() { # intent KEY PAYMENT_METHOD
-  jq -nc --arg k "$1" --arg pm "$2" --argjson t "$now" --argjson pt "$old" \
-    '{idempotency_key: $k, merchant_id: "m_1", customer_id: ("cus_" + $k), amount_minor: 4200,
-      currency: "USD", created_at_ms: $t, payment_method: {id: $pm, fingerprint: ("fp_" + $k),
-      created_at_ms: $pt, card_country: "US"}, context: {ip: "198.51.100.7", country: "US",
-      latitude: 40.71, longitude: -74.01, device_id: ("dev_" + $k), email: ($k + "@example.com")}}'
+# card_intent KEY PAYMENT_METHOD (lib.sh's intent, 42.00 USD, a known card and device)
+card_intent() {
+  intent "$1" '.amount_minor = 4200
+    | .payment_method = {id: $pm, fingerprint: ("fp_" + $k), created_at_ms: $pt, card_country: "US"}
+    | .context = {ip: "198.51.100.7", country: "US", latitude: 40.71, longitude: -74.01,
+                  device_id: ("dev_" + $k), email: ($k + "@example.com")}' --arg pm "$2" --argjson pt "$old"
 }
 {
-  intent text-cut pm_card_chargeDeclinedMultibyteCut
-  intent text-invalid pm_card_chargeDeclinedInvalidUtf8
-  intent poison pm_card_poison
+  card_intent text-cut pm_card_chargeDeclinedMultibyteCut
+  card_intent text-invalid pm_card_chargeDeclinedInvalidUtf8
+  card_intent poison pm_card_poison
 } >"$PAYSTREAM_RUN_DIR/text.jsonl"
 "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/text.jsonl" >/dev/null
 "$PAYCTL" publish --count 40 --run after >/dev/null

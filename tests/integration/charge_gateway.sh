@@ -110,11 +110,11 @@ attempt() { # attempt PAYMENT PROCESSOR KEY STATE
         VALUES ('$1', '$2', '$3', '$4', 100, 'USD')"
 }
 check "a second succeeded attempt for a charged payment is refused" \
-  refused "$(attempt "$paid" other "paystream:$paid:other" succeeded)" charge_attempts_one_live
+  sql_refused "$(attempt "$paid" other "paystream:$paid:other" succeeded)" charge_attempts_one_live
 check "so is a second charging one" \
-  refused "$(attempt "$paid" other "paystream:$paid:other" charging)" charge_attempts_one_live
+  sql_refused "$(attempt "$paid" other "paystream:$paid:other" charging)" charge_attempts_one_live
 check "an attempt with a key not derived from payment and processor is refused" \
-  refused "$(attempt "$paid" other "paystream:someone-else:other" declined)" charge_attempts_key_derived
+  sql_refused "$(attempt "$paid" other "paystream:someone-else:other" declined)" charge_attempts_key_derived
 check "a finished attempt at another processor with its own key is accepted" \
   quietly psql "$PAYSTREAM_PG_DSN" -v ON_ERROR_STOP=1 -c "BEGIN; $(attempt "$paid" other "paystream:$paid:other" declined); ROLLBACK"
 

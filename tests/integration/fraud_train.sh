@@ -13,7 +13,10 @@ auc=$(awk -F'|' '/^\| model alone/ { gsub(/ /, "", $3); print $3 }' "$R/report.m
 check "the held-out ROC-AUC is above 0.9 (got $auc)" sh -c "echo '$auc > 0.9' | bc -l | grep -qx 1"
 check "the report gives precision and recall at both thresholds" grep -q 'precision > 0.50 | recall > 0.50 | precision > 0.80 | recall > 0.80' "$R/report.md"
 check "the model carries its feature version" grep -q 'paystream-fraud-features-v2' "$R/model.json"
-check "a bad rules file stops fraud-train" eval "! '$BUILD/fraud-train' --data '$R/data.jsonl' --out '$R/x.json' --rules /nonexistent 2>/dev/null"
+check "a bad rules file stops fraud-train (exit 1, naming the file)" exits_with 1 \
+  '^fraud-train: fraud rules: could not open /nonexistent: No such file or directory$' \
+  "$BUILD/fraud-train" --data "$R/data.jsonl" --out "$R/x.json" --rules /nonexistent
+check "and writes no model" test ! -e "$R/x.json"
 
 stack_up
 export PAYSTREAM_FRAUD_MODEL=$R/model.json

@@ -88,11 +88,14 @@ metric() {
 }
 
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
-refused() { # refused SQL PATTERN: the statement fails with a message matching PATTERN
+# sql_refused SQL PATTERN: Postgres refuses the statement with a message
+# matching PATTERN (refused is the old name, kept for callers).
+sql_refused() {
   local out
   out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1) && return 1
   grep -q -- "$2" <<<"$out"
 }
+refused() { sql_refused "$@"; }
 # exits_with CODE PATTERN CMD...: CMD exits with exactly CODE (payctl --help
 # lists payctl's) and says PATTERN (grep -E, stdout or stderr), so a crash
 # or a different failure does not pass for the refusal a test expects.
@@ -136,6 +139,42 @@ publish_trickle() {
 
 # Workers log "partitions assigned" once they own partitions.
 assigned() { grep -q 'partitions assigned' "$PAYSTREAM_RUN_DIR/logs/$1.log"; }
+
+# all_terminal [N]: exactly N intents (default $expected) are terminal.
+all_terminal() { [ "$(terminal_count)" -eq "${1:-$expected}" ]; }
+# terminal_exactly N [TIMEOUT]: payctl wait (at least N terminal), then
+# exactly N: one more would be a request processed twice.
+terminal_exactly() {
+  "$PAYCTL" wait --terminal "$1" --timeout "${2:-240}" >/dev/null || return 1
+  local have; have=$(terminal_count)
+  [ "$have" -eq "$1" ] || { log "expected exactly $1 terminal, found $have"; return 1; }
+}
+# caught_up [STAGE...]: each stage's group (default all four) committed
+# everything: total lag 0.
+caught_up() {
+  local s
+  for s in ${*:-ingest fraud charge ledger}; do
+    "$PAYCTL" lag --stage "$s" | grep -q "total lag 0" || return 1
+  done
+}
+# sim QUERY [URL]: configures procsim (default the primary), e.g.
+# sim "fail_rate=1&fail_status=503".
+sim() { curl -sf -X POST "${2:-$PAYSTREAM_PROCESSOR_URL}/_sim/config?$1" >/dev/null; }
+# processor_charges [URL]: procsim's charge list, one JSON object a line.
+processor_charges() { curl -sf "${1:-$PAYSTREAM_PROCESSOR_URL}/v1/charges" | jq -c '.data[]'; }
+now_ms() { date +%s%3N; }
+# intent KEY [FILTER [JQ_ARGS...]]: one intent as JSON (payctl publish
+# --json's input): merchant m_1, customer cus_KEY, 15.00 USD, created now
+# (or at $now when the script set it), paid with pm_card_visa. FILTER, a jq
+# update such as '.amount_minor = 4200 | .customer_id = $c', changes it;
+# JQ_ARGS (--arg c cus_1 ...) are its variables.
+intent() {
+  local k=$1 f=${2:-.}
+  shift; [ $# -eq 0 ] || shift
+  jq -nc --arg k "$k" --argjson t "${now:-$(now_ms)}" "$@" \
+    '{idempotency_key: $k, merchant_id: "m_1", customer_id: ("cus_" + $k), amount_minor: 1500,
+      currency: "USD", created_at_ms: $t, payment_method: {id: "pm_card_visa"}} | '"$f"
+}
 
 terminal_count() {
   sql "SELECT (SELECT count(*) FROM payments WHERE outcome IS NOT NULL) + (SELECT count(*) FROM rejections)"

@@ -13,8 +13,7 @@ stack_up
 log_start() { "$BUILD/kadmin" offsets payments.intents | awk '$1 == 0 { print $2 }'; }
 "$STACK" start-worker ingest 1
 "$PAYCTL" publish --count 100 --run small >/dev/null
-caught_up() { "$PAYCTL" lag --stage ingest | grep -q "total lag 0"; }
-check "ingest processed and committed the first messages" wait_until 60 caught_up
+check "ingest processed and committed the first messages" wait_until 60 caught_up ingest
 committed=$("$PAYCTL" lag --stage ingest | sed -n 's/.*\[0\] committed \([0-9]*\) .*/\1/p')
 eq "its committed offset is after the first 100" 100 "$committed"
 check "ingest stops" "$STACK" stop-workers
@@ -43,7 +42,7 @@ check "the worker is still running" kill -0 "$(cat "$PAYSTREAM_RUN_DIR/pids/inge
 check "ingest stops" "$STACK" stop-workers
 check "payctl replay moves the group to the oldest retained offset" quietly "$PAYCTL" replay --stage ingest --to-offset earliest
 "$STACK" start-worker ingest 3
-check "after the operator's replay ingest catches up" wait_until 90 caught_up
+check "after the operator's replay ingest catches up" wait_until 90 caught_up ingest
 eq "the newest intents (published after the gap) were all processed" 70 \
   "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'tail-%' OR idempotency_key LIKE 'probe-%'")"
 check "and retained ones of the large load" test "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'big-%'")" -gt 0

@@ -32,7 +32,6 @@ check "Prometheus scrapes all four workers" wait_until 60 targets_up
 "$PAYCTL" publish --count 3000 --declines 100 --fraud 60 --invalid 40 --duplicates 0 \
   --manifest "$R/m.jsonl" >/dev/null
 expected=$(manifest_terminal "$R/m.jsonl")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "every payment reaches its outcome" wait_until 120 all_terminal
 agrees() { [ "$(promql "$1")" = "$(sql "$2")" ]; }
 for status in succeeded declined blocked rejected; do

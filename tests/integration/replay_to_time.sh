@@ -13,8 +13,7 @@ T=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 sleep 1.2
 "$PAYCTL" publish --count 400 --run late >/dev/null
 check "the second load finishes" "$PAYCTL" wait --terminal 1400 --timeout 120
-caught_up() { "$PAYCTL" lag --stage ingest | grep -q "total lag 0"; }
-check "ingest has committed everything" wait_until 30 caught_up
+check "ingest has committed everything" wait_until 30 caught_up ingest
 check "the workers stop" "$STACK" stop-workers
 payments_before=$(payment_count)
 check "payctl replay --to-time finds the offsets" quietly "$PAYCTL" replay --stage ingest --to-time "$T"
@@ -25,7 +24,7 @@ check "a malformed time is refused (usage, exit 2)" exits_with 2 \
 check "a time without a zone is refused too" exits_with 2 "--to-time takes an RFC 3339 time" \
   "$PAYCTL" replay --stage ingest --to-time 2026-11-25T10:00:00
 "$STACK" workers 1
-check "ingest re-processed the second load" wait_until 90 caught_up
+check "ingest re-processed the second load" wait_until 90 caught_up ingest
 eq "the replay created no payment" "$payments_before" "$(payment_count)"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
