@@ -23,11 +23,18 @@ check "the circuit opens under the outage" wait_until 60 is_open
 check "and the transition is logged" grep -q 'circuit for stripe: closed -> open' "$L"
 opened_after=$(calls)
 check "only after at least the minimum number of failures ($opened_after)" test "$opened_after" -ge 5
-c1=$(calls)
-sleep 1 # an observation window well inside the 5 s cool-down
-eq "nothing is sent while the circuit is open" "$c1" "$(calls)"
+# Nothing is sent while the circuit is open: between the moment it opens and
+# the moment its half-open probes fail (the event this waits for, 5 s of
+# cool-down later, with 60 payments due for a retry every 100-500 ms), the
+# processor receives its probes (PAYSTREAM_BREAKER_HALF_OPEN_PROBES=2) and
+# nothing else.
+received() { curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq .total; }
+r_open=$(received)
 reopened() { grep -q 'circuit for stripe: half_open -> open' "$L"; }
 check "after the cool-down it half-opens, the probes fail, and it opens again" wait_until 30 reopened
+r_reopen=$(received)
+check "nothing but the 1-2 half-open probes was sent while it was open ($((r_reopen - r_open)))" \
+  test $((r_reopen - r_open)) -ge 1 -a $((r_reopen - r_open)) -le 2
 sim "fail_rate=0"
 closed() { grep -q 'circuit for stripe: half_open -> closed' "$L" && [ "$(state)" = 0 ]; }
 check "once the processor recovers a probe succeeds and the circuit closes" wait_until 60 closed

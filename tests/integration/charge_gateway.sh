@@ -16,8 +16,9 @@ for s in ingest fraud ledger; do "$STACK" start-worker "$s" 1; done
 charges() { curl -sf "$1/v1/charges" | jq -c '.data[]'; }
 all_charges() { { charges "$PAYSTREAM_PROCESSOR_URL"; charges "$BACKUP_URL"; } }
 succeeded_twice() { all_charges | jq -r 'select(.status=="succeeded") | .metadata.payment_id' | sort | uniq -d | wc -l; }
-# One query, one snapshot: at least $1 payments and none without an outcome.
-settled() { [ "$(sql "SELECT count(*) >= $1 AND count(*) FILTER (WHERE outcome IS NULL) = 0 FROM payments")" = t ]; }
+# One query, one snapshot: exactly $1 payments (one per request published so
+# far, never two) and none without an outcome.
+settled() { [ "$(sql "SELECT count(*) = $1 AND count(*) FILTER (WHERE outcome IS NULL) = 0 FROM payments")" = t ]; }
 
 # 1. Declines, healthy primary.
 "$STACK" start-worker charge 1

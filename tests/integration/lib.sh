@@ -62,6 +62,38 @@ wait_until() {
 }
 
 quietly() { "$@" >/dev/null 2>&1; }
+# redis_is_ours PORT: the Redis answering on PORT is this run's (its dir is
+# the run directory), not another stack's that took a freed port.
+redis_is_ours() {
+  [ "$(redis-cli -p "$1" config get dir 2>/dev/null | sed -n 2p)" = "$(cd "$PAYSTREAM_RUN_DIR" && pwd -P)" ]
+}
+# serve_on_free_port NAME READY CMD...: starts CMD in the background with
+# every @PORT@ in its arguments replaced by a free port, and prints the port
+# once READY PORT succeeds. A free port may be taken by someone else between
+# the check and the bind: when CMD exits (lost the race) or READY fails for
+# 30 s, it is stopped and tried again on another port (5 times). The pid is
+# written to $PAYSTREAM_RUN_DIR/pids/NAME.pid (stop-workers stops it).
+serve_on_free_port() {
+  local name=$1 ready=$2 port pid try a; shift 2
+  for try in 1 2 3 4 5; do
+    port=$("$STACK" free-port) || return 1
+    local args=()
+    for a in "$@"; do args+=("${a//@PORT@/$port}"); done
+    "${args[@]}" >>"$PAYSTREAM_RUN_DIR/$name.log" 2>&1 &
+    pid=$!
+    local end=$((SECONDS + 30))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do
+      if "$ready" "$port" >/dev/null 2>&1; then
+        echo "$pid" >"$PAYSTREAM_RUN_DIR/pids/$name.pid"
+        echo "$port"; return 0
+      fi
+      sleep 0.2
+    done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    log "$name did not serve on port $port (try $try): another port"
+  done
+  return 1
+}
 # pid_gone PID: no such process, or only a zombie (nothing reaps a process
 # whose parent exited where PID 1 does not).
 pid_gone() { local s; ! s=$(ps -o stat= -p "$1" 2>/dev/null) || [[ $s == Z* ]]; }

@@ -9,7 +9,7 @@ stack_up
 M=$PAYSTREAM_RUN_DIR/manifest.jsonl
 "$PAYCTL" publish --count 2000 --duplicates 200 --conflicts 50 --declines 50 --fraud 10 --invalid 20 \
   --garbage 10 --run rp --manifest "$M" >/dev/null
-check "every intent reaches a terminal state" "$PAYCTL" wait --terminal "$(manifest_terminal "$M")" --timeout 240
+check "every intent reaches a terminal state, exactly one each" terminal_exactly "$(manifest_terminal "$M")" 240
 check "every stage has committed everything" wait_until 60 caught_up
 
 snapshot() {
@@ -20,7 +20,9 @@ snapshot() {
 }
 before=$(snapshot)
 charges=$(curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" | jq '.data | length')
-outcomes_before=$("$PAYCTL" outcomes | wc -l)
+"$PAYCTL" outcomes >"$PAYSTREAM_RUN_DIR/outcomes-before.jsonl"
+outcomes_before=$(wc -l <"$PAYSTREAM_RUN_DIR/outcomes-before.jsonl")
+distinct_before=$(jq -r '[.payment_id, .replayed, .raw] | @tsv' "$PAYSTREAM_RUN_DIR/outcomes-before.jsonl" | sort -u | wc -l)
 
 check "the workers stop" "$STACK" stop-workers
 for s in ingest fraud charge ledger; do
@@ -34,6 +36,10 @@ eq "nothing changed in Postgres" "$before" "$(snapshot)"
 eq "nothing was charged again" "$charges" "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" | jq '.data | length')"
 "$PAYCTL" outcomes >"$PAYSTREAM_RUN_DIR/outcomes.jsonl"
 check "outcomes were re-sent" test "$(wc -l <"$PAYSTREAM_RUN_DIR/outcomes.jsonl")" -gt "$outcomes_before"
+# Each stage that re-read its input re-sent what it had sent, byte for byte:
+# not one outcome that was not there before.
+eq "the re-sent outcomes are exactly the first ones (no new distinct outcome)" "$distinct_before" \
+  "$(jq -r '[.payment_id, .replayed, .raw] | @tsv' "$PAYSTREAM_RUN_DIR/outcomes.jsonl" | sort -u | wc -l)"
 assert_invariants "$M"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# payctl replay --to-time on a broker without a time index (devbroker lacks
-# offsets_for_times): the offsets are found by searching message timestamps.
-# Moving ingest back to a moment between two loads re-processes exactly the
+# payctl replay --to-time: the offsets of a moment between two loads (by the
+# messages' timestamps). Moving ingest back to it re-processes exactly the
 # second load and changes nothing.
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 1
 "$PAYCTL" publish --count 1000 --run early >/dev/null
-check "the first load finishes" "$PAYCTL" wait --terminal 1000 --timeout 120
-sleep 1.2
-T=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
-sleep 1.2
+check "the first load finishes: exactly 1000 terminal" terminal_exactly 1000 120
+# T is read after the first load was published (its timestamps are at most
+# T); the second is published once the clock has passed T (its timestamps
+# are after it): the clock itself is the condition, no fixed sleep.
+t_ms=$(now_ms)
+T=$(date -u -d "@$((t_ms / 1000)).$(printf %03d $((t_ms % 1000)))" +%Y-%m-%dT%H:%M:%S.%3NZ)
+clock_past() { [ "$(now_ms)" -gt "$1" ]; }
+check "the clock has passed T" wait_until 5 clock_past "$t_ms"
 "$PAYCTL" publish --count 400 --run late >/dev/null
-check "the second load finishes" "$PAYCTL" wait --terminal 1400 --timeout 120
+check "the second load finishes: exactly 1400 terminal" terminal_exactly 1400 120
 check "ingest has committed everything" wait_until 30 caught_up ingest
 check "the workers stop" "$STACK" stop-workers
 payments_before=$(payment_count)
