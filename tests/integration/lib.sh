@@ -169,6 +169,13 @@ publish_trickle() {
   done
 }
 
+# exit_status STAGE I: the exit status the supervisor recorded for worker
+# STAGE-I's last start (nothing while it runs).
+exit_status() {
+  local pid; pid=$(cat "$PAYSTREAM_RUN_DIR/pids/$1-$2.pid") || return 1
+  cat "$PAYSTREAM_RUN_DIR/exits/$1-$2.$pid" 2>/dev/null
+}
+
 # Workers log "partitions assigned" once they own partitions.
 assigned() { grep -q 'partitions assigned' "$PAYSTREAM_RUN_DIR/logs/$1.log"; }
 
