@@ -39,20 +39,20 @@ out=$(PAYSTREAM_PROCESSOR_NAME=$long timeout 60 "$BUILD/ps-charge" 2>&1); rc=$?
 eq "a charge worker with a 33-character processor name exits with a configuration error" "1" "$([ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && echo 1)"
 check "  ... saying why" grep -q "PAYSTREAM_PROCESSOR_NAME must be 1 to 32 characters" <<<"$out"
 "$STACK" workers 1
-now=$(date +%s%3N)
+now=$(now_ms)
 old=$((now - 200 * 24 * 3600000))
-intent() { # intent KEY PAYMENT_METHOD
-  jq -nc --arg k "$1" --arg pm "$2" --argjson t "$now" --argjson pt "$old" \
-    '{idempotency_key: $k, merchant_id: "m_1", customer_id: ("cus_" + $k), amount_minor: 4200,
-      currency: "USD", created_at_ms: $t, payment_method: {id: $pm, fingerprint: ("fp_" + $k),
-      created_at_ms: $pt, card_country: "US"}, context: {ip: "198.51.100.7", country: "US",
-      latitude: 40.71, longitude: -74.01, device_id: ("dev_" + $k), email: ($k + "@example.com")}}'
+# card_intent KEY PAYMENT_METHOD (lib.sh's intent, 42.00 USD, a known card and device)
+card_intent() {
+  intent "$1" '.amount_minor = 4200
+    | .payment_method = {id: $pm, fingerprint: ("fp_" + $k), created_at_ms: $pt, card_country: "US"}
+    | .context = {ip: "198.51.100.7", country: "US", latitude: 40.71, longitude: -74.01,
+                  device_id: ("dev_" + $k), email: ($k + "@example.com")}' --arg pm "$2" --argjson pt "$old"
 }
 {
-  intent text-cut pm_card_chargeDeclinedMultibyteCut
-  intent text-invalid pm_card_chargeDeclinedInvalidUtf8
-  intent poison pm_card_poison
-  intent poison-answer pm_card_poison_answer
+  card_intent text-cut pm_card_chargeDeclinedMultibyteCut
+  card_intent text-invalid pm_card_chargeDeclinedInvalidUtf8
+  card_intent poison pm_card_poison
+  card_intent poison-answer pm_card_poison_answer
 } >"$PAYSTREAM_RUN_DIR/text.jsonl"
 "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/text.jsonl" >/dev/null
 "$PAYCTL" publish --count 40 --run after >/dev/null

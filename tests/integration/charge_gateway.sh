@@ -16,8 +16,9 @@ for s in ingest fraud ledger; do "$STACK" start-worker "$s" 1; done
 charges() { curl -sf "$1/v1/charges" | jq -c '.data[]'; }
 all_charges() { { charges "$PAYSTREAM_PROCESSOR_URL"; charges "$BACKUP_URL"; } }
 succeeded_twice() { all_charges | jq -r 'select(.status=="succeeded") | .metadata.payment_id' | sort | uniq -d | wc -l; }
-# One query, one snapshot: at least $1 payments and none without an outcome.
-settled() { [ "$(sql "SELECT count(*) >= $1 AND count(*) FILTER (WHERE outcome IS NULL) = 0 FROM payments")" = t ]; }
+# One query, one snapshot: exactly $1 payments (one per request published so
+# far, never two) and none without an outcome.
+settled() { [ "$(sql "SELECT count(*) = $1 AND count(*) FILTER (WHERE outcome IS NULL) = 0 FROM payments")" = t ]; }
 
 # 1. Declines, healthy primary.
 "$STACK" start-worker charge 1
@@ -110,11 +111,11 @@ attempt() { # attempt PAYMENT PROCESSOR KEY STATE
         VALUES ('$1', '$2', '$3', '$4', 100, 'USD')"
 }
 check "a second succeeded attempt for a charged payment is refused" \
-  refused "$(attempt "$paid" other "paystream:$paid:other" succeeded)" charge_attempts_one_live
+  sql_refused "$(attempt "$paid" other "paystream:$paid:other" succeeded)" charge_attempts_one_live
 check "so is a second charging one" \
-  refused "$(attempt "$paid" other "paystream:$paid:other" charging)" charge_attempts_one_live
+  sql_refused "$(attempt "$paid" other "paystream:$paid:other" charging)" charge_attempts_one_live
 check "an attempt with a key not derived from payment and processor is refused" \
-  refused "$(attempt "$paid" other "paystream:someone-else:other" declined)" charge_attempts_key_derived
+  sql_refused "$(attempt "$paid" other "paystream:someone-else:other" declined)" charge_attempts_key_derived
 check "a finished attempt at another processor with its own key is accepted" \
   quietly psql "$PAYSTREAM_PG_DSN" -v ON_ERROR_STOP=1 -c "BEGIN; $(attempt "$paid" other "paystream:$paid:other" declined); ROLLBACK"
 

@@ -17,8 +17,8 @@ M1=$PAYSTREAM_RUN_DIR/pipe.jsonl
 "$PAYCTL" publish --count 400 --slow 1 --run pipe --manifest "$M1" >/dev/null
 slow_key=$(jq -r 'select(.kind=="slow") | .key' "$M1")
 slow_status() { sql "SELECT status FROM payments WHERE idempotency_key = '$slow_key'"; }
-charged() { sql "SELECT count(*) FROM payments WHERE status IN ('charged', 'succeeded')"; }
-others_done() { [ "$(charged)" -ge 399 ]; }
+charged_count() { sql "SELECT count(*) FROM payments WHERE status IN ('charged', 'succeeded')"; }
+others_done() { [ "$(charged_count)" -ge 399 ]; }
 t0=$SECONDS
 check "399 payments are charged while one answer is still out" wait_until 60 others_done
 log "399 charged after $((SECONDS - t0)) s"
@@ -53,7 +53,6 @@ check "it left the consumer group" grep -q '"left the consumer group"' "$PAYSTRE
 PAYSTREAM_CHARGE_MAX_INFLIGHT=40 "$STACK" start-worker charge 2
 cat "$M1" "$M2" >"$PAYSTREAM_RUN_DIR/manifest.jsonl"
 expected=$(manifest_terminal "$PAYSTREAM_RUN_DIR/manifest.jsonl")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "with a successor every payment reaches its outcome" wait_until 120 all_terminal
 eq "nothing left charging" "0" "$(sql "SELECT count(*) FROM charge_attempts WHERE state = 'charging'")"
 check "workers stop cleanly" "$STACK" stop-workers

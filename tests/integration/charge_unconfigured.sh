@@ -13,8 +13,8 @@ for s in ingest fraud; do "$STACK" start-worker "$s" 1; done
 PAYSTREAM_PROCESSOR_URL_OVERRIDE=http://127.0.0.1:9 PAYSTREAM_BACKUP_PROCESSOR_URL=$BACKUP_URL \
   PAYSTREAM_BACKUP_PROCESSOR_NAME=retired "$STACK" start-worker charge 1
 "$PAYCTL" publish --count 10 --run old >/dev/null
-charged() { [ "$(sql "SELECT count(*) FROM payments WHERE status = 'charged' AND processor = 'retired'")" = 10 ]; }
-check "ten payments are charged at the backup 'retired'" wait_until 90 charged
+ten_charged_at_retired() { [ "$(sql "SELECT count(*) FROM payments WHERE status = 'charged' AND processor = 'retired'")" = 10 ]; }
+check "ten payments are charged at the backup 'retired'" wait_until 90 ten_charged_at_retired
 charged_msgs() { "$PAYCTL" lag --stage ledger 2>/dev/null | awk '/^payments.charged\[/ { s += $5 } END { print s + 0 }'; }
 emitted() { [ "$(charged_msgs)" = 10 ]; }
 check "each was emitted once to payments.charged" wait_until 30 emitted

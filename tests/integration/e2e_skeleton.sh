@@ -11,7 +11,7 @@ stack_up
 "$STACK" workers 1
 "$PAYCTL" publish --count $TOTAL --duplicates $DUPS --conflicts $CONFLICTS --declines $DECLINES \
   --fraud $FRAUD --invalid $INVALID --garbage $GARBAGE --run e2e --manifest "$M"
-check "every intent reaches a terminal state" "$PAYCTL" wait --terminal "$(manifest_terminal "$M")" --timeout 240
+check "every intent reaches a terminal state, exactly one each" terminal_exactly "$(manifest_terminal "$M")" 240
 
 assert_invariants "$M"
 eq "declines carry the processor's decline code" "$DECLINES" \
@@ -38,10 +38,13 @@ payments_before=$(payment_count)
 replayed_before=$("$PAYCTL" outcomes | jq -c 'select(.replayed)' | wc -l)
 target=$(( $(terminal_count) + 100 ))   # counted before publishing: the late ones may finish at once
 "$PAYCTL" publish --count 100 --run late --manifest "$PAYSTREAM_RUN_DIR/late.jsonl" >/dev/null
-check "new requests after a prune are processed" "$PAYCTL" wait --terminal "$target" --timeout 60
+check "new requests after a prune are processed, exactly" terminal_exactly "$target" 60
 "$PAYCTL" publish --count 100 --run late >/dev/null   # the same 100 requests again
+replayed_now() { "$PAYCTL" outcomes | jq -c "select(.replayed)" | wc -l; }
 check "late duplicates are answered with replayed outcomes" wait_until 60 eval \
-  '[ "$("$PAYCTL" outcomes | jq -c "select(.replayed)" | wc -l)" -ge $((replayed_before + 100)) ]'
+  '[ "$(replayed_now)" -ge $((replayed_before + 100)) ]'
+eq "one replayed outcome per late duplicate, no more" "$((replayed_before + 100))" "$(replayed_now)"
+eq "and still exactly as many intents terminal" "$target" "$(terminal_count)"
 eq "late duplicates create no payment" "$((payments_before + 100))" "$(payment_count)"
 
 # Oversized input is dead-lettered unread; after the fix (a higher limit)

@@ -11,46 +11,46 @@
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 1
-now=$(date +%s%3N)
+now=$(now_ms)
 M=60000
 D=$((24 * 60 * M))
-# intent KEY MERCHANT CUSTOMER AT DEVICE
-intent() {
-  jq -nc --arg k "$1" --arg m "$2" --arg c "$3" --argjson t "$4" --arg d "$5" --argjson pt "$((now - 300 * D))" \
-    '{idempotency_key: $k, merchant_id: $m, customer_id: $c, amount_minor: 2500, currency: "USD",
-      created_at_ms: $t, payment_method: {id: "pm_card_visa", fingerprint: "fp_shared", created_at_ms: $pt,
-      card_country: "US"}, context: {ip: "198.51.100.7", country: "US", latitude: 40.71, longitude: -74.01,
-      device_id: $d, email: ($c + "@example.com")}}'
+# hist_intent KEY MERCHANT CUSTOMER AT DEVICE (lib.sh's intent, 25.00 USD, one shared card)
+hist_intent() {
+  intent "$1" '.merchant_id = $m | .customer_id = $c | .amount_minor = 2500 | .created_at_ms = $at
+    | .payment_method = {id: "pm_card_visa", fingerprint: "fp_shared", created_at_ms: $pt, card_country: "US"}
+    | .context = {ip: "198.51.100.7", country: "US", latitude: 40.71, longitude: -74.01,
+                  device_id: $d, email: ($c + "@example.com")}' \
+    --arg m "$2" --arg c "$3" --argjson at "$4" --arg d "$5" --argjson pt "$((now - 300 * D))"
 }
 assessed() { [ "$(sql "SELECT count(*) FROM payments p JOIN fraud_assessments a USING (payment_id) WHERE p.idempotency_key LIKE '$1'")" = "$2" ]; }
 reasons() { sql "SELECT a.reasons FROM payments p JOIN fraud_assessments a USING (payment_id) WHERE p.idempotency_key = '$1'"; }
 publish() { "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/$1.jsonl" >/dev/null; }
 
-for m in 45 40 30 20 10; do intent "a-$m" m_a cus_a $((now - m * M)) dev_a; done >"$PAYSTREAM_RUN_DIR/a.jsonl"
+for m in 45 40 30 20 10; do hist_intent "a-$m" m_a cus_a $((now - m * M)) dev_a; done >"$PAYSTREAM_RUN_DIR/a.jsonl"
 publish a
 check "m_a's five payments on the card are assessed" wait_until 90 assessed 'a-%' 5
 
 # Another merchant, same card: one payment now (its card velocity is its
 # own), then one dated three days ahead.
 {
-  intent b-now m_b cus_b $((now - 5 * M)) dev_b
-  intent b-future m_b cus_b $((now + 3 * D)) dev_b
+  hist_intent b-now m_b cus_b $((now - 5 * M)) dev_b
+  hist_intent b-future m_b cus_b $((now + 3 * D)) dev_b
 } >"$PAYSTREAM_RUN_DIR/b.jsonl"
 publish b
 rejected_as() { [ "$(sql "SELECT error_code FROM rejections WHERE idempotency_key = '$1'")" = "$2" ]; }
 check "m_b's current payment is assessed" wait_until 60 assessed 'b-%' 1
 check "m_b's future-dated payment is refused at intake" wait_until 60 rejected_as b-future created_at_invalid
 eq "m_b's card velocity does not count m_a's payments" "" "$(grep -o 'velocity_card_[0-9a-z]*' <<<"$(reasons b-now)")"
-intent a-probe1 m_a cus_a "$now" dev_a >"$PAYSTREAM_RUN_DIR/p1.jsonl"
+hist_intent a-probe1 m_a cus_a "$now" dev_a >"$PAYSTREAM_RUN_DIR/p1.jsonl"
 publish p1
 check "m_a's next payment is assessed" wait_until 60 assessed a-probe1 1
 check "and still sees its card's five payments: velocity_card_1h ($(reasons a-probe1))" grep -q velocity_card_1h <<<"$(reasons a-probe1)"
 
 # The same merchant sends a payment on the card dated ten days ahead.
-intent a-future m_a cus_a2 $((now + 10 * D)) dev_a2 >"$PAYSTREAM_RUN_DIR/af.jsonl"
+hist_intent a-future m_a cus_a2 $((now + 10 * D)) dev_a2 >"$PAYSTREAM_RUN_DIR/af.jsonl"
 publish af
 check "m_a's future-dated payment is refused at intake" wait_until 60 rejected_as a-future created_at_invalid
-intent a-probe2 m_a cus_a $((now + 1000)) dev_a >"$PAYSTREAM_RUN_DIR/p2.jsonl"
+hist_intent a-probe2 m_a cus_a $((now + 1000)) dev_a >"$PAYSTREAM_RUN_DIR/p2.jsonl"
 publish p2
 check "m_a's next payment is assessed" wait_until 60 assessed a-probe2 1
 r2=$(reasons a-probe2)

@@ -17,23 +17,23 @@ rules:
 YAML
 export PAYSTREAM_FRAUD_RULES=$PAYSTREAM_RUN_DIR/rules.yaml
 "$STACK" workers 1
-now=$(date +%s%3N)
-# intent KEY CARD_COUNTRY
-intent() {
-  jq -nc --arg k "$1" --arg cc "$2" --argjson t "$now" \
-    '{idempotency_key: $k, merchant_id: "m_1", customer_id: ("cus_" + $k), amount_minor: 2500,
-      currency: "USD", created_at_ms: $t, payment_method: {id: "pm_card_visa",
-      fingerprint: ("fp_" + $k), created_at_ms: ($t - 8640000000), card_country: $cc},
-      context: {ip: "198.51.100.7", country: "US", latitude: 40.71, longitude: -74.01,
-      device_id: ("dev_" + $k), email: "r@example.com"}}'
+now=$(now_ms)
+# held_intent KEY CARD_COUNTRY (lib.sh's intent, 25.00 USD, a 100-day-old card)
+held_intent() {
+  intent "$1" '.amount_minor = 2500
+    | .payment_method = {id: "pm_card_visa", fingerprint: ("fp_" + $k), created_at_ms: ($t - 8640000000),
+                         card_country: $cc}
+    | .context = {ip: "198.51.100.7", country: "US", latitude: 40.71, longitude: -74.01,
+                  device_id: ("dev_" + $k), email: "r@example.com"}' --arg cc "$2"
 }
 status_of() { sql "SELECT status FROM payments WHERE idempotency_key = '$1'"; }
 pid_of() { sql "SELECT payment_id FROM payments WHERE idempotency_key = '$1'"; }
 is_status() { [ "$(status_of "$1")" = "$2" ]; }
-charged() { curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" | jq --arg p "$1" '[.data[] | select(.status=="succeeded" and .metadata.payment_id==$p)] | length'; }
+succeeded_charges_for() { # succeeded_charges_for PAYMENT_ID: the processor's successful charges for it
+  curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" | jq --arg p "$1" '[.data[] | select(.status=="succeeded" and .metadata.payment_id==$p)] | length'; }
 
-for k in rv1 rv2 rv3; do intent "$k" GB; done >"$PAYSTREAM_RUN_DIR/held.jsonl"
-intent ok1 US >>"$PAYSTREAM_RUN_DIR/held.jsonl"
+for k in rv1 rv2 rv3; do held_intent "$k" GB; done >"$PAYSTREAM_RUN_DIR/held.jsonl"
+held_intent ok1 US >>"$PAYSTREAM_RUN_DIR/held.jsonl"
 "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/held.jsonl" >/dev/null
 for k in rv1 rv2 rv3; do check "$k is held for review" wait_until 60 is_status "$k" review; done
 check "a matching payment is charged" wait_until 60 is_status ok1 succeeded
@@ -47,10 +47,10 @@ eq "payctl review list shows the three" "3" "$("$PAYCTL" review list | tail -n +
 rv1=$(pid_of rv1) rv2=$(pid_of rv2) rv3=$(pid_of rv3)
 check "payctl review approve" quietly "$PAYCTL" review approve "$rv1" --operator alice
 check "the approved payment is charged" wait_until 60 is_status rv1 succeeded
-eq "once" "1" "$(charged "$rv1")"
+eq "once" "1" "$(succeeded_charges_for "$rv1")"
 check "approving again is accepted (re-published)" sh -c "'$PAYCTL' review approve $rv1 | grep -q 'already decided'"
 check "the re-published approval changes nothing" wait_until 30 is_status rv1 succeeded
-eq "still charged once" "1" "$(charged "$rv1")"
+eq "still charged once" "1" "$(succeeded_charges_for "$rv1")"
 eq "one posting for it" "1" "$(sql "SELECT count(*) FROM ledger_transactions WHERE payment_id = '$rv1'")"
 eq "the decision is recorded with its operator" "approve alice" "$(sql "SELECT decision || ' ' || operator FROM fraud_reviews WHERE payment_id = '$rv1'")"
 
@@ -66,7 +66,7 @@ check "rejecting an approved payment is refused" \
 check "an unknown payment is refused" exits_with 3 "no payment pay_nope" "$PAYCTL" review approve pay_nope
 check "a payment not held is refused" \
   exits_with 4 "payment $(pid_of ok1) is not held for review \(status succeeded\)" "$PAYCTL" review approve "$(pid_of ok1)"
-eq "never charged" "0" "$(charged "$rv2")"
+eq "never charged" "0" "$(succeeded_charges_for "$rv2")"
 "$PAYCTL" outcomes >"$PAYSTREAM_RUN_DIR/outcomes.jsonl"
 eq "its blocked outcome was published twice, identical" "1" \
   "$(jq -r --arg p "$rv2" 'select(.payment_id==$p and .status=="blocked") | .raw' "$PAYSTREAM_RUN_DIR/outcomes.jsonl" | sort -u | wc -l)"
@@ -96,16 +96,15 @@ check "review show: an unknown payment" exits_with 3 "no payment pay_nope" "$PAY
 check "workers stop" "$STACK" stop-workers
 check "payctl replay fraud to earliest" quietly "$PAYCTL" replay --stage fraud --to-offset earliest
 "$STACK" workers 1
-caught_up() { "$PAYCTL" lag --stage fraud | grep -q "total lag 0"; }
-check "fraud re-processes its input" wait_until 90 caught_up
+check "fraud re-processes its input" wait_until 90 caught_up fraud
 eq "after the replay rv1 is still succeeded" "succeeded" "$(status_of rv1)"
 eq "rv2 still blocked" "blocked" "$(status_of rv2)"
 eq "rv3 still held" "review" "$(status_of rv3)"
-eq "rv1 still charged once" "1" "$(charged "$rv1")"
+eq "rv1 still charged once" "1" "$(succeeded_charges_for "$rv1")"
 
 # Redis down under the review policy: held, saying why.
 redis-cli -p "$PAYSTREAM_REDIS_PORT" shutdown nosave >/dev/null 2>&1
-for k in nr1 nr2; do intent "$k" US; done >"$PAYSTREAM_RUN_DIR/noredis.jsonl"
+for k in nr1 nr2; do held_intent "$k" US; done >"$PAYSTREAM_RUN_DIR/noredis.jsonl"
 "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/noredis.jsonl" >/dev/null
 for k in nr1 nr2; do check "with Redis down $k is held for review" wait_until 90 is_status "$k" review; done
 eq "saying redis_unavailable_review" "2" \

@@ -36,7 +36,10 @@ read -r caught lblock lheld < <(grep -oE 'Fraud held or blocked: \*\*[0-9.]+ %\*
 check "the shipped model holds or blocks at least 95 % of it ($caught %)" sh -c "echo '$caught >= 95' | bc -l | grep -qx 1"
 check "blocking at most 0.5 % of legitimate payments ($lblock %), holding at most 2 % ($lheld %)" \
   sh -c "echo '$lblock <= 0.5 && $lheld <= 2' | bc -l | grep -qx 1"
-check "a bad rules file stops fraud-train" eval "! '$BUILD/fraud-train' --data '$R/data.jsonl' --out '$R/x.json' --rules /nonexistent 2>/dev/null"
+check "a bad rules file stops fraud-train (exit 1, naming the file)" exits_with 1 \
+  '^fraud-train: fraud rules: could not open /nonexistent: No such file or directory$' \
+  "$BUILD/fraud-train" --data "$R/data.jsonl" --out "$R/x.json" --rules /nonexistent
+check "and writes no model" test ! -e "$R/x.json"
 
 stack_up
 export PAYSTREAM_FRAUD_MODEL=$R/model.json
@@ -53,10 +56,12 @@ rm -f "$R/logs/fraud-9.log"
 PAYSTREAM_FRAUD_MODEL=$R/old.json "$STACK" start-worker fraud 9
 exited() { ! kill -0 "$(cat "$R/pids/fraud-9.pid")" 2>/dev/null; }
 check "a worker given a model of other features exits" wait_until 30 exited
+check "with the configuration error's status (2), recorded by the supervisor" wait_until 10 eval '[ "$(exit_status fraud 9)" = 2 ]'
 check "naming the variable and both versions" grep -q "PAYSTREAM_FRAUD_MODEL: fraud model .* was trained on features 'paystream-fraud-features-v0', this worker computes 'paystream-fraud-features-v3'" "$R/logs/fraud-9.log"
 PAYSTREAM_FRAUD_MODEL=$R/missing.json "$STACK" start-worker fraud 8
 exited8() { ! kill -0 "$(cat "$R/pids/fraud-8.pid")" 2>/dev/null; }
 check "a worker whose model file is missing exits" wait_until 30 exited8
+check "with status 2" wait_until 10 eval '[ "$(exit_status fraud 8)" = 2 ]'
 check "naming the file" grep -q "PAYSTREAM_FRAUD_MODEL: could not load fraud model $R/missing.json" "$R/logs/fraud-8.log"
 check "no sanitizer reports" no_sanitizer_reports
 finish

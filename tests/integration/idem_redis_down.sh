@@ -21,7 +21,9 @@ check "the fallback was logged" grep -q 'redis unavailable' "$PAYSTREAM_RUN_DIR/
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes --pidfile "$PAYSTREAM_RUN_DIR/redis.pid" \
   --dir "$PAYSTREAM_RUN_DIR" --save '' --appendonly no --logfile "$PAYSTREAM_RUN_DIR/redis.log" >/dev/null
-check "redis is back" wait_until 10 redis-cli -p "$redis_port" ping
+# The port was free while Redis was down: another stack may have taken it.
+# Back means ours (its dir is this run's), not merely something answering.
+check "redis is back, ours" wait_until 10 redis_is_ours "$redis_port"
 check "the publisher finished" wait "$publisher"
 
 cat "$PAYSTREAM_RUN_DIR"/redis-*.jsonl >"$PAYSTREAM_RUN_DIR/manifest.jsonl"

@@ -8,16 +8,15 @@
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" start-worker ingest 1
-now=$(date +%s%3N)
-# intent KEY CREATED_AT [DESCRIPTION]
-intent() {
-  jq -nc --arg k "$1" --argjson t "$2" --arg d "${3:-}" \
-    '{idempotency_key: $k, merchant_id: "m_1", customer_id: "cus_1", amount_minor: 700,
-      currency: "USD", created_at_ms: $t, description: $d, payment_method: {id: "pm_card_visa"}}'
+now=$(now_ms)
+# intake_intent KEY CREATED_AT [DESCRIPTION] (lib.sh's intent, 7.00 USD, customer cus_1)
+intake_intent() {
+  intent "$1" '.customer_id = "cus_1" | .amount_minor = 700 | .created_at_ms = $at | .description = $d' \
+    --argjson at "$2" --arg d "${3:-}"
 }
-{ intent in-future $((now + 86400000))
-  intent in-old $((now - 60 * 86400000))
-  intent in-now "$now"; } | "$PAYCTL" publish --json - >/dev/null
+{ intake_intent in-future $((now + 86400000))
+  intake_intent in-old $((now - 60 * 86400000))
+  intake_intent in-now "$now"; } | "$PAYCTL" publish --json - >/dev/null
 code_of() { sql "SELECT error_code FROM rejections WHERE idempotency_key = '$1'"; }
 is_code() { [ "$(code_of "$1")" = "$2" ]; }
 check "created_at a day ahead is rejected created_at_invalid" wait_until 60 is_code in-future created_at_invalid
@@ -27,11 +26,11 @@ check "created_at now is claimed" wait_until 30 claimed in-now
 
 pid_before=$(cat "$PAYSTREAM_RUN_DIR"/pids/ingest-1.pid)
 head -c 1500000 /dev/zero | tr '\0' 'x' >"$PAYSTREAM_RUN_DIR/big.txt"
-intent in-huge "$now" | jq -c --rawfile d "$PAYSTREAM_RUN_DIR/big.txt" '.description = $d' \
+intake_intent in-huge "$now" | jq -c --rawfile d "$PAYSTREAM_RUN_DIR/big.txt" '.description = $d' \
   >"$PAYSTREAM_RUN_DIR/huge.jsonl"
 PAYSTREAM_KAFKA_PROPERTIES="message.max.bytes=4000000" \
   "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/huge.jsonl" >/dev/null
-intent in-after "$now" | "$PAYCTL" publish --json - >/dev/null
+intake_intent in-after "$now" | "$PAYCTL" publish --json - >/dev/null
 check "the message after the huge one is claimed" wait_until 60 claimed in-after
 huge() { "$PAYCTL" dlq list | jq -c 'select(.["dlq.payload.truncated"]=="true")'; }
 check "the huge message is dead-lettered" wait_until 30 eval '[ -n "$(huge)" ]'

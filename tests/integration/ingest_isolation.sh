@@ -9,17 +9,13 @@
 source "$(dirname "$0")/lib.sh"
 stack_up
 sql "ALTER TABLE payments ADD CONSTRAINT test_poison CHECK (customer_id <> 'cus_poison')" >/dev/null
-now=$(date +%s%3N)
-# intent KEY CUSTOMER
-intent() {
-  jq -nc --arg k "$1" --arg c "$2" --argjson t "$now" \
-    '{idempotency_key: $k, merchant_id: "m_1", customer_id: $c, amount_minor: 1200,
-      currency: "USD", created_at_ms: $t, payment_method: {id: "pm_card_visa"}}'
-}
+now=$(now_ms)
+# iso_intent KEY CUSTOMER (lib.sh's intent, 12.00 USD)
+iso_intent() { intent "$1" '.customer_id = $c | .amount_minor = 1200' --arg c "$2"; }
 # Published before ingest starts, so the poison shares a batch with the others.
-{ for i in $(seq 1 9); do intent "iso-$i" "cus_$i"; done
-  intent iso-poison cus_poison
-  for i in $(seq 10 19); do intent "iso-$i" "cus_$i"; done; } >"$PAYSTREAM_RUN_DIR/batch.jsonl"
+{ for i in $(seq 1 9); do iso_intent "iso-$i" "cus_$i"; done
+  iso_intent iso-poison cus_poison
+  for i in $(seq 10 19); do iso_intent "iso-$i" "cus_$i"; done; } >"$PAYSTREAM_RUN_DIR/batch.jsonl"
 "$PAYCTL" publish --json "$PAYSTREAM_RUN_DIR/batch.jsonl" >/dev/null
 "$STACK" start-worker ingest 1
 
@@ -40,7 +36,7 @@ check "the rest of the batch is paid" wait_until 120 paid
 
 # After the fix the client may send the same request again: it is new.
 sql "ALTER TABLE payments DROP CONSTRAINT test_poison" >/dev/null
-intent iso-poison cus_poison | "$PAYCTL" publish --json - >/dev/null
+iso_intent iso-poison cus_poison | "$PAYCTL" publish --json - >/dev/null
 poison_paid() { [ "$(sql "SELECT status FROM payments WHERE idempotency_key = 'iso-poison'")" = succeeded ]; }
 check "sent again after the fix, the request is paid" wait_until 60 poison_paid
 

@@ -62,6 +62,38 @@ wait_until() {
 }
 
 quietly() { "$@" >/dev/null 2>&1; }
+# redis_is_ours PORT: the Redis answering on PORT is this run's (its dir is
+# the run directory), not another stack's that took a freed port.
+redis_is_ours() {
+  [ "$(redis-cli -p "$1" config get dir 2>/dev/null | sed -n 2p)" = "$(cd "$PAYSTREAM_RUN_DIR" && pwd -P)" ]
+}
+# serve_on_free_port NAME READY CMD...: starts CMD in the background with
+# every @PORT@ in its arguments replaced by a free port, and prints the port
+# once READY PORT succeeds. A free port may be taken by someone else between
+# the check and the bind: when CMD exits (lost the race) or READY fails for
+# 30 s, it is stopped and tried again on another port (5 times). The pid is
+# written to $PAYSTREAM_RUN_DIR/pids/NAME.pid (stop-workers stops it).
+serve_on_free_port() {
+  local name=$1 ready=$2 port pid try a; shift 2
+  for try in 1 2 3 4 5; do
+    port=$("$STACK" free-port) || return 1
+    local args=()
+    for a in "$@"; do args+=("${a//@PORT@/$port}"); done
+    "${args[@]}" >>"$PAYSTREAM_RUN_DIR/$name.log" 2>&1 &
+    pid=$!
+    local end=$((SECONDS + 30))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do
+      if "$ready" "$port" >/dev/null 2>&1; then
+        echo "$pid" >"$PAYSTREAM_RUN_DIR/pids/$name.pid"
+        echo "$port"; return 0
+      fi
+      sleep 0.2
+    done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    log "$name did not serve on port $port (try $try): another port"
+  done
+  return 1
+}
 # pid_gone PID: no such process, or only a zombie (nothing reaps a process
 # whose parent exited where PID 1 does not).
 pid_gone() { local s; ! s=$(ps -o stat= -p "$1" 2>/dev/null) || [[ $s == Z* ]]; }
@@ -88,11 +120,14 @@ metric() {
 }
 
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
-refused() { # refused SQL PATTERN: the statement fails with a message matching PATTERN
+# sql_refused SQL PATTERN: Postgres refuses the statement with a message
+# matching PATTERN (refused is the old name, kept for callers).
+sql_refused() {
   local out
   out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1) && return 1
   grep -q -- "$2" <<<"$out"
 }
+refused() { sql_refused "$@"; }
 # exits_with CODE PATTERN CMD...: CMD exits with exactly CODE (payctl --help
 # lists payctl's) and says PATTERN (grep -E, stdout or stderr), so a crash
 # or a different failure does not pass for the refusal a test expects.
@@ -134,8 +169,51 @@ publish_trickle() {
   done
 }
 
+# exit_status STAGE I: the exit status the supervisor recorded for worker
+# STAGE-I's last start (nothing while it runs).
+exit_status() {
+  local pid; pid=$(cat "$PAYSTREAM_RUN_DIR/pids/$1-$2.pid") || return 1
+  cat "$PAYSTREAM_RUN_DIR/exits/$1-$2.$pid" 2>/dev/null
+}
+
 # Workers log "partitions assigned" once they own partitions.
 assigned() { grep -q 'partitions assigned' "$PAYSTREAM_RUN_DIR/logs/$1.log"; }
+
+# all_terminal [N]: exactly N intents (default $expected) are terminal.
+all_terminal() { [ "$(terminal_count)" -eq "${1:-$expected}" ]; }
+# terminal_exactly N [TIMEOUT]: payctl wait (at least N terminal), then
+# exactly N: one more would be a request processed twice.
+terminal_exactly() {
+  "$PAYCTL" wait --terminal "$1" --timeout "${2:-240}" >/dev/null || return 1
+  local have; have=$(terminal_count)
+  [ "$have" -eq "$1" ] || { log "expected exactly $1 terminal, found $have"; return 1; }
+}
+# caught_up [STAGE...]: each stage's group (default all four) committed
+# everything: total lag 0.
+caught_up() {
+  local s
+  for s in ${*:-ingest fraud charge ledger}; do
+    "$PAYCTL" lag --stage "$s" | grep -q "total lag 0" || return 1
+  done
+}
+# sim QUERY [URL]: configures procsim (default the primary), e.g.
+# sim "fail_rate=1&fail_status=503".
+sim() { curl -sf -X POST "${2:-$PAYSTREAM_PROCESSOR_URL}/_sim/config?$1" >/dev/null; }
+# processor_charges [URL]: procsim's charge list, one JSON object a line.
+processor_charges() { curl -sf "${1:-$PAYSTREAM_PROCESSOR_URL}/v1/charges" | jq -c '.data[]'; }
+now_ms() { date +%s%3N; }
+# intent KEY [FILTER [JQ_ARGS...]]: one intent as JSON (payctl publish
+# --json's input): merchant m_1, customer cus_KEY, 15.00 USD, created now
+# (or at $now when the script set it), paid with pm_card_visa. FILTER, a jq
+# update such as '.amount_minor = 4200 | .customer_id = $c', changes it;
+# JQ_ARGS (--arg c cus_1 ...) are its variables.
+intent() {
+  local k=$1 f=${2:-.}
+  shift; [ $# -eq 0 ] || shift
+  jq -nc --arg k "$k" --argjson t "${now:-$(now_ms)}" "$@" \
+    '{idempotency_key: $k, merchant_id: "m_1", customer_id: ("cus_" + $k), amount_minor: 1500,
+      currency: "USD", created_at_ms: $t, payment_method: {id: "pm_card_visa"}} | '"$f"
+}
 
 terminal_count() {
   sql "SELECT (SELECT count(*) FROM payments WHERE outcome IS NOT NULL) + (SELECT count(*) FROM rejections)"

@@ -28,7 +28,6 @@ check "/metrics answers with the requests in flight" test "$inflight" -ge 1100
 grep_fdsetsize() { ! grep -q "FD_SETSIZE" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
 check "no connection refused for its descriptor number" grep_fdsetsize
 expected=$(manifest_terminal "$M")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "every payment reaches its outcome" wait_until 120 all_terminal
 check "workers stop cleanly" "$STACK" stop-workers
 assert_invariants "$M"

@@ -20,11 +20,15 @@ check "every worker serves metrics" wait_until 30 ports_written
   done
 } >"$R/prometheus.yml"
 check "the scrape configuration is valid (promtool)" quietly promtool check config "$R/prometheus.yml"
-PROM_PORT=$("$STACK" free-port)
+# Ours, not another test's Prometheus on a port it took first: the one
+# answering reads this run's TSDB directory.
+prom_is_ours() {
+  [ "$(curl -sf "http://127.0.0.1:$1/api/v1/status/flags" | jq -r '.data["storage.tsdb.path"]')" = "$R/prom-data" ]
+}
+PROM_PORT=$(serve_on_free_port prometheus prom_is_ours prometheus --config.file "$R/prometheus.yml" \
+  --storage.tsdb.path "$R/prom-data" --web.listen-address "127.0.0.1:@PORT@")
+check "Prometheus serves on a port of its own" test -n "$PROM_PORT"
 PROM=http://127.0.0.1:$PROM_PORT
-prometheus --config.file "$R/prometheus.yml" --storage.tsdb.path "$R/prom-data" \
-  --web.listen-address "127.0.0.1:$PROM_PORT" >"$R/prometheus.log" 2>&1 &
-echo $! >"$R/pids/prometheus.pid" # stopped with the workers
 promql() { curl -sf --get "$PROM/api/v1/query" --data-urlencode "query=$1" | jq -r '.data.result[0].value[1] // "none"'; }
 targets_up() { [ "$(promql 'sum(up)')" = 4 ]; }
 check "Prometheus scrapes all four workers" wait_until 60 targets_up
@@ -32,7 +36,6 @@ check "Prometheus scrapes all four workers" wait_until 60 targets_up
 "$PAYCTL" publish --count 3000 --declines 100 --fraud 60 --invalid 40 --duplicates 0 \
   --manifest "$R/m.jsonl" >/dev/null
 expected=$(manifest_terminal "$R/m.jsonl")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "every payment reaches its outcome" wait_until 120 all_terminal
 agrees() { [ "$(promql "$1")" = "$(sql "$2")" ]; }
 for status in succeeded declined blocked rejected; do

@@ -24,7 +24,6 @@ for stage in ingest fraud charge ledger; do
 done
 "$PAYCTL" publish --count 300 --declines 10 --manifest "$R/m.jsonl" >/dev/null
 expected=$(manifest_terminal "$R/m.jsonl")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "the pipeline runs with every secret read from a file" wait_until 90 all_terminal
 eq "ingest used Redis with AUTH (no failed round trip)" 0 "$(metric ingest 1 paystream_redis_errors_total)"
 eq "fraud used Redis with AUTH (no failed round trip)" 0 "$(metric fraud 1 paystream_redis_errors_total)"

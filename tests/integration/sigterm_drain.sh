@@ -29,7 +29,6 @@ log "successor ready after $((SECONDS - t1)) s"
 wait "$pub"
 cat "$PAYSTREAM_RUN_DIR"/load-*.jsonl >"$PAYSTREAM_RUN_DIR/manifest.jsonl"
 expected=$(manifest_terminal "$PAYSTREAM_RUN_DIR/manifest.jsonl")
-all_terminal() { [ "$(terminal_count)" -eq "$expected" ]; }
 check "every payment reaches its outcome" wait_until 120 all_terminal
 first=$(grep -o 'stopping after [0-9]* messages' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log" | grep -o '[0-9]*')
 second=$(metric ingest 2 paystream_messages_consumed_total)

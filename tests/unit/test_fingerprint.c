@@ -6,6 +6,7 @@
 #include "ingest.h"
 
 static void fp(const ps_intent *in, char out[65]) { ingest_fingerprint(in, out); }
+static void fp_of(const char *k1, const char *v1, const char *k2, const char *v2, char out[65]);
 
 Test(fingerprint, same_request_same_fingerprint_whatever_the_context) {
   test_intent a, b;
@@ -75,6 +76,30 @@ Test(fingerprint, fields_cannot_bleed_into_each_other) {
   fp(&a.in, x);
   fp(&b.in, y);
   cr_assert_str_neq(x, y);
+}
+
+/* Issue 23: the description and the metadata are part of the request. A
+ * reused key with another description, another metadata value, key or
+ * entry is a different request (rejected as reused), not a duplicate. */
+Test(fingerprint, description_and_metadata_matter) {
+  test_intent a, b;
+  test_intent_init(&a);
+  char x[65], y[65];
+  a.in.description = "order 42";
+  fp(&a.in, x);
+  test_intent_init(&b);
+  b.in.description = "order 43";
+  fp(&b.in, y);
+  cr_assert_str_neq(x, y, "another description");
+  char m1[65], m2[65], m3[65], m4[65];
+  fp_of("order", "42", "sku", "A-1", m1);
+  fp_of("order", "42", "sku", "A-2", m2);
+  fp_of("order", "42", "sku2", "A-1", m3);
+  cr_assert_str_neq(m1, m2, "another metadata value");
+  cr_assert_str_neq(m1, m3, "another metadata key");
+  test_intent_init(&b);
+  fp(&b.in, m4);
+  cr_assert_str_neq(m1, m4, "metadata added to a request without any");
 }
 
 Test(fingerprint, ids_are_stable_and_scoped) {
