@@ -68,6 +68,25 @@ eq "and the row Postgres refuses" "$REFUSED | postgres refused the event: 23514:
  relation \"processor_events\" violates check constraint \"processor_events_flavour_check\"" "$(letter bad-row)"
 eq "none of them recorded" 0 "$(sql "SELECT count(*) FROM processor_events WHERE event_id IN ('evt_v2', 'evt_bad')")"
 
+# A dead letter Kafka does not acknowledge (its topic does not exist yet) is
+# retried and the offset not committed: killed and restarted once the topic
+# exists, the stage dead-letters the same message.
+LATE=payments.dlq-late
+check "the events stage is SIGKILLed again" "$STACK" kill-worker events 1
+PAYSTREAM_TOPIC_DLQ=$LATE "$STACK" start-worker events 1
+LOST=$(raw bad-late 6761726261676521)
+dlq_failed() { grep -qE 'could not produce a dead letter|dead letter not delivered' "$R/logs/events-1.log"; }
+check "the dead letter to a missing topic fails" wait_until 120 dlq_failed
+check "the events stage is SIGKILLed while retrying" "$STACK" kill-worker events 1
+check "the late DLQ topic is created" env PAYSTREAM_TOPIC_DLQ=$LATE "$BUILD/kadmin" create
+PAYSTREAM_TOPIC_DLQ=$LATE "$STACK" start-worker events 1
+late_letter() {
+  PAYSTREAM_TOPIC_DLQ=$LATE "$PAYCTL" dlq list >"$R/dlq-late.jsonl" || return 1
+  [ "$(jq -r 'select(.key == "bad-late") | "\(.["dlq.source.partition"]) \(.["dlq.source.offset"])"' \
+    "$R/dlq-late.jsonl")" = "$LOST" ]
+}
+check "after the restart the same message is dead-lettered" wait_until 90 late_letter
+
 # The record is append-only, for the stage and for the owner.
 DSN_BASE=${PAYSTREAM_PG_DSN/user=postgres/}
 denied() {
