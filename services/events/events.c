@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "dead_letter.h"
 #include "hex.h"
 #include "kafka.h"
 #include "log.h"
@@ -38,11 +39,15 @@ static const char *flavour_name(Payments__V1__ProcessorFlavour f) {
                                                                          : "";
 }
 
-events_result events_record(pg_conn *pg, const rd_kafka_message_t *m) {
+events_result events_record(pg_conn *pg, const rd_kafka_message_t *m, char *reason,
+                            size_t reasonlen) {
   log_ctx lc = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, NULL, NULL};
   proc_event *e = payments__v1__processor_event__unpack(NULL, m->len, m->payload);
   if (!e || e->schema_version != 1) {
-    log_at(LOG_WARN, &lc, "skipping undecodable processor event");
+    if (e) snprintf(reason, reasonlen, "unsupported schema_version %u (this stage reads 1)",
+                    (unsigned)e->schema_version);
+    else snprintf(reason, reasonlen, "undecodable processor event");
+    log_at(LOG_WARN, &lc, "dead-lettering message: %s", reason);
     if (e) payments__v1__processor_event__free_unpacked(e, NULL);
     return EVENTS_POISON;
   }
@@ -69,7 +74,10 @@ events_result events_record(pg_conn *pg, const rd_kafka_message_t *m) {
     res = strcmp(PQcmdTuples(r), "1") == 0 ? EVENTS_RECORDED : EVENTS_DUPLICATE;
     PQclear(r);
   } else if (pg_err_is_data_error(err)) {
-    log_at(LOG_WARN, &lc, "skipping processor event %s the table refuses: %s", e->event_id, err);
+    /* The first line: the SQLSTATE and the constraint, not libpq's DETAIL,
+     * which repeats the whole row. */
+    snprintf(reason, reasonlen, "postgres refused the event: %.*s", (int)strcspn(err, "\n"), err);
+    log_at(LOG_WARN, &lc, "dead-lettering processor event %s: %s", e->event_id, reason);
     res = EVENTS_POISON;
   } else {
     char pub[128];
@@ -97,17 +105,27 @@ static metric *counter(const char *result) {
                          "Processor events consumed, by result", "result", result, NULL);
 }
 
-/* One message: recorded (or known, or skipped) and its offset committed;
- * while Postgres is away the same message is retried, nothing skipped. */
-static void handle(rd_kafka_t *rk, pg_conn *pg, rd_kafka_message_t *m) {
+static void back_off(int *ms) {
+  usleep((useconds_t)*ms * 1000);
+  if (*ms < 5000) *ms *= 2;
+}
+
+/* One message: recorded (or known, or dead-lettered) and its offset
+ * committed; while Postgres or the DLQ is away the same message is retried,
+ * nothing skipped. */
+static void handle(rd_kafka_t *rk, dead_letter *dl, pg_conn *pg, rd_kafka_message_t *m) {
   static const char *names[] = {"recorded", "duplicate", "poison"};
   events_result res;
+  char reason[256] = "";
   int backoff_ms = 100;
-  while ((res = events_record(pg, m)) == EVENTS_RETRY && !stop) {
-    usleep((useconds_t)backoff_ms * 1000);
-    if (backoff_ms < 5000) backoff_ms *= 2;
-  }
+  while ((res = events_record(pg, m, reason, sizeof reason)) == EVENTS_RETRY && !stop)
+    back_off(&backoff_ms);
   if (res == EVENTS_RETRY) return; /* stopping: not committed, read again next time */
+  backoff_ms = 100;
+  while (res == EVENTS_POISON && dead_letter_send(dl, m, reason, &stop) != 0) {
+    if (stop) return; /* not acknowledged: not committed, dead-lettered again next time */
+    back_off(&backoff_ms);
+  }
   metric_add(counter(names[res]), 1);
   rd_kafka_resp_err_t err = rd_kafka_commit_message(rk, m, 0);
   if (err) log_warn("could not commit offset: %s", rd_kafka_err2str(err));
@@ -143,6 +161,16 @@ int events_main(void) {
     cfg_close(&c);
     return 1;
   }
+  dead_letter *dl = dead_letter_new(&c, err, sizeof err);
+  if (!dl) {
+    log_error("%s", err);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    pg_close(&pg);
+    metrics_stop();
+    cfg_close(&c);
+    return 1;
+  }
   int64_t next_check = 0;
   while (!stop) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
@@ -162,12 +190,13 @@ int events_main(void) {
       rd_kafka_message_destroy(m);
       continue;
     }
-    handle(rk, &pg, m);
+    handle(rk, dl, &pg, m);
     rd_kafka_message_destroy(m);
   }
   log_info("stopping");
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  dead_letter_free(dl);
   pg_close(&pg);
   metrics_stop();
   cfg_close(&c);
