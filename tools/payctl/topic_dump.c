@@ -100,7 +100,9 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
       rd_kafka_destroy(rk);
       return PAYCTL_UNAVAILABLE;
     }
-    high[i] = hi;
+    /* An empty partition is done already: its end-of-partition event must
+     * not count down another partition's remaining work. */
+    high[i] = hi > lo ? hi : -1;
     if (hi > lo) remaining++;
     rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
