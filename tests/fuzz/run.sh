@@ -13,8 +13,7 @@ command -v clang >/dev/null || { echo "clang not installed (deploy/local/install
 pkgs="rdkafka libpq hiredis libprotobuf-c libcrypto libmicrohttpd jansson"
 clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$REPO/lib" -I"$REPO/services/ingest" -I"$BUILD/proto" $(pkg-config --cflags $pkgs) \
-  "$REPO/tests/fuzz/fuzz_intent.c" "$REPO/services/ingest/ingest.c" "$REPO/services/ingest/validate.c" \
-  "$REPO/services/ingest/claim_record.c" \
+  "$REPO/tests/fuzz/fuzz_intent.c" $(ls "$REPO"/services/ingest/*.c | grep -v '/main\.c$') \
   "$REPO"/lib/*.c "$BUILD/proto/payments.pb-c.c" \
   $(pkg-config --libs $pkgs) -o "$OUT/fuzz_intent"
 # Seeds: a valid intent and a cache value (the fuzzer mutates from there).
