@@ -153,7 +153,9 @@ rd_kafka_topic_partition_list_t *kloop_batch_offsets(kloop *kl) {
 /* Commits the batch's offsets (at-least-once mode). */
 void kloop_commit_batch(kloop *kl) {
   rd_kafka_topic_partition_list_t *offs = kloop_batch_offsets(kl);
-  rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
+  metrics_kafka_call(true);
+    rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
+    metrics_kafka_call(false);
   if (err)
     log_warn("offset commit failed (the batch will be re-delivered, harmlessly): %s",
              rd_kafka_err2str(err));

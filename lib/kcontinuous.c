@@ -132,7 +132,9 @@ void kloop_commit_floors(kloop *kl, bool force) {
   rd_kafka_topic_partition_list_t *offs = advanced(kl, off);
   free(off);
   if (offs->cnt) {
+    metrics_kafka_call(true);
     rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
+    metrics_kafka_call(false);
     if (err)
       log_warn("offset commit failed (messages will be re-delivered, harmlessly): %s",
                rd_kafka_err2str(err));

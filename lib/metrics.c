@@ -318,8 +318,17 @@ static int64_t stalled_s(void) {
   return idle >= timeout ? idle : 0;
 }
 
+/* A blocking Kafka call in the loop (a synchronous offset commit waits for
+ * the group coordinator as long as the broker is away) serves no callback
+ * that could report the outage: the HTTP thread judges its age itself. */
+static _Atomic int64_t kafka_call_since_ms;
+
+void metrics_kafka_call(bool begin) { kafka_call_since_ms = begin ? now_ms() : 0; }
+
 /* Returns the body ("ok" or one line per check) and whether all are ok. */
 static char *render_ready(bool *ready) {
+  int64_t since = kafka_call_since_ms;
+  int64_t blocked_s = since ? (now_ms() - since) / 1000 : 0;
   sbuf b = {0};
   sb_grow(&b, 0);
   b.p[0] = '\0';
@@ -327,6 +336,11 @@ static char *render_ready(bool *ready) {
   pthread_mutex_lock(&mu);
   if (nchecks == 0) *ready = false;
   for (int i = 0; i < nchecks; i++) {
+    if (blocked_s >= 2 && checks[i].ok && strcmp(checks[i].name, "kafka") == 0) {
+      *ready = false;
+      sb_printf(&b, "kafka not ok: a Kafka call has waited %lld s\n", (long long)blocked_s);
+      continue;
+    }
     if (!checks[i].ok && checks[i].required) *ready = false;
     sb_printf(&b, "%s %s%s%s%s\n", checks[i].name, checks[i].ok ? "ok" : "not ok",
               checks[i].required ? "" : " (not required)", *checks[i].why ? ": " : "",

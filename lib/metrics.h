@@ -53,6 +53,9 @@ void metrics_set_check(const char *name, bool ok, bool required, const char *why
  * never set: /healthz is always 200), else 503 naming how long it stalled. */
 void metrics_set_heartbeat_timeout(int seconds);
 void metrics_heartbeat(void);
+/* Brackets a blocking Kafka call (begin true, then false): /readyz reports
+ * Kafka not ok once it has waited 2 s. */
+void metrics_kafka_call(bool begin);
 
 /* Sets the stage label and starts serving on addr ("host:port"; port 0
  * picks a free one). If port_file is set, writes the bound port there once
