@@ -231,7 +231,11 @@ done:
 }
 
 int charge_operations(stage_ctx *ctx, charge_state *st, stage_msg *msgs, size_t n, outbox *out) {
-  for (size_t i = 0; i < n; i++)
-    if (msgs[i].ev && msgs[i].ev->operation && run_one(ctx, st, &msgs[i], out)) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (!msgs[i].ev || !msgs[i].ev->operation) continue;
+    size_t before = out->n;
+    if (run_one(ctx, st, &msgs[i], out)) return -1;
+    outbox_tag(out, before, msgs[i].partition, msgs[i].offset); /* exactly-once holds it */
+  }
   return 0;
 }
