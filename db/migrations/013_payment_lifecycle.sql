@@ -296,6 +296,7 @@ BEGIN
     UPDATE payments SET releasing_minor = authorized_minor - captured_minor - capturing_minor
                                           - released_minor
      WHERE payment_id = pid AND status = 'authorized' AND releasing_minor = 0
+       AND capturing_minor = 0 -- a capture in flight (final or not) could close or need the rest
        AND authorization_expires_at > now()
        AND authorized_minor - captured_minor - capturing_minor - released_minor > 0
     RETURNING * INTO p;
@@ -306,6 +307,9 @@ BEGIN
          AND (p.status = 'expired' OR p.authorization_expires_at <= now()) THEN
         code := 'authorization_expired';
         msg := 'the authorization has expired';
+      ELSIF p.capturing_minor > 0 THEN
+        code := 'payment_not_capturable';
+        msg := format('a capture of %s is in flight: void once it is settled', p.capturing_minor);
       ELSE
         code := 'payment_not_capturable';
         msg := format('the payment is %s with nothing left to release', p.status);

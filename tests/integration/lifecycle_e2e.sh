@@ -62,6 +62,7 @@ eq "procsim captured 1000" "1000" "$(totals "$AUTH1" '.captured')"
 check "a second authorization is held" wait_until 120 is_status auth-2 authorized
 AUTH2=$(pid_of auth-2)
 "$PAYCTL" capture m1 auth-2 --key cap2-1 --amount 600 --currency USD >/dev/null
+check "the partial capture ends" wait_until 120 op_done cap2-1
 "$PAYCTL" void m1 auth-2 --key void2-1 >/dev/null
 check "the capture and the void end" wait_until 120 op_done void2-1
 eq "both succeed" "posted posted" "$(op_state cap2-1) $(op_state void2-1)"
@@ -79,6 +80,7 @@ eq "revenue is the captures and the sale" "-11600" \
   "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'revenue:payments'")"
 eq "refunds are contra-revenue" "9900" "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'revenue:refunds'")"
 eq "refunds payable is settled" "0" "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'liability:refunds_payable'")"
+
 "$PAYCTL" payment show m1 auth-2 >"$PAYSTREAM_RUN_DIR/show.txt"
 check "payctl payment show lists the operations and postings" \
   grep -q "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"
