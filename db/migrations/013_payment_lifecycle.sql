@@ -408,6 +408,26 @@ BEGIN
 END $$;
 GRANT UPDATE (released_minor) ON payment_operations TO paystream_charge;
 
+-- Called by charge for an operation it cannot send at all (its processor is
+-- not configured, its request cannot be built): only one provably never
+-- sent (`accepted`, no send counted) ends, `declined` with the code, its
+-- reservation given back (ps_settle_operation's decline). One that may have
+-- been sent is left as it stands (charge keeps holding it). Returns the
+-- operation's state after the call.
+CREATE FUNCTION ps_abandon_operation(op text, code text, msg text) RETURNS text
+  LANGUAGE plpgsql AS $$
+DECLARE
+  st text;
+BEGIN
+  UPDATE payment_operations SET state = 'processing', updated_at = now()
+   WHERE operation_id = op AND state = 'accepted' AND sends = 0;
+  IF NOT FOUND THEN
+    SELECT state INTO st FROM payment_operations WHERE operation_id = op;
+    RETURN st;
+  END IF;
+  RETURN ps_settle_operation(op, false, '', NULL, code, '', msg);
+END $$;
+
 -- ---- the ledger: one posting per money movement -----------------------------
 ALTER TABLE ledger_transactions ADD COLUMN operation_id text REFERENCES payment_operations (operation_id);
 ALTER TABLE ledger_transactions DROP CONSTRAINT ledger_transactions_kind_check;

@@ -27,6 +27,8 @@ static const char SQL_SENDING[] =
 
 static const char SQL_SETTLE[] = "SELECT ps_settle_operation($1, $2, $3, $4, $5, $6, $7)";
 
+static const char SQL_ABANDON[] = "SELECT ps_abandon_operation($1, $2, $3)";
+
 static const char SQL_ROW[] =
     "SELECT " OP_ROW_COLUMNS " FROM payment_operations o"
     " LEFT JOIN payments p ON p.payment_id = o.payment_id WHERE o.operation_id = $1";
@@ -118,6 +120,28 @@ static int forward(stage_ctx *ctx, stage_msg *m, const op_row *row, outbox *out)
   return rc;
 }
 
+/* An operation that cannot be sent at all: ended `declined` with code when
+ * Postgres proves it was never sent (1: go on from its recorded state), else
+ * held (-1: it may be at the processor; only its answer may end it). */
+static int abandon(stage_ctx *ctx, const log_ctx *lc, const char *op_id, const char *code,
+                   const char *msg) {
+  const char *v[] = {op_id, code, msg};
+  pg_stmt ab = {SQL_ABANDON, 3, v};
+  PGresult *r = NULL;
+  char err[512];
+  int rc = -1;
+  if (pg_pipeline(&ctx->pg, &ab, 1, &r, err, sizeof err) == 0 && PQntuples(r) == 1 &&
+      strcmp(PQgetvalue(r, 0, 0), "declined") == 0) {
+    log_at(LOG_ERROR, lc, "ALERT operation %s never sent: ended declined (%s: %s)", op_id, code,
+           msg);
+    rc = 1;
+  } else {
+    log_at(LOG_ERROR, lc, "ALERT operation %s (%s) may have been sent: held", op_id, msg);
+  }
+  PQclear(r);
+  return rc;
+}
+
 static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) {
   const ps_event *ev = m->ev;
   log_ctx lc = {m->topic, m->partition, m->offset, ev->payment_id, ev->payment_key};
@@ -152,10 +176,15 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   }
   int pi = processor_index(st->proc, st->nproc, row.processor);
   if (pi < 0) {
-    log_at(LOG_ERROR, &lc, "ALERT operation %s is at processor %s, which is not configured: held",
-           row.operation_id, row.processor);
-    rc = -1;
-    goto done;
+    metric_add(st->m_unconfigured, 1);
+    char msg[256];
+    snprintf(msg, sizeof msg, "processor %s is not configured", row.processor);
+    if (abandon(ctx, &lc, row.operation_id, "processor_unavailable", msg) < 0) {
+      rc = -1;
+      goto done;
+    }
+    PQclear(r);
+    return run_one(ctx, st, m, out); /* declined: its outcome */
   }
   const processor *pr = &st->proc[pi];
   int kind = op_kind_from_name(row.kind);
@@ -166,10 +195,14 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   lc_request rq;
   if (lc_operation_request(pr->paypal, (ps_kind)kind, target, row.amount_minor, row.currency,
                            final, row.payment_id, row.operation_id, &rq)) {
-    log_at(LOG_ERROR, &lc, "ALERT operation %s cannot be built (target '%s'): held",
-           row.operation_id, target);
-    rc = -1;
-    goto done;
+    char msg[256];
+    snprintf(msg, sizeof msg, "the request cannot be built (target '%s')", target);
+    if (abandon(ctx, &lc, row.operation_id, "request_invalid", msg) < 0) {
+      rc = -1;
+      goto done;
+    }
+    PQclear(r);
+    return run_one(ctx, st, m, out);
   }
   char key[64];
   snprintf(key, sizeof key, "op_%s", row.operation_id);

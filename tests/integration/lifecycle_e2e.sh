@@ -6,7 +6,9 @@
 # capture. An authorization is held, captured in parts up to its amount,
 # one more capture refused; another is partly captured, then voided (only
 # the rest released), a capture after the void refused. The books verify
-# and every hold is released or captured.
+# and every hold is released or captured. A refund at a processor no longer
+# configured ends declined processor_unavailable (never sent) and does not
+# stall the operations behind it.
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 2
@@ -81,6 +83,27 @@ eq "revenue is the captures and the sale" "-11600" \
 eq "refunds are contra-revenue" "9900" "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'revenue:refunds'")"
 eq "refunds payable is settled" "0" "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'liability:refunds_payable'")"
 
+# ---- an operation at a processor not configured: ended, never sent, no stall -------
+# A sale forged (as the owner) at processor 'gone', which no worker knows.
+sql "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id, amount_minor,
+       currency, payment_method, intent, source_topic, source_partition, source_offset, kind)
+     VALUES ('pay_gone-1', 'm1', 'gone-1', 'fp', 'c1', 500, 'USD', 'pm_card_visa', '\\x00', 'forged', 0, 0, 'sale');
+     UPDATE payments SET status = 'scored' WHERE payment_id = 'pay_gone-1';
+     UPDATE payments SET status = 'charging' WHERE payment_id = 'pay_gone-1';
+     UPDATE payments SET status = 'charged', processor = 'gone', processor_charge_id = 'ch_gone' WHERE payment_id = 'pay_gone-1';
+     UPDATE payments SET status = 'succeeded', outcome = '\\x2001' WHERE payment_id = 'pay_gone-1';" >/dev/null
+"$PAYCTL" refund m1 gone-1 --key gone-r1 --amount 100 --currency USD --kafka-key same-part >/dev/null
+"$PAYCTL" refund m1 sale-1 --key after-gone --amount 100 --currency USD --kafka-key same-part >/dev/null
+check "the refund at the unconfigured processor ends" wait_until 120 op_done gone-r1
+eq "declined processor_unavailable, never sent" "declined processor_unavailable 0" \
+  "$(op_state gone-r1) $(sql "SELECT sends FROM payment_operations WHERE idempotency_key = 'gone-r1'")"
+eq "its reservation is given back" "500 500 0 0 0 0 0 succeeded" "$(amounts gone-1)"
+gone_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -e 'select(.idempotency_key == "gone-r1" and .error_code == "processor_unavailable")' >/dev/null; }
+check "its outcome is published" wait_until 60 gone_outcome
+check "the next operation of its partition is not stalled" wait_until 120 op_done after-gone
+eq "and is posted" "posted" "$(op_state after-gone)"
+check "the charge worker alerted" grep -q "ALERT operation .* never sent: ended declined (processor_unavailable" \
+  "$PAYSTREAM_RUN_DIR"/logs/charge-*.log
 "$PAYCTL" payment show m1 auth-2 >"$PAYSTREAM_RUN_DIR/show.txt"
 check "payctl payment show lists the operations and postings" \
   grep -q "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"
