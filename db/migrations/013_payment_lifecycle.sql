@@ -151,6 +151,7 @@ CREATE TABLE payment_operations (
   error_message     text,
   processor         text,
   processor_key     text UNIQUE,                -- idempotency header sent to the processor
+  processor_target  text,                       -- what the request named (charge/capture id), fixed at the first send
   processor_op_id   text,
   decline_code      text,
   fee_minor         bigint CHECK (fee_minor >= 0),
@@ -226,6 +227,10 @@ CREATE TRIGGER payment_operations_request_immutable BEFORE UPDATE ON payment_ope
 CREATE TRIGGER payment_operations_counts_grow BEFORE UPDATE ON payment_operations FOR EACH ROW
   WHEN (NEW.sends < OLD.sends OR NEW.refused < OLD.refused)
   EXECUTE FUNCTION paystream_refuse('23P53', 'an operation''s sends and refused only grow');
+-- Every retry under the same processor key names the same target.
+CREATE TRIGGER payment_operations_target_kept BEFORE UPDATE ON payment_operations FOR EACH ROW
+  WHEN (OLD.processor_target IS NOT NULL AND NEW.processor_target IS DISTINCT FROM OLD.processor_target)
+  EXECUTE FUNCTION paystream_refuse('23P52', 'an operation''s processor target never changes');
 -- Answers are written on the move that decides them (or while processing).
 CREATE TRIGGER payment_operations_answer_kept BEFORE UPDATE ON payment_operations FOR EACH ROW
   WHEN (OLD.state NOT IN ('received', 'processing')
@@ -463,7 +468,7 @@ GRANT EXECUTE ON FUNCTION ps_accept_operation(text) TO paystream_ingest;
 GRANT UPDATE (captured_minor, capturing_minor, refunded_minor, refunding_minor, released_minor,
               releasing_minor) ON payments TO paystream_charge;
 GRANT SELECT ON payment_operations, processor_settings TO paystream_charge;
-GRANT UPDATE (state, processor_key, processor_op_id, decline_code, fee_minor, error_code,
+GRANT UPDATE (state, processor_key, processor_target, processor_op_id, decline_code, fee_minor, error_code,
               error_message,
               sends, refused, result_authorized_minor, result_captured_minor,
               result_refunded_minor, updated_at)

@@ -15,15 +15,18 @@ static const char SQL_READ[] =
     " coalesce(p.processor_charge_id, ''),"
     " coalesce((SELECT c.processor_op_id FROM payment_operations c"
     "   WHERE c.payment_id = o.payment_id AND c.kind = 'capture'"
-    "     AND c.state IN ('succeeded', 'posted') ORDER BY c.updated_at DESC LIMIT 1), '')"
+    "     AND c.state IN ('succeeded', 'posted') ORDER BY c.created_at DESC, c.operation_id DESC"
+    "   LIMIT 1), ''), coalesce(o.processor_target, '')"
     " FROM payment_operations o LEFT JOIN payments p ON p.payment_id = o.payment_id"
     " WHERE o.operation_id = $1";
 
 /* Durable before the send: the move (or the count of one more send). */
 static const char SQL_SENDING[] =
     "UPDATE payment_operations SET state = 'processing', sends = sends + 1,"
-    " processor_key = coalesce(processor_key, $2), updated_at = now()"
-    " WHERE operation_id = $1 AND state IN ('accepted', 'processing') RETURNING sends";
+    " processor_key = coalesce(processor_key, $2),"
+    " processor_target = coalesce(processor_target, nullif($3, '')), updated_at = now()"
+    " WHERE operation_id = $1 AND state IN ('accepted', 'processing')"
+    " RETURNING coalesce(processor_target, '')";
 
 static const char SQL_SETTLE[] = "SELECT ps_settle_operation($1, $2, $3, $4, $5, $6, $7)";
 
@@ -161,6 +164,7 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   const char *pkind = PQgetvalue(r, 0, OP_ROW_NCOLS + 1);
   const char *holder = PQgetvalue(r, 0, OP_ROW_NCOLS + 2);
   const char *capture_id = PQgetvalue(r, 0, OP_ROW_NCOLS + 3);
+  const char *fixed = PQgetvalue(r, 0, OP_ROW_NCOLS + 4); /* the target of its first send */
   int rc = 0;
   if (strcmp(row.state, "succeeded") == 0 || strcmp(row.state, "posted") == 0) {
     rc = forward(ctx, m, &row, out); /* again: the ledger re-derives from Postgres */
@@ -192,6 +196,7 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
    * refund of an authorization goes to its latest capture. */
   const char *target = holder;
   if (pr->paypal && kind == KIND_REFUND && strcmp(pkind, "authorize") == 0) target = capture_id;
+  if (*fixed) target = fixed; /* a retry names what the first send named */
   lc_request rq;
   if (lc_operation_request(pr->paypal, (ps_kind)kind, target, row.amount_minor, row.currency,
                            final, row.payment_id, row.operation_id, &rq)) {
@@ -206,10 +211,12 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   }
   char key[64];
   snprintf(key, sizeof key, "op_%s", row.operation_id);
-  const char *sv[] = {row.operation_id, key};
-  pg_stmt snd = {SQL_SENDING, 2, sv};
+  const char *sv[] = {row.operation_id, key, target};
+  pg_stmt snd = {SQL_SENDING, 3, sv};
   PGresult *s = NULL;
-  if (pg_pipeline(&ctx->pg, &snd, 1, &s, err, sizeof err) || PQntuples(s) != 1) {
+  /* The stored target differs only if another send fixed it meanwhile: retry. */
+  if (pg_pipeline(&ctx->pg, &snd, 1, &s, err, sizeof err) || PQntuples(s) != 1 ||
+      strcmp(PQgetvalue(s, 0, 0), target) != 0) {
     PQclear(s);
     free(rq.body);
     rc = -1;

@@ -8,7 +8,8 @@
 # the rest released), a capture after the void refused. The books verify
 # and every hold is released or captured. A refund at a processor no longer
 # configured ends declined processor_unavailable (never sent) and does not
-# stall the operations behind it.
+# stall the operations behind it. An operation's processor target is fixed
+# at its first send.
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 2
@@ -104,6 +105,13 @@ check "the next operation of its partition is not stalled" wait_until 120 op_don
 eq "and is posted" "posted" "$(op_state after-gone)"
 check "the charge worker alerted" grep -q "ALERT operation .* never sent: ended declined (processor_unavailable" \
   "$PAYSTREAM_RUN_DIR"/logs/charge-*.log
+
+# ---- an operation's target is fixed at its first send --------------------------------
+eq "the capture recorded what it named" "t" \
+  "$(sql "SELECT processor_target IS NOT NULL FROM payment_operations WHERE idempotency_key = 'cap-1'")"
+check "and it never changes" sql_refused \
+  "UPDATE payment_operations SET processor_target = 'other' WHERE idempotency_key = 'cap-1'" "target never changes"
+
 "$PAYCTL" payment show m1 auth-2 >"$PAYSTREAM_RUN_DIR/show.txt"
 check "payctl payment show lists the operations and postings" \
   grep -q "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"
