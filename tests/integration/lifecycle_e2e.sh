@@ -9,7 +9,8 @@
 # and every hold is released or captured. A refund at a processor no longer
 # configured ends declined processor_unavailable (never sent) and does not
 # stall the operations behind it. An operation's processor target is fixed
-# at its first send.
+# at its first send. A posting Postgres refuses for its data is
+# dead-lettered and the operations behind it are posted.
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 2
@@ -112,6 +113,18 @@ eq "the capture recorded what it named" "t" \
 check "and it never changes" sql_refused \
   "UPDATE payment_operations SET processor_target = 'other' WHERE idempotency_key = 'cap-1'" "target never changes"
 
+# ---- a posting Postgres refuses for its data: dead-lettered, the ledger goes on ------
+"$PAYCTL" sale m1 sale-p --amount 1000 --currency USD --customer c-poison >/dev/null
+check "a sale to refund succeeds" wait_until 120 is_status sale-p succeeded
+sql "ALTER TABLE ledger_entries ADD CONSTRAINT test_poison CHECK (amount_minor <> 777) NOT VALID" >/dev/null
+"$PAYCTL" refund m1 sale-p --key poison-r --amount 777 --currency USD --kafka-key poison-part >/dev/null
+"$PAYCTL" refund m1 sale-p --key after-poison --amount 100 --currency USD --kafka-key poison-part >/dev/null
+check "the refund behind the refused posting is posted" wait_until 120 op_done after-poison
+eq "posted" "posted" "$(op_state after-poison)"
+check "the refused one is alerted and dead-lettered" grep -q "ALERT ledger postgres refused the posting of operation" \
+  "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
+eq "and left succeeded, unposted" "succeeded" "$(op_state poison-r)"
+sql "ALTER TABLE ledger_entries DROP CONSTRAINT test_poison" >/dev/null
 "$PAYCTL" payment show m1 auth-2 >"$PAYSTREAM_RUN_DIR/show.txt"
 check "payctl payment show lists the operations and postings" \
   grep -q "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"
