@@ -151,6 +151,7 @@ CREATE TABLE payment_operations (
   error_message     text,
   processor         text,
   processor_key     text UNIQUE,                -- idempotency header sent to the processor
+  processor_target  text,                       -- what the request named (charge/capture id), fixed at the first send
   processor_op_id   text,
   decline_code      text,
   fee_minor         bigint CHECK (fee_minor >= 0),
@@ -226,6 +227,10 @@ CREATE TRIGGER payment_operations_request_immutable BEFORE UPDATE ON payment_ope
 CREATE TRIGGER payment_operations_counts_grow BEFORE UPDATE ON payment_operations FOR EACH ROW
   WHEN (NEW.sends < OLD.sends OR NEW.refused < OLD.refused)
   EXECUTE FUNCTION paystream_refuse('23P53', 'an operation''s sends and refused only grow');
+-- Every retry under the same processor key names the same target.
+CREATE TRIGGER payment_operations_target_kept BEFORE UPDATE ON payment_operations FOR EACH ROW
+  WHEN (OLD.processor_target IS NOT NULL AND NEW.processor_target IS DISTINCT FROM OLD.processor_target)
+  EXECUTE FUNCTION paystream_refuse('23P52', 'an operation''s processor target never changes');
 -- Answers are written on the move that decides them (or while processing).
 CREATE TRIGGER payment_operations_answer_kept BEFORE UPDATE ON payment_operations FOR EACH ROW
   WHEN (OLD.state NOT IN ('received', 'processing')
@@ -296,6 +301,7 @@ BEGIN
     UPDATE payments SET releasing_minor = authorized_minor - captured_minor - capturing_minor
                                           - released_minor
      WHERE payment_id = pid AND status = 'authorized' AND releasing_minor = 0
+       AND capturing_minor = 0 -- a capture in flight (final or not) could close or need the rest
        AND authorization_expires_at > now()
        AND authorized_minor - captured_minor - capturing_minor - released_minor > 0
     RETURNING * INTO p;
@@ -306,6 +312,9 @@ BEGIN
          AND (p.status = 'expired' OR p.authorization_expires_at <= now()) THEN
         code := 'authorization_expired';
         msg := 'the authorization has expired';
+      ELSIF p.capturing_minor > 0 THEN
+        code := 'payment_not_capturable';
+        msg := format('a capture of %s is in flight: void once it is settled', p.capturing_minor);
       ELSE
         code := 'payment_not_capturable';
         msg := format('the payment is %s with nothing left to release', p.status);
@@ -404,6 +413,26 @@ BEGIN
 END $$;
 GRANT UPDATE (released_minor) ON payment_operations TO paystream_charge;
 
+-- Called by charge for an operation it cannot send at all (its processor is
+-- not configured, its request cannot be built): only one provably never
+-- sent (`accepted`, no send counted) ends, `declined` with the code, its
+-- reservation given back (ps_settle_operation's decline). One that may have
+-- been sent is left as it stands (charge keeps holding it). Returns the
+-- operation's state after the call.
+CREATE FUNCTION ps_abandon_operation(op text, code text, msg text) RETURNS text
+  LANGUAGE plpgsql AS $$
+DECLARE
+  st text;
+BEGIN
+  UPDATE payment_operations SET state = 'processing', updated_at = now()
+   WHERE operation_id = op AND state = 'accepted' AND sends = 0;
+  IF NOT FOUND THEN
+    SELECT state INTO st FROM payment_operations WHERE operation_id = op;
+    RETURN st;
+  END IF;
+  RETURN ps_settle_operation(op, false, '', NULL, code, '', msg);
+END $$;
+
 -- ---- the ledger: one posting per money movement -----------------------------
 ALTER TABLE ledger_transactions ADD COLUMN operation_id text REFERENCES payment_operations (operation_id);
 ALTER TABLE ledger_transactions DROP CONSTRAINT ledger_transactions_kind_check;
@@ -439,7 +468,7 @@ GRANT EXECUTE ON FUNCTION ps_accept_operation(text) TO paystream_ingest;
 GRANT UPDATE (captured_minor, capturing_minor, refunded_minor, refunding_minor, released_minor,
               releasing_minor) ON payments TO paystream_charge;
 GRANT SELECT ON payment_operations, processor_settings TO paystream_charge;
-GRANT UPDATE (state, processor_key, processor_op_id, decline_code, fee_minor, error_code,
+GRANT UPDATE (state, processor_key, processor_target, processor_op_id, decline_code, fee_minor, error_code,
               error_message,
               sends, refused, result_authorized_minor, result_captured_minor,
               result_refunded_minor, updated_at)

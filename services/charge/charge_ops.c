@@ -15,17 +15,22 @@ static const char SQL_READ[] =
     " coalesce(p.processor_charge_id, ''),"
     " coalesce((SELECT c.processor_op_id FROM payment_operations c"
     "   WHERE c.payment_id = o.payment_id AND c.kind = 'capture'"
-    "     AND c.state IN ('succeeded', 'posted') ORDER BY c.updated_at DESC LIMIT 1), '')"
+    "     AND c.state IN ('succeeded', 'posted') ORDER BY c.created_at DESC, c.operation_id DESC"
+    "   LIMIT 1), ''), coalesce(o.processor_target, '')"
     " FROM payment_operations o LEFT JOIN payments p ON p.payment_id = o.payment_id"
     " WHERE o.operation_id = $1";
 
 /* Durable before the send: the move (or the count of one more send). */
 static const char SQL_SENDING[] =
     "UPDATE payment_operations SET state = 'processing', sends = sends + 1,"
-    " processor_key = coalesce(processor_key, $2), updated_at = now()"
-    " WHERE operation_id = $1 AND state IN ('accepted', 'processing') RETURNING sends";
+    " processor_key = coalesce(processor_key, $2),"
+    " processor_target = coalesce(processor_target, nullif($3, '')), updated_at = now()"
+    " WHERE operation_id = $1 AND state IN ('accepted', 'processing')"
+    " RETURNING coalesce(processor_target, '')";
 
 static const char SQL_SETTLE[] = "SELECT ps_settle_operation($1, $2, $3, $4, $5, $6, $7)";
+
+static const char SQL_ABANDON[] = "SELECT ps_abandon_operation($1, $2, $3)";
 
 static const char SQL_ROW[] =
     "SELECT " OP_ROW_COLUMNS " FROM payment_operations o"
@@ -118,6 +123,28 @@ static int forward(stage_ctx *ctx, stage_msg *m, const op_row *row, outbox *out)
   return rc;
 }
 
+/* An operation that cannot be sent at all: ended `declined` with code when
+ * Postgres proves it was never sent (1: go on from its recorded state), else
+ * held (-1: it may be at the processor; only its answer may end it). */
+static int abandon(stage_ctx *ctx, const log_ctx *lc, const char *op_id, const char *code,
+                   const char *msg) {
+  const char *v[] = {op_id, code, msg};
+  pg_stmt ab = {SQL_ABANDON, 3, v};
+  PGresult *r = NULL;
+  char err[512];
+  int rc = -1;
+  if (pg_pipeline(&ctx->pg, &ab, 1, &r, err, sizeof err) == 0 && PQntuples(r) == 1 &&
+      strcmp(PQgetvalue(r, 0, 0), "declined") == 0) {
+    log_at(LOG_ERROR, lc, "ALERT operation %s never sent: ended declined (%s: %s)", op_id, code,
+           msg);
+    rc = 1;
+  } else {
+    log_at(LOG_ERROR, lc, "ALERT operation %s (%s) may have been sent: held", op_id, msg);
+  }
+  PQclear(r);
+  return rc;
+}
+
 static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) {
   const ps_event *ev = m->ev;
   log_ctx lc = {m->topic, m->partition, m->offset, ev->payment_id, ev->payment_key};
@@ -137,6 +164,7 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   const char *pkind = PQgetvalue(r, 0, OP_ROW_NCOLS + 1);
   const char *holder = PQgetvalue(r, 0, OP_ROW_NCOLS + 2);
   const char *capture_id = PQgetvalue(r, 0, OP_ROW_NCOLS + 3);
+  const char *fixed = PQgetvalue(r, 0, OP_ROW_NCOLS + 4); /* the target of its first send */
   int rc = 0;
   if (strcmp(row.state, "succeeded") == 0 || strcmp(row.state, "posted") == 0) {
     rc = forward(ctx, m, &row, out); /* again: the ledger re-derives from Postgres */
@@ -152,10 +180,15 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   }
   int pi = processor_index(st->proc, st->nproc, row.processor);
   if (pi < 0) {
-    log_at(LOG_ERROR, &lc, "ALERT operation %s is at processor %s, which is not configured: held",
-           row.operation_id, row.processor);
-    rc = -1;
-    goto done;
+    metric_add(st->m_unconfigured, 1);
+    char msg[256];
+    snprintf(msg, sizeof msg, "processor %s is not configured", row.processor);
+    if (abandon(ctx, &lc, row.operation_id, "processor_unavailable", msg) < 0) {
+      rc = -1;
+      goto done;
+    }
+    PQclear(r);
+    return run_one(ctx, st, m, out); /* declined: its outcome */
   }
   const processor *pr = &st->proc[pi];
   int kind = op_kind_from_name(row.kind);
@@ -163,20 +196,27 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
    * refund of an authorization goes to its latest capture. */
   const char *target = holder;
   if (pr->paypal && kind == KIND_REFUND && strcmp(pkind, "authorize") == 0) target = capture_id;
+  if (*fixed) target = fixed; /* a retry names what the first send named */
   lc_request rq;
   if (lc_operation_request(pr->paypal, (ps_kind)kind, target, row.amount_minor, row.currency,
                            final, row.payment_id, row.operation_id, &rq)) {
-    log_at(LOG_ERROR, &lc, "ALERT operation %s cannot be built (target '%s'): held",
-           row.operation_id, target);
-    rc = -1;
-    goto done;
+    char msg[256];
+    snprintf(msg, sizeof msg, "the request cannot be built (target '%s')", target);
+    if (abandon(ctx, &lc, row.operation_id, "request_invalid", msg) < 0) {
+      rc = -1;
+      goto done;
+    }
+    PQclear(r);
+    return run_one(ctx, st, m, out);
   }
   char key[64];
   snprintf(key, sizeof key, "op_%s", row.operation_id);
-  const char *sv[] = {row.operation_id, key};
-  pg_stmt snd = {SQL_SENDING, 2, sv};
+  const char *sv[] = {row.operation_id, key, target};
+  pg_stmt snd = {SQL_SENDING, 3, sv};
   PGresult *s = NULL;
-  if (pg_pipeline(&ctx->pg, &snd, 1, &s, err, sizeof err) || PQntuples(s) != 1) {
+  /* The stored target differs only if another send fixed it meanwhile: retry. */
+  if (pg_pipeline(&ctx->pg, &snd, 1, &s, err, sizeof err) || PQntuples(s) != 1 ||
+      strcmp(PQgetvalue(s, 0, 0), target) != 0) {
     PQclear(s);
     free(rq.body);
     rc = -1;
@@ -231,7 +271,11 @@ done:
 }
 
 int charge_operations(stage_ctx *ctx, charge_state *st, stage_msg *msgs, size_t n, outbox *out) {
-  for (size_t i = 0; i < n; i++)
-    if (msgs[i].ev && msgs[i].ev->operation && run_one(ctx, st, &msgs[i], out)) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (!msgs[i].ev || !msgs[i].ev->operation) continue;
+    size_t before = out->n;
+    if (run_one(ctx, st, &msgs[i], out)) return -1;
+    outbox_tag(out, before, msgs[i].partition, msgs[i].offset); /* exactly-once holds it */
+  }
   return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "hex.h"
 #include "log.h"
+#include "metrics.h"
 #include "operation.h"
 #include "pg.h"
 #include "posting_lifecycle.h"
@@ -51,10 +52,27 @@ bool ledger_lifecycle_takes(const ps_event *ev) {
   return ev->operation || (ev->intent && ev->intent->kind == KIND_AUTHORIZE);
 }
 
-/* Accounts, posting and the finishing move, one transaction. */
+/* A posting Postgres refuses for its data (pg_err_is_data_error): retrying
+ * cannot help, so the message is dead-lettered with the reason, alerted and
+ * counted, and the batch goes on (as isolate_bisect does for sales). */
+static void refuse_posting(stage_ctx *ctx, stage_msg *m, const char *id, const char *err,
+                           outbox *out) {
+  const ps_event *ev = m->ev;
+  log_ctx lc = {m->topic, m->partition, m->offset, ev->payment_id, ev->payment_key};
+  char reason[600];
+  snprintf(reason, sizeof reason, "postgres refused the posting of %s: %s", id, err);
+  log_at(LOG_ERROR, &lc, "ALERT ledger %s; dead-lettered", reason);
+  metric_add(metrics_counter("paystream_ledger_postings_refused_total",
+                             "lifecycle postings postgres refused for their data (alert)", NULL),
+             1);
+  outbox_add_dlq(out, ctx->cfg->topics.dlq, "ledger", m, reason);
+}
+
+/* Accounts, posting and the finishing move, one transaction. Returns 0, -1
+ * (transient: retry) or -2 (refused for its data; err says why). */
 static int post(stage_ctx *ctx, const char *payment_id, const char *kind, const char *op_id,
                 const char *currency, const posting_entry *e, int n, const char *finish_sql,
-                int nfinish, const char *const *finish_params) {
+                int nfinish, const char *const *finish_params, char *err, size_t errlen) {
   pg_array names, dirs, amts;
   pg_array_init(&names);
   pg_array_init(&dirs);
@@ -71,10 +89,13 @@ static int post(stage_ctx *ctx, const char *payment_id, const char *kind, const 
   const char *pp[] = {payment_id, kind, op_id, pn, pd, pa, currency};
   pg_stmt st[] = {{SQL_ACCOUNTS, 2, acc}, {SQL_POST, 7, pp}, {finish_sql, nfinish, finish_params}};
   PGresult *r[3];
-  char err[512];
-  int rc = pg_pipeline(&ctx->pg, st, 3, r, err, sizeof err);
-  if (rc) log_warn("lifecycle posting for %s failed: %s", payment_id, err);
-  else pg_results_clear(r, 3);
+  int rc = pg_pipeline(&ctx->pg, st, 3, r, err, errlen);
+  if (rc) {
+    log_warn("lifecycle posting for %s failed: %s", payment_id, err);
+    rc = pg_err_is_data_error(err) ? -2 : -1;
+  } else {
+    pg_results_clear(r, 3);
+  }
   pg_array_free(&names);
   pg_array_free(&dirs);
   pg_array_free(&amts);
@@ -129,10 +150,15 @@ static int authorization(stage_ctx *ctx, stage_msg *m, outbox *out) {
     ob.o.amount = &ob.amount;
     char *hex = outcome_pack_hex(&ob.o);
     const char *fp[] = {ev->payment_id, hex};
+    char err[512] = "";
     rc = post(ctx, ev->payment_id, "authorization", NULL, PQgetvalue(r, 0, 3), e, n,
-              SQL_AUTH_FINISH, 2, fp);
+              SQL_AUTH_FINISH, 2, fp, err, sizeof err);
     free(hex);
     PQclear(r);
+    if (rc == -2) {
+      refuse_posting(ctx, m, ev->payment_id, err, out);
+      return 0;
+    }
     if (rc) return -1;
     return authorization(ctx, m, out); /* re-read: emit what is stored */
   }
@@ -180,9 +206,15 @@ static int operation(stage_ctx *ctx, stage_msg *m, outbox *out) {
       return 0;
     }
     const char *fp[] = {row.operation_id};
+    char err[512] = "", id[128];
+    snprintf(id, sizeof id, "operation %s", row.operation_id);
     rc = post(ctx, row.payment_id, tx_kind, row.operation_id, currency, e, n, SQL_OP_FINISH, 1,
-              fp);
+              fp, err, sizeof err);
     PQclear(r);
+    if (rc == -2) {
+      refuse_posting(ctx, m, id, err, out);
+      return 0;
+    }
     return rc ? -1 : operation(ctx, m, out);
   }
   if (strcmp(row.state, "posted") == 0) {

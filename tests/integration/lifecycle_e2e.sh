@@ -6,7 +6,11 @@
 # capture. An authorization is held, captured in parts up to its amount,
 # one more capture refused; another is partly captured, then voided (only
 # the rest released), a capture after the void refused. The books verify
-# and every hold is released or captured.
+# and every hold is released or captured. A refund at a processor no longer
+# configured ends declined processor_unavailable (never sent) and does not
+# stall the operations behind it. An operation's processor target is fixed
+# at its first send. A posting Postgres refuses for its data is
+# dead-lettered and the operations behind it are posted.
 source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 2
@@ -62,6 +66,7 @@ eq "procsim captured 1000" "1000" "$(totals "$AUTH1" '.captured')"
 check "a second authorization is held" wait_until 120 is_status auth-2 authorized
 AUTH2=$(pid_of auth-2)
 "$PAYCTL" capture m1 auth-2 --key cap2-1 --amount 600 --currency USD >/dev/null
+check "the partial capture ends" wait_until 120 op_done cap2-1
 "$PAYCTL" void m1 auth-2 --key void2-1 >/dev/null
 check "the capture and the void end" wait_until 120 op_done void2-1
 eq "both succeed" "posted posted" "$(op_state cap2-1) $(op_state void2-1)"
@@ -79,6 +84,47 @@ eq "revenue is the captures and the sale" "-11600" \
   "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'revenue:payments'")"
 eq "refunds are contra-revenue" "9900" "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'revenue:refunds'")"
 eq "refunds payable is settled" "0" "$(sql "SELECT balance FROM ledger_accounts WHERE name = 'liability:refunds_payable'")"
+
+# ---- an operation at a processor not configured: ended, never sent, no stall -------
+# A sale forged (as the owner) at processor 'gone', which no worker knows.
+sql "INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id, amount_minor,
+       currency, payment_method, intent, source_topic, source_partition, source_offset, kind)
+     VALUES ('pay_gone-1', 'm1', 'gone-1', 'fp', 'c1', 500, 'USD', 'pm_card_visa', '\\x00', 'forged', 0, 0, 'sale');
+     UPDATE payments SET status = 'scored' WHERE payment_id = 'pay_gone-1';
+     UPDATE payments SET status = 'charging' WHERE payment_id = 'pay_gone-1';
+     UPDATE payments SET status = 'charged', processor = 'gone', processor_charge_id = 'ch_gone' WHERE payment_id = 'pay_gone-1';
+     UPDATE payments SET status = 'succeeded', outcome = '\\x2001' WHERE payment_id = 'pay_gone-1';" >/dev/null
+"$PAYCTL" refund m1 gone-1 --key gone-r1 --amount 100 --currency USD --kafka-key same-part >/dev/null
+"$PAYCTL" refund m1 sale-1 --key after-gone --amount 100 --currency USD --kafka-key same-part >/dev/null
+check "the refund at the unconfigured processor ends" wait_until 120 op_done gone-r1
+eq "declined processor_unavailable, never sent" "declined processor_unavailable 0" \
+  "$(op_state gone-r1) $(sql "SELECT sends FROM payment_operations WHERE idempotency_key = 'gone-r1'")"
+eq "its reservation is given back" "500 500 0 0 0 0 0 succeeded" "$(amounts gone-1)"
+gone_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -e 'select(.idempotency_key == "gone-r1" and .error_code == "processor_unavailable")' >/dev/null; }
+check "its outcome is published" wait_until 60 gone_outcome
+check "the next operation of its partition is not stalled" wait_until 120 op_done after-gone
+eq "and is posted" "posted" "$(op_state after-gone)"
+check "the charge worker alerted" grep -q "ALERT operation .* never sent: ended declined (processor_unavailable" \
+  "$PAYSTREAM_RUN_DIR"/logs/charge-*.log
+
+# ---- an operation's target is fixed at its first send --------------------------------
+eq "the capture recorded what it named" "t" \
+  "$(sql "SELECT processor_target IS NOT NULL FROM payment_operations WHERE idempotency_key = 'cap-1'")"
+check "and it never changes" sql_refused \
+  "UPDATE payment_operations SET processor_target = 'other' WHERE idempotency_key = 'cap-1'" "target never changes"
+
+# ---- a posting Postgres refuses for its data: dead-lettered, the ledger goes on ------
+"$PAYCTL" sale m1 sale-p --amount 1000 --currency USD --customer c-poison >/dev/null
+check "a sale to refund succeeds" wait_until 120 is_status sale-p succeeded
+sql "ALTER TABLE ledger_entries ADD CONSTRAINT test_poison CHECK (amount_minor <> 777) NOT VALID" >/dev/null
+"$PAYCTL" refund m1 sale-p --key poison-r --amount 777 --currency USD --kafka-key poison-part >/dev/null
+"$PAYCTL" refund m1 sale-p --key after-poison --amount 100 --currency USD --kafka-key poison-part >/dev/null
+check "the refund behind the refused posting is posted" wait_until 120 op_done after-poison
+eq "posted" "posted" "$(op_state after-poison)"
+check "the refused one is alerted and dead-lettered" grep -q "ALERT ledger postgres refused the posting of operation" \
+  "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
+eq "and left succeeded, unposted" "succeeded" "$(op_state poison-r)"
+sql "ALTER TABLE ledger_entries DROP CONSTRAINT test_poison" >/dev/null
 "$PAYCTL" payment show m1 auth-2 >"$PAYSTREAM_RUN_DIR/show.txt"
 check "payctl payment show lists the operations and postings" \
   grep -q "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"

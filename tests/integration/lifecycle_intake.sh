@@ -6,8 +6,9 @@
 # payment whose total exceeds the capture (published across partitions so
 # both instances race in Postgres): exactly those that fit are accepted, the
 # rest amount_exceeds_refundable; partial captures up to the authorization,
-# then one more refused; a void after a partial capture reserves only the
-# rest; capture after a void refused; every rejection code, with nothing
+# then one more refused; a void while a capture (final or not) is in flight
+# refused; a void after a settled partial capture reserves only the rest;
+# capture after a void refused; every rejection code, with nothing
 # changed; duplicates replayed, a reused key rejected.
 source "$(dirname "$0")/lib.sh"
 stack_up
@@ -72,17 +73,34 @@ eq "the authorization is fully reserved for capture" "1000 0 1000 0 0 0 0 author
 # ---- void after a partial capture: only the rest; capture after void refused -------
 "$PAYCTL" capture m1 auth-2 --key cap2-1 --amount 600 --currency USD >/dev/null
 check "a partial capture decided" wait_until 60 op_decided cap2-1
+"$PAYCTL" void m1 auth-2 --key void2-0 >/dev/null
+check "a void while the capture is in flight decided" wait_until 60 op_decided void2-0
+eq "a void while a capture is in flight is payment_not_capturable" "rejected payment_not_capturable" "$(op_state void2-0)"
+eq "and reserves nothing" "1000 0 600 0 0 0 0 authorized" "$(amounts auth-2)"
+# The capture settles (as charge would, here as the owner); then the void.
+CAP2=$(sql "SELECT operation_id FROM payment_operations WHERE idempotency_key = 'cap2-1'")
+sql "UPDATE payment_operations SET state = 'processing', sends = 1 WHERE operation_id = '$CAP2';
+     SELECT ps_settle_operation('$CAP2', true, 'cap_x', 0, '', '', '')" >/dev/null
 "$PAYCTL" void m1 auth-2 --key void2-1 >/dev/null
 check "the void decided" wait_until 60 op_decided void2-1
 eq "the void is accepted" "accepted" "$(op_state void2-1)"
 eq "it releases only what was not captured" "400" \
   "$(sql "SELECT amount_minor FROM payment_operations WHERE idempotency_key = 'void2-1'")"
-eq "the payment reserves 600 captured and 400 released" "1000 0 600 0 0 0 400 authorized" "$(amounts auth-2)"
+eq "the payment has 600 captured and 400 released" "1000 600 0 0 0 0 400 authorized" "$(amounts auth-2)"
 "$PAYCTL" capture m1 auth-2 --key cap2-2 --amount 1 --currency USD >/dev/null
 "$PAYCTL" void m1 auth-2 --key void2-2 >/dev/null
 check "capture and void after the void decided" wait_until 60 op_decided void2-2
 eq "a capture after a void is payment_not_capturable" "rejected payment_not_capturable" "$(op_state cap2-2)"
 eq "a second void is payment_not_capturable" "rejected payment_not_capturable" "$(op_state void2-2)"
+
+# ---- a void racing a final capture: refused, nothing reserved (else 40 stays open) ---
+forge m1 auth-3 authorize 100 USD
+"$PAYCTL" capture m1 auth-3 --key cap3-f --amount 60 --currency USD --final >/dev/null
+check "a final capture decided" wait_until 60 op_decided cap3-f
+"$PAYCTL" void m1 auth-3 --key void3-1 >/dev/null
+check "a void during the final capture decided" wait_until 60 op_decided void3-1
+eq "it is payment_not_capturable" "rejected payment_not_capturable" "$(op_state void3-1)"
+eq "nothing changed on the authorization" "100 0 60 0 0 0 0 authorized" "$(amounts auth-3)"
 
 # ---- every rejection code, with nothing changed --------------------------------
 before=$(sql "SELECT string_agg(payment_id || ':' || authorized_minor || '/' || captured_minor || '/' || capturing_minor || '/' || refunded_minor || '/' || refunding_minor || '/' || released_minor || '/' || releasing_minor || '/' || status, ',' ORDER BY payment_id) FROM payments")
