@@ -18,7 +18,7 @@ check "every stage's instances own partitions" wait_until 40 all_assigned
 
 # The driver: runs until told to stop; every kill is logged.
 chaos() {
-  local n=0 victim stage inst
+  local n=0 victim
   local workers=(ingest-1 ingest-2 fraud-1 fraud-2 charge-1 charge-2 ledger-1 ledger-2)
   while [ ! -e "$PAYSTREAM_RUN_DIR/chaos.stop" ]; do
     sleep "0.$((RANDOM % 10))"; sleep 1.5
@@ -27,13 +27,7 @@ chaos() {
     if [ "$n" -eq 4 ]; then "$STACK" restart-postgres && echo "restarted postgres"; continue; fi
     if [ "$n" -eq 8 ]; then "$STACK" restart-redis && echo "restarted redis"; continue; fi
     victim=${workers[$((RANDOM % ${#workers[@]}))]}
-    stage=${victim%-*} inst=${victim#*-}
-    pid=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid")
-    # Killed: gone, and its supervisor recorded 137 (128 + SIGKILL).
-    kill -KILL "$pid" && wait_until 10 test -e "$PAYSTREAM_RUN_DIR/exits/$victim.$pid" &&
-      [ "$(cat "$PAYSTREAM_RUN_DIR/exits/$victim.$pid")" = 137 ] && echo "SIGKILLed $victim $pid"
-    "$STACK" start-worker "$stage" "$inst" && new=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid") &&
-      [ "$new" != "$pid" ] && kill -0 "$new" && echo "restarted $victim $new"
+    kill_and_restart "$victim"
   done
 }
 chaos >"$PAYSTREAM_RUN_DIR/chaos.log" 2>&1 &

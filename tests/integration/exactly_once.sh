@@ -28,17 +28,12 @@ if [ "$PAYSTREAM_EXACTLY_ONCE" = 1 ]; then
 fi
 
 chaos() {
-  local victim stage inst pid new
+  local victim
   local workers=(ingest-1 ingest-2 fraud-1 fraud-2 charge-1 charge-2 ledger-1 ledger-2)
   while [ ! -e "$PAYSTREAM_RUN_DIR/chaos.stop" ]; do
     sleep "0.$((RANDOM % 10))"; sleep 1.5
     victim=${workers[$((RANDOM % ${#workers[@]}))]}
-    stage=${victim%-*} inst=${victim#*-}
-    pid=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid")
-    kill -KILL "$pid" && wait_until 10 test -e "$PAYSTREAM_RUN_DIR/exits/$victim.$pid" &&
-      [ "$(cat "$PAYSTREAM_RUN_DIR/exits/$victim.$pid")" = 137 ] && echo "SIGKILLed $victim $pid"
-    "$STACK" start-worker "$stage" "$inst" && new=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid") &&
-      [ "$new" != "$pid" ] && kill -0 "$new" && echo "restarted $victim $new"
+    kill_and_restart "$victim"
   done
 }
 chaos >"$PAYSTREAM_RUN_DIR/chaos.log" 2>&1 &

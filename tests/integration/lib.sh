@@ -288,3 +288,16 @@ assert_invariants() {
   jq -r '[.data[] | select(.status=="succeeded")] | group_by(.currency) | .[] | [(.[0].currency|ascii_upcase), (map(.amount)|add)] | @tsv' "$R/charges.json" | sort >"$R/revenue.exp"
   check "posted revenue equals the processor's successful charges" cmp -s "$R/revenue.exp" "$R/revenue.act"
 }
+
+# kill_and_restart STAGE-I: SIGKILLs that worker and starts it again. Each
+# line is printed only once its action is seen done: "SIGKILLed STAGE-I PID"
+# when it is gone and its supervisor recorded 137 (128 + SIGKILL),
+# "restarted STAGE-I PID" when a new process runs (chaos tests count them).
+kill_and_restart() {
+  local victim=$1 stage=${1%-*} inst=${1#*-} pid new
+  pid=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid")
+  kill -KILL "$pid" && wait_until 10 test -e "$PAYSTREAM_RUN_DIR/exits/$victim.$pid" &&
+    [ "$(cat "$PAYSTREAM_RUN_DIR/exits/$victim.$pid")" = 137 ] && echo "SIGKILLed $victim $pid"
+  "$STACK" start-worker "$stage" "$inst" && new=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid") &&
+    [ "$new" != "$pid" ] && kill -0 "$new" && echo "restarted $victim $new"
+}
