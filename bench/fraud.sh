@@ -6,9 +6,20 @@
 # with the committed model and with rules only (PAYSTREAM_FRAUD_MODEL=none)
 # to show what the model costs. Payments come from `payctl publish` with
 # about three payments per customer, so histories are read and written.
-# usage: bench/fraud.sh [build-dir] [payments]
+# Ends with issue 21's figure: rules + model per batch, wall-clock p99 and
+# thread-CPU p99, against the 10 ms target.
+# usage: bench/fraud.sh [build-dir] [payments] [both|model]
+#   model: the committed model's run only (one stack, ~1 min on a quiet
+#   machine): `make build && bench/fraud.sh build 20000 model`
+# FRAUD_BENCH_NICE=-20 (root): the fraud worker at that nice value, which
+# approximates a core of its own on a busy machine (the rest of the stack,
+# Redis and Postgres included, is not favoured). The figure to claim is a
+# quiet machine's at the default, 0.
 source "$(dirname "$0")/lib.sh" "${1:-}"
 N=${2:-20000}
+WHICH=${3:-both}
+NICE=${FRAUD_BENCH_NICE:-0}
+case $WHICH in both | model) ;; *) echo "usage: bench/fraud.sh [build-dir] [payments] [both|model]" >&2; exit 2 ;; esac
 
 # Brings N payments to `received` with fraud stopped.
 prepare() {
@@ -26,7 +37,7 @@ drain() {
   local label=$1; shift
   local t0 t1 log=$PAYSTREAM_RUN_DIR/logs/fraud-1.log d=$PAYSTREAM_RUN_DIR
   t0=$(now_ms)
-  env PAYSTREAM_LOG_LEVEL=debug "$@" "$STACK" start-worker fraud 1
+  env PAYSTREAM_LOG_LEVEL=debug "$@" nice -n "$NICE" "$STACK" start-worker fraud 1
   until [ "$(sql "SELECT count(*) FROM fraud_assessments")" -ge "$N" ]; do sleep 0.1; done
   t1=$(now_ms)
   local steady
@@ -44,12 +55,17 @@ drain() {
   printf '| %s | %d | %.2f s wall, %.2f s first to last | %.0f payments/s | %d batches of %s |%s %s |\n' \
     "$label" "$N" "$(echo "($t1 - $t0) / 1000" | bc -l)" "$steady" "$(echo "$N / $steady" | bc -l)" \
     "$nb" "$size" "$row" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  verdict="$verdict
+$label: rules + model per batch over $nb batches of $size: wall p99 $(pct 99 "$d/ms_15") ms, thread CPU p99 $(pct 99 "$d/ms_30") ms (target <= 10 ms wall: $(awk -v w="$(pct 99 "$d/ms_15")" 'BEGIN { print w <= 10 ? "met" : "NOT met" }')); fraud worker nice $NICE, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   cleanup
 }
+verdict=""
 
 echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores. Times in ms, p50 / p95 / p99 per batch."
 echo
 echo "| fraud stage | payments | time | throughput | batches | whole batch | rules + model | rules + model, thread CPU time | model call (incl. explanations) | Postgres read | Redis round trip | Postgres store | load average after |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 prepare; drain "rules + model (committed model, 1 prediction thread)"
-prepare; drain "rules only (PAYSTREAM_FRAUD_MODEL=none)" PAYSTREAM_FRAUD_MODEL=none
+[ "$WHICH" = model ] || { prepare; drain "rules only (PAYSTREAM_FRAUD_MODEL=none)" PAYSTREAM_FRAUD_MODEL=none; }
+# Issue 21 (p99 over fewer than 100 batches is the slowest batch).
+echo "$verdict"

@@ -396,7 +396,11 @@ static double report_set(FILE *r, const rules_cfg *rc, fraud_model *m, evalset *
   }
   report_patterns(r, rc, m, e);
   report_calibration(r, rc, m, e);
-  const char *dump = getenv("FRAUD_TRAIN_DUMP"); /* diagnostics: every row's decision and features */
+  /* FRAUD_TRAIN_DUMP: every row's pattern, label, decision (0 allow, 1
+   * review, 2 block), model probability, combined score, rules and
+   * features, in the data set's order (fraud_pipeline.sh compares columns 3
+   * and 4 with the live assessments, payment by payment). */
+  const char *dump = getenv("FRAUD_TRAIN_DUMP");
   FILE *df = dump && *dump ? fopen(dump, "w") : NULL;
   for (size_t i = 0; df && i < e->n; i++) {
     size_t k = e->rows[i];
