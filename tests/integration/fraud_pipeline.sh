@@ -7,9 +7,10 @@
 # guests, salary days …) is published through the real workers, and
 # fraud's decisions, made from the history the stage builds in Redis as the
 # payments flow, are compared with the labels — per pattern, against the
-# issue 21 targets with a margin, and against fraud-train's offline
+# issue 21 targets, and payment by payment against fraud-train's offline
 # evaluation of the same model on the same data (one feature code path:
-# any train/serve skew shows as a gap). Held and blocked payments name
+# any train/serve skew shows as payments whose decision or model
+# probability differ). Held and blocked payments name
 # the model features that drove them.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
