@@ -51,7 +51,7 @@ done_n=0 ok=0
 for lot in $(ls "$R"/lot.* | sort); do
   "$PAYCTL" publish --json "$lot" --run fp >/dev/null || break
   done_n=$((done_n + $(wc -l <"$lot")))
-  wait_until 120 assessed "$done_n" || break
+  wait_until 300 assessed "$done_n" || break # the first lot holds ~800 payments
   ok=$done_n
 done
 log "published in $(ls "$R"/lot.* | wc -l) lots"
