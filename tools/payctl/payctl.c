@@ -102,6 +102,10 @@ static const command commands[] = {
     {"refund", cmd_operation,
      "<merchant> <payment-key> --key K --amount N --currency C [--reason R] [--payment-id]",
      "publish a refund of captured money, with its own idempotency key"},
+    {"expire", cmd_expire, "[--limit N] [--every SECONDS]",
+     "the authorization-expiry sweeper: release every authorization past its window\n"
+     "(terminal state, hold reversed in the ledger, in Postgres) and publish the\n"
+     "merchant's outcomes (status expired); safe to run several at once"},
 };
 
 static const char EXIT_CODES[] =
