@@ -27,6 +27,7 @@
  *   capture      publish a capture of an authorization, with its own idempotency key
  *   void         publish a void (release what is left of an authorization)
  *   refund       publish a refund of captured money, with its own idempotency key
+ *   expire       the authorization-expiry sweeper: release every authorization past its window
  *
  * Exit codes (payctl.h): 0 ok, 1 failed or differences found, 2 usage or
  * configuration error, 3 not found, 4 refused by the current state,
