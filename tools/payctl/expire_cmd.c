@@ -101,7 +101,8 @@ static long announce(payctl *p, const char *limit) {
   gen_close(&g);
   long rc = n;
   if (failed) {
-    fprintf(stderr, "payctl: %ld expiry outcomes not delivered; they are published again next run\n",
+    fprintf(stderr,
+            "payctl: %ld expiry outcomes not delivered; they are published again next run\n",
             failed);
     rc = -PAYCTL_UNAVAILABLE;
   } else {
