@@ -63,6 +63,8 @@ static long announce(payctl *p, const char *limit) {
     return -PAYCTL_UNAVAILABLE;
   }
   g.topic = p->cfg.topics.outcomes;
+  gen_flush(&g); /* nothing queued: g.failed = the process's failures so far (--every) */
+  long failed_before = g.failed;
   GString *ids = g_string_new("{");
   for (int i = 0; i < n; i++) {
 #define G(c) PQgetvalue(r, i, c)
@@ -97,7 +99,7 @@ static long announce(payctl *p, const char *limit) {
   PQclear(r);
   g_string_append_c(ids, '}');
   gen_flush(&g);
-  long failed = g.failed;
+  long failed = g.failed - failed_before;
   gen_close(&g);
   long rc = n;
   if (failed) {
