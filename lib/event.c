@@ -132,6 +132,7 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
   case OUTCOME_REJECTED: return "rejected";
   case OUTCOME_REVIEW: return "review";
   case OUTCOME_PENDING: return "pending";
+  case OUTCOME_EXPIRED: return "expired";
   default: return "unspecified";
   }
 }

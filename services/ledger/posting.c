@@ -6,13 +6,14 @@
 
 #include "money.h"
 
-static void entry(posting_entry *e, const char *account, char dir, int64_t amount) {
-  snprintf(e->account, sizeof e->account, "%s", account);
-  e->direction = dir;
-  e->amount_minor = amount;
+void posting_put(posting_entry *out, int *n, const char *account, char dir, int64_t amount) {
+  snprintf(out[*n].account, sizeof out[*n].account, "%s", account);
+  out[*n].direction = dir;
+  out[*n].amount_minor = amount;
+  (*n)++;
 }
 
-static bool processor_name_ok(const char *p) {
+bool posting_processor_ok(const char *p) {
   size_t n = p ? strlen(p) : 0;
   if (n == 0 || n > 32) return false;
   for (size_t i = 0; i < n; i++)
@@ -21,21 +22,26 @@ static bool processor_name_ok(const char *p) {
   return true;
 }
 
+void posting_charge_moves(const char *processor, int64_t amount_minor, int64_t fee_minor,
+                          posting_entry *out, int *n) {
+  char receivable[POSTING_ACCOUNT_MAX];
+  snprintf(receivable, sizeof receivable, "asset:processor_receivable:%s", processor);
+  posting_put(out, n, receivable, 'D', amount_minor);
+  posting_put(out, n, "revenue:payments", 'C', amount_minor);
+  if (fee_minor > 0) {
+    posting_put(out, n, "expense:processing_fees", 'D', fee_minor);
+    posting_put(out, n, receivable, 'C', fee_minor);
+  }
+}
+
 int posting_for_payment(const char *processor, int64_t amount_minor, int64_t fee_minor,
                         posting_entry out[POSTING_MAX_ENTRIES]) {
   /* A fee above the amount is legal (a fixed fee on a small payment): the
    * receivable goes negative and the transaction still balances. */
-  if (amount_minor <= 0 || fee_minor < 0 || !processor_name_ok(processor))
+  if (amount_minor <= 0 || fee_minor < 0 || !posting_processor_ok(processor))
     return -1;
-  char receivable[POSTING_ACCOUNT_MAX];
-  snprintf(receivable, sizeof receivable, "asset:processor_receivable:%s", processor);
   int n = 0;
-  entry(&out[n++], receivable, 'D', amount_minor);
-  entry(&out[n++], "revenue:payments", 'C', amount_minor);
-  if (fee_minor > 0) {
-    entry(&out[n++], "expense:processing_fees", 'D', fee_minor);
-    entry(&out[n++], receivable, 'C', fee_minor);
-  }
+  posting_charge_moves(processor, amount_minor, fee_minor, out, &n);
   return n;
 }
 

@@ -28,6 +28,16 @@ typedef struct posting_entry {
 int posting_for_payment(const char *processor, int64_t amount_minor, int64_t fee_minor,
                         posting_entry out[POSTING_MAX_ENTRIES]);
 
+/* Shared by posting_lifecycle.c's rules:
+ * a processor name as accounts carry it: 1-32 of [a-z0-9_]; */
+bool posting_processor_ok(const char *processor);
+/* appends one entry at out[*n] and counts it; */
+void posting_put(posting_entry *out, int *n, const char *account, char dir, int64_t amount);
+/* the money a charge or capture moves (posting_for_payment's entries),
+ * appended at out[*n]: receivable/revenue amount, fee/receivable fee. */
+void posting_charge_moves(const char *processor, int64_t amount_minor, int64_t fee_minor,
+                          posting_entry *out, int *n);
+
 /* Debits equal credits (single currency); false on overflow too. */
 bool posting_balanced(const posting_entry *e, int n);
 

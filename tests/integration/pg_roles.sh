@@ -38,7 +38,7 @@ eq "charge opens attempts, records sends, refusals and answers, and the payment'
   "$(printf '%s ' charge_attempts.{amount_minor,currency,idempotency_key,payment_id,processor,sends}:INSERT charge_attempts.{decline_code,error,fee_minor,processor_charge_id,refused,sends,state,updated_at}:UPDATE payment_operations.{decline_code,error_code,error_message,fee_minor,processor_key,processor_op_id,processor_target,refused,released_minor,result_authorized_minor,result_captured_minor,result_refunded_minor,sends,state,updated_at}:UPDATE $P.{captured_minor,capturing_minor,error_code,fee_minor,outcome,processor,processor_charge_id,refunded_minor,refunding_minor,released_minor,releasing_minor,status,updated_at}:UPDATE | sed 's/ $//')" \
   "$(grants charge)"
 eq "ledger appends postings (no ids, no balances) and finishes the payment" \
-  "$(printf '%s ' ledger_accounts.{currency,name,type}:INSERT ledger_entries.{account_id,amount_minor,currency,direction,transaction_id}:INSERT ledger_transactions.{kind,operation_id,payment_id}:INSERT payment_operations.{state,updated_at}:UPDATE $P.{error_code,outcome,status,updated_at}:UPDATE | sed 's/ $//')" \
+  "$(printf '%s ' authorization_expiries.announced_at:UPDATE ledger_accounts.{currency,name,type}:INSERT ledger_entries.{account_id,amount_minor,currency,direction,transaction_id}:INSERT ledger_transactions.{kind,operation_id,payment_id}:INSERT payment_operations.{state,updated_at}:UPDATE $P.{error_code,outcome,status,updated_at}:UPDATE | sed 's/ $//')" \
   "$(grants ledger)"
 eq "no stage role may DELETE, TRUNCATE or UPDATE a whole table" "" \
   "$(sql "SELECT string_agg(grantee || ' ' || privilege_type || ' ' || table_name, ', ')

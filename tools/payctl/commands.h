@@ -27,6 +27,7 @@ int cmd_review(payctl *p, int argc, char **argv);      /* review_cmd.c */
 int cmd_charges(payctl *p, int argc, char **argv);     /* charges_cmd.c */
 int cmd_operation(payctl *p, int argc, char **argv);   /* operation_cmd.c: capture|void|refund|authorize */
 int cmd_payment(payctl *p, int argc, char **argv);     /* operation_cmd.c: payment show */
+int cmd_expire(payctl *p, int argc, char **argv);      /* expire_cmd.c: authorization expiry */
 
 /* `payctl outcomes` and `payctl dlq list`: a whole topic as JSON lines. */
 int topic_dump(payctl *p, const char *topic, bool dlq);

@@ -154,6 +154,7 @@ void gen_publish_intent(gen *g, const gen_intent *gi, bool omit_amount, int32_t 
   in.payment_method = &pm;
   in.context = &cx;
   in.description = "paystream demo order";
+  in.kind = (Payments__V1__RequestKind)gi->kind;
   static padding pd; /* ~25 KiB: not on the stack */
   pad(&pd, g->padding_bytes);
   in.metadata = pd.p;

@@ -31,6 +31,7 @@ typedef struct gen_intent {
   int64_t amount;
   int64_t created_at_ms;
   int32_t partition; /* where the original landed (from the delivery report) */
+  int kind;          /* RequestKind: 0 sale (the default), 1 authorize (load --mix) */
 } gen_intent;
 
 typedef struct gen {

@@ -2,7 +2,10 @@
  * from the generator (gen.h) at a fixed rate — each stamped with its
  * scheduled time, so a slow pipeline shows as latency, not as a slower
  * publisher — reads payments.outcomes from its end, and reports throughput
- * and latency percentiles (overall and per second of publication) as JSON. */
+ * and latency percentiles (overall and per second of publication) as JSON.
+ * --mix adds the lifecycle (load_mix.h): authorizations, captures, refunds
+ * and voids, each operation published once its payment succeeded; every
+ * request (payment or operation) counts with its own latency. */
 #include <glib.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include "event.h"
 #include "gen.h"
 #include "kafka_util.h"
+#include "load_mix.h"
 #include "opt.h"
 
 static int cmp_i64(const void *a, const void *b) {
@@ -62,12 +66,14 @@ typedef struct load_opts {
   long long count, rate, timeout_s, seed;
   double declines, fraud, duplicates, repeat;
   const char *run, *json;
+  load_mix mix;
 } load_opts;
 
 static const char LOAD_USAGE[] =
     "usage: payctl load [--count N] [--rate PER_S (0: as fast as possible)] [--run NAME]\n"
     "         [--declines PCT] [--fraud PCT] [--duplicates PCT] [--repeat-customers PCT]\n"
     "         [--timeout S] [--seed S] [--json FILE]\n"
+    "         [--mix sale=60,authcap=25,refund=10,void=5]\n"
     "Publishes N intents open-loop (at a fixed rate, each stamped with its scheduled\n"
     "time, so a slow pipeline shows as latency, not as a slower publisher), reads\n"
     "payments.outcomes, and reports throughput and end-to-end latency percentiles.\n";
@@ -79,7 +85,8 @@ static int parse_load(int argc, char **argv, load_opts *o) {
       {"fraud", required_argument, NULL, 'f'},     {"duplicates", required_argument, NULL, 'u'},
       {"repeat-customers", required_argument, NULL, 'c'},
       {"run", required_argument, NULL, 'R'},       {"json", required_argument, NULL, 'j'},
-      {"seed", required_argument, NULL, 's'},      {0, 0, 0, 0}};
+      {"seed", required_argument, NULL, 's'},      {"mix", required_argument, NULL, 'm'},
+      {0, 0, 0, 0}};
   *o = (load_opts){.count = 20000, .rate = 0, .timeout_s = 120, .declines = 3, .fraud = 1,
                    .duplicates = 2, .repeat = 30, .run = "load", .seed = 42};
   opt_begin();
@@ -96,6 +103,7 @@ static int parse_load(int argc, char **argv, load_opts *o) {
     case 'c': bad = opt_double("--repeat-customers", optarg, 0, 100, &o->repeat); break;
     case 'R': o->run = optarg; break;
     case 'j': o->json = optarg; break;
+    case 'm': bad = load_mix_parse(optarg, &o->mix); break;
     default: bad = 1;
     }
     if (bad) return -1;
@@ -152,6 +160,9 @@ typedef struct run {
   timed *per;
   GHashTable *seen;
   long status[8], replayed, got, published, made;
+  GHashTable *index;     /* --mix: payment key -> its index + 1 */
+  unsigned char *flavour; /* --mix: each payment's flavour */
+  long ops, flavours[MIX_N];
   unsigned rs;
   int64_t t0, w0, last_out, last_pub;
 } run;
@@ -174,6 +185,13 @@ static void publish_due(run *r) {
       double x = (double)rand_r(&r->rs) / ((double)RAND_MAX + 1) * 100.0;
       if (x < o->declines) snprintf(in->pm, sizeof in->pm, "%s", gen_decline_pms[r->made % 3]);
       else if (x < o->declines + o->fraud) in->amount = 5000000; /* over the rules' limit */
+      if (o->mix.on) {
+        int f = load_mix_pick(&o->mix, &r->rs);
+        r->flavour[r->made] = (unsigned char)f;
+        r->flavours[f]++;
+        in->kind = load_mix_kind(f);
+        g_hash_table_insert(r->index, in->key, GSIZE_TO_POINTER(r->made + 1));
+      }
       r->made++;
     }
     /* Open loop: the scheduled time, not when we got round to it. */
@@ -197,13 +215,23 @@ static void read_outcomes(run *r) {
       int64_t wall = ps_now_ms();
       if (oc->replayed) {
         r->replayed++;
-      } else if (!g_hash_table_contains(r->seen, oc->idempotency_key) && r->got < r->nbase) {
+      } else if (!g_hash_table_contains(r->seen, oc->idempotency_key) &&
+                 r->got < 2 * r->nbase) {
         g_hash_table_add(r->seen, g_strdup(oc->idempotency_key));
         r->arrived[r->got] = ps_mono_ms();
         r->per[r->got].sec = oc->published_at_ms > r->w0 ? (oc->published_at_ms - r->w0) / 1000 : 0;
         r->per[r->got++].ms = wall - oc->published_at_ms;
         if ((int)oc->status >= 0 && oc->status < 8) r->status[oc->status]++;
         r->last_out = ps_mono_ms();
+      }
+      /* --mix: the payment succeeded (after a pending or review answer,
+       * too); its operation follows, once (0x80: sent). */
+      gsize i = r->index ? GPOINTER_TO_SIZE(g_hash_table_lookup(r->index, oc->idempotency_key)) : 0;
+      if (i && oc->status == OUTCOME_SUCCEEDED && !oc->operation_id[0] &&
+          !(r->flavour[i - 1] & 0x80) &&
+          load_mix_follow(&r->g, &r->bases[i - 1], r->flavour[i - 1])) {
+        r->flavour[i - 1] |= 0x80;
+        r->ops++;
       }
     }
     outcome_free(oc);
@@ -247,6 +275,14 @@ static json_t *result(run *r) {
       "sustained", sustained);
   json_object_set_new(json_object_get(res, "latency_ms"), "p95", json_real(pct(lat, (size_t)got, 95)));
   json_object_set_new(res, "latency_by_second", by_second(r->per, (size_t)got));
+  if (r->o.mix.on) {
+    json_t *mx = json_object();
+    for (int f = 0; f < MIX_N; f++)
+      json_object_set_new(mx, load_mix_name(f), json_integer(r->flavours[f]));
+    json_object_set_new(mx, "operations", json_integer(r->ops));
+    json_object_set_new(res, "mix", mx);
+    json_object_set_new(res, "expired", json_integer(st[OUTCOME_EXPIRED]));
+  }
   free(lat);
   return res;
 }
@@ -255,7 +291,7 @@ static json_t *result(run *r) {
  * after the last publication passes. */
 static void drive(run *r) {
   int64_t deadline = 0, next_report = r->t0 + 1000;
-  while (r->got < r->nbase) {
+  while (r->got < r->nbase + r->ops) {
     publish_due(r);
     if (r->published == r->o.count && !deadline)
       deadline = ps_mono_ms() + r->o.timeout_s * 1000;
@@ -270,7 +306,7 @@ static void drive(run *r) {
       next_report = now + 1000;
     }
     if (deadline && now > deadline) {
-      fprintf(stderr, "load: timed out with %ld of %ld outcomes\n", r->got, r->nbase);
+      fprintf(stderr, "load: timed out with %ld of %ld outcomes\n", r->got, r->nbase + r->ops);
       break;
     }
   }
@@ -316,10 +352,12 @@ int cmd_load(payctl *p, int argc, char **argv) {
   r.ndup = (long)((double)r.o.count * r.o.duplicates / 100.0);
   r.nbase = (long)r.o.count - r.ndup;
   r.bases = calloc((size_t)r.nbase + 1, sizeof *r.bases);
-  r.arrived = calloc((size_t)r.nbase + 1, sizeof *r.arrived);
-  r.per = calloc((size_t)r.nbase + 1, sizeof *r.per);
+  r.arrived = calloc(2 * (size_t)r.nbase + 1, sizeof *r.arrived); /* payments + operations */
+  r.per = calloc(2 * (size_t)r.nbase + 1, sizeof *r.per);
+  r.flavour = calloc((size_t)r.nbase + 1, 1);
+  if (r.o.mix.on) r.index = g_hash_table_new(g_str_hash, g_str_equal);
   r.seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-  if (!r.bases || !r.arrived || !r.per) abort();
+  if (!r.bases || !r.arrived || !r.per || !r.flavour) abort();
   r.rs = r.m.seed;
   r.t0 = ps_mono_ms();
   r.w0 = ps_now_ms();
@@ -333,8 +371,10 @@ int cmd_load(payctl *p, int argc, char **argv) {
   free(r.bases);
   free(r.arrived);
   free(r.per);
+  free(r.flavour);
+  if (r.index) g_hash_table_destroy(r.index);
   rd_kafka_destroy(r.reader);
-  int rc = r.got == r.nbase ? PAYCTL_OK : PAYCTL_FAILED;
+  int rc = r.got == r.nbase + r.ops ? PAYCTL_OK : PAYCTL_FAILED;
   if (r.g.failed) rc = PAYCTL_UNAVAILABLE;
   gen_close(&r.g);
   return rc;

@@ -27,6 +27,7 @@
  *   capture      publish a capture of an authorization, with its own idempotency key
  *   void         publish a void (release what is left of an authorization)
  *   refund       publish a refund of captured money, with its own idempotency key
+ *   expire       the authorization-expiry sweeper: release every authorization past its window
  *
  * Exit codes (payctl.h): 0 ok, 1 failed or differences found, 2 usage or
  * configuration error, 3 not found, 4 refused by the current state,
@@ -102,6 +103,10 @@ static const command commands[] = {
     {"refund", cmd_operation,
      "<merchant> <payment-key> --key K --amount N --currency C [--reason R] [--payment-id]",
      "publish a refund of captured money, with its own idempotency key"},
+    {"expire", cmd_expire, "[--limit N] [--every SECONDS]",
+     "the authorization-expiry sweeper: release every authorization past its window\n"
+     "(terminal state, hold reversed in the ledger, in Postgres) and publish the\n"
+     "merchant's outcomes (status expired); safe to run several at once"},
 };
 
 static const char EXIT_CODES[] =
