@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "opt.h"
 #include "pgq.h"
+#include "reconcile_report.h"
 
 typedef struct processor {
   const char *name, *url;
@@ -175,10 +176,13 @@ static long differences(payctl *p, bool name_processor) {
 }
 
 int cmd_reconcile(payctl *p, int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--report") == 0 || strncmp(argv[i], "--report=", 9) == 0)
+      return reconcile_report(p, argc, argv);
   static const struct option none[] = {{0, 0, 0, 0}};
   opt_begin();
   if (opt_next(argc, argv, none) != -1 || optind != argc)
-    return opt_usage("reconcile", "usage: payctl reconcile");
+    return opt_usage("reconcile", "usage: payctl reconcile\n       payctl reconcile " RECONCILE_REPORT_SYNOPSIS);
   processor procs[2] = {{0}};
   char err[512];
   int nproc = 0, backup = -1;

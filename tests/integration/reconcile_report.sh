@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Settlement reconciliation (#20): procsim's daily settlement report for the
+# primary processor, matched line by line by `payctl reconcile --report`.
+# A clean run (two sales, an authorization captured in two parts, a refund,
+# a refund the processor declined) reconciles with no mismatch and posts its
+# payout once — run twice, one payout transaction; the books verify; cash
+# holds the net and the processor's receivable is back to zero. Each kind of
+# mismatch is found, alone, with a non-zero exit and nothing posted: a line
+# missing from the report, an amount and a fee changed, a refund the
+# processor made that Postgres holds as declined, a payout that is not its
+# lines' net, and money moved at the processor outside the pipeline (a
+# direct charge). Disputes are not covered here (see README).
+source "$(dirname "$0")/lib.sh"
+stack_up
+"$STACK" workers 1
+SIM=$PAYSTREAM_PROCESSOR_URL
+PROC=${PAYSTREAM_PROCESSOR_NAME:-stripe}
+T=$PAYSTREAM_RUN_DIR
+is_status() { [ "$(sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
+op_is() { [ "$(sql "SELECT state FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
+op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
+pid_of() { sql "SELECT payment_id FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
+payouts() { sql "SELECT count(*) FROM settlement_payouts"; }
+payout_txs() { sql "SELECT count(*) FROM ledger_transactions WHERE kind = 'payout'"; }
+balance() { sql "SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE name = '$1' AND currency = 'USD'"; }
+reconcile() { "$PAYCTL" reconcile --report "$1" --processor "$PROC" > "$T/out.txt" 2>&1; echo $? >> "$T/out.txt"; }
+# mismatches FILE: the MISMATCH lines of the last run
+mismatch_lines() { grep '^MISMATCH' "$T/out.txt"; }
+exit_code() { tail -n 1 "$T/out.txt"; }
+
+# doctor IN OUT PYTHON: rewrites the report's rows (a list of lists, header
+# first) with PYTHON, then sets each payout line to its lines' net, so only
+# the doctored difference remains.
+doctor() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+exec(sys.argv[3])
+net = {}
+for r in rows[1:]:
+    if r[0] != 'payout':
+        net[r[6]] = net.get(r[6], 0) + int(r[3]) - int(r[4])
+for r in rows[1:]:
+    if r[0] == 'payout':
+        r[3] = str(net.get(r[6], 0))
+csv.writer(open(sys.argv[2], 'w', newline=''), lineterminator='\n').writerows(rows)
+EOF
+}
+
+# ---- the day's traffic through the pipeline ----------------------------------
+"$PAYCTL" sale m1 sale-1 --amount 1000 --currency USD --customer c-r1 >/dev/null
+"$PAYCTL" sale m1 sale-2 --amount 2500 --currency USD --customer c-r2 >/dev/null
+"$PAYCTL" authorize m1 auth-1 --amount 3000 --currency USD --customer c-r3 >/dev/null
+check "the sales succeed" wait_until 120 is_status sale-2 succeeded
+check "the authorization is held" wait_until 120 is_status auth-1 authorized
+"$PAYCTL" capture m1 auth-1 --key cap-1 --amount 1000 --currency USD >/dev/null
+check "the first capture is posted" wait_until 120 op_is cap-1 posted
+"$PAYCTL" capture m1 auth-1 --key cap-2 --amount 1500 --currency USD >/dev/null
+check "the second capture is posted" wait_until 120 op_is cap-2 posted
+check "sale-1 succeeded" is_status sale-1 succeeded
+"$PAYCTL" refund m1 sale-1 --key ref-1 --amount 400 --currency USD >/dev/null
+check "the refund is posted" wait_until 120 op_is ref-1 posted
+sim "refund_decline_next=1"
+"$PAYCTL" refund m1 sale-2 --key ref-2 --amount 600 --currency USD >/dev/null
+check "the refund the processor declines ends declined" wait_until 120 op_is ref-2 declined
+
+DAY=$(date -u +%F)
+curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/clean.csv"
+eq "the report has 2 charges, 2 captures, 1 refund and a payout" "charge charge capture capture refund payout" \
+  "$(tail -n +2 "$T/clean.csv" | cut -d, -f1 | tr '\n' ' ' | sed 's/ $//')"
+NET=$(awk -F, '$1 == "payout" { print $4 }' "$T/clean.csv")
+CAP1=$(op_col cap-1 processor_op_id); SALE1=$(pid_of sale-1)
+
+# ---- each kind of mismatch, alone; nothing posted ---------------------------
+only() { # only KIND OBJECT: exit 1, exactly one mismatch, of KIND naming OBJECT, nothing posted
+  [ "$(exit_code)" = 1 ] && [ "$(mismatch_lines | wc -l)" -eq 1 ] &&
+    mismatch_lines | grep -q "^MISMATCH $1: .*$2" && grep -q 'payouts not posted' "$T/out.txt" &&
+    [ "$(payouts)" = 0 ] && [ "$(payout_txs)" = 0 ] || { log "$(cat "$T/out.txt")"; return 1; }
+}
+doctor "$T/clean.csv" "$T/missing.csv" "rows = [r for r in rows if r[2] != '$CAP1']"
+reconcile "$T/missing.csv"
+check "a capture missing from the report: in_ledger_not_at_processor" only in_ledger_not_at_processor "$CAP1"
+doctor "$T/clean.csv" "$T/amount.csv" "[r.__setitem__(3, '1001') for r in rows if r[0] == 'charge' and r[1] == '$SALE1']"
+reconcile "$T/amount.csv"
+check "a charge's amount changed: amount_differs" only amount_differs "$SALE1"
+doctor "$T/clean.csv" "$T/fee.csv" "[r.__setitem__(4, str(int(r[4]) + 1)) for r in rows if r[2] == '$CAP1']"
+reconcile "$T/fee.csv"
+check "a capture's fee changed: fee_differs" only fee_differs "$CAP1"
+REF2=$(op_col ref-2 "coalesce(processor_op_id, 're_declined')"); SALE2=$(pid_of sale-2)
+doctor "$T/clean.csv" "$T/status.csv" \
+  "rows.insert(len(rows) - 1, ['refund', '$SALE2', '$REF2', '-600', '0', 'USD', rows[-1][6]])"
+reconcile "$T/status.csv"
+check "a refund the processor made that Postgres holds declined: status_differs" \
+  only status_differs "operation declined"
+awk -F, 'BEGIN { OFS = "," } $1 == "payout" { $4 = $4 + 1 } { print }' "$T/clean.csv" > "$T/payout.csv"
+reconcile "$T/payout.csv"
+check "a payout that is not its lines' net: payout_differs" only payout_differs "its lines net $NET"
+
+# ---- the clean report: no mismatch, the payout posted once -----------------------
+reconcile "$T/clean.csv"
+eq "the clean report reconciles (exit 0)" 0 "$(exit_code)"
+check "with no mismatch" grep -q ', 0 mismatches' "$T/out.txt"
+check "and posts its payout" grep -q "^payout po_.* posted (ledger transaction" "$T/out.txt"
+reconcile "$T/clean.csv"
+eq "the same report again reconciles (exit 0)" 0 "$(exit_code)"
+check "and says the payout was already posted" grep -q "already posted" "$T/out.txt"
+eq "one payout transaction" "1 1" "$(payouts) $(payout_txs)"
+check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
+eq "cash holds the net payout" "$NET" "$(balance asset:cash)"
+eq "the processor's receivable is back to zero" 0 "$(balance "asset:processor_receivable:$PROC")"
+check "payctl reconcile (the processor's charge list) is clean" quietly "$PAYCTL" reconcile
+# the same report by two runs at once still posts once (the primary key decides)
+"$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1 &
+"$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1
+wait
+eq "still one payout transaction" "1 1" "$(payouts) $(payout_txs)"
+
+# ---- money moved at the processor outside the pipeline -------------------------
+CODE=$(curl -s -o "$T/direct.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $PAYSTREAM_PROCESSOR_API_KEY" \
+  -H "Idempotency-Key: direct-1" -H "Content-Type: application/x-www-form-urlencoded" \
+  --data-binary 'amount=777&currency=usd&payment_method=pm_card_visa&metadata[payment_id]=pay_direct_1' \
+  "$SIM/v1/charges")
+eq "a direct charge at procsim succeeds" 200 "$CODE"
+curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/direct.csv"
+reconcile "$T/direct.csv"
+eq "the report with the direct charge fails (exit 1)" 1 "$(exit_code)"
+check "the direct charge is at_processor_not_in_ledger" \
+  grep -q "^MISMATCH at_processor_not_in_ledger: charge pay_direct_1 .*no such payment" "$T/out.txt"
+check "and its payout differs from the one posted" grep -q "^MISMATCH payout_differs: .*already posted $NET" "$T/out.txt"
+eq "nothing more posted" "1 1" "$(payouts) $(payout_txs)"
+check "payctl reconcile lists the direct charge too" \
+  exits_with 1 "charge without a succeeded payment" "$PAYCTL" reconcile
+check "no sanitizer reports" no_sanitizer_reports
+finish
