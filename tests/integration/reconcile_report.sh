@@ -108,7 +108,9 @@ eq "one payout transaction" "1 1" "$(payouts) $(payout_txs)"
 check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
 eq "cash holds the net payout" "$NET" "$(balance asset:cash)"
 eq "the processor's receivable is back to zero" 0 "$(balance "asset:processor_receivable:$PROC")"
-check "payctl reconcile (the processor's charge list) is clean" quietly "$PAYCTL" reconcile
+check "payctl reconcile (charges, captures and refunds) is clean" \
+  exits_with 0 "2 processor charges, 3 captures and refunds, 5 ledger postings, 0 differences" \
+  "$PAYCTL" reconcile
 # the same report by two runs at once still posts once (the primary key decides)
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1 &
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1
@@ -130,5 +132,20 @@ check "and its payout differs from the one posted" grep -q "^MISMATCH payout_dif
 eq "nothing more posted" "1 1" "$(payouts) $(payout_txs)"
 check "payctl reconcile lists the direct charge too" \
   exits_with 1 "charge without a succeeded payment" "$PAYCTL" reconcile
+# a refund made at procsim outside the pipeline
+CH2=$(sql "SELECT processor_charge_id FROM charge_attempts WHERE payment_id = '$SALE2' AND state = 'succeeded'")
+log "sale-2 $SALE2: attempt's charge $CH2, payment's $(sql "SELECT processor_charge_id FROM payments WHERE payment_id = '$SALE2'")"
+CODE=$(curl -s -o "$T/direct.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $PAYSTREAM_PROCESSOR_API_KEY" \
+  -H "Idempotency-Key: direct-2" -H "Content-Type: application/x-www-form-urlencoded" \
+  --data-binary "charge=$CH2&amount=100&metadata[payment_id]=$SALE2" "$SIM/v1/refunds")
+eq "a direct refund at procsim succeeds" 200 "$CODE"
+DRE=$(jq -r .id "$T/direct.json")
+check "payctl reconcile lists the direct refund" \
+  exits_with 1 "DIFFERENCE operation without a succeeded operation: refund $DRE $SALE2 unknown operation" \
+  "$PAYCTL" reconcile
+curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/direct2.csv"
+reconcile "$T/direct2.csv"
+check "and the report lists it at_processor_not_in_ledger" \
+  grep -q "^MISMATCH at_processor_not_in_ledger: refund $SALE2 $DRE: no such operation" "$T/out.txt"
 check "no sanitizer reports" no_sanitizer_reports
 finish

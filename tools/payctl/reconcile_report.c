@@ -170,16 +170,18 @@ static const char SQL_BOOK[] =
     "    OR tx.transaction_id IS NOT NULL))"
     " SELECT row_number() OVER () AS bid, * FROM moves";
 
-/* Each report line of a matched type with the book movement it names: by
- * processor object id; else one of the payment's movements of that type
- * Postgres holds without an id (not settled), same amount first. */
+/* Each report line of a matched type with the book movement it names: a
+ * sale by its payment; an operation by processor object id, else one of
+ * the payment's operations of that type and amount Postgres holds without
+ * an id (not settled: a declined or unanswered one). */
 static const char SQL_MATCH[] =
     "CREATE TEMP TABLE matched AS SELECT r.*, b.bid, b.amount AS b_amount, b.fee AS b_fee,"
     " b.currency AS b_currency, b.state AS b_state, b.settled, b.transaction_id,"
     " b.posted_amount, b.posted_fee"
     " FROM report_lines r LEFT JOIN LATERAL (SELECT * FROM book_moves b"
     "  WHERE b.type = r.type AND b.payment_id = r.payment_id"
-    "   AND (b.object_id = r.object_id OR b.object_id = '' OR r.type = 'charge')"
+    "   AND (b.object_id = r.object_id OR (b.object_id = '' AND b.amount = r.amount)"
+    "    OR r.type = 'charge')"
     "  ORDER BY b.object_id = r.object_id DESC, b.amount = r.amount DESC LIMIT 1) b ON true"
     " WHERE r.type IN ('charge', 'capture', 'refund')";
 
