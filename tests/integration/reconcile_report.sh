@@ -97,6 +97,14 @@ awk -F, 'BEGIN { OFS = "," } $1 == "payout" { $4 = $4 + 1 } { print }' "$T/clean
 reconcile "$T/payout.csv"
 check "a payout that is not its lines' net: payout_differs" only payout_differs "its lines net $NET"
 
+head -n 3 "$T/clean.csv" > "$T/bad.csv"; echo 'charge,P,ch_x,12x,0,USD,po_x' >> "$T/bad.csv"
+check "a malformed report is refused (exit 2) naming its line" \
+  exits_with 2 "bad.csv line 4 is not a settlement line" "$PAYCTL" reconcile --report "$T/bad.csv"
+check "a missing report: not found (exit 3)" exits_with 3 "No such file" "$PAYCTL" reconcile --report "$T/nope.csv"
+check "an impossible day: usage (exit 2)" exits_with 2 "give the report's day" \
+  "$PAYCTL" reconcile --report "$T/clean.csv" --day 2026-02-30
+eq "nothing posted by any of them" "0 0" "$(payouts) $(payout_txs)"
+
 # ---- the clean report: no mismatch, the payout posted once -----------------------
 reconcile "$T/clean.csv"
 eq "the clean report reconciles (exit 0)" 0 "$(exit_code)"
@@ -110,7 +118,8 @@ check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
 eq "cash holds the net payout" "$NET" "$(balance asset:cash)"
 eq "the processor's receivable is back to zero" 0 "$(balance "asset:processor_receivable:$PROC")"
 check "payctl reconcile (charges, captures and refunds) is clean" \
-  exits_with 0 "2 processor charges, 3 captures and refunds, 5 ledger postings, 0 differences" \
+  exits_with 0 "^operations: 3 captures and refunds at the processors" "$PAYCTL" reconcile
+check "(2 charges, 5 postings)" exits_with 0 "^reconcile: 2 processor charges, 5 ledger postings, 0 differences" \
   "$PAYCTL" reconcile
 # the same report by two runs at once still posts once (the primary key decides)
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1 &

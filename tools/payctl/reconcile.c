@@ -52,9 +52,9 @@ static size_t on_body(char *d, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
-/* GETs one of a processor's lists (path); returns the parsed JSON or NULL
- * (error printed). */
-static json_t *fetch_list(const processor *proc, const char *path) {
+/* GETs one of a processor's lists (path, what it lists); returns the parsed
+ * JSON or NULL (error printed). */
+static json_t *fetch_list(const processor *proc, const char *path, const char *what) {
   gchar *url = g_strdup_printf("%s%s", proc->url, path);
   gchar *auth = g_strdup_printf("Authorization: Bearer %s", proc->api_key);
   CURL *c = curl_easy_init();
@@ -74,7 +74,7 @@ static json_t *fetch_list(const processor *proc, const char *path) {
   if (cc == CURLE_OK && status == 200) root = json_loadb(body->str, body->len, 0, NULL);
   bool ok = cc == CURLE_OK && status == 200;
   if (!root || !json_is_array(json_object_get(root, "data")))
-    fprintf(stderr, "payctl: could not read %s of processor %s (%s, HTTP %ld)\n", path,
+    fprintf(stderr, "payctl: could not list the %s of processor %s (%s, HTTP %ld)\n", what,
             proc->name, ok ? "not a list" : curl_easy_strerror(cc), status);
   g_string_free(body, TRUE);
   g_free(auth);
@@ -197,14 +197,14 @@ static const struct {
 /* Loads one list of every processor (path) with add into table (sql,
  * ncol columns). Returns PAYCTL_OK and the count in *n, or the exit code. */
 static int load_list(payctl *p, const processor *procs, int nproc, const char *path,
-                     size_t (*add)(pg_array *, const char *, json_t *), const char *sql, int ncol,
-                     size_t *n) {
+                     const char *what, size_t (*add)(pg_array *, const char *, json_t *),
+                     const char *sql, int ncol, size_t *n) {
   pg_array a[6];
   pg_arrays_init(a, ncol);
   int rc = PAYCTL_OK;
   *n = 0;
   for (int i = 0; i < nproc && rc == PAYCTL_OK; i++) {
-    json_t *root = fetch_list(&procs[i], path);
+    json_t *root = fetch_list(&procs[i], path, what);
     if (!root || !json_is_array(json_object_get(root, "data"))) rc = PAYCTL_UNAVAILABLE;
     else *n += add(a, procs[i].name, json_object_get(root, "data"));
     if (root) json_decref(root);
@@ -258,9 +258,10 @@ int cmd_reconcile(payctl *p, int argc, char **argv) {
     rc = PAYCTL_USAGE;
   } else {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = load_list(p, procs, nproc, "/v1/charges", add_charges, SQL_LOAD, 5, &n);
+    rc = load_list(p, procs, nproc, "/v1/charges", "charges", add_charges, SQL_LOAD, 5, &n);
     if (rc == PAYCTL_OK)
-      rc = load_list(p, procs, nproc, "/_sim/operations", add_ops, SQL_LOAD_OPS, 6, &nops);
+      rc = load_list(p, procs, nproc, "/_sim/operations", "operations", add_ops, SQL_LOAD_OPS, 6,
+                     &nops);
   }
   long found = rc == PAYCTL_OK ? differences(p, nproc > 1) : 0;
   PGresult *r = NULL;
@@ -272,8 +273,9 @@ int cmd_reconcile(payctl *p, int argc, char **argv) {
                        0, NULL))))
     rc = pgq_failure(p);
   if (r) {
-    printf("reconcile: %zu processor charges, %zu captures and refunds, %s ledger postings,"
-           " %ld differences\n", n, nops, PQgetvalue(r, 0, 0), found);
+    printf("reconcile: %zu processor charges, %s ledger postings, %ld differences\n", n,
+           PQgetvalue(r, 0, 0), found);
+    printf("operations: %zu captures and refunds at the processors\n", nops);
     if (nproc > 1) printf("processors: %s, %s\n", procs[0].name, procs[1].name);
     rc = found ? PAYCTL_FAILED : PAYCTL_OK;
     PQclear(r);

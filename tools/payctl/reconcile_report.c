@@ -93,7 +93,7 @@ static long parse_report(const char *path, const char *text, pg_array a[NCOL]) {
   gchar **lines = g_strsplit(text, "\n", -1);
   GString *f[NCOL];
   for (int i = 0; i < NCOL; i++) f[i] = g_string_new(NULL);
-  long n = 0, bad = 0;
+  long n = 0, bad = lines[0] ? 0 : 1; /* an empty file has no header */
   for (int i = 0; lines[i] && !bad; i++) {
     g_strchomp(lines[i]); /* CRLF, trailing blanks */
     if (i == 0) {
@@ -356,6 +356,13 @@ static int post_payouts(payctl *p, const char *processor, const char *day, const
   return PAYCTL_OK;
 }
 
+/* A calendar day written YYYY-MM-DD. */
+static bool day_ok(const char *day) {
+  int y, m, d, end = 0;
+  return day && strlen(day) == 10 && sscanf(day, "%4d-%2d-%2d%n", &y, &m, &d, &end) == 3 &&
+         end == 10 && g_date_valid_dmy((GDateDay)d, (GDateMonth)m, (GDateYear)y);
+}
+
 int reconcile_report(payctl *p, int argc, char **argv) {
   static const struct option opts[] = {{"report", required_argument, 0, 'r'},
                                        {"processor", required_argument, 0, 'p'},
@@ -393,8 +400,7 @@ int reconcile_report(payctl *p, int argc, char **argv) {
   }
   int rc = PAYCTL_OK;
   if (n < 0) rc = PAYCTL_USAGE;
-  else if (!day || strlen(day) != 10 || strspn(day, "0123456789-") != 10 || day[4] != '-' ||
-           day[7] != '-') {
+  else if (!day_ok(day)) {
     fprintf(stderr, "payctl reconcile: %s: give the report's day as --day YYYY-MM-DD (no payout"
                     " line names it)\n", path);
     rc = PAYCTL_USAGE;
