@@ -58,6 +58,25 @@ ALTER TABLE ledger_transactions ADD CONSTRAINT ledger_transactions_payout_has_no
   CHECK ((kind = 'payout') = (payment_id IS NULL)) NOT VALID;
 ALTER TABLE ledger_transactions VALIDATE CONSTRAINT ledger_transactions_payout_has_no_payment;
 
+-- A payout transaction exists only with its settlement_payouts row: the
+-- ledger role may insert ledger transactions (payment_id, kind), and a
+-- NULL payment_id with kind 'payout' is now legal, so without this check it
+-- could post cash against the receivable outside `payctl reconcile`.
+-- Checked at commit (the row is written by the same statement).
+CREATE FUNCTION ledger_payout_recorded() RETURNS trigger LANGUAGE plpgsql
+  SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM settlement_payouts WHERE transaction_id = NEW.transaction_id) THEN
+    RAISE EXCEPTION 'ledger transaction % is a payout without its settlement_payouts row',
+      NEW.transaction_id USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ledger_payout_recorded() FROM PUBLIC;
+CREATE CONSTRAINT TRIGGER ledger_transactions_payout_recorded
+  AFTER INSERT ON ledger_transactions DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW WHEN (NEW.kind = 'payout') EXECUTE FUNCTION ledger_payout_recorded();
+
 -- payctl runs as the database owner (like `payctl migrate` and the other
 -- operator commands), so no stage role gains anything here: no worker may
 -- post a payout.

@@ -121,6 +121,21 @@ check "payctl reconcile (charges, captures and refunds) is clean" \
   exits_with 0 "^operations: 3 captures and refunds at the processors" "$PAYCTL" reconcile
 check "(2 charges, 5 postings)" exits_with 0 "^reconcile: 2 processor charges, 5 ledger postings, 0 differences" \
   "$PAYCTL" reconcile
+# no stage role can post a payout outside reconcile (the ledger role may
+# insert ledger transactions and entries, but a payout needs its
+# settlement_payouts row)
+LEDGER_DSN="${PAYSTREAM_PG_DSN/user=postgres/} user=paystream_ledger"
+cat > "$T/forged.sql" <<SQL
+WITH tx AS (INSERT INTO ledger_transactions (payment_id, kind) VALUES (NULL, 'payout')
+  RETURNING transaction_id)
+INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor)
+SELECT tx.transaction_id, a.account_id, 'USD', u.d, 100 FROM tx CROSS JOIN
+  (VALUES ('asset:cash', 'D'), ('asset:processor_receivable:$PROC', 'C')) AS u(n, d)
+  JOIN ledger_accounts a ON a.name = u.n AND a.currency = 'USD';
+SQL
+forge_payout() { psql "$LEDGER_DSN" -qAtX -v ON_ERROR_STOP=1 -f "$T/forged.sql" > "$T/forged.txt" 2>&1; }
+check "the ledger role cannot post a payout of its own" eval '! forge_payout'
+check "refused for the missing settlement_payouts row" grep -q "without its settlement_payouts row" "$T/forged.txt"
 # the same report by two runs at once still posts once (the primary key decides)
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1 &
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1
