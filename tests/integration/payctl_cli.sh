@@ -83,7 +83,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 s = http.server.HTTPServer(("127.0.0.1", 0), H)
 open(sys.argv[1], "w").write(str(s.server_address[1]))
-s.handle_request(); s.handle_request()
+for _ in range(4): s.handle_request()  # charges, then operations, of each
 PY
 capture=$!
 check "the stand-in processor listens" wait_until 20 test -s "$R/capture.port"
@@ -91,9 +91,9 @@ CAPTURE=http://127.0.0.1:$(cat "$R/capture.port")
 check "reconcile reads both keys from their _FILE" exits_with 0 "0 processor charges, 0 ledger postings, 0 differences" \
   env PAYSTREAM_PROCESSOR_URL="$CAPTURE" PAYSTREAM_PROCESSOR_API_KEY_FILE="$R/primary.key" \
   PAYSTREAM_BACKUP_PROCESSOR_URL="$CAPTURE" PAYSTREAM_BACKUP_PROCESSOR_API_KEY_FILE="$R/backup.key" "$PAYCTL" reconcile
-check "the stand-in was asked twice" wait_until 20 eval "! kill -0 $capture 2>/dev/null"
+check "the stand-in was asked four times" wait_until 20 eval "! kill -0 $capture 2>/dev/null"
 kill "$capture" 2>/dev/null
-eq "with each processor's own key" "Bearer sk_primary_from_file,Bearer sk_backup_from_file" \
+eq "with each processor's own key" "Bearer sk_primary_from_file,Bearer sk_backup_from_file,Bearer sk_primary_from_file,Bearer sk_backup_from_file" \
   "$(paste -sd, "$R/capture.auth")"
 check "an unreadable key file is a setting error naming the variable" \
   exits_with 2 "PAYSTREAM_BACKUP_PROCESSOR_API_KEY_FILE: could not read /nonexistent" \

@@ -30,10 +30,7 @@ static int unresolved(payctl *p, long long older_than_s) {
   if (!r) return pgq_failure(p);
   printf("payment_id\tmerchant\tidempotency_key\tprocessor\tprocessor_key\tamount_minor\tcurrency"
          "\tsends\trefused\tage_s\tlast_error\n");
-  for (int i = 0; i < PQntuples(r); i++) {
-    for (int c = 0; c < PQnfields(r); c++) printf("%s%s", c ? "\t" : "", PQgetvalue(r, i, c));
-    printf("\n");
-  }
+  pgq_print(r, "", "\t");
   PQclear(r);
   return PAYCTL_OK;
 }

@@ -181,11 +181,7 @@ int cmd_payment(payctl *p, int argc, char **argv) {
       break;
     }
     printf("%s:\n", parts[k].title);
-    for (int row = 0; row < PQntuples(q); row++) {
-      printf(" ");
-      for (int c = 0; c < PQnfields(q); c++) printf(" %s", PQgetvalue(q, row, c));
-      printf("\n");
-    }
+    pgq_print(q, "  ", " ");
     PQclear(q);
   }
   g_free(payment_id);

@@ -12,7 +12,7 @@
  *   wait         wait until N intents are terminal
  *   summary      outcomes by status and end-to-end throughput
  *   ledger       recompute and check the books; balances; one account; a payment's entries
- *   reconcile    every processor's charges (primary and backup) vs payments vs postings
+ *   reconcile    every processor's charges, captures and refunds vs Postgres vs postings
  *   replay       move a stage's consumer-group offsets back (stop its workers first)
  *   lag          committed offset, end offset and lag per partition
  *   idempotency  a claim in Postgres and its Redis cache entry; retention
@@ -65,10 +65,18 @@ static const command commands[] = {
     {"summary", cmd_summary, "", "outcomes by status and end-to-end throughput"},
     {"ledger", cmd_ledger, "verify | balances | balance <account> | entries <payment>",
      "recompute and check the books; balances; one account; a payment's entries"},
-    {"reconcile", cmd_reconcile, "",
-     "every processor's charges (primary and backup) vs payments vs postings\n"
-     "charged twice (across processors), a charge without a succeeded payment or without a\n"
-     "posting, a posting without a charge, amount or currency differences; exit 1 on any"},
+    {"reconcile", cmd_reconcile, "[--report FILE [--processor NAME] [--day YYYY-MM-DD]]",
+     "every processor's charges, captures and refunds vs Postgres vs postings\n"
+     "primary and backup: charged twice (across processors), a charge without a succeeded\n"
+     "payment or without a posting, a posting without a charge, amount or currency\n"
+     "differences; a capture or refund without a succeeded operation, or the reverse, or\n"
+     "without a posting, or of another amount; exit 1 on any\n"
+     "--report: a processor's daily settlement CSV (NAME: PAYSTREAM_PROCESSOR_NAME, stripe)\n"
+     "line by line against payments, operations and postings; mismatch kinds:\n"
+     "at_processor_not_in_ledger, in_ledger_not_at_processor (that day), amount_differs,\n"
+     "fee_differs, status_differs, payout_differs; exit 1 on any and nothing posted;\n"
+     "clean: each payout posted once (asset:cash / asset:processor_receivable:NAME),\n"
+     "the same report again posts nothing more"},
     {"replay", cmd_replay,
      "--stage S (--to-offset earliest|N | --to-time 2026-11-25T10:00:00Z)\n"
      "  [--partitions 0,1,...] [--force]",

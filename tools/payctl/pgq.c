@@ -16,3 +16,11 @@ int pgq_failure(const payctl *p) {
   if (!p->pg.conn || PQstatus(p->pg.conn) != CONNECTION_OK) return PAYCTL_UNAVAILABLE;
   return PAYCTL_FAILED;
 }
+
+void pgq_print(const PGresult *r, const char *prefix, const char *sep) {
+  for (int i = 0; i < PQntuples(r); i++) {
+    fputs(prefix, stdout);
+    for (int c = 0; c < PQnfields(r); c++) printf("%s%s", c ? sep : "", PQgetvalue(r, i, c));
+    putchar('\n');
+  }
+}

@@ -15,4 +15,8 @@ PGresult *pgq_query(payctl *p, const char *sql, int nparams, const char *const *
  * PAYCTL_FAILED when the statement itself failed. */
 int pgq_failure(const payctl *p);
 
+/* Prints every row of r on its own line: prefix, then the columns
+ * separated by sep (a listing's rows, as payctl prints them). */
+void pgq_print(const PGresult *r, const char *prefix, const char *sep);
+
 #endif

@@ -1,14 +1,18 @@
-/* payctl reconcile: every configured processor's charges against our
- * payments and our ledger postings. Every successful charge, at any
- * processor, must belong to exactly one succeeded payment posted exactly
- * once, for the same amount and currency; every posting must have its
- * charge. The processors are the ones the charge workers use — the primary
+/* payctl reconcile: every configured processor's charges and operations
+ * against our payments, operations and ledger postings. Every successful
+ * charge, at any processor, must belong to exactly one succeeded payment
+ * posted exactly once, for the same amount and currency; every posting must
+ * have its charge. Every capture and refund the processor made must be one
+ * succeeded payment_operations row of that processor (by processor_op_id),
+ * posted, for the same amount and currency; every succeeded one must be
+ * the processor's. The processors are the ones the charge workers use — the primary
  * (PAYSTREAM_PROCESSOR_*) and, when PAYSTREAM_BACKUP_PROCESSOR_URL is set,
  * the backup — with their API keys read the same way (NAME or NAME_FILE).
  * Their lists are loaded into a temporary table and matched in SQL. Exits 1
  * on any difference, 5 when a processor's list cannot be read.
- * (procsim serves the whole list at GET /v1/charges; a real processor's list
- * API is paginated — fetch_charges is the one place to extend.) */
+ * (procsim serves the whole list at GET /v1/charges, its operations at GET
+ * /_sim/operations; a real processor's list APIs are paginated — fetch_list
+ * is the one place to extend.) --report FILE is reconcile_report.c. */
 #include <curl/curl.h>
 #include <glib.h>
 #include <jansson.h>
@@ -19,6 +23,7 @@
 #include "commands.h"
 #include "opt.h"
 #include "pgq.h"
+#include "reconcile_report.h"
 
 typedef struct processor {
   const char *name, *url;
@@ -47,10 +52,10 @@ static size_t on_body(char *d, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
-/* GETs one processor's charge list; returns the parsed JSON or NULL
- * (error printed). */
-static json_t *fetch_charges(const processor *proc) {
-  gchar *url = g_strdup_printf("%s/v1/charges", proc->url);
+/* GETs one of a processor's lists (path, what it lists); returns the parsed
+ * JSON or NULL (error printed). */
+static json_t *fetch_list(const processor *proc, const char *path, const char *what) {
+  gchar *url = g_strdup_printf("%s%s", proc->url, path);
   gchar *auth = g_strdup_printf("Authorization: Bearer %s", proc->api_key);
   CURL *c = curl_easy_init();
   struct curl_slist *h = curl_slist_append(NULL, auth);
@@ -69,12 +74,18 @@ static json_t *fetch_charges(const processor *proc) {
   if (cc == CURLE_OK && status == 200) root = json_loadb(body->str, body->len, 0, NULL);
   bool ok = cc == CURLE_OK && status == 200;
   if (!root || !json_is_array(json_object_get(root, "data")))
-    fprintf(stderr, "payctl: could not list the charges of processor %s (%s, HTTP %ld)\n",
-            proc->name, ok ? "not a charge list" : curl_easy_strerror(cc), status);
+    fprintf(stderr, "payctl: could not list the %s of processor %s (%s, HTTP %ld)\n", what,
+            proc->name, ok ? "not a list" : curl_easy_strerror(cc), status);
   g_string_free(body, TRUE);
   g_free(auth);
   g_free(url);
   return root;
+}
+
+static void add_upper(pg_array *a, const char *cur) {
+  char up[4] = {0};
+  for (int k = 0; cur && k < 3 && cur[k]; k++) up[k] = (char)(cur[k] & ~0x20);
+  pg_array_add_str(a, up);
 }
 
 /* Adds a list's successful charges to the arrays; returns their number. */
@@ -84,15 +95,34 @@ static size_t add_charges(pg_array *a, const char *processor, json_t *data) {
   json_array_foreach(data, i, ch) {
     const char *status = json_string_value(json_object_get(ch, "status"));
     if (!status || strcmp(status, "succeeded") != 0) continue;
-    const char *cur = json_string_value(json_object_get(ch, "currency"));
-    char up[4] = {0};
-    for (int k = 0; cur && k < 3 && cur[k]; k++) up[k] = (char)(cur[k] & ~0x20);
     pg_array_add_str(&a[0], json_string_value(json_object_get(ch, "id")));
     pg_array_add_str(&a[1], json_string_value(
                                 json_object_get(json_object_get(ch, "metadata"), "payment_id")));
     pg_array_add_int(&a[2], json_integer_value(json_object_get(ch, "amount")));
-    pg_array_add_str(&a[3], up);
+    add_upper(&a[3], json_string_value(json_object_get(ch, "currency")));
     pg_array_add_str(&a[4], processor);
+    n++;
+  }
+  return n;
+}
+
+/* Adds an operations log's succeeded captures and refunds (kind, object id,
+ * payment id, amount, currency, processor); returns their number. */
+static size_t add_ops(pg_array *a, const char *processor, json_t *data) {
+  size_t i, n = 0;
+  json_t *op;
+  json_array_foreach(data, i, op) {
+    const char *kind = json_string_value(json_object_get(op, "op"));
+    const char *status = json_string_value(json_object_get(op, "status"));
+    if (!kind || !status || strcmp(status, "succeeded") != 0 ||
+        (strcmp(kind, "capture") != 0 && strcmp(kind, "refund") != 0))
+      continue;
+    pg_array_add_str(&a[0], kind);
+    pg_array_add_str(&a[1], json_string_value(json_object_get(op, "object_id")));
+    pg_array_add_str(&a[2], json_string_value(json_object_get(op, "payment_id")));
+    pg_array_add_int(&a[3], json_integer_value(json_object_get(op, "amount")));
+    add_upper(&a[4], json_string_value(json_object_get(op, "currency")));
+    pg_array_add_str(&a[5], processor);
     n++;
   }
   return n;
@@ -102,6 +132,10 @@ static const char SQL_LOAD[] =
     "CREATE TEMP TABLE processor_charges AS SELECT * FROM unnest($1::text[], $2::text[],"
     " $3::bigint[], $4::text[], $5::text[]) AS u(charge_id, payment_id, amount_minor, currency,"
     " processor)";
+static const char SQL_LOAD_OPS[] =
+    "CREATE TEMP TABLE processor_ops AS SELECT * FROM unnest($1::text[], $2::text[],"
+    " $3::text[], $4::bigint[], $5::text[], $6::text[]) AS u(kind, object_id, payment_id,"
+    " amount_minor, currency, processor)";
 
 /* Each query lists one kind of difference: a label and two columns. A
  * charge is named by its id, and by its processor too when there are two
@@ -133,29 +167,56 @@ static const struct {
      " JOIN ledger_entries e ON e.transaction_id = t.transaction_id AND e.direction = 'C'"
      " JOIN ledger_accounts a ON a.account_id = e.account_id AND a.name = 'revenue:payments'"
      " WHERE e.amount_minor <> c.amount_minor OR e.currency <> c.currency"},
+    {"operation without a succeeded operation",
+     "SELECT o.kind || ' ' || o.object_id || CASE WHEN $1 THEN ' at ' || o.processor ELSE '' END,"
+     " o.payment_id || ' ' || coalesce((SELECT 'operation ' || x.state FROM payment_operations x"
+     "  WHERE x.processor_op_id = o.object_id AND x.processor = o.processor), 'unknown operation')"
+     " FROM processor_ops o WHERE NOT EXISTS (SELECT 1 FROM payment_operations x"
+     "  WHERE x.processor_op_id = o.object_id AND x.processor = o.processor AND x.kind = o.kind"
+     "  AND x.state IN ('succeeded', 'posted'))"},
+    {"succeeded operation the processor does not have",
+     "SELECT x.kind || ' ' || x.operation_id, x.payment_id || ' ' || coalesce(x.processor_op_id,"
+     " 'no processor id') || CASE WHEN $1 THEN ' at ' || x.processor ELSE '' END"
+     " FROM payment_operations x WHERE x.state IN ('succeeded', 'posted')"
+     " AND x.kind IN ('capture', 'refund') AND NOT EXISTS (SELECT 1 FROM processor_ops o"
+     "  WHERE o.object_id = x.processor_op_id AND o.processor = x.processor AND o.kind = x.kind)"},
+    {"operation without a ledger posting",
+     "SELECT x.kind || ' ' || x.operation_id, x.payment_id || ' ' || x.state"
+     " FROM payment_operations x WHERE $1::boolean IS NOT NULL AND x.state IN ('succeeded',"
+     " 'posted') AND x.kind IN ('capture', 'refund') AND NOT EXISTS (SELECT 1"
+     "  FROM ledger_transactions t WHERE t.operation_id = x.operation_id AND t.kind = x.kind)"},
+    {"operation amount differs",
+     "SELECT x.kind || ' ' || x.operation_id, o.amount_minor || ' ' || o.currency ||"
+     " ' at the processor, ' || x.amount_minor || ' ' || x.currency || ' in postgres'"
+     " || CASE WHEN $1 THEN ' (' || o.processor || ')' ELSE '' END FROM processor_ops o"
+     " JOIN payment_operations x ON x.processor_op_id = o.object_id AND x.processor = o.processor"
+     "  AND x.kind = o.kind AND x.state IN ('succeeded', 'posted')"
+     " WHERE x.amount_minor <> o.amount_minor OR x.currency <> o.currency"},
 };
 
-/* Loads every processor's successful charges into processor_charges.
- * Returns PAYCTL_OK and the count in *n, or the exit code. */
-static int load_charges(payctl *p, const processor *procs, int nproc, size_t *n) {
-  pg_array a[5];
-  pg_arrays_init(a, 5);
+/* Loads one list of every processor (path) with add into table (sql,
+ * ncol columns). Returns PAYCTL_OK and the count in *n, or the exit code. */
+static int load_list(payctl *p, const processor *procs, int nproc, const char *path,
+                     const char *what, size_t (*add)(pg_array *, const char *, json_t *),
+                     const char *sql, int ncol, size_t *n) {
+  pg_array a[6];
+  pg_arrays_init(a, ncol);
   int rc = PAYCTL_OK;
   *n = 0;
   for (int i = 0; i < nproc && rc == PAYCTL_OK; i++) {
-    json_t *root = fetch_charges(&procs[i]);
+    json_t *root = fetch_list(&procs[i], path, what);
     if (!root || !json_is_array(json_object_get(root, "data"))) rc = PAYCTL_UNAVAILABLE;
-    else *n += add_charges(a, procs[i].name, json_object_get(root, "data"));
+    else *n += add(a, procs[i].name, json_object_get(root, "data"));
     if (root) json_decref(root);
   }
   if (rc == PAYCTL_OK) {
-    const char *params[5];
-    pg_arrays_finish(a, 5, params);
-    PGresult *r = pgq_query(p, SQL_LOAD, 5, params);
+    const char *params[6];
+    pg_arrays_finish(a, ncol, params);
+    PGresult *r = pgq_query(p, sql, ncol, params);
     if (!r) rc = pgq_failure(p);
     PQclear(r);
   }
-  pg_arrays_free(a, 5);
+  pg_arrays_free(a, ncol);
   return rc;
 }
 
@@ -175,10 +236,13 @@ static long differences(payctl *p, bool name_processor) {
 }
 
 int cmd_reconcile(payctl *p, int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--report") == 0 || strncmp(argv[i], "--report=", 9) == 0)
+      return reconcile_report(p, argc, argv);
   static const struct option none[] = {{0, 0, 0, 0}};
   opt_begin();
   if (opt_next(argc, argv, none) != -1 || optind != argc)
-    return opt_usage("reconcile", "usage: payctl reconcile");
+    return opt_usage("reconcile", "usage: payctl reconcile\n       payctl reconcile " RECONCILE_REPORT_SYNOPSIS);
   processor procs[2] = {{0}};
   char err[512];
   int nproc = 0, backup = -1;
@@ -188,24 +252,30 @@ int cmd_reconcile(payctl *p, int argc, char **argv) {
                                sizeof err)) >= 0)
     nproc = 1 + backup;
   int rc = PAYCTL_OK;
-  size_t n = 0;
+  size_t n = 0, nops = 0;
   if (nproc == 0) {
     fprintf(stderr, "payctl: %s\n", err);
     rc = PAYCTL_USAGE;
   } else {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = load_charges(p, procs, nproc, &n);
+    rc = load_list(p, procs, nproc, "/v1/charges", "charges", add_charges, SQL_LOAD, 5, &n);
+    if (rc == PAYCTL_OK)
+      rc = load_list(p, procs, nproc, "/_sim/operations", "operations", add_ops, SQL_LOAD_OPS, 6,
+                     &nops);
   }
   long found = rc == PAYCTL_OK ? differences(p, nproc > 1) : 0;
   PGresult *r = NULL;
   if (found < 0 ||
       (rc == PAYCTL_OK &&
-       !(r = pgq_query(p, "SELECT count(*) FROM ledger_transactions WHERE kind = 'payment'", 0,
-                       NULL))))
+       !(r = pgq_query(p,
+                       "SELECT count(*) FROM ledger_transactions"
+                       " WHERE kind IN ('payment', 'capture', 'refund')",
+                       0, NULL))))
     rc = pgq_failure(p);
   if (r) {
     printf("reconcile: %zu processor charges, %s ledger postings, %ld differences\n", n,
            PQgetvalue(r, 0, 0), found);
+    printf("operations: %zu captures and refunds at the processors\n", nops);
     if (nproc > 1) printf("processors: %s, %s\n", procs[0].name, procs[1].name);
     rc = found ? PAYCTL_FAILED : PAYCTL_OK;
     PQclear(r);

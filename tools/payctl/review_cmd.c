@@ -34,11 +34,7 @@ static int list(payctl *p) {
       0, NULL);
   if (!r) return pgq_failure(p);
   printf("payment_id\tmerchant\tidempotency_key\tamount_minor\tcurrency\tscore\treasons\theld_since\n");
-  for (int i = 0; i < PQntuples(r); i++) {
-    for (int c = 0; c < PQnfields(r); c++)
-      printf("%s%s", c ? "\t" : "", PQgetvalue(r, i, c));
-    printf("\n");
-  }
+  pgq_print(r, "", "\t");
   PQclear(r);
   return PAYCTL_OK;
 }
