@@ -283,7 +283,7 @@ REVOKE ALL ON FUNCTION ps_apply_processor_event(text, text, text, text, bigint, 
 -- refund operation's outcome fields, the disputes it keeps).
 GRANT EXECUTE ON FUNCTION ps_apply_processor_event(text, text, text, text, bigint, bytea, text)
   TO paystream_events;
-GRANT SELECT (payment_id, merchant_id, idempotency_key, intent, status, amount_minor, currency,
+GRANT SELECT (payment_id, merchant_id, idempotency_key, intent, outcome, status, amount_minor, currency,
               processor, processor_charge_id, fee_minor, authorized_minor, captured_minor,
               refunded_minor, disputed_minor)
   ON payments TO paystream_events;
