@@ -132,6 +132,7 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
   case OUTCOME_REJECTED: return "rejected";
   case OUTCOME_REVIEW: return "review";
   case OUTCOME_PENDING: return "pending";
+  case PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_UPDATED: return "updated";
   default: return "unspecified";
   }
 }

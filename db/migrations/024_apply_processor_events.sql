@@ -290,3 +290,6 @@ GRANT SELECT (payment_id, merchant_id, idempotency_key, intent, outcome, status,
 GRANT SELECT (operation_id, merchant_id, idempotency_key, kind, payment_id, amount_minor, currency)
   ON payment_operations TO paystream_events;
 GRANT SELECT ON disputes, refund_failures, processor_event_effects TO paystream_events;
+-- The books' balance check (006) is a deferred trigger: it runs at commit,
+-- as the committing role, outside the function, and reads the entries.
+GRANT SELECT (transaction_id, currency, direction, amount_minor) ON ledger_entries TO paystream_events;
