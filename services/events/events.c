@@ -1,4 +1,4 @@
-/* events: payments.processor-events -> processor_events, once per event. */
+/* events: payments.processor-events -> processor_events, recorded and applied once per event. */
 #include "events.h"
 
 #include <signal.h>
@@ -105,14 +105,13 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
     }
     pg_results_clear(r, 2);
   }
-  if (rc == 0) {
-  } else if (pg_err_is_data_error(err)) {
+  if (rc != 0 && pg_err_is_data_error(err)) {
     /* The first line: the SQLSTATE and the constraint, not libpq's DETAIL,
      * which repeats the whole row. */
     snprintf(reason, reasonlen, "postgres refused the event: %.*s", (int)strcspn(err, "\n"), err);
     log_at(LOG_WARN, &lc, "dead-lettering processor event %s: %s", e->event_id, reason);
     res = EVENTS_POISON;
-  } else {
+  } else if (rc != 0) {
     char pub[128];
     pg_err_public(err, pub, sizeof pub);
     metrics_set_check("postgres", false, true, pub);
