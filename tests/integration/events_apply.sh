@@ -11,7 +11,8 @@
 #  - refund-then-dispute: the dispute takes only what is left;
 #  - a refund that fails late: its postings reversed, refundable again;
 #  - a sale whose every answer was lost (attempt unknown) is settled by its
-#    charge.succeeded webhook, delivered three times, posted once.
+#    charge.succeeded webhook, delivered three times, posted once; a
+#    declined one by its charge.failed webhook.
 # `payctl ledger verify` is clean at the end of each part.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
@@ -181,4 +182,18 @@ check "procsim answers again" wait_until 90 answers
 eq "charged once at the processor" 2500 "$(curl -sf "$SIM/_sim/totals?payment_id=$P" | jq -r .captured)"
 eq "still posted once" 1 "$(sql "SELECT count(*) FROM ledger_transactions WHERE payment_id = '$P' AND kind = 'payment'")"
 verify "webhook settled"
+
+log "a declined sale whose answer was lost is declined by its webhook"
+post "/_sim/config?drop_next=1&refuse_ms=20000" >/dev/null
+"$PAYCTL" sale m1 unknown-declined --amount 700 --currency USD --customer c-ud --pm pm_card_chargeDeclined >/dev/null
+check "it ends declined" wait_until 120 is_status unknown-declined declined
+P=$(pid_of unknown-declined)
+eq "declined by the webhook" "charge_declined" \
+  "$(sql "SELECT f.effect FROM processor_event_effects f JOIN processor_events e USING (processor, event_id)
+          WHERE f.payment_id = '$P' AND e.type = 'charge.failed'")"
+eq "its attempt declined, nothing posted" "declined 0" \
+  "$(sql "SELECT a.state, (SELECT count(*) FROM ledger_transactions t WHERE t.payment_id = a.payment_id) FROM charge_attempts a WHERE a.payment_id = '$P'" | tr '\t' ' ')"
+declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | grep -q .; }
+check "the merchant hears it was declined" wait_until 30 declined_outcome
+check "procsim answers again" wait_until 90 answers
 finish
