@@ -2,6 +2,7 @@
 #include "events.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,9 +100,14 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
       rc = -1;
     } else {
       if (res == EVENTS_RECORDED) metric_add(effect_counter(effect), 1);
+      const char *note = PQgetvalue(r[1], 0, 1);
+      /* The usual case (the charge worker's own answer settled it first, a
+       * refund declined when asked) is not news; anything else is. */
+      bool usual = strncmp(note, "no unsettled attempt", 20) == 0 ||
+                   strncmp(note, "the refund is ", 14) == 0 || strcmp(note, "already reversed") == 0;
       if (strcmp(PQgetvalue(r[1], 0, 0), "ignored") == 0 && map.action != EV_NONE)
-        log_at(LOG_WARN, &lc, "processor event %s (%s) not applied: %s", e->event_id, e->type,
-               PQgetvalue(r[1], 0, 1));
+        log_at(usual ? LOG_DEBUG : LOG_WARN, &lc, "processor event %s (%s) not applied: %s",
+               e->event_id, e->type, note);
     }
     pg_results_clear(r, 2);
   }
