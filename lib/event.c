@@ -133,6 +133,7 @@ const char *outcome_status_name(Payments__V1__OutcomeStatus s) {
   case OUTCOME_REVIEW: return "review";
   case OUTCOME_PENDING: return "pending";
   case OUTCOME_EXPIRED: return "expired";
+  case OUTCOME_UPDATED: return "updated";
   default: return "unspecified";
   }
 }

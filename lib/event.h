@@ -29,6 +29,7 @@ typedef Payments__V1__ChargeResult ps_charge;
 #define OUTCOME_REVIEW PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_REVIEW
 #define OUTCOME_PENDING PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_PENDING
 #define OUTCOME_EXPIRED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_EXPIRED
+#define OUTCOME_UPDATED PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_UPDATED
 
 /* Decodes a PaymentEvent. Returns NULL with a short reason when the bytes are
  * not a PaymentEvent, the schema version is unknown, or it carries neither or

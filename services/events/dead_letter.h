@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "outbox.h"
 
 typedef struct dead_letter dead_letter;
 
@@ -24,6 +25,12 @@ dead_letter *dead_letter_new(const cfg *c, char *err, size_t errlen);
  * 5 s of *stop being set: the caller must not commit m, and retries. */
 int dead_letter_send(dead_letter *d, const rd_kafka_message_t *m, const char *reason,
                      volatile sig_atomic_t *stop);
+
+/* The stage's other outputs (outcomes, payments.charged) through the same
+ * producer: 0 once Kafka acknowledged every message of ob, -1 otherwise
+ * (the caller does not commit and applies the event again: the effect is
+ * Postgres's, recorded once, and the outputs are re-derived from it). */
+int events_publish(dead_letter *d, outbox *ob, volatile sig_atomic_t *stop);
 
 /* Waits (5 s at most) for what is in flight, then frees d. */
 void dead_letter_free(dead_letter *d);

@@ -1,7 +1,8 @@
-/* events: payments.processor-events -> processor_events, once per event. */
+/* events: payments.processor-events -> processor_events, recorded and applied once per event. */
 #include "events.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,9 @@
 
 #include "clock.h"
 #include "config.h"
+#include "apply.h"
 #include "dead_letter.h"
+#include "event_map.h"
 #include "hex.h"
 #include "kafka.h"
 #include "log.h"
@@ -39,8 +42,14 @@ static const char *flavour_name(Payments__V1__ProcessorFlavour f) {
                                                                          : "";
 }
 
-events_result events_record(pg_conn *pg, const rd_kafka_message_t *m, char *reason,
-                            size_t reasonlen) {
+static metric *effect_counter(const char *effect) {
+  return metrics_counter("paystream_processor_events_applied_total",
+                         "Processor events applied, by effect (first application only)", "effect",
+                         effect, NULL);
+}
+
+events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t *m, outbox *out,
+                            char *reason, size_t reasonlen) {
   log_ctx lc = {rd_kafka_topic_name(m->rkt), m->partition, m->offset, NULL, NULL};
   proc_event *e = payments__v1__processor_event__unpack(NULL, m->len, m->payload);
   if (!e || e->schema_version != 1) {
@@ -69,22 +78,53 @@ events_result events_record(pg_conn *pg, const rd_kafka_message_t *m, char *reas
       body, part, off};
   char err[512];
   events_result res;
-  PGresult *r = pg_exec(pg, INSERT, 17, params, err, sizeof err);
-  if (r) {
-    res = strcmp(PQcmdTuples(r), "1") == 0 ? EVENTS_RECORDED : EVENTS_DUPLICATE;
-    PQclear(r);
-  } else if (pg_err_is_data_error(err)) {
+  ev_map map;
+  if (ev_map_event(e, &map) != 0)
+    log_at(LOG_WARN, &lc, "processor event %s (%s): a status this stage does not know; recorded, not applied",
+           e->event_id, e->type);
+  char *decline = NULL, fee[32] = "";
+  int rc = 0;
+  if (map.action == EV_CHARGE_FAILED) rc = events_decline_outcome(pg, e, &map, &decline, err, sizeof err);
+  if (map.fee_minor >= 0) snprintf(fee, sizeof fee, "%lld", (long long)map.fee_minor);
+  const char *ap[EVENTS_APPLY_NPARAMS] = {e->processor, e->event_id, ev_action_name(map.action),
+                                         map.dispute_status, fee[0] ? fee : NULL, decline,
+                                         map.decline_code};
+  pg_stmt stmts[2] = {{INSERT, 17, params}, {EVENTS_SQL_APPLY, EVENTS_APPLY_NPARAMS, ap}};
+  PGresult *r[2] = {0};
+  if (rc == 0) rc = pg_pipeline(pg, stmts, 2, r, err, sizeof err);
+  const char *effect = NULL;
+  if (rc == 0) {
+    res = strcmp(PQcmdTuples(r[0]), "1") == 0 ? EVENTS_RECORDED : EVENTS_DUPLICATE;
+    if (PQntuples(r[1]) != 1 || events_outputs(pg, c, r[1], out, &effect, err, sizeof err) != 0) {
+      if (PQntuples(r[1]) != 1) snprintf(err, sizeof err, "XX000: no effect returned");
+      rc = -1;
+    } else {
+      if (res == EVENTS_RECORDED) metric_add(effect_counter(effect), 1);
+      const char *note = PQgetvalue(r[1], 0, 1);
+      /* The usual case (the charge worker's own answer settled it first, a
+       * refund declined when asked) is not news; anything else is. */
+      bool usual = strncmp(note, "no unsettled attempt", 20) == 0 ||
+                   strncmp(note, "the refund is ", 14) == 0 || strcmp(note, "already reversed") == 0;
+      if (strcmp(PQgetvalue(r[1], 0, 0), "ignored") == 0 && map.action != EV_NONE)
+        log_at(usual ? LOG_DEBUG : LOG_WARN, &lc, "processor event %s (%s) not applied: %s",
+               e->event_id, e->type, note);
+    }
+    pg_results_clear(r, 2);
+  }
+  if (rc != 0 && pg_err_is_data_error(err)) {
     /* The first line: the SQLSTATE and the constraint, not libpq's DETAIL,
      * which repeats the whole row. */
     snprintf(reason, reasonlen, "postgres refused the event: %.*s", (int)strcspn(err, "\n"), err);
     log_at(LOG_WARN, &lc, "dead-lettering processor event %s: %s", e->event_id, reason);
     res = EVENTS_POISON;
-  } else {
+  } else if (rc != 0) {
     char pub[128];
     pg_err_public(err, pub, sizeof pub);
     metrics_set_check("postgres", false, true, pub);
+    log_at(LOG_WARN, &lc, "processor event %s: will retry: %s", e->event_id, pub);
     res = EVENTS_RETRY;
   }
+  free(decline);
   if (res != EVENTS_RETRY) metrics_set_check("postgres", true, true, "");
   free(body);
   payments__v1__processor_event__free_unpacked(e, NULL);
@@ -113,14 +153,29 @@ static void back_off(int *ms) {
 /* One message: recorded (or known, or dead-lettered) and its offset
  * committed; while Postgres or the DLQ is away the same message is retried,
  * nothing skipped. */
-static void handle(rd_kafka_t *rk, dead_letter *dl, pg_conn *pg, rd_kafka_message_t *m) {
+static void handle(rd_kafka_t *rk, const cfg *c, dead_letter *dl, pg_conn *pg,
+                   rd_kafka_message_t *m) {
   static const char *names[] = {"recorded", "duplicate", "poison"};
   events_result res;
   char reason[256] = "";
   int backoff_ms = 100;
-  while ((res = events_record(pg, m, reason, sizeof reason)) == EVENTS_RETRY && !stop)
+  outbox out = {0};
+  int pub = -1;
+  for (;;) {
+    outbox_reset(&out);
+    res = events_record(pg, c, m, &out, reason, sizeof reason);
+    if (res == EVENTS_RETRY) {
+      if (stop) break;
+      back_off(&backoff_ms);
+      continue;
+    }
+    /* Outputs acknowledged before the offset moves; if not, the same
+     * message again: its effect is already Postgres's, its outputs the same. */
+    if ((pub = events_publish(dl, &out, &stop)) == 0 || stop) break;
     back_off(&backoff_ms);
-  if (res == EVENTS_RETRY) return; /* stopping: not committed, read again next time */
+  }
+  outbox_free(&out);
+  if (res == EVENTS_RETRY || pub != 0) return; /* stopping: not committed, read again next time */
   backoff_ms = 100;
   while (res == EVENTS_POISON && dead_letter_send(dl, m, reason, &stop) != 0) {
     if (stop) return; /* not acknowledged: not committed, dead-lettered again next time */
@@ -190,7 +245,7 @@ int events_main(void) {
       rd_kafka_message_destroy(m);
       continue;
     }
-    handle(rk, dl, &pg, m);
+    handle(rk, &c, dl, &pg, m);
     rd_kafka_message_destroy(m);
   }
   log_info("stopping");

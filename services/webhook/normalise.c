@@ -126,6 +126,7 @@ static int fill_paypal(json_t *root, proc_event *e, Payments__V1__Money *m, char
   e->payment_intent_id = or_empty(auth ? str_at(res, "id") : related_id(res, "authorization_id"));
   json_t *amount = json_object_get(res, "amount");
   if (!amount) amount = json_object_get(res, "disputed_amount");
+  if (!amount) amount = json_object_get(res, "dispute_amount"); /* procsim, PayPal disputes */
   if (amount) {
     int exp;
     if (!json_is_object(amount) || currency(str_at(amount, "currency_code"), cur) != 0 ||

@@ -125,6 +125,21 @@ Test(webhook_normalise, paypal_dispute_uses_disputed_amount) {
   wh_event_clear(&ev);
 }
 
+/* procsim's (and PayPal's dispute resource's) field is dispute_amount. */
+Test(webhook_normalise, paypal_dispute_uses_dispute_amount) {
+  const char *body = "{\"id\":\"WH-79\",\"event_type\":\"CUSTOMER.DISPUTE.RESOLVED\","
+                     "\"resource\":{\"id\":\"PP-D-2\",\"capture_id\":\"CAP-2\",\"status\":\"RESOLVED\","
+                     "\"dispute_amount\":{\"currency_code\":\"USD\",\"value\":\"40.00\"},"
+                     "\"outcome\":\"lost\",\"custom_id\":\"pay_ghi\"}}";
+  wh_event ev;
+  proc_event *e = normalise_ok(WH_PAYPAL, body, &ev);
+  cr_assert_str_eq(e->object_id, "PP-D-2");
+  cr_assert_not_null(e->amount);
+  cr_assert_eq(e->amount->amount_minor, 4000);
+  payments__v1__processor_event__free_unpacked(e, NULL);
+  wh_event_clear(&ev);
+}
+
 Test(webhook_normalise, decimal_amounts_are_exact) {
   int64_t v;
   cr_assert_eq(wh_decimal_to_minor("12.3", 2, &v), 0);

@@ -37,6 +37,13 @@ static json_t *outcome_json(const rd_kafka_message_t *m) {
     json_object_set_new(j, "captured", json_integer(o->captured_minor));
     json_object_set_new(j, "refunded", json_integer(o->refunded_minor));
   }
+  if (*o->processor_event) { /* an outcome of a processor event (#20) */
+    json_object_set_new(j, "processor_event", json_string(o->processor_event));
+    json_object_set_new(j, "dispute_id", json_string(o->dispute_id));
+    json_object_set_new(j, "dispute_status", json_string(o->dispute_status));
+    json_object_set_new(j, "dispute_amount", json_integer(o->dispute_amount_minor));
+    json_object_set_new(j, "disputed", json_integer(o->disputed_minor));
+  }
   rd_kafka_timestamp_type_t tt;
   json_object_set_new(j, "timestamp_ms", json_integer(rd_kafka_message_timestamp(m, &tt)));
   /* The raw bytes, so consumers can check re-sent outcomes are identical. */

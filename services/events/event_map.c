@@ -1,0 +1,113 @@
+/* event_map: see event_map.h. */
+#include "event_map.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "money.h"
+#include "normalise.h"
+
+static bool is(const char *a, const char *b) { return a && strcmp(a, b) == 0; }
+
+static const char *str_at(json_t *o, const char *k) {
+  return json_string_value(json_object_get(o, k));
+}
+
+/* Stripe: an integer; PayPal: {"currency_code","value"} (or procsim's
+ * integer fee_minor on a capture). -1 when absent or malformed. */
+static int64_t fee_of(json_t *obj, bool paypal) {
+  json_t *f = json_object_get(obj, "fee");
+  if (json_is_integer(f) && json_integer_value(f) >= 0) return json_integer_value(f);
+  if (paypal && json_is_object(f)) {
+    const char *cur = str_at(f, "currency_code");
+    int exp = cur ? money_currency_exponent(cur) : -1;
+    int64_t v;
+    if (exp >= 0 && wh_decimal_to_minor(str_at(f, "value"), exp, &v) == 0) return v;
+  }
+  json_t *fm = json_object_get(obj, "fee_minor");
+  if (json_is_integer(fm) && json_integer_value(fm) >= 0) return json_integer_value(fm);
+  return -1;
+}
+
+static void set(char *dst, size_t n, const char *s) { snprintf(dst, n, "%s", s ? s : ""); }
+
+static int stripe(const Payments__V1__ProcessorEvent *e, json_t *obj, ev_map *m) {
+  const char *t = e->type;
+  bool sale = !*e->payment_intent_id; /* a sale's charge names no intent */
+  if (is(t, "charge.succeeded") && sale) {
+    m->action = EV_CHARGE_SUCCEEDED;
+    m->fee_minor = fee_of(obj, false);
+  } else if (is(t, "charge.failed") && sale) {
+    m->action = EV_CHARGE_FAILED;
+    const char *dc = str_at(obj, "failure_code");
+    set(m->decline_code, sizeof m->decline_code, dc ? dc : str_at(obj, "decline_code"));
+  } else if ((is(t, "refund.updated") || is(t, "refund.failed") || is(t, "charge.refund.updated")) &&
+             is(e->status, "failed")) {
+    m->action = EV_REFUND_FAILED;
+  } else if (strncmp(t, "charge.dispute.", 15) == 0) {
+    const char *st = is(t, "charge.dispute.created")           ? "open"
+                     : is(t, "charge.dispute.funds_withdrawn")  ? "withdrawn"
+                     : is(t, "charge.dispute.funds_reinstated") ? "reinstated"
+                     : is(t, "charge.dispute.closed") && (is(e->status, "won") || is(e->status, "lost"))
+                         ? e->status
+                         : NULL;
+    if (!st) return -1;
+    m->action = EV_DISPUTE;
+    set(m->dispute_status, sizeof m->dispute_status, st);
+    m->fee_minor = fee_of(obj, false);
+  }
+  return 0;
+}
+
+static int paypal(const Payments__V1__ProcessorEvent *e, json_t *res, ev_map *m) {
+  const char *t = e->type;
+  bool sale = !*e->payment_intent_id; /* a sale's capture names no authorization */
+  if (is(t, "PAYMENT.CAPTURE.COMPLETED") && sale) {
+    m->action = EV_CHARGE_SUCCEEDED;
+    m->fee_minor = fee_of(res, true);
+  } else if (is(t, "PAYMENT.CAPTURE.DENIED") && sale) {
+    m->action = EV_CHARGE_FAILED;
+    set(m->decline_code, sizeof m->decline_code, str_at(res, "reason"));
+  } else if (is(t, "PAYMENT.REFUND.FAILED")) {
+    m->action = EV_REFUND_FAILED;
+  } else if (strncmp(t, "CUSTOMER.DISPUTE.", 17) == 0) {
+    const char *last = str_at(res, "last_action"), *out = str_at(res, "outcome");
+    const char *st = is(t, "CUSTOMER.DISPUTE.CREATED") ? "open"
+                     : is(t, "CUSTOMER.DISPUTE.RESOLVED") && (is(out, "won") || is(out, "lost")) ? out
+                     : is(t, "CUSTOMER.DISPUTE.UPDATED") && is(last, "funds_withdrawn")  ? "withdrawn"
+                     : is(t, "CUSTOMER.DISPUTE.UPDATED") && is(last, "funds_reinstated") ? "reinstated"
+                     : is(t, "CUSTOMER.DISPUTE.UPDATED") ? "open"
+                                                          : NULL;
+    if (!st) return -1;
+    m->action = EV_DISPUTE;
+    set(m->dispute_status, sizeof m->dispute_status, st);
+    m->fee_minor = fee_of(res, true);
+  }
+  return 0;
+}
+
+int ev_map_event(const Payments__V1__ProcessorEvent *e, ev_map *m) {
+  memset(m, 0, sizeof *m);
+  m->fee_minor = -1;
+  json_t *root = json_loadb((const char *)e->raw_body.data, e->raw_body.len, 0, NULL);
+  bool pp = e->flavour == PAYMENTS__V1__PROCESSOR_FLAVOUR__PROCESSOR_FLAVOUR_PAYPAL;
+  json_t *obj = pp ? json_object_get(root, "resource")
+                   : json_object_get(json_object_get(root, "data"), "object");
+  int rc = !e->type ? -1 : pp ? paypal(e, obj, m) : stripe(e, obj, m);
+  json_decref(root);
+  if (rc != 0) m->action = EV_NONE;
+  return rc;
+}
+
+const char *ev_action_name(ev_action a) {
+  switch (a) {
+  case EV_CHARGE_SUCCEEDED: return "charge_succeeded";
+  case EV_CHARGE_FAILED: return "charge_failed";
+  case EV_REFUND_FAILED: return "refund_failed";
+  case EV_DISPUTE: return "dispute";
+  case EV_NONE: break;
+  }
+  return "none";
+}

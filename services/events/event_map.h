@@ -1,0 +1,37 @@
+/* event_map: what a recorded processor event asks the events stage to
+ * apply, read from its normalised fields and its signed body. Pure (no
+ * I/O): the decisions on state and money are Postgres's
+ * (ps_apply_processor_event, migration 024); this only names the action
+ * and the facts the normalised event does not carry (a dispute's status and
+ * fee, a charge's fee, a decline's code). */
+#ifndef EVENTS_EVENT_MAP_H
+#define EVENTS_EVENT_MAP_H
+
+#include <stdint.h>
+
+#include "payments.pb-c.h"
+
+typedef enum ev_action {
+  EV_NONE,             /* recorded only (authorizations, captures, refunds that succeeded, ...) */
+  EV_CHARGE_SUCCEEDED, /* a sale charged: settles an unknown attempt */
+  EV_CHARGE_FAILED,    /* a sale declined: settles an unknown attempt */
+  EV_REFUND_FAILED,    /* a refund failed (late, if it had succeeded) */
+  EV_DISPUTE,          /* a dispute moved: status in dispute_status */
+} ev_action;
+
+typedef struct ev_map {
+  ev_action action;
+  char dispute_status[16]; /* open, withdrawn, reinstated, won, lost */
+  int64_t fee_minor;       /* the charge's or the dispute's fee, -1 when not stated */
+  char decline_code[64];   /* a declined charge's reason, "" when not stated */
+} ev_map;
+
+/* Fills m for e. Returns 0, or -1 when the event names an action it
+ * cannot complete (a dispute event with no status it knows, a closed
+ * dispute neither won nor lost): the caller records it and applies nothing. */
+int ev_map_event(const Payments__V1__ProcessorEvent *e, ev_map *m);
+
+/* "charge_succeeded", ... as ps_apply_processor_event takes them. */
+const char *ev_action_name(ev_action a);
+
+#endif

@@ -1,0 +1,109 @@
+/* event_map: processor events (both flavours, as procsim sends them) to
+ * the action the events stage applies. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "event_map.h"
+
+typedef Payments__V1__ProcessorEvent proc_event;
+
+static ev_map map(Payments__V1__ProcessorFlavour fl, const char *type, const char *status,
+                  const char *intent, const char *body) {
+  proc_event e = PAYMENTS__V1__PROCESSOR_EVENT__INIT;
+  e.flavour = fl;
+  e.type = (char *)type;
+  e.status = (char *)status;
+  e.payment_intent_id = (char *)intent;
+  e.raw_body.data = (uint8_t *)body;
+  e.raw_body.len = strlen(body);
+  ev_map m;
+  ev_map_event(&e, &m);
+  return m;
+}
+#define STRIPE PAYMENTS__V1__PROCESSOR_FLAVOUR__PROCESSOR_FLAVOUR_STRIPE
+#define PAYPAL PAYMENTS__V1__PROCESSOR_FLAVOUR__PROCESSOR_FLAVOUR_PAYPAL
+
+Test(event_map, stripe_sale_succeeded_settles_with_its_fee) {
+  ev_map m = map(STRIPE, "charge.succeeded", "succeeded", "",
+                 "{\"data\":{\"object\":{\"object\":\"charge\",\"fee\":59}}}");
+  cr_assert_eq(m.action, EV_CHARGE_SUCCEEDED);
+  cr_assert_eq(m.fee_minor, 59);
+}
+
+Test(event_map, a_capture_of_an_intent_is_not_a_sale) {
+  ev_map m = map(STRIPE, "charge.succeeded", "succeeded", "pi_1", "{\"data\":{\"object\":{}}}");
+  cr_assert_eq(m.action, EV_NONE);
+}
+
+Test(event_map, stripe_sale_failed_carries_its_decline_code) {
+  ev_map m = map(STRIPE, "charge.failed", "failed", "",
+                 "{\"data\":{\"object\":{\"failure_code\":\"insufficient_funds\"}}}");
+  cr_assert_eq(m.action, EV_CHARGE_FAILED);
+  cr_assert_str_eq(m.decline_code, "insufficient_funds");
+}
+
+Test(event_map, only_a_failed_refund_update_is_a_refund_failure) {
+  cr_assert_eq(map(STRIPE, "refund.updated", "failed", "", "{}").action, EV_REFUND_FAILED);
+  cr_assert_eq(map(STRIPE, "refund.updated", "succeeded", "", "{}").action, EV_NONE);
+  cr_assert_eq(map(PAYPAL, "PAYMENT.REFUND.FAILED", "FAILED", "", "{}").action, EV_REFUND_FAILED);
+  cr_assert_eq(map(PAYPAL, "PAYMENT.CAPTURE.REFUNDED", "COMPLETED", "", "{}").action, EV_NONE);
+}
+
+Test(event_map, stripe_dispute_events_name_their_status_and_fee) {
+  const char *b = "{\"data\":{\"object\":{\"object\":\"dispute\",\"fee\":1500}}}";
+  ev_map m = map(STRIPE, "charge.dispute.created", "needs_response", "", b);
+  cr_assert_eq(m.action, EV_DISPUTE);
+  cr_assert_str_eq(m.dispute_status, "open");
+  cr_assert_eq(m.fee_minor, 1500);
+  cr_assert_str_eq(map(STRIPE, "charge.dispute.funds_withdrawn", "needs_response", "", b).dispute_status,
+                   "withdrawn");
+  cr_assert_str_eq(map(STRIPE, "charge.dispute.funds_reinstated", "needs_response", "", b).dispute_status,
+                   "reinstated");
+  cr_assert_str_eq(map(STRIPE, "charge.dispute.closed", "won", "", b).dispute_status, "won");
+  cr_assert_str_eq(map(STRIPE, "charge.dispute.closed", "lost", "", b).dispute_status, "lost");
+}
+
+Test(event_map, a_closed_dispute_neither_won_nor_lost_is_not_applied) {
+  ev_map m;
+  proc_event e = PAYMENTS__V1__PROCESSOR_EVENT__INIT;
+  e.flavour = STRIPE;
+  e.type = "charge.dispute.closed";
+  e.status = "warning_closed";
+  e.raw_body.data = (uint8_t *)"{}";
+  e.raw_body.len = 2;
+  cr_assert_eq(ev_map_event(&e, &m), -1);
+  cr_assert_eq(m.action, EV_NONE);
+}
+
+Test(event_map, paypal_dispute_status_comes_from_last_action_and_outcome) {
+  const char *upd_w = "{\"resource\":{\"last_action\":\"funds_withdrawn\",\"fee\":"
+                      "{\"currency_code\":\"USD\",\"value\":\"15.00\"}}}";
+  ev_map m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "", upd_w);
+  cr_assert_eq(m.action, EV_DISPUTE);
+  cr_assert_str_eq(m.dispute_status, "withdrawn");
+  cr_assert_eq(m.fee_minor, 1500);
+  cr_assert_str_eq(map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+                       "{\"resource\":{\"last_action\":\"funds_reinstated\"}}").dispute_status,
+                   "reinstated");
+  cr_assert_str_eq(map(PAYPAL, "CUSTOMER.DISPUTE.RESOLVED", "RESOLVED", "",
+                       "{\"resource\":{\"outcome\":\"lost\",\"last_action\":\"funds_withdrawn\"}}")
+                       .dispute_status,
+                   "lost");
+  cr_assert_str_eq(map(PAYPAL, "CUSTOMER.DISPUTE.CREATED", "OPEN", "", "{\"resource\":{}}").dispute_status,
+                   "open");
+}
+
+Test(event_map, paypal_sale_capture_settles_and_denial_declines) {
+  ev_map m = map(PAYPAL, "PAYMENT.CAPTURE.COMPLETED", "COMPLETED", "",
+                 "{\"resource\":{\"fee_minor\":42}}");
+  cr_assert_eq(m.action, EV_CHARGE_SUCCEEDED);
+  cr_assert_eq(m.fee_minor, 42);
+  m = map(PAYPAL, "PAYMENT.CAPTURE.DENIED", "DECLINED", "", "{\"resource\":{\"reason\":\"do_not_honor\"}}");
+  cr_assert_eq(m.action, EV_CHARGE_FAILED);
+  cr_assert_str_eq(m.decline_code, "do_not_honor");
+}
+
+Test(event_map, a_body_that_is_not_json_maps_by_type_with_no_fee) {
+  cr_assert_eq(map(STRIPE, "charge.dispute.created", "", "", "not json").action, EV_DISPUTE);
+  cr_assert_eq(map(STRIPE, "charge.dispute.created", "", "", "not json").fee_minor, -1);
+}
