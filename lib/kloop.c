@@ -16,6 +16,7 @@
 #include "kafka.h"
 #include "kloop_impl.h"
 #include "log.h"
+#include "stop_signals.h"
 
 volatile sig_atomic_t kloop_stop_requested;
 volatile sig_atomic_t kloop_stop_now;
@@ -284,12 +285,7 @@ static void raise_nofile(void) {
 
 int stage_main(const stage_def *def) {
   raise_nofile();
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  stop_signals_install(on_signal);
 
   static kloop kl;
   kloop_running = &kl;
