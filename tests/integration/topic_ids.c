@@ -16,28 +16,7 @@
 #include "config.h"
 #include "event.h"
 #include "kafka.h"
-
-static rd_kafka_t *reader(const cfg *c) {
-  char err[512], group[64];
-  snprintf(group, sizeof group, "topic-ids-%d", (int)getpid());
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", c->kafka_bootstrap, err, sizeof err) ||
-      rd_kafka_conf_set(conf, "group.id", group, err, sizeof err) ||
-      rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof err) ||
-      rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof err) ||
-      rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) ||
-      kafka_apply_properties(c, conf, err, sizeof err)) {
-    fprintf(stderr, "topic-ids: %s\n", err);
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-  }
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk) {
-    fprintf(stderr, "topic-ids: %s\n", err);
-    rd_kafka_conf_destroy(conf);
-  }
-  return rk;
-}
+#include "kafka_util.h"
 
 int main(int argc, char **argv) {
   if (argc != 2) {
@@ -51,17 +30,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "topic-ids: %s\n", err);
     return 1;
   }
-  rd_kafka_t *rk = reader(&c);
+  /* payctl's reader: no group commits, librdkafka's default
+   * isolation.level, read_committed (an aborted transaction's messages and
+   * an open one's are never returned). */
+  char group[64];
+  snprintf(group, sizeof group, "topic-ids-%d", (int)getpid());
+  rd_kafka_t *rk = kutil_consumer(&c, group, true);
   cfg_close(&c);
   if (!rk) return 1;
-  const rd_kafka_metadata_t *md = NULL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  int np = 0;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 &&
-      !md->topics[0].err)
-    np = md->topics[0].partition_cnt;
-  if (md) rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
+  int np = kutil_partition_count(rk, topic);
   if (np < 1) {
     fprintf(stderr, "topic-ids: no metadata for %s\n", topic);
     rd_kafka_destroy(rk);
