@@ -8,6 +8,10 @@
  * heartbeat go on; /readyz still says Kafka is not ok once the commit in
  * flight has waited 2 s (metrics_kafka_call).
  *
+ * The loop waits for a commit's answer up to WAIT_MS (the normal case:
+ * milliseconds, so the committed offset is where a synchronous commit left
+ * it), and not at all while an earlier one is still unanswered.
+ *
  * At most one commit is in flight, so commits reach the broker in order.
  * What the loop commits meanwhile is merged (the highest offset per
  * partition) and sent when the answer comes. A commit that fails is merged
@@ -22,6 +26,7 @@
 #include "log.h"
 
 #define RETRY_MS 500
+#define WAIT_MS 1000
 
 /* into[p] = max(into[p], from[p]) for every partition of from. */
 static void merge(rd_kafka_topic_partition_list_t **into,
@@ -54,8 +59,13 @@ static void send_next(kloop *kl) {
 }
 
 void kloop_commit(kloop *kl, const rd_kafka_topic_partition_list_t *offs) {
+  bool stuck = kl->commit_sent != NULL; /* the previous one is still unanswered */
   merge(&kl->commit_next, offs, false);
   kloop_commit_results(kl, 0);
+  /* Normally the answer comes in milliseconds: wait for it (bounded), so
+   * the committed offset is where it was with a synchronous commit and a
+   * crash re-delivers no more than before. Not while one is stuck. */
+  if (!stuck) kloop_commit_wait(kl, WAIT_MS);
 }
 
 bool kloop_commit_results(kloop *kl, int timeout_ms) {
