@@ -150,15 +150,11 @@ rd_kafka_topic_partition_list_t *kloop_batch_offsets(kloop *kl) {
   return offs;
 }
 
-/* Commits the batch's offsets (at-least-once mode). */
+/* Commits the batch's offsets (at-least-once mode; kcommit.c: sent, not
+ * waited for). */
 void kloop_commit_batch(kloop *kl) {
   rd_kafka_topic_partition_list_t *offs = kloop_batch_offsets(kl);
-  metrics_kafka_call(true);
-    rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
-    metrics_kafka_call(false);
-  if (err)
-    log_warn("offset commit failed (the batch will be re-delivered, harmlessly): %s",
-             rd_kafka_err2str(err));
+  kloop_commit(kl, offs);
   rd_kafka_topic_partition_list_destroy(offs);
 }
 

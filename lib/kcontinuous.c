@@ -132,14 +132,9 @@ void kloop_commit_floors(kloop *kl, bool force) {
   rd_kafka_topic_partition_list_t *offs = advanced(kl, off);
   free(off);
   if (offs->cnt) {
-    metrics_kafka_call(true);
-    rd_kafka_resp_err_t err = rd_kafka_commit(kl->consumer, offs, 0);
-    metrics_kafka_call(false);
-    if (err)
-      log_warn("offset commit failed (messages will be re-delivered, harmlessly): %s",
-               rd_kafka_err2str(err));
-    else
-      note_committed(kl, offs);
+    /* Sent, not waited for (kcommit.c): a failed commit is sent again. */
+    kloop_commit(kl, offs);
+    note_committed(kl, offs);
   }
   rd_kafka_topic_partition_list_destroy(offs);
 }
@@ -171,7 +166,14 @@ static void flow_control(kloop *kl, bool room) {
  * theirs (the next owner reads them from the committed offset). */
 void kloop_on_rebalance(void *opaque, bool assigned, const rd_kafka_topic_partition_list_t *parts) {
   kloop *kl = opaque;
-  if (!kl->def->progress) return;
+  if (!kl->def->progress) {
+    /* The next owner starts from what is committed: the answer first. */
+    if (!assigned && !kl->cfg.exactly_once) {
+      kloop_commit_wait(kl, 5000);
+      kloop_commit_forget(kl);
+    }
+    return;
+  }
   kl->flow_paused = false; /* a new assignment starts unpaused */
   if (assigned) {
     for (int i = 0; i < parts->cnt; i++) {
@@ -185,6 +187,10 @@ void kloop_on_rebalance(void *opaque, bool assigned, const rd_kafka_topic_partit
     commit_floors_txn(kl, true, false);
   else
     kloop_commit_floors(kl, true);
+  if (!kl->cfg.exactly_once) {
+    kloop_commit_wait(kl, 5000);
+    kloop_commit_forget(kl);
+  }
   for (int i = 0; i < parts->cnt; i++) {
     int32_t p = parts->elems[i].partition;
     kl->def->revoked(&kl->ctx, p);

@@ -16,6 +16,7 @@
 #include "kafka.h"
 #include "kloop_impl.h"
 #include "log.h"
+#include "stop_signals.h"
 
 volatile sig_atomic_t kloop_stop_requested;
 volatile sig_atomic_t kloop_stop_now;
@@ -164,6 +165,7 @@ int kloop_run_batch(kloop *kl) {
 
 /* One cycle. Returns 0 to continue, -1 to stop the worker. */
 static int cycle(kloop *kl) {
+  if (!kl->cfg.exactly_once) kloop_commit_results(kl, 0);
   if (kl->def->progress) return kloop_cycle_continuous(kl);
   kloop_collect(kl, (size_t)kl->cfg.batch_max, true);
   if (kl->nbatch == 0) return 0;
@@ -243,10 +245,14 @@ static int kloop_init(kloop *kl, const stage_def *def) {
 
 static void kloop_exit(kloop *kl) {
   if (kl->consumer) {
+    /* The last commit's answer, bounded: a broker that is away gets 5 s. */
+    if (!kl->cfg.exactly_once && !kloop_commit_wait(kl, 5000))
+      log_warn("offset commit unanswered at exit (re-delivered to the next owner)");
     /* Leave the group now, not at session timeout: the partitions move on. */
     rd_kafka_resp_err_t err = rd_kafka_consumer_close(kl->consumer);
     if (err) log_warn("could not leave the consumer group cleanly: %s", rd_kafka_err2str(err));
     else log_info("left the consumer group");
+    kloop_commit_close(kl); /* after the revoke on close, which may commit */
     rd_kafka_destroy(kl->consumer);
   }
   for (int i = 0; i < kl->noutputs; i++)
@@ -279,12 +285,7 @@ static void raise_nofile(void) {
 
 int stage_main(const stage_def *def) {
   raise_nofile();
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  stop_signals_install(on_signal);
 
   static kloop kl;
   kloop_running = &kl;

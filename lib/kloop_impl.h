@@ -4,6 +4,7 @@
  *   kconsume.c    polling, batching, decoding, offsets of a batch
  *   kcontinuous.c continuous stages: floors, back-pressure, rebalance, drain
  *   ktxn.c        exactly-once: one Kafka transaction per commit
+ *   kcommit.c     at-least-once: offset commits that never block the loop
  *   health.c      readiness probes and the loop's heartbeat */
 #ifndef PS_KLOOP_IMPL_H
 #define PS_KLOOP_IMPL_H
@@ -49,6 +50,11 @@ typedef struct kloop {
   bool kafka_waiting; /* readiness says Kafka is not acknowledging */
   bool schema_warned;
   int64_t next_commit_ms;
+  /* At-least-once offset commits (kcommit.c): the one in flight, what
+   * waits to be sent after it, their answers' queue, a failed one's pause. */
+  rd_kafka_topic_partition_list_t *commit_sent, *commit_next;
+  rd_kafka_queue_t *commit_q;
+  int64_t commit_retry_ms;
   rd_kafka_topic_t *outputs[8]; /* topics the producer knows from the start */
   int noutputs;
   struct {
@@ -85,6 +91,22 @@ void kloop_drain_continuous(kloop *kl);
 /* Exactly-once, after an abort: drops everything kept and held (it all
  * comes again from the committed offsets). */
 void kloop_abandon(kloop *kl);
+
+/* kcommit.c: at-least-once offset commits, never waited for in the loop. */
+/* Sends offs (merged with what waits) or keeps it for when the commit in
+ * flight is answered. */
+void kloop_commit(kloop *kl, const rd_kafka_topic_partition_list_t *offs);
+/* Reads the answer to the commit in flight (waiting up to timeout_ms; a
+ * failure is kept to be sent again) and sends what waits. Returns true
+ * when nothing is in flight or waiting. */
+bool kloop_commit_results(kloop *kl, int timeout_ms);
+/* Until everything is answered or timeout_ms passed (stamping the
+ * heartbeat). Returns true when everything was answered. */
+bool kloop_commit_wait(kloop *kl, int timeout_ms);
+/* Drops what waits to be sent (the partitions are going). */
+void kloop_commit_forget(kloop *kl);
+/* Before the consumer is destroyed. */
+void kloop_commit_close(kloop *kl);
 
 /* ktxn.c: exactly-once (cfg.exactly_once). */
 /* Registers the transactional.id with the coordinator (fencing any earlier

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "http_listen.h"
+
 typedef enum { M_COUNTER, M_GAUGE, M_HISTOGRAM } metric_kind;
 
 typedef struct family {
@@ -388,42 +390,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                "text/plain");
 }
 
-static int write_port_file(const char *path, unsigned port, char *err, size_t errlen) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "PAYSTREAM_METRICS_PORT_FILE: could not write %s", path);
-    return -1;
-  }
-  return 0;
-}
-
 int metrics_serve(const char *stage, const char *addr, const char *port_file, char *err,
                   size_t errlen) {
   snprintf(stage_label, sizeof stage_label, "%s", stage);
   if (strcmp(addr, "off") == 0) return 0;
-  const char *colon = strrchr(addr, ':');
-  if (!colon) {
-    snprintf(err, errlen, "PAYSTREAM_METRICS_ADDR must be host:port or off, got '%s'", addr);
-    return -1;
-  }
-  char host[256];
-  snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-  /* [::1]:9400 */
-  char *h = host;
-  if (*h == '[' && h[strlen(h) - 1] == ']') {
-    h[strlen(h) - 1] = '\0';
-    h++;
-  }
-  struct addrinfo hints = {0}, *ai = NULL;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  hints.ai_socktype = SOCK_STREAM;
-  int gai = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai);
-  if (gai) {
-    snprintf(err, errlen, "PAYSTREAM_METRICS_ADDR '%s': %s", addr, gai_strerror(gai));
-    return -1;
-  }
+  struct addrinfo *ai =
+      http_listen_resolve("PAYSTREAM_METRICS_ADDR", "host:port or off", addr, err, errlen);
+  if (!ai) return -1;
   /* epoll (MHD_USE_AUTO picks it on Linux), not select(): a charge worker
    * holds a connection per request in flight, so a probe's socket can be
    * past descriptor 1024, which select() cannot watch — the probes then
@@ -438,9 +411,8 @@ int metrics_serve(const char *stage, const char *addr, const char *port_file, ch
     snprintf(err, errlen, "could not serve metrics on %s (address in use?)", addr);
     return -1;
   }
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
-  unsigned port = info ? info->port : 0;
-  if (port_file && *port_file && write_port_file(port_file, port, err, errlen)) {
+  unsigned port;
+  if (http_listen_publish(daemon_, "PAYSTREAM_METRICS_PORT_FILE", port_file, &port, err, errlen)) {
     metrics_stop();
     return -1;
   }

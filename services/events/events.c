@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "payments.pb-c.h"
+#include "stop_signals.h"
 
 typedef Payments__V1__ProcessorEvent proc_event;
 
@@ -201,12 +202,7 @@ int events_main(void) {
     cfg_close(&c);
     return 2;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  stop_signals_install(on_signal);
   pg_conn pg;
   pg_init(&pg, c.pg_dsn, "paystream-events", false);
   rd_kafka_t *rk = kafka_consumer_new(&c, c.topics.processor_events, NULL, NULL, err, sizeof err);

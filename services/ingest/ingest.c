@@ -11,6 +11,7 @@
 #include "log.h"
 #include "operation.h"
 #include "operations.h"
+#include "rejection.h"
 #include "validate.h"
 
 /* ---- the batch ---------------------------------------------------------- */
@@ -65,15 +66,7 @@ static const char SQL_CLAIM_KIND[] =
     " AS u(p, m, k, f, c, a, cur, pm, ih, t, sp, so, kind)"
     " ON CONFLICT (merchant_id, idempotency_key) DO NOTHING";
 
-static const char SQL_REJECT[] =
-    "INSERT INTO rejections (rejection_id, merchant_id, idempotency_key, error_code,"
-    " error_message, source_topic, source_partition, source_offset)"
-    " SELECT r, m, k, code, msg, t, sp, so FROM unnest($1::text[], $2::text[], $3::text[],"
-    " $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[])"
-    " AS u(r, m, k, code, msg, t, sp, so)"
-    " ON CONFLICT (rejection_id) DO NOTHING";
 
-#define REUSED_MESSAGE "idempotency key already used with different request parameters"
 
 static const char SQL_REJECT_REUSED[] =
     "INSERT INTO rejections (rejection_id, merchant_id, idempotency_key, error_code,"
@@ -164,18 +157,9 @@ static uint8_t *pack_forward(const item *x, size_t *len) {
   return buf;
 }
 
-static const char *db_text(const char *s) { return validate_text(s, 255) ? s : NULL; }
-
 static void add_rejection(pg_array *r, const item *x, const char *code, const char *message) {
   const ps_intent *in = x->m->ev->intent;
-  pg_array_add_str(&r[0], x->rejection_id);
-  pg_array_add_str(&r[1], db_text(in->merchant_id));
-  pg_array_add_str(&r[2], db_text(in->idempotency_key));
-  pg_array_add_str(&r[3], code);
-  pg_array_add_str(&r[4], message);
-  pg_array_add_str(&r[5], x->m->topic);
-  pg_array_add_int(&r[6], x->m->partition);
-  pg_array_add_int(&r[7], x->m->offset);
+  rejection_add(r, x->rejection_id, in->merchant_id, in->idempotency_key, code, message, x->m);
 }
 
 /* Claims the unresolved leaders among items [lo, lo + n), records their
@@ -283,9 +267,6 @@ static int claim_range(void *arg, size_t lo, size_t n, char *err, size_t errlen)
   return rc;
 }
 
-#define REFUSED_CODE "storage_refused"
-#define REFUSED_MESSAGE "the database refused to store this request; nothing was claimed"
-
 /* Ends a message whose claim (or rejection) Postgres refuses on its own
  * (isolate_ops.isolate): `rejected` with REFUSED_CODE, recorded with the
  * other messages of its scope in this batch, so the key stays unclaimed and
@@ -295,21 +276,14 @@ static int isolate_claim(void *arg, size_t i, const char *why) {
   batch *b = arg;
   item *x = &b->it[i];
   log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, NULL, NULL};
-  log_at(LOG_ERROR, &lc, "ALERT postgres refused this message on its own: %s", why);
-  pg_array r[8];
-  pg_arrays_init(r, 8);
+  pg_array r[REJECTION_NCOLS];
+  rejection_refused_begin(r, x->m, "message", why);
   if (!x->valid) add_rejection(r, x, x->verr.code, x->verr.message);
   for (size_t j = i; x->valid && j < b->n; j++)
     if (b->it[j].valid && b->it[j].leader == i)
       add_rejection(r, &b->it[j], REFUSED_CODE, REFUSED_MESSAGE);
-  const char *pr[8];
-  pg_arrays_finish(r, 8, pr);
-  pg_stmt st = {SQL_REJECT, 8, pr};
-  PGresult *res = NULL;
   char err[512];
-  int rc = pg_pipeline(&b->ctx->pg, &st, 1, &res, err, sizeof err);
-  pg_results_clear(&res, 1);
-  pg_arrays_free(r, 8);
+  int rc = rejection_store(&b->ctx->pg, r, err, sizeof err);
   if (rc && !pg_err_is_data_error(err)) return -1;
   x->refused = rc == 0;
   x->dead = rc != 0;

@@ -12,6 +12,7 @@
 #include "isolate.h"
 #include "log.h"
 #include "operation.h"
+#include "rejection.h"
 #include "validate_op.h"
 
 typedef struct op_item {
@@ -49,36 +50,15 @@ static const char SQL_ACCEPT[] =
     "SELECT u.ord, a.state FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " CROSS JOIN LATERAL ps_accept_operation(u.id) AS a ORDER BY u.ord";
 
-static const char SQL_REJECT[] =
-    "INSERT INTO rejections (rejection_id, merchant_id, idempotency_key, error_code,"
-    " error_message, source_topic, source_partition, source_offset)"
-    " SELECT r, m, k, code, msg, t, sp, so FROM unnest($1::text[], $2::text[], $3::text[],"
-    " $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[])"
-    " AS u(r, m, k, code, msg, t, sp, so)"
-    " ON CONFLICT (rejection_id) DO NOTHING";
-
 static const char SQL_LOOKUP[] =
     "SELECT u.ord, " OP_ROW_COLUMNS
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payment_operations o ON o.operation_id = u.id"
     " LEFT JOIN payments p ON p.payment_id = o.payment_id";
 
-#define REUSED_MESSAGE "idempotency key already used with different request parameters"
-#define REFUSED_CODE "storage_refused"
-#define REFUSED_MESSAGE "the database refused to store this request; nothing was claimed"
-
-static const char *text_or_null(const char *s) { return validate_text(s, 255) ? s : NULL; }
-
 static void add_rejection(pg_array *r, const op_item *x, const char *code, const char *msg) {
   const ps_operation *op = x->m->ev->operation;
-  pg_array_add_str(&r[0], x->rejection_id);
-  pg_array_add_str(&r[1], text_or_null(op->merchant_id));
-  pg_array_add_str(&r[2], text_or_null(op->idempotency_key));
-  pg_array_add_str(&r[3], code);
-  pg_array_add_str(&r[4], msg);
-  pg_array_add_str(&r[5], x->m->topic);
-  pg_array_add_int(&r[6], x->m->partition);
-  pg_array_add_int(&r[7], x->m->offset);
+  rejection_add(r, x->rejection_id, op->merchant_id, op->idempotency_key, code, msg, x->m);
 }
 
 static char *pack_request_hex(const op_item *x) {
@@ -165,21 +145,12 @@ static int attempt(void *arg, size_t lo, size_t n, char *err, size_t errlen) {
 static int isolate_one(void *arg, size_t i, const char *why) {
   op_batch *b = arg;
   op_item *x = &b->it[i];
-  log_ctx lc = {x->m->topic, x->m->partition, x->m->offset, NULL, NULL};
-  log_at(LOG_ERROR, &lc, "ALERT postgres refused this operation on its own: %s", why);
-  pg_array r[8];
-  pg_arrays_init(r, 8);
+  pg_array r[REJECTION_NCOLS];
+  rejection_refused_begin(r, x->m, "operation", why);
   add_rejection(r, x, x->valid ? REFUSED_CODE : x->verr.code,
                 x->valid ? REFUSED_MESSAGE : x->verr.message);
-  const char *pr[8];
-  pg_arrays_finish(r, 8, pr);
-  pg_stmt st = {SQL_REJECT, 8, pr};
-  PGresult *res = NULL;
   char err[512];
-  int rc = pg_pipeline(&b->ctx->pg, &st, 1, &res, err, sizeof err);
-  pg_results_clear(&res, 1);
-  pg_arrays_free(r, 8);
-  if (rc) return -1; /* transient: the batch is retried */
+  if (rejection_store(&b->ctx->pg, r, err, sizeof err)) return -1; /* transient: retried */
   if (x->valid) {
     x->refused = true;
     x->verr.code = REFUSED_CODE;

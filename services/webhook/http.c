@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "sig_paypal.h"
@@ -286,39 +287,11 @@ wh_server *wh_server_new(const wh_config *wc) {
   return s;
 }
 
-static int write_port_file(const char *path, unsigned port, char *err, size_t errlen) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "PAYSTREAM_WEBHOOK_PORT_FILE: could not write %s", path);
-    return -1;
-  }
-  return 0;
-}
-
 int wh_server_start(wh_server *s, wh_producer *p, char *err, size_t errlen) {
   s->producer = p;
-  const char *addr = s->wc->addr, *colon = strrchr(addr, ':');
-  if (!colon) {
-    snprintf(err, errlen, "PAYSTREAM_WEBHOOK_ADDR must be host:port, got '%s'", addr);
-    return -1;
-  }
-  char host[256];
-  snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-  char *h = host;
-  if (*h == '[' && h[strlen(h) - 1] == ']') {
-    h[strlen(h) - 1] = '\0';
-    h++;
-  }
-  struct addrinfo hints = {0}, *ai = NULL;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  hints.ai_socktype = SOCK_STREAM;
-  int gai = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai);
-  if (gai) {
-    snprintf(err, errlen, "PAYSTREAM_WEBHOOK_ADDR '%s': %s", addr, gai_strerror(gai));
-    return -1;
-  }
+  const char *addr = s->wc->addr;
+  struct addrinfo *ai = http_listen_resolve("PAYSTREAM_WEBHOOK_ADDR", "host:port", addr, err, errlen);
+  if (!ai) return -1;
   /* epoll: a slow client holds a descriptor, and there may be many; a
    * thread pool so one slow verification does not hold up the others. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -334,9 +307,9 @@ int wh_server_start(wh_server *s, wh_producer *p, char *err, size_t errlen) {
     snprintf(err, errlen, "could not listen on %s (address in use?)", addr);
     return -1;
   }
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-  unsigned port = info ? info->port : 0;
-  if (s->wc->port_file && write_port_file(s->wc->port_file, port, err, errlen)) return -1;
+  unsigned port;
+  if (http_listen_publish(s->d, "PAYSTREAM_WEBHOOK_PORT_FILE", s->wc->port_file, &port, err, errlen))
+    return -1;
   log_info("accepting webhooks on port %u for %d processor(s)", port, s->wc->nprocs);
   metrics_set_check("listener", true, true, "");
   return 0;

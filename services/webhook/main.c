@@ -10,6 +10,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "stop_signals.h"
 #include "metrics.h"
 #include "producer.h"
 #include "wh_config.h"
@@ -68,12 +69,7 @@ int main(void) {
     cfg_close(&c);
     return 2;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  stop_signals_install(on_signal);
   int rc = run(&c, &wc);
   metrics_stop();
   wh_config_close(&wc);

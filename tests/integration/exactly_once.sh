@@ -4,11 +4,14 @@
 # and restarts it (same instance id, so the same transactional.id fences the
 # zombie). Afterwards a read_committed consumer of payments.outcomes (payctl
 # outcomes: librdkafka, isolation.level read_committed) sees exactly one
-# outcome per intent: none missing, none re-sent.
+# outcome per intent: none missing, none re-sent; and a read_committed read
+# of each internal topic (requests, fraud-scored, charged, ledgered; the
+# test tool topic-ids) sees each payment's event exactly once.
 #   EO_COUNT   intents (default 20000, the issue's number: ~4 min on 2 cores
 #              with the ASan build, 50-60 kills; lower it for a quick run)
 #   EO_MODE    1 (default) or 0: the same run at-least-once, which must fail
-#              the "no outcome twice" checks (how the test was verified)
+#              the "no outcome twice" and "no payment's event twice in
+#              committed data" checks (how the test was verified)
 source "$(dirname "$0")/lib.sh"
 export PAYSTREAM_PARTITIONS=4
 export PAYSTREAM_EXACTLY_ONCE=${EO_MODE:-1}
@@ -69,6 +72,27 @@ check "payctl outcomes reads the whole topic (read_committed)" quietly "$PAYCTL"
 eq "one outcome per intent: distinct payments" "$N" "$(terminal_outcomes | sort -u | wc -l)"
 eq "one outcome per intent: no outcome twice (read_committed)" "$N" "$(terminal_outcomes | wc -l)"
 eq "no intent's outcome re-sent" "0" "$(terminal_outcomes | sort | uniq -d | wc -l)"
+# Each internal topic holds each payment's event once in committed data: a
+# read_committed reader of the whole topic (topic-ids) sees no payment twice;
+# every intent has its request, and each stage's committed events cover the
+# next stage's (nothing was charged or posted without its scored/charged
+# event being committed).
+ids() { sort "$PAYSTREAM_RUN_DIR/topic.$1"; }
+for t in payments.requests payments.fraud-scored payments.charged payments.ledgered; do
+  check "$t is read to its end (read_committed)" eval '"$BUILD/topic-ids" "$t" >"$PAYSTREAM_RUN_DIR/topic.$t"'
+  log "$t: $(wc -l <"$PAYSTREAM_RUN_DIR/topic.$t") committed events, $(ids "$t" | uniq -d | wc -l) payments twice or more"
+  eq "$t: no payment's event twice in committed data" "0" "$(ids "$t" | uniq -d | wc -l)"
+  eq "$t: every event names its payment" "0" "$(grep -cv '^pay_' "$PAYSTREAM_RUN_DIR/topic.$t")"
+done
+eq "payments.requests: every intent's request committed" "$N" "$(ids payments.requests | uniq | wc -l)"
+eq "payments.ledgered: one event per succeeded payment" \
+  "$(jq -r 'select(.status=="succeeded") | .payment_id' "$O" | sort -u | wc -l)" "$(ids payments.ledgered | uniq | wc -l)"
+for pair in "payments.requests payments.fraud-scored" "payments.fraud-scored payments.charged" \
+  "payments.charged payments.ledgered"; do
+  read -r up down <<<"$pair"
+  eq "every payment on $down has its event on $up" "0" \
+    "$(comm -13 <(ids "$up" | uniq) <(ids "$down" | uniq) | wc -l)"
+done
 jq -r 'select(.kind=="valid" or .kind=="decline" or .kind=="fraud") | [.key,.expect] | @tsv' "$M" | sort >"$PAYSTREAM_RUN_DIR/outcome.exp"
 jq -r 'select(.status!="review") | [.idempotency_key,.status] | @tsv' "$O" | sort >"$PAYSTREAM_RUN_DIR/outcome.act"
 check "each intent's outcome has the expected status" cmp -s "$PAYSTREAM_RUN_DIR/outcome.exp" "$PAYSTREAM_RUN_DIR/outcome.act"

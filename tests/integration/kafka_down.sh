@@ -6,8 +6,14 @@
 # Each worker must have seen the outage: its /readyz says Kafka is not ok
 # while the broker is down, and its Kafka client logs the refused
 # connections after the broker stopped.
+# The outage outlasts the heartbeat timeout (8 s here): no worker's loop
+# may block on the absent broker — an offset commit is sent and its answer
+# read later (lib/kcommit.c) — so every /healthz stays 200 throughout and
+# nobody would restart a worker that is only waiting for the broker.
 source "$(dirname "$0")/lib.sh"
 export PAYSTREAM_STATS_INTERVAL_MS=1000
+HB=8
+export PAYSTREAM_HEARTBEAT_TIMEOUT_S=$HB
 stack_up
 "$STACK" workers 1
 WORKERS="ingest fraud charge ledger"
@@ -35,6 +41,16 @@ saw_outage() {
 }
 seen_by_one() { local s; for s in $WORKERS; do saw_outage "$s" && return 0; done; return 1; }
 check "a worker is refused by the stopped broker" wait_until 30 seen_by_one
+# Watch every /healthz for three heartbeat timeouts of outage.
+unhealthy=""
+until_s=$(($(date +%s) + 3 * HB))
+while [ "$(date +%s)" -lt "$until_s" ]; do
+  for s in $WORKERS; do
+    [ "$(http_status "$s" 1 /healthz)" = 200 ] || unhealthy+="$s@$(date +%s) "
+  done
+  sleep 1
+done
+eq "every worker's /healthz stays 200 through an outage of 3 heartbeat timeouts" "" "$unhealthy"
 for s in $WORKERS; do check "$s-1 runs through the outage" kill -0 "$(cat "$PAYSTREAM_RUN_DIR/pids/$s-1.pid")"; done
 "$STACK" kafka-up
 check "every worker is ready again after the outage" wait_until 90 all ready
