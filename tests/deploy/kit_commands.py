@@ -15,7 +15,9 @@ standing in for the image's /usr/local/bin:
               per stage (transaction log settings), redis and procsim, then each stage
               (its command, environment and secrets as written) until its
               healthcheck passes, then SIGTERM: exit 0 within its
-              stop_grace_period; ops (its first round, pushed to a
+              stop_grace_period; the webhook receiver takes a delivery
+              signed with its secret (and refuses a forged one), and the
+              events stage records it in Postgres as its own role; ops (its first round, pushed to a
               capturing Pushgateway stand-in, checked with promtool)
   kubernetes: bootstrap-job, migrate-job (init container, then main
               container; twice), ops-cronjob; then each stage's Deployment
@@ -23,7 +25,9 @@ standing in for the image's /usr/local/bin:
               Postgres over verified TLS and a broker as Strimzi would run
               it (SASL_SSL, SCRAM principals from the stages' Secrets, the
               topics and ACLs of deploy/kafka applied) until its readiness
-              probe answers, then SIGTERM within the grace period; then
+              probe answers, then SIGTERM within the grace period (the
+              webhook receiver and the events stage as in compose, the
+              delivery posted to the path the Ingress routes); then
               each principal commits a Kafka transaction under its own
               transactional.id prefix and is refused another stage's
 
@@ -45,6 +49,7 @@ applied by Strimzi's operator, not by a command: validate.py checks them.
 usage: kit_commands.py <repo> <build-dir> [--compose FILE]
 Exit status 1 lists what failed."""
 import http.server
+import json
 import os
 import pathlib
 import re
@@ -58,7 +63,7 @@ import time
 
 import yaml
 
-HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis",
+HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis", "webhook",
          "paystream-kafka-bootstrap.kafka.svc"]
 PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
 
@@ -516,7 +521,7 @@ def k8s_kafka(root, k, work):
         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt], **q)
     (d / "keystore.pem").write_text(key.read_text() + crt.read_text())
     users = []
-    for stage in ("ingest", "fraud", "charge", "ledger"):
+    for stage in WORKERS:
         props = dict(l.split("=", 1) for l in k.secret(f"paystream-{stage}")["kafka.properties"].decode().split("\n")
                      if "=" in l)
         users.append((props["sasl.username"], props["sasl.password"]))
@@ -660,7 +665,7 @@ def k8s_stage_kafka_conf(k, stage):
     return conf
 
 
-def k8s_stages(root, k, work, bindir):
+def k8s_stages(root, k, work, bindir, pg):
     """Each stage's Deployment container as written (ConfigMap, its own
     Secret, CA bundles), against Postgres over verified TLS as its own role
     and Kafka over SASL_SSL as its own principal with only its ACLs, until
@@ -678,18 +683,27 @@ def k8s_stages(root, k, work, bindir):
     try:
         if len(problems) > n0 or not wait_for("redis and procsim", lambda: port_open(6379) and port_open(12111), 30):
             return
-        for stage in ("ingest", "fraud", "charge", "ledger"):
+        event_id = "evt_kit_k8s"
+        for stage in WORKERS:
             where = f"k8s Deployment paystream-{stage}"
             dep = k.docs[("Deployment", f"paystream-{stage}")]
             pod = dep["spec"]["template"]["spec"]
             c = pod["containers"][0]
             probe = c["readinessProbe"]["httpGet"]
-            port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get(probe["port"], probe["port"])
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            port = ports.get(probe["port"], probe["port"])
             url = f"http://127.0.0.1:{port}{probe['path']}"
+            exercise = None
+            if stage == "webhook":
+                exercise = exercise_webhook(k8s_webhook_url(k, ports), k.secret("paystream-webhook")
+                                            ["webhook-secret-stripe"].decode(), event_id)
+            elif stage == "events":
+                exercise = exercise_events(pg, event_id)
             proc, mounts = k.start(where, pod, bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
             start_stop_stage(where, proc, mounts, f"ready ({url})", lambda: http_status(url) == 200, url,
                              "ready over TLS as its own Postgres role and Kafka principal",
-                             pod.get("terminationGracePeriodSeconds", 30), "terminationGracePeriodSeconds")
+                             pod.get("terminationGracePeriodSeconds", 30), "terminationGracePeriodSeconds",
+                             exercise)
         # exactly-once: each principal's transactional.id prefix (users.yaml)
         conf_of = lambda stage: k8s_stage_kafka_conf(k, stage)
         check_txn("k8s KafkaUser", conf_of, STAGES)
@@ -699,6 +713,17 @@ def k8s_stages(root, k, work, bindir):
             p.terminate()
             p.wait(timeout=30)
         broker.stop()
+
+
+def k8s_webhook_url(k, ports):
+    """Where the Ingress sends a processor's delivery: its path prefix plus
+    the processor's name, to the Service's target port on the pod (the
+    Ingress controller and the Service's virtual IP are not run here)."""
+    ing = k.docs[("Ingress", "paystream-webhook")]
+    path = ing["spec"]["rules"][0]["http"]["paths"][0]
+    svc = k.docs[("Service", path["backend"]["service"]["name"])]
+    sp = next(p for p in svc["spec"]["ports"] if p["name"] == path["backend"]["service"]["port"]["name"])
+    return f"http://127.0.0.1:{ports.get(sp['targetPort'], sp['targetPort'])}{path['path']}stripe"
 
 
 # --- checks ------------------------------------------------------------------
@@ -825,18 +850,20 @@ def http_status(url):
         return getattr(e, "code", None)
 
 
-def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, grace_name):
+def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, grace_name, exercise=None):
     """A stage started in the background (proc, its volumes mounts): waits
-    until ready() (its healthcheck or readiness probe), then SIGTERM: it
-    must exit 0 within grace seconds (stop_grace_period or
-    terminationGracePeriodSeconds). Always kills what is left, prints its
-    last output if it failed, and unmounts its volumes."""
+    until ready() (its healthcheck or readiness probe), runs exercise(where)
+    if given, then SIGTERM: it must exit 0 within grace seconds
+    (stop_grace_period or terminationGracePeriodSeconds). Always kills what
+    is left, prints its last output if it failed, and unmounts its volumes."""
     try:
         if not wait_for(f"{where} {what}", lambda: ready() or proc.poll() is not None, 120) \
                 or proc.poll() is not None:
             fail(f"{where}: never ready (exit {proc.poll()}; {url} {http_status(url)})")
             return
         ok(f"{where}: {ready_msg}")
+        if exercise:
+            exercise(where)
         proc.terminate()
         try:
             rc = proc.wait(timeout=grace)
@@ -855,12 +882,68 @@ def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, gr
         unmount(mounts)
 
 
-def compose_workers(compose, cdir, bindir):
+WORKERS = STAGES + ["webhook", "events"]  # the receiver first: events records what it published
+
+
+def post_webhook(url, secret, body, ts=None, forged=False):
+    """POSTs a Stripe-like delivery signed as the processor would (t=,v1=
+    HMAC-SHA256 of "<t>.<body>"); returns the HTTP status."""
+    import hashlib
+    import hmac
+    import urllib.request
+    ts = ts or int(time.time())
+    key = (secret + ("x" if forged else "")).encode()
+    sig = hmac.new(key, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Stripe-Signature": f"t={ts},v1={sig}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except Exception as e:
+        return getattr(e, "code", str(e))
+
+
+def webhook_event(event_id):
+    return json.dumps({"id": event_id, "type": "charge.succeeded", "created": int(time.time()),
+                       "data": {"object": {"id": "ch_" + event_id, "object": "charge", "amount": 1234,
+                                           "currency": "usd", "metadata": {"payment_id": "kit-" + event_id}}}}
+                      ).encode()
+
+
+def exercise_webhook(url, secret, event_id):
+    """A forged delivery is refused (400); one signed with the secret the
+    receiver was given is acknowledged (200) only once on the topic, which
+    needs its Kafka principal's write ACL."""
+    def run_it(where):
+        body = webhook_event(event_id)
+        st = post_webhook(url, secret, body, forged=True)
+        if st != 400:
+            fail(f"{where}: a forged delivery answered {st}, want 400")
+        st = post_webhook(url, secret, body)
+        if st != 200:
+            fail(f"{where}: a delivery signed with its secret answered {st}, want 200 (on the topic)")
+        else:
+            ok(f"{where}: POST {url.split(':', 2)[2].split('/', 1)[1]} signed with its secret: 200, forged: 400")
+    return run_it
+
+
+def exercise_events(pg, event_id):
+    """The event the receiver published is recorded once in processor_events
+    (the events stage's own role, grants and consumer group)."""
+    def run_it(where):
+        q = f"SELECT count(*) FROM processor_events WHERE event_id = '{event_id}'"
+        if wait_for(f"{where} recording {event_id}", lambda: pg.sql("paystream", q) == "1", 60):
+            ok(f"{where}: recorded {event_id} in processor_events")
+    return run_it
+
+
+def compose_workers(compose, cdir, bindir, pg):
     """Each stage's service as written (command, environment, secrets; its
     healthcheck command run as written) until healthy, then SIGTERM: it
     must exit 0 within stop_grace_period. One at a time: each binds :9400,
     as each container does in its own network."""
-    for stage in ("ingest", "fraud", "charge", "ledger"):
+    event_id = "evt_kit_compose"
+    for stage in WORKERS:
         svc = compose["services"][stage]
         where = f"compose {stage}"
         hc = svc.get("healthcheck", {}).get("test", [])
@@ -868,11 +951,21 @@ def compose_workers(compose, cdir, bindir):
             fail(f"{where}: healthcheck is not a CMD list")
             continue
         env = base_env(bindir)
+        exercise = None
+        if stage == "webhook":
+            senv = svc.get("environment") or {}
+            port = senv["PAYSTREAM_WEBHOOK_ADDR"].rsplit(":", 1)[1]
+            secret = (cdir / compose["secrets"][senv["PAYSTREAM_WEBHOOK_SECRET_STRIPE_FILE"].rsplit("/", 1)[1]]
+                      ["file"]).read_text().rstrip("\r\n")
+            exercise = exercise_webhook(f"http://webhook:{port}/webhooks/stripe", secret, event_id)
+        elif stage == "events":
+            exercise = exercise_events(pg, event_id)
         proc = compose_service(compose, cdir, stage, bindir, background=True)
         start_stop_stage(where, proc, ["/run/secrets"], f"healthcheck ({' '.join(hc[1:])})",
                          lambda: subprocess.run(hc[1:], env=env, capture_output=True).returncode == 0,
                          "http://127.0.0.1:9400/readyz", "healthy with its own secrets and role",
-                         int(str(svc.get("stop_grace_period", "10s")).rstrip("s")), "stop_grace_period")
+                         int(str(svc.get("stop_grace_period", "10s")).rstrip("s")), "stop_grace_period",
+                         exercise)
 
 
 def compose_scenario(root, bindir, compose_file, work, ca, promtool):
@@ -908,7 +1001,7 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
         try:
             if broker and wait_for("procsim on :12111 and redis on :6379",
                                    lambda: port_open(12111) and port_open(6379), 30):
-                compose_workers(compose, cdir, bindir)
+                compose_workers(compose, cdir, bindir, pg)
             if wait_for("procsim on :12111", lambda: port_open(12111), 30):
                 ops = compose_service(compose, cdir, "ops", bindir, background=True)
                 wait_for("the ops service's first push", lambda: gw.pushes, 120)
@@ -957,7 +1050,7 @@ def k8s_scenario(root, bindir, work, ca, promtool):
         # Each stage's DSN, with TLS verified against the mounted CA.
         mounts = [mount_files("/etc/paystream/postgres-ca", k.configmap("postgres-ca"))]
         try:
-            for stage in ("ingest", "fraud", "charge", "ledger"):
+            for stage in ("ingest", "fraud", "charge", "ledger", "events"):
                 login_as(k.secret(f"paystream-{stage}")["pg-dsn"].decode(), f"paystream_{stage}",
                          f"k8s Secret paystream-{stage} (sslmode=verify-full)")
             check_audit(k.secret("paystream-ops")["pg-dsn"].decode(), "k8s")
@@ -977,7 +1070,7 @@ def k8s_scenario(root, bindir, work, ca, promtool):
             gw.stop()
             procsim.terminate()
             procsim.wait(timeout=30)
-        k8s_stages(root, k, work, bindir)
+        k8s_stages(root, k, work, bindir, pg)
     finally:
         pg.stop()
 
@@ -990,7 +1083,7 @@ def main():
     if "--compose" in sys.argv:
         compose_file = pathlib.Path(sys.argv[sys.argv.index("--compose") + 1]).resolve()
     promtool = shutil.which("promtool") or "promtool"
-    for b in ("payctl", "procsim", "ps-ingest", "ps-fraud", "ps-charge", "ps-ledger"):
+    for b in ("payctl", "procsim", "ps-ingest", "ps-fraud", "ps-charge", "ps-ledger", "ps-webhook", "ps-events"):
         if not (bindir / b).exists():
             print(f"kit_commands: {bindir}/{b} not built", file=sys.stderr)
             sys.exit(1)
