@@ -1,6 +1,7 @@
 # paystream images, one Dockerfile:
 #   docker build -t paystream .                 production (the default, last stage):
-#       the workers (ps-ingest, ps-fraud, ps-charge, ps-ledger) and payctl
+#       the workers (ps-ingest, ps-fraud, ps-charge, ps-ledger), the processor
+#       events' receiver and recorder (ps-webhook, ps-events) and payctl
 #   docker build --target dev -t paystream:dev . development and demo: the
 #       same plus procsim (processor simulator), fraudgen and fraud-train
 # The command picks the binary. The production image carries no simulator
@@ -21,7 +22,7 @@ COPY tools tools
 COPY tests tests
 COPY db db
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPS_MIGRATIONS_DIR=/usr/share/paystream/migrations \
- && cmake --build build -j"$(nproc)" --target ps-ingest ps-fraud ps-charge ps-ledger payctl procsim \
+ && cmake --build build -j"$(nproc)" --target ps-ingest ps-fraud ps-charge ps-ledger ps-webhook ps-events payctl procsim \
       fraudgen fraud-train
 
 # What both images run on. psql is for the ops checks (deploy/k8s/ops-cronjob.yaml).
@@ -41,18 +42,19 @@ COPY config/fraud-rules.yaml /usr/share/paystream/fraud-rules.yaml
 # (the DSN's sslrootcert), the Kafka CA at /etc/paystream/kafka-ca/ca.crt,
 # the pod's own secrets under /run/secrets/paystream.
 # Metrics, /healthz and /readyz (PAYSTREAM_METRICS_ADDR); curl is for probes.
-EXPOSE 9400
+# ps-webhook also listens for the processors' webhooks (PAYSTREAM_WEBHOOK_ADDR).
+EXPOSE 9400 9410
 ENV PAYSTREAM_METRICS_ADDR=0.0.0.0:9400
 
 FROM runtime AS dev
 COPY --from=build /src/build/ps-ingest /src/build/ps-fraud /src/build/ps-charge \
-     /src/build/ps-ledger /src/build/payctl /src/build/procsim \
+     /src/build/ps-ledger /src/build/ps-webhook /src/build/ps-events /src/build/payctl /src/build/procsim \
      /src/build/fraudgen /src/build/fraud-train /usr/local/bin/
 USER 10001
 CMD ["ps-ingest"]
 
 FROM runtime AS production
 COPY --from=build /src/build/ps-ingest /src/build/ps-fraud /src/build/ps-charge \
-     /src/build/ps-ledger /src/build/payctl /usr/local/bin/
+     /src/build/ps-ledger /src/build/ps-webhook /src/build/ps-events /src/build/payctl /usr/local/bin/
 USER 10001
 CMD ["ps-ingest"]

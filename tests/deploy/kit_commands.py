@@ -15,7 +15,9 @@ standing in for the image's /usr/local/bin:
               per stage (transaction log settings), redis and procsim, then each stage
               (its command, environment and secrets as written) until its
               healthcheck passes, then SIGTERM: exit 0 within its
-              stop_grace_period; ops (its first round, pushed to a
+              stop_grace_period; the webhook receiver takes a delivery
+              signed with its secret (and refuses a forged one), and the
+              events stage records it in Postgres as its own role; ops (its first round, pushed to a
               capturing Pushgateway stand-in, checked with promtool)
   kubernetes: bootstrap-job, migrate-job (init container, then main
               container; twice), ops-cronjob; then each stage's Deployment
@@ -23,7 +25,9 @@ standing in for the image's /usr/local/bin:
               Postgres over verified TLS and a broker as Strimzi would run
               it (SASL_SSL, SCRAM principals from the stages' Secrets, the
               topics and ACLs of deploy/kafka applied) until its readiness
-              probe answers, then SIGTERM within the grace period; then
+              probe answers, then SIGTERM within the grace period (the
+              webhook receiver and the events stage as in compose, the
+              delivery posted to the path the Ingress routes); then
               each principal commits a Kafka transaction under its own
               transactional.id prefix and is refused another stage's
 
@@ -45,6 +49,7 @@ applied by Strimzi's operator, not by a command: validate.py checks them.
 usage: kit_commands.py <repo> <build-dir> [--compose FILE]
 Exit status 1 lists what failed."""
 import http.server
+import json
 import os
 import pathlib
 import re
@@ -58,7 +63,7 @@ import time
 
 import yaml
 
-HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis",
+HOSTS = ["postgres", "procsim", "pushgateway", "pushgateway.monitoring.svc", "kafka", "redis", "webhook",
          "paystream-kafka-bootstrap.kafka.svc"]
 PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
 
@@ -516,7 +521,7 @@ def k8s_kafka(root, k, work):
         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt], **q)
     (d / "keystore.pem").write_text(key.read_text() + crt.read_text())
     users = []
-    for stage in ("ingest", "fraud", "charge", "ledger"):
+    for stage in WORKERS:
         props = dict(l.split("=", 1) for l in k.secret(f"paystream-{stage}")["kafka.properties"].decode().split("\n")
                      if "=" in l)
         users.append((props["sasl.username"], props["sasl.password"]))
@@ -537,26 +542,33 @@ def k8s_kafka(root, k, work):
         return broker
     docs = [x for f in ("topics.yaml", "users.yaml")
             for x in yaml.safe_load_all((root / "deploy/kafka" / f).read_text()) if x]
+    # Applied as Strimzi's operators would, through the Admin API in one
+    # client (a JVM per AclCommand cost minutes on a loaded machine);
+    # transactional-id ACLs, which librdkafka 2.0's Admin API cannot name,
+    # through AclCommand, one per principal.
+    topics = []
     for t in (x["spec"] for x in docs if x["kind"] == "KafkaTopic"):
         cfg = dict(t.get("config", {}), **{"min.insync.replicas": 1})
-        broker.tool("org.apache.kafka.tools.TopicCommand",
-                    ["--create", "--topic", t["topicName"], "--partitions", str(t["partitions"]),
-                     "--replication-factor", "1"]
-                    + [a for kv in cfg.items() for a in ("--config", f"{kv[0]}={str(kv[1]).lower()}")])
+        topics.append((t["topicName"], t["partitions"], {k: str(v).lower() for k, v in cfg.items()}))
+    acls, txn = [], []
     for u in (x for x in docs if x["kind"] == "KafkaUser" and x["metadata"]["name"] in dict(users)):
-        # one AclCommand per resource type, pattern and operations (a JVM each)
-        batches = {}
         for acl in u["spec"]["authorization"]["acls"]:
             r = acl["resource"]
-            key = (r["type"], r.get("patternType", "literal"), tuple(acl["operations"]))
-            batches.setdefault(key, []).append(r.get("name", ""))
-        for (rtype, pattern, ops), names in batches.items():
-            flag = ACL_FLAG[rtype]
-            broker.tool("kafka.admin.AclCommand",
-                        ["--add", "--allow-principal", f"User:{u['metadata']['name']}",
-                         "--resource-pattern-type", {"prefix": "prefixed"}.get(pattern, pattern)]
-                        + ([flag] if rtype == "cluster" else [a for n in names for a in (flag, n)])
-                        + [a for op in ops for a in ("--operation", op)])
+            for op in acl["operations"]:
+                row = (r["type"], r.get("name", "kafka-cluster"), r.get("patternType", "literal"),
+                       f"User:{u['metadata']['name']}", op)
+                (txn if r["type"] == "transactionalId" else acls).append(row)
+    e = kafka_admin_create("127.0.0.1:9092", topics, acls)
+    if e:
+        fail(f"k8s kafka: applying deploy/kafka's topics and ACLs: {e}")
+    batches = {}
+    for rtype, name, pattern, principal, op in txn:
+        batches.setdefault((principal, name, pattern), []).append(op)
+    for (principal, name, pattern), ops in batches.items():
+        broker.tool("kafka.admin.AclCommand",
+                    ["--add", "--allow-principal", principal,
+                     "--resource-pattern-type", {"prefix": "prefixed"}.get(pattern, pattern),
+                     ACL_FLAG["transactionalId"], name] + [a for op in ops for a in ("--operation", op)])
     return broker
 
 
@@ -564,6 +576,107 @@ def k8s_kafka(root, k, work):
 # pattern types: Strimzi's "prefix" is AclCommand's "prefixed").
 ACL_FLAG = {"topic": "--topic", "group": "--group", "cluster": "--cluster",
             "transactionalId": "--transactional-id"}
+
+
+# librdkafka's Admin API codes (rdkafka.h): resource types (BROKER is
+# Kafka's CLUSTER), pattern types, operations.
+RK_RESOURCE = {"topic": 2, "group": 3, "cluster": 4}
+RK_PATTERN = {"literal": 3, "prefix": 4}
+RK_OP = {"All": 2, "Read": 3, "Write": 4, "Create": 5, "Delete": 6, "Alter": 7, "Describe": 8,
+         "ClusterAction": 9, "DescribeConfigs": 10, "AlterConfigs": 11, "IdempotentWrite": 12}
+
+
+def kafka_admin_create(bootstrap, topics, acls):
+    """Creates topics [(name, partitions, {config})] with replication 1 and
+    ALLOW ACLs [(type, name, pattern, principal, operation)] through
+    librdkafka's Admin API; returns None or the first error."""
+    import ctypes
+    lib = ctypes.CDLL("librdkafka.so.1")
+    vp, cp, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
+    for fn, res, args in (
+            ("rd_kafka_conf_new", vp, []), ("rd_kafka_conf_set", ctypes.c_int, [vp, cp, cp, cp, sz]),
+            ("rd_kafka_new", vp, [ctypes.c_int, vp, cp, sz]), ("rd_kafka_queue_new", vp, [vp]),
+            ("rd_kafka_queue_poll", vp, [vp, ctypes.c_int]), ("rd_kafka_event_error", ctypes.c_int, [vp]),
+            ("rd_kafka_event_error_string", cp, [vp]), ("rd_kafka_event_destroy", None, [vp]),
+            ("rd_kafka_NewTopic_new", vp, [cp, ctypes.c_int, ctypes.c_int, cp, sz]),
+            ("rd_kafka_NewTopic_set_config", ctypes.c_int, [vp, cp, cp]),
+            ("rd_kafka_CreateTopics", None, [vp, ctypes.POINTER(vp), sz, vp, vp]),
+            ("rd_kafka_event_CreateTopics_result", vp, [vp]),
+            ("rd_kafka_CreateTopics_result_topics", ctypes.POINTER(vp), [vp, ctypes.POINTER(sz)]),
+            ("rd_kafka_topic_result_error", ctypes.c_int, [vp]), ("rd_kafka_topic_result_error_string", cp, [vp]),
+            ("rd_kafka_topic_result_name", cp, [vp]),
+            ("rd_kafka_AclBinding_new", vp, [ctypes.c_int, cp, ctypes.c_int, cp, cp, ctypes.c_int, ctypes.c_int,
+                                             cp, sz]),
+            ("rd_kafka_CreateAcls", None, [vp, ctypes.POINTER(vp), sz, vp, vp]),
+            ("rd_kafka_event_CreateAcls_result", vp, [vp]),
+            ("rd_kafka_CreateAcls_result_acls", ctypes.POINTER(vp), [vp, ctypes.POINTER(sz)]),
+            ("rd_kafka_acl_result_error", vp, [vp]), ("rd_kafka_error_string", cp, [vp]),
+            ("rd_kafka_queue_destroy", None, [vp]), ("rd_kafka_destroy", None, [vp])):
+        f = getattr(lib, fn)
+        f.restype, f.argtypes = res, args
+    errstr = ctypes.create_string_buffer(512)
+    conf = lib.rd_kafka_conf_new()
+    lib.rd_kafka_conf_set(conf, b"bootstrap.servers", bootstrap.encode(), errstr, 512)
+    rk = lib.rd_kafka_new(0, conf, errstr, 512)
+    if not rk:
+        return f"rd_kafka_new: {errstr.value.decode()}"
+    q = lib.rd_kafka_queue_new(rk)
+
+    def wait(what):
+        ev = lib.rd_kafka_queue_poll(q, 120000)
+        if not ev:
+            return None, f"{what}: no answer in 120 s"
+        if lib.rd_kafka_event_error(ev):
+            msg = lib.rd_kafka_event_error_string(ev).decode()
+            lib.rd_kafka_event_destroy(ev)
+            return None, f"{what}: {msg}"
+        return ev, None
+
+    try:
+        new = []
+        for name, parts, cfg in topics:
+            nt = lib.rd_kafka_NewTopic_new(name.encode(), parts, 1, errstr, 512)
+            if not nt:
+                return f"topic {name}: {errstr.value.decode()}"
+            for k, v in cfg.items():
+                lib.rd_kafka_NewTopic_set_config(nt, k.encode(), v.encode())
+            new.append(nt)
+        if new:
+            lib.rd_kafka_CreateTopics(rk, (vp * len(new))(*new), len(new), None, q)
+            ev, e = wait("CreateTopics")
+            if e:
+                return e
+            n = sz()
+            res = lib.rd_kafka_CreateTopics_result_topics(lib.rd_kafka_event_CreateTopics_result(ev), ctypes.byref(n))
+            errs = [f"{lib.rd_kafka_topic_result_name(res[i]).decode()}: "
+                    f"{(lib.rd_kafka_topic_result_error_string(res[i]) or b'').decode()}"
+                    for i in range(n.value) if lib.rd_kafka_topic_result_error(res[i])]
+            lib.rd_kafka_event_destroy(ev)
+            if errs or n.value != len(new):
+                return f"CreateTopics: {errs or f'{n.value} results for {len(new)} topics'}"
+        bindings = []
+        for rtype, name, pattern, principal, op in acls:
+            b = lib.rd_kafka_AclBinding_new(RK_RESOURCE[rtype], name.encode(), RK_PATTERN[pattern],
+                                            principal.encode(), b"*", RK_OP[op], 3, errstr, 512)  # 3: ALLOW
+            if not b:
+                return f"ACL {rtype} {name} {op}: {errstr.value.decode()}"
+            bindings.append(b)
+        if bindings:
+            lib.rd_kafka_CreateAcls(rk, (vp * len(bindings))(*bindings), len(bindings), None, q)
+            ev, e = wait("CreateAcls")
+            if e:
+                return e
+            n = sz()
+            res = lib.rd_kafka_CreateAcls_result_acls(lib.rd_kafka_event_CreateAcls_result(ev), ctypes.byref(n))
+            errs = [lib.rd_kafka_error_string(lib.rd_kafka_acl_result_error(res[i])).decode()
+                    for i in range(n.value) if lib.rd_kafka_acl_result_error(res[i])]
+            lib.rd_kafka_event_destroy(ev)
+            if errs or n.value != len(bindings):
+                return f"CreateAcls: {errs or f'{n.value} results for {len(bindings)} ACLs'}"
+        return None
+    finally:
+        lib.rd_kafka_queue_destroy(q)
+        lib.rd_kafka_destroy(rk)
 
 
 def txn_id(stage, instance="kit-0"):
@@ -660,7 +773,7 @@ def k8s_stage_kafka_conf(k, stage):
     return conf
 
 
-def k8s_stages(root, k, work, bindir):
+def k8s_stages(root, k, work, bindir, pg):
     """Each stage's Deployment container as written (ConfigMap, its own
     Secret, CA bundles), against Postgres over verified TLS as its own role
     and Kafka over SASL_SSL as its own principal with only its ACLs, until
@@ -678,18 +791,28 @@ def k8s_stages(root, k, work, bindir):
     try:
         if len(problems) > n0 or not wait_for("redis and procsim", lambda: port_open(6379) and port_open(12111), 30):
             return
-        for stage in ("ingest", "fraud", "charge", "ledger"):
+        event_id = "evt_kit_k8s"
+        for stage in WORKERS:
             where = f"k8s Deployment paystream-{stage}"
             dep = k.docs[("Deployment", f"paystream-{stage}")]
             pod = dep["spec"]["template"]["spec"]
             c = pod["containers"][0]
             probe = c["readinessProbe"]["httpGet"]
-            port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get(probe["port"], probe["port"])
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            port = ports.get(probe["port"], probe["port"])
             url = f"http://127.0.0.1:{port}{probe['path']}"
+            exercise = None
+            if stage == "webhook":
+                exercise = exercise_webhook(k8s_webhook_url(k, ports), k.secret("paystream-webhook")
+                                            ["webhook-secret-stripe"].decode(), event_id)
+            elif stage == "events":
+                exercise = exercise_events(pg, event_id)
             proc, mounts = k.start(where, pod, bindir, {"PAYSTREAM_PROCESSOR_URL": "http://procsim:12111"})
             start_stop_stage(where, proc, mounts, f"ready ({url})", lambda: http_status(url) == 200, url,
-                             "ready over TLS as its own Postgres role and Kafka principal",
-                             pod.get("terminationGracePeriodSeconds", 30), "terminationGracePeriodSeconds")
+                             "ready over TLS as its own Kafka principal" + ("" if stage == "webhook" else
+                                                                            " and Postgres role"),
+                             pod.get("terminationGracePeriodSeconds", 30), "terminationGracePeriodSeconds",
+                             exercise)
         # exactly-once: each principal's transactional.id prefix (users.yaml)
         conf_of = lambda stage: k8s_stage_kafka_conf(k, stage)
         check_txn("k8s KafkaUser", conf_of, STAGES)
@@ -699,6 +822,17 @@ def k8s_stages(root, k, work, bindir):
             p.terminate()
             p.wait(timeout=30)
         broker.stop()
+
+
+def k8s_webhook_url(k, ports):
+    """Where the Ingress sends a processor's delivery: its path prefix plus
+    the processor's name, to the Service's target port on the pod (the
+    Ingress controller and the Service's virtual IP are not run here)."""
+    ing = k.docs[("Ingress", "paystream-webhook")]
+    path = ing["spec"]["rules"][0]["http"]["paths"][0]
+    svc = k.docs[("Service", path["backend"]["service"]["name"])]
+    sp = next(p for p in svc["spec"]["ports"] if p["name"] == path["backend"]["service"]["port"]["name"])
+    return f"http://127.0.0.1:{ports.get(sp['targetPort'], sp['targetPort'])}{path['path']}stripe"
 
 
 # --- checks ------------------------------------------------------------------
@@ -825,18 +959,20 @@ def http_status(url):
         return getattr(e, "code", None)
 
 
-def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, grace_name):
+def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, grace_name, exercise=None):
     """A stage started in the background (proc, its volumes mounts): waits
-    until ready() (its healthcheck or readiness probe), then SIGTERM: it
-    must exit 0 within grace seconds (stop_grace_period or
-    terminationGracePeriodSeconds). Always kills what is left, prints its
-    last output if it failed, and unmounts its volumes."""
+    until ready() (its healthcheck or readiness probe), runs exercise(where)
+    if given, then SIGTERM: it must exit 0 within grace seconds
+    (stop_grace_period or terminationGracePeriodSeconds). Always kills what
+    is left, prints its last output if it failed, and unmounts its volumes."""
     try:
         if not wait_for(f"{where} {what}", lambda: ready() or proc.poll() is not None, 120) \
                 or proc.poll() is not None:
             fail(f"{where}: never ready (exit {proc.poll()}; {url} {http_status(url)})")
             return
         ok(f"{where}: {ready_msg}")
+        if exercise:
+            exercise(where)
         proc.terminate()
         try:
             rc = proc.wait(timeout=grace)
@@ -855,12 +991,68 @@ def start_stop_stage(where, proc, mounts, what, ready, url, ready_msg, grace, gr
         unmount(mounts)
 
 
-def compose_workers(compose, cdir, bindir):
+WORKERS = STAGES + ["webhook", "events"]  # the receiver first: events records what it published
+
+
+def post_webhook(url, secret, body, ts=None, forged=False):
+    """POSTs a Stripe-like delivery signed as the processor would (t=,v1=
+    HMAC-SHA256 of "<t>.<body>"); returns the HTTP status."""
+    import hashlib
+    import hmac
+    import urllib.request
+    ts = ts or int(time.time())
+    key = (secret + ("x" if forged else "")).encode()
+    sig = hmac.new(key, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Stripe-Signature": f"t={ts},v1={sig}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except Exception as e:
+        return getattr(e, "code", str(e))
+
+
+def webhook_event(event_id):
+    return json.dumps({"id": event_id, "type": "charge.succeeded", "created": int(time.time()),
+                       "data": {"object": {"id": "ch_" + event_id, "object": "charge", "amount": 1234,
+                                           "currency": "usd", "metadata": {"payment_id": "kit-" + event_id}}}}
+                      ).encode()
+
+
+def exercise_webhook(url, secret, event_id):
+    """A forged delivery is refused (400); one signed with the secret the
+    receiver was given is acknowledged (200) only once on the topic, which
+    needs its Kafka principal's write ACL."""
+    def run_it(where):
+        body = webhook_event(event_id)
+        st = post_webhook(url, secret, body, forged=True)
+        if st != 400:
+            fail(f"{where}: a forged delivery answered {st}, want 400")
+        st = post_webhook(url, secret, body)
+        if st != 200:
+            fail(f"{where}: a delivery signed with its secret answered {st}, want 200 (on the topic)")
+        else:
+            ok(f"{where}: POST {url.split(':', 2)[2].split('/', 1)[1]} signed with its secret: 200, forged: 400")
+    return run_it
+
+
+def exercise_events(pg, event_id):
+    """The event the receiver published is recorded once in processor_events
+    (the events stage's own role, grants and consumer group)."""
+    def run_it(where):
+        q = f"SELECT count(*) FROM processor_events WHERE event_id = '{event_id}'"
+        if wait_for(f"{where} recording {event_id}", lambda: pg.sql("paystream", q) == "1", 60):
+            ok(f"{where}: recorded {event_id} in processor_events")
+    return run_it
+
+
+def compose_workers(compose, cdir, bindir, pg):
     """Each stage's service as written (command, environment, secrets; its
     healthcheck command run as written) until healthy, then SIGTERM: it
     must exit 0 within stop_grace_period. One at a time: each binds :9400,
     as each container does in its own network."""
-    for stage in ("ingest", "fraud", "charge", "ledger"):
+    event_id = "evt_kit_compose"
+    for stage in WORKERS:
         svc = compose["services"][stage]
         where = f"compose {stage}"
         hc = svc.get("healthcheck", {}).get("test", [])
@@ -868,11 +1060,21 @@ def compose_workers(compose, cdir, bindir):
             fail(f"{where}: healthcheck is not a CMD list")
             continue
         env = base_env(bindir)
+        exercise = None
+        if stage == "webhook":
+            senv = svc.get("environment") or {}
+            port = senv["PAYSTREAM_WEBHOOK_ADDR"].rsplit(":", 1)[1]
+            secret = (cdir / compose["secrets"][senv["PAYSTREAM_WEBHOOK_SECRET_STRIPE_FILE"].rsplit("/", 1)[1]]
+                      ["file"]).read_text().rstrip("\r\n")
+            exercise = exercise_webhook(f"http://webhook:{port}/webhooks/stripe", secret, event_id)
+        elif stage == "events":
+            exercise = exercise_events(pg, event_id)
         proc = compose_service(compose, cdir, stage, bindir, background=True)
         start_stop_stage(where, proc, ["/run/secrets"], f"healthcheck ({' '.join(hc[1:])})",
                          lambda: subprocess.run(hc[1:], env=env, capture_output=True).returncode == 0,
                          "http://127.0.0.1:9400/readyz", "healthy with its own secrets and role",
-                         int(str(svc.get("stop_grace_period", "10s")).rstrip("s")), "stop_grace_period")
+                         int(str(svc.get("stop_grace_period", "10s")).rstrip("s")), "stop_grace_period",
+                         exercise)
 
 
 def compose_scenario(root, bindir, compose_file, work, ca, promtool):
@@ -908,7 +1110,7 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
         try:
             if broker and wait_for("procsim on :12111 and redis on :6379",
                                    lambda: port_open(12111) and port_open(6379), 30):
-                compose_workers(compose, cdir, bindir)
+                compose_workers(compose, cdir, bindir, pg)
             if wait_for("procsim on :12111", lambda: port_open(12111), 30):
                 ops = compose_service(compose, cdir, "ops", bindir, background=True)
                 wait_for("the ops service's first push", lambda: gw.pushes, 120)
@@ -957,7 +1159,7 @@ def k8s_scenario(root, bindir, work, ca, promtool):
         # Each stage's DSN, with TLS verified against the mounted CA.
         mounts = [mount_files("/etc/paystream/postgres-ca", k.configmap("postgres-ca"))]
         try:
-            for stage in ("ingest", "fraud", "charge", "ledger"):
+            for stage in ("ingest", "fraud", "charge", "ledger", "events"):
                 login_as(k.secret(f"paystream-{stage}")["pg-dsn"].decode(), f"paystream_{stage}",
                          f"k8s Secret paystream-{stage} (sslmode=verify-full)")
             check_audit(k.secret("paystream-ops")["pg-dsn"].decode(), "k8s")
@@ -977,7 +1179,7 @@ def k8s_scenario(root, bindir, work, ca, promtool):
             gw.stop()
             procsim.terminate()
             procsim.wait(timeout=30)
-        k8s_stages(root, k, work, bindir)
+        k8s_stages(root, k, work, bindir, pg)
     finally:
         pg.stop()
 
@@ -990,7 +1192,7 @@ def main():
     if "--compose" in sys.argv:
         compose_file = pathlib.Path(sys.argv[sys.argv.index("--compose") + 1]).resolve()
     promtool = shutil.which("promtool") or "promtool"
-    for b in ("payctl", "procsim", "ps-ingest", "ps-fraud", "ps-charge", "ps-ledger"):
+    for b in ("payctl", "procsim", "ps-ingest", "ps-fraud", "ps-charge", "ps-ledger", "ps-webhook", "ps-events"):
         if not (bindir / b).exists():
             print(f"kit_commands: {bindir}/{b} not built", file=sys.stderr)
             sys.exit(1)
@@ -1001,6 +1203,10 @@ def main():
         image_files(root)
         for name, fn in (("compose", lambda w: compose_scenario(root, bindir, compose_file, w, ca, promtool)),
                          ("k8s", lambda w: k8s_scenario(root, bindir, w, ca, promtool))):
+            # KIT_SCENARIOS="k8s" runs one of them (while working on it; ctest runs both)
+            if name not in os.environ.get("KIT_SCENARIOS", "compose k8s").split():
+                print(f"# {name}: skipped (KIT_SCENARIOS)", flush=True)
+                continue
             w = work / name
             w.mkdir()
             w.chmod(0o755)

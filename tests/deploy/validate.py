@@ -34,10 +34,27 @@ for v in sorted(known):
         problems.append(f"README does not document {v}")
 
 
+# ps-webhook builds its per-processor names (wh_config.c):
+# PAYSTREAM_WEBHOOK_SECRET_<NAME>[_FILE], PAYSTREAM_WEBHOOK_ID_<NAME>.
+PER_PROCESSOR = re.compile(r"PAYSTREAM_WEBHOOK_(SECRET_[A-Z0-9_]+|ID_[A-Z0-9_]+)$")
+
+
 def check_env(where, names):
     for n in names:
-        if n.startswith("PAYSTREAM_") and n not in known:
+        if n.startswith("PAYSTREAM_") and n not in known and not PER_PROCESSOR.match(n):
             problems.append(f"{where}: sets {n}, which no binary reads")
+
+
+def webhook_processors(env):
+    """The processor names PAYSTREAM_WEBHOOK_PROCESSORS lists (default stripe)."""
+    return [e.strip().split(":")[0] for e in env.get("PAYSTREAM_WEBHOOK_PROCESSORS", "stripe:stripe").split(",")
+            if e.strip()]
+
+
+# Every binary: the four pipeline stages, the processor events' recorder
+# (ps-events) and the webhook receiver (ps-webhook).
+STAGES = ("ingest", "fraud", "charge", "ledger")
+WORKERS = STAGES + ("events", "webhook")
 
 
 compose = yaml.safe_load((root / "deploy/compose/docker-compose.yml").read_text())
@@ -55,7 +72,7 @@ for name, svc in services.items():
 for s, spec in compose["secrets"].items():
     if not (root / "deploy/compose" / spec["file"]).exists():
         problems.append(f"compose secret {s}: missing file {spec['file']}")
-for stage in ("ingest", "fraud", "charge", "ledger"):
+for stage in WORKERS:
     svc = services.get(stage)
     if not svc:
         problems.append(f"compose: no service {stage}")
@@ -65,6 +82,14 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
     if "readyz" not in " ".join(svc.get("healthcheck", {}).get("test", [])):
         problems.append(f"compose {stage}: no /readyz healthcheck")
     want = {"redis_password", f"pg_dsn_{stage}"} | ({"processor_api_key"} if stage == "charge" else set())
+    if stage == "events":  # Postgres as paystream_events; no Redis
+        want = {"pg_dsn_events"}
+    if stage == "webhook":  # the processors' signing secrets only
+        want = {f"webhook_secret_{n}" for n in webhook_processors(svc.get("environment") or {})}
+        for n in webhook_processors(svc.get("environment") or {}):
+            v = (svc.get("environment") or {}).get(f"PAYSTREAM_WEBHOOK_SECRET_{n.upper()}_FILE")
+            if v != f"/run/secrets/webhook_secret_{n}":
+                problems.append(f"compose webhook: PAYSTREAM_WEBHOOK_SECRET_{n.upper()}_FILE is {v!r}")
     if set(svc.get("secrets", [])) != want:
         problems.append(f"compose {stage}: secrets {sorted(svc.get('secrets', []))}, want only {sorted(want)}")
 compose_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', " ".join(services.get("ops", {}).get("command", []))))
@@ -81,11 +106,15 @@ for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus"
 
 prom = yaml.safe_load((root / "deploy/compose/prometheus.yml").read_text())
 jobs = {j["job_name"] for j in prom["scrape_configs"]}
-if jobs != {"ingest", "fraud", "charge", "ledger", "kafka-exporter", "pushgateway"}:
+if jobs != set(WORKERS) | {"kafka-exporter", "pushgateway"}:
     problems.append(f"compose prometheus.yml: jobs {sorted(jobs)}")
 kprom = yaml.safe_load((root / "deploy/prometheus/scrape-kubernetes.yml").read_text())
 kjobs = {j["job_name"]: j for j in kprom["scrape_configs"]}
 relabel = kjobs.get("paystream", {}).get("relabel_configs", [])
+keep = [r for r in relabel if r.get("action") == "keep" and r.get("source_labels") ==
+        ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]]
+if not keep or set(keep[0]["regex"].split("|")) != set(WORKERS):
+    problems.append(f"scrape-kubernetes.yml: keeps {keep[0]['regex'] if keep else None}, want {'|'.join(WORKERS)}")
 if not any(r.get("target_label") == "job" and r.get("source_labels") ==
            ["__meta_kubernetes_pod_label_app_kubernetes_io_component"] for r in relabel):
     problems.append("scrape-kubernetes.yml: stage pods do not get job=<stage>")
@@ -118,6 +147,7 @@ for sa in kinds.get("ServiceAccount", []):
 # The Secret each pod kind may mount: its own, nothing else.
 own_secret = {"ingest": "paystream-ingest", "fraud": "paystream-fraud", "charge": "paystream-charge",
               "ledger": "paystream-ledger", "migrate": "paystream-migrate", "ops": "paystream-ops",
+              "events": "paystream-events", "webhook": "paystream-webhook",
               "bootstrap": "paystream-bootstrap"}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 configmap_sha = hashlib.sha256((root / "deploy/k8s/configmap.yaml").read_bytes()).hexdigest()
@@ -174,6 +204,13 @@ def check_pod(owner, tpl):
             if "secretRef" in ef:
                 problems.append(f"{cw}: Secret as environment (mount it as files)")
         env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("configMapKeyRef")
+            if ref:
+                if ref["key"] not in cms.get(ref["name"], {}).get("data", {}):
+                    problems.append(f"{cw}: {e['name']} from ConfigMap {ref['name']} key {ref['key']}, "
+                                    "which it lacks")
+                env[e["name"]] = cms.get(ref["name"], {}).get("data", {}).get(ref["key"], "")
         check_env(cw, env)
         envall = dict(env)
         if any("configMapRef" in ef for ef in c.get("envFrom", [])):
@@ -232,7 +269,7 @@ if len(migrates) != 1:
     problems.append(f"k8s: {len(migrates)} migrate Jobs (one per release)")
 
 pdbs = {p["metadata"]["name"]: p for p in kinds.get("PodDisruptionBudget", [])}
-for stage in ("ingest", "fraud", "charge", "ledger"):
+for stage in WORKERS:
     deps = [d for d in kinds.get("Deployment", []) if d["metadata"]["name"] == f"paystream-{stage}"]
     if not deps:
         problems.append(f"k8s: no Deployment paystream-{stage}")
@@ -252,10 +289,24 @@ for stage in ("ingest", "fraud", "charge", "ledger"):
     elif pdb["spec"]["selector"]["matchLabels"] != deps[0]["spec"]["selector"]["matchLabels"]:
         problems.append(f"k8s {stage}: PodDisruptionBudget selects other pods")
     sec = secrets_k8s.get(f"paystream-{stage}", {})
-    if f"user=paystream_{stage} " not in sec.get("pg-dsn", ""):
+    if stage == "webhook":  # no database, no Redis: the signing secrets and its principal
+        cenv = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        want_keys = {f"webhook-secret-{n}" for n in webhook_processors(cenv)} | {"kafka.properties"}
+        if set(sec) != want_keys:
+            problems.append(f"k8s webhook: its Secret holds {sorted(sec)}, want only {sorted(want_keys)}")
+        for n in webhook_processors(cenv):
+            if cenv.get(f"PAYSTREAM_WEBHOOK_SECRET_{n.upper()}_FILE") != f"/run/secrets/paystream/webhook-secret-{n}":
+                problems.append(f"k8s webhook: PAYSTREAM_WEBHOOK_SECRET_{n.upper()}_FILE does not name its Secret's key")
+        if not any(p.get("name") == "webhooks" for p in c.get("ports", [])):
+            problems.append("k8s webhook: no container port named webhooks")
+    elif f"user=paystream_{stage} " not in sec.get("pg-dsn", ""):
         problems.append(f"k8s {stage}: its Secret's pg-dsn is not its own Postgres role")
     if ("processor-api-key" in sec) != (stage == "charge"):
         problems.append(f"k8s {stage}: processor key {'missing' if stage == 'charge' else 'present'}")
+    if stage in ("events", "webhook") and "redis-password" in sec:
+        problems.append(f"k8s {stage}: its Secret holds the Redis password, which it does not use")
+    if any(k.startswith("webhook-secret") for k in sec) != (stage == "webhook"):
+        problems.append(f"k8s {stage}: webhook signing secrets {'missing' if stage == 'webhook' else 'present'}")
 
 # Network: deny by default; only charge (and the ops checks' reconcile) reach
 # addresses outside the cluster.
@@ -274,6 +325,67 @@ for n in nps:
                 comps.add(sel["matchLabels"]["app.kubernetes.io/component"])
             if not comps or comps - {"charge", "ops"}:
                 problems.append(f"k8s NetworkPolicy {n['metadata']['name']}: internet egress for {comps or 'all'}")
+
+# Inbound: Prometheus (namespace monitoring) on the metrics port 9400 to any
+# worker; anything else only to the webhook receiver's webhook port 9410.
+for n in nps:
+    sel = n["spec"]["podSelector"]
+    comps = set((sel.get("matchLabels") or {}).get("app.kubernetes.io/component", "").split()) - {""}
+    for e in sel.get("matchExpressions", []):
+        comps |= set(e["values"])
+    for rule in n["spec"].get("ingress", []):
+        ports = {p.get("port") for p in rule.get("ports", [])}
+        from_monitoring = rule.get("from") and all(
+            (f.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+            and "podSelector" not in f and "ipBlock" not in f for f in rule["from"])
+        if from_monitoring and ports == {9400}:
+            continue
+        if comps == {"webhook"} and ports == {9410}:
+            continue
+        problems.append(f"k8s NetworkPolicy {n['metadata']['name']}: ingress to {comps or 'all'} on {ports} "
+                        "(only Prometheus on 9400, and the webhook receiver on 9410)")
+services_k8s = kinds.get("Service", [])
+for svc in services_k8s:
+    if svc["metadata"]["name"] != "paystream-webhook" or svc["spec"].get("type", "ClusterIP") != "ClusterIP" \
+            or svc["spec"].get("selector", {}).get("app.kubernetes.io/component") != "webhook" \
+            or [p.get("targetPort") for p in svc["spec"].get("ports", [])] != ["webhooks"]:
+        problems.append(f"k8s Service {svc['metadata']['name']}: only paystream-webhook (ClusterIP, the webhook "
+                        "pods' port webhooks) may be exposed")
+for ing in kinds.get("Ingress", []):
+    for r in ing["spec"].get("rules", []):
+        for path in r.get("http", {}).get("paths", []):
+            if path["backend"].get("service", {}).get("name") != "paystream-webhook" \
+                    or not path.get("path", "").startswith("/webhooks/"):
+                problems.append(f"k8s Ingress {ing['metadata']['name']}: routes {path.get('path')} to "
+                                f"{path['backend']}; only /webhooks/ to paystream-webhook")
+    if not ing["spec"].get("tls"):
+        problems.append(f"k8s Ingress {ing['metadata']['name']}: no TLS")
+if not kinds.get("Ingress"):
+    problems.append("k8s: no Ingress for the webhook receiver")
+
+# Each binary a manifest runs is in the image it runs from: the Kubernetes
+# manifests use the production image, compose the dev target.
+dockerfile = (root / "Dockerfile").read_text()
+images_bins = {}
+for m in re.finditer(r"^FROM \S+ AS (\S+)$((?:\n(?!FROM ).*)*)", dockerfile, re.M):
+    images_bins[m.group(1)] = set(re.findall(r"/src/build/(\S+)", m.group(2)))
+for owner, tpl in pod_templates():
+    for c in tpl["spec"].get("initContainers", []) + tpl["spec"]["containers"]:
+        if "/paystream:" in c["image"] and c.get("command"):
+            b = c["command"][0]
+            if b.startswith(("ps-", "payctl")) and b not in images_bins.get("production", set()):
+                problems.append(f"k8s {owner['kind']}/{owner['metadata']['name']}: runs {b}, which the "
+                                "production image (Dockerfile) lacks")
+for name, svc in services.items():
+    if svc.get("image", "").startswith("paystream") and svc.get("command"):
+        b = (svc.get("entrypoint") or svc["command"])[0]
+        if b.startswith(("ps-", "payctl", "procsim")) and b not in images_bins.get("dev", set()):
+            problems.append(f"compose {name}: runs {b}, which the dev image (Dockerfile) lacks")
+tm = re.search(r"cmake --build [^\n]*?--target((?:[^\n]*\\\n)*[^\n]*)", dockerfile)
+build_targets = set(tm.group(1).replace("\\\n", " ").split()) if tm else set()
+for target, bins in images_bins.items():
+    for b in bins - build_targets:
+        problems.append(f"Dockerfile: the {target} image copies {b}, which the build stage does not build")
 
 exported = set(re.findall(r'"(paystream_[a-z_]+)"', src))
 pushed_names = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
@@ -323,6 +435,25 @@ dlq = ktopics.get(topic_names.get("dlq"), {}).get("config", {})
 if any(int(dlq.get("retention.ms", 0)) < int(s.get("config", {}).get("retention.ms", 0)) for s in ktopics.values()):
     problems.append("kafka topic payments.dlq: shorter retention than another topic")
 kusers = {d["metadata"]["name"]: d["spec"] for d in kafka_docs if d["kind"] == "KafkaUser"}
+def check_acls(stage, got, want):
+    if got != want:
+        problems.append(f"kafka user paystream-{stage}: ACLs differ: extra {sorted(got - want)}, "
+                        f"missing {sorted(want - got)}")
+
+
+def acls_of(name):
+    u = kusers.get(name)
+    if not u:
+        problems.append(f"kafka users.yaml: no KafkaUser {name}")
+        return set()
+    return {(a["resource"]["type"], a["resource"].get("name", ""), a["resource"].get("patternType", "literal"), op)
+            for a in u["authorization"]["acls"] for op in a["operations"]}
+
+
+def rw(topic, ops):
+    return {("topic", topic_names[topic], "literal", op) for op in ops}
+
+
 for stage, (src, dst) in flow.items():
     u = kusers.get(f"paystream-{stage}")
     if not u:
@@ -337,14 +468,30 @@ for stage, (src, dst) in flow.items():
             ("transactionalId", f"paystream-{stage}-", "prefix", "Describe")}
     for t in (dst, "outcomes", "dlq"):
         want |= {("topic", topic_names[t], "literal", "Write"), ("topic", topic_names[t], "literal", "Describe")}
-    if got != want:
-        problems.append(f"kafka user paystream-{stage}: ACLs differ: extra {sorted(got - want)}, "
-                        f"missing {sorted(want - got)}")
+    check_acls(stage, got, want)
     sec = secrets_k8s.get(f"paystream-{stage}", {}).get("kafka.properties", "")
     if f"sasl.username=paystream-{stage}\n" not in sec:
         problems.append(f"k8s Secret paystream-{stage}: kafka.properties is not principal paystream-{stage}")
+
+
+# ps-webhook writes the processor events; ps-events reads them (group
+# events) and writes what applying them produces: a settled charge to
+# payments.charged, outcomes, dead letters. No transactions: no
+# transactional ids. Both produce idempotently.
+idem = {("cluster", "", "literal", "IdempotentWrite")}
+check_acls("webhook", acls_of("paystream-webhook"), idem | rw("processor_events", ("Write", "Describe")))
+check_acls("events", acls_of("paystream-events"),
+           idem | rw("processor_events", ("Read", "Describe")) | {("group", "events", "literal", "Read")}
+           | rw("charged", ("Write", "Describe")) | rw("outcomes", ("Write", "Describe")) | rw("dlq", ("Write", "Describe")))
+for stage in ("webhook", "events"):
+    if f"sasl.username=paystream-{stage}\n" not in secrets_k8s.get(f"paystream-{stage}", {}).get("kafka.properties", ""):
+        problems.append(f"k8s Secret paystream-{stage}: kafka.properties is not principal paystream-{stage}")
+for name in ("paystream-operator", "paystream-keda"):
+    groups = {n for t, n, _, _ in acls_of(name) if t == "group"}
+    if groups != set(flow) | {"events"}:
+        problems.append(f"kafka user {name}: groups {sorted(groups)}, want every consumer group")
 scaled = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in kinds.get("ScaledObject", [])}
-for stage, (src, dst) in flow.items():
+for stage, (src, dst) in dict(flow, events=("processor_events", "charged")).items():
     so = scaled.get(f"paystream-{stage}")
     dep = [d for d in kinds.get("Deployment", []) if d["metadata"]["name"] == f"paystream-{stage}"]
     if not so:
