@@ -10,7 +10,7 @@
 #include "clock.h"
 #include "kloop_impl.h"
 #include "log.h"
-#include "schema.h"
+#include "schema_check.h"
 
 void kloop_metrics_init(kloop *kl) {
   kl->m.consumed = metrics_counter("paystream_messages_consumed_total",
@@ -45,27 +45,6 @@ void kloop_metrics_init(kloop *kl) {
   metrics_set_heartbeat_timeout(kl->cfg.heartbeat_timeout_s);
 }
 
-/* Is the migration this build needs (lib/schema.h) recorded? */
-static void schema_check(kloop *kl) {
-  char err[256];
-  const char *v[] = {PS_DB_SCHEMA_VERSION};
-  PGresult *r = pg_exec(&kl->ctx.pg, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, v,
-                        err, sizeof err);
-  if (!r) {
-    char what[64] = "";
-    pg_err_public(err, what, sizeof what);
-    metrics_set_check("schema", false, true, what);
-    return;
-  }
-  bool ok = PQntuples(r) > 0;
-  PQclear(r);
-  char why[128];
-  snprintf(why, sizeof why, "needs migration %s (run payctl migrate)", PS_DB_SCHEMA_VERSION);
-  metrics_set_check("schema", ok, true, ok ? "" : why);
-  if (!ok && !kl->schema_warned) log_warn("not ready: the database schema is older than this build: %s", why);
-  kl->schema_warned = !ok;
-}
-
 void kloop_kafka_waiting(kloop *kl, int64_t since_ms, const char *what) {
   metrics_heartbeat();
   int64_t waited = ps_mono_ms() - since_ms;
@@ -92,7 +71,7 @@ void kloop_health_tick(kloop *kl) {
   char what[64] = "";
   if (!r) pg_err_public(err, what, sizeof what); /* /readyz is public: no hosts, no users */
   metrics_set_check("postgres", r != NULL, true, what);
-  if (r) schema_check(kl);
+  if (r) schema_check(&kl->ctx.pg, &kl->schema_warned);
   PQclear(r);
   if (kl->def->uses_redis) {
     rds_cmd ping;

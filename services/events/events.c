@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "payments.pb-c.h"
+#include "schema_check.h"
 #include "stop_signals.h"
 
 typedef Payments__V1__ProcessorEvent proc_event;
@@ -132,13 +133,15 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
   return res;
 }
 
-/* Readiness when idle: Postgres answers (an event would also say so). */
-static void check_postgres(pg_conn *pg) {
+/* Readiness every few seconds, busy or idle: Postgres answers, and holds
+ * the migration this build needs. */
+static void check_postgres(pg_conn *pg, bool *schema_warned) {
   char err[512], pub[128];
   PGresult *r = pg_exec(pg, "SELECT 1", 0, NULL, err, sizeof err);
   if (r) PQclear(r);
   else pg_err_public(err, pub, sizeof pub);
   metrics_set_check("postgres", r != NULL, true, r ? "" : pub);
+  if (r) schema_check(pg, schema_warned);
 }
 
 static metric *counter(const char *result) {
@@ -146,8 +149,11 @@ static metric *counter(const char *result) {
                          "Processor events consumed, by result", "result", result, NULL);
 }
 
+/* A bounded wait: the loop is alive (the heartbeat says so), only waiting. */
 static void back_off(int *ms) {
+  metrics_heartbeat();
   usleep((useconds_t)*ms * 1000);
+  metrics_heartbeat();
   if (*ms < 5000) *ms *= 2;
 }
 
@@ -183,7 +189,11 @@ static void handle(rd_kafka_t *rk, const cfg *c, dead_letter *dl, pg_conn *pg,
     back_off(&backoff_ms);
   }
   metric_add(counter(names[res]), 1);
-  rd_kafka_resp_err_t err = rd_kafka_commit_message(rk, m, 0);
+  /* Asynchronous: a broker outage must not hold the loop in a commit (the
+   * heartbeat would stop and /healthz restart a healthy stage). A commit
+   * lost to the outage is covered by the next one; at worst the events are
+   * read again and found recorded. */
+  rd_kafka_resp_err_t err = rd_kafka_commit_message(rk, m, 1);
   if (err) log_warn("could not commit offset: %s", rd_kafka_err2str(err));
 }
 
@@ -203,6 +213,8 @@ int events_main(void) {
     return 2;
   }
   stop_signals_install(on_signal);
+  metrics_set_check("schema", false, true, "not checked yet");
+  metrics_set_heartbeat_timeout(c.heartbeat_timeout_s);
   pg_conn pg;
   pg_init(&pg, c.pg_dsn, "paystream-events", false);
   rd_kafka_t *rk = kafka_consumer_new(&c, c.topics.processor_events, NULL, NULL, err, sizeof err);
@@ -223,15 +235,15 @@ int events_main(void) {
     return 1;
   }
   int64_t next_check = 0;
+  bool schema_warned = false;
   while (!stop) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-    if (!m) {
-      if (ps_mono_ms() >= next_check) {
-        check_postgres(&pg);
-        next_check = ps_mono_ms() + 5000;
-      }
-      continue;
+    metrics_heartbeat();
+    if (ps_mono_ms() >= next_check) {
+      check_postgres(&pg, &schema_warned);
+      next_check = ps_mono_ms() + 5000;
     }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+    if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       rd_kafka_message_destroy(m);
       continue;

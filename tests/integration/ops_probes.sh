@@ -28,12 +28,18 @@ check "/readyz is ready again when Postgres is back" wait_until 30 ready ledger 
 # payctl migrate records it.
 V=$(sed -n 's/^#define PS_DB_SCHEMA_VERSION "\(.*\)"$/\1/p' "$REPO/lib/schema.h")
 check "lib/schema.h names a migration that exists" test -e "$REPO/db/migrations/$V"
+# ps-events runs its own loop (not kloop's) and checks the same, busy or idle.
+"$STACK" start-worker events 1
+check "ps-events becomes ready" wait_until 60 ready events 1
 # (A database migrated up to the one before: its row removed, as if never applied.)
 sql "DELETE FROM schema_migrations WHERE version = '$V'" >/dev/null
 check "/readyz turns not ready on a schema older than the build" wait_until 15 not_ready ledger 1
 check "and says which migration it needs" sh -c "'$STACK' http ledger 1 /readyz | grep -q '^schema not ok: needs migration $V'"
+check "ps-events' /readyz too" wait_until 15 not_ready events 1
+check "naming the migration" sh -c "'$STACK' http events 1 /readyz | grep -q '^schema not ok: needs migration $V'"
 sql "INSERT INTO schema_migrations (version) VALUES ('$V')" >/dev/null
 check "/readyz is ready again once the migration is recorded" wait_until 15 ready ledger 1
+check "ps-events' too" wait_until 15 ready events 1
 
 PAYSTREAM_HEARTBEAT_TIMEOUT_S=3 "$STACK" start-worker ingest 1
 check "ingest becomes ready" wait_until 60 ready ingest 1
