@@ -29,7 +29,7 @@ check "/readyz is ready again when Postgres is back" wait_until 30 ready ledger 
 V=$(sed -n 's/^#define PS_DB_SCHEMA_VERSION "\(.*\)"$/\1/p' "$REPO/lib/schema.h")
 check "lib/schema.h names a migration that exists" test -e "$REPO/db/migrations/$V"
 # ps-events runs its own loop (not kloop's) and checks the same, busy or idle.
-"$STACK" start-worker events 1
+PAYSTREAM_HEARTBEAT_TIMEOUT_S=3 "$STACK" start-worker events 1
 check "ps-events becomes ready" wait_until 60 ready events 1
 # (A database migrated up to the one before: its row removed, as if never applied.)
 sql "DELETE FROM schema_migrations WHERE version = '$V'" >/dev/null
@@ -64,6 +64,16 @@ check "and says the loop stalled" sh -c "curl -s http://127.0.0.1:$(cat "$PAYSTR
 wait "$locker"
 alive() { [ "$(http_status ingest 1 /healthz)" = 200 ]; }
 check "/healthz passes again once the loop turns" wait_until 30 alive
+# ps-events' own loop too: its readiness query (every 5 s) waits on a lock
+# held on schema_migrations for 15 s.
+eq "ps-events' /healthz is ok while its loop turns" 200 "$(http_status events 1 /healthz)"
+psql "$PAYSTREAM_PG_DSN" -qAtX -c "BEGIN; LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(15); COMMIT;" >/dev/null 2>&1 &
+locker=$!
+events_stalled() { [ "$(http_status events 1 /healthz)" = 503 ]; }
+check "ps-events' /healthz fails once its loop is blocked past the timeout" wait_until 20 events_stalled
+wait "$locker"
+events_alive() { [ "$(http_status events 1 /healthz)" = 200 ]; }
+check "and passes again once it turns" wait_until 30 events_alive
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish
