@@ -6,6 +6,6 @@
 #ifndef PS_SCHEMA_H
 #define PS_SCHEMA_H
 
-#define PS_DB_SCHEMA_VERSION "020_processor_events.sql"
+#define PS_DB_SCHEMA_VERSION "021_charge_resolver.sql"
 
 #endif
