@@ -13,10 +13,12 @@
 --    without holding any other payment.
 --
 -- Safe on a live database: a nullable column without a default (catalog
--- only, no rewrite); a view replaced with the same columns in the same
+-- only, no rewrite); one column privilege; a view replaced with the same columns in the same
 -- order plus a third branch.
 ALTER TABLE charge_attempts ADD COLUMN settled_by text
   CHECK (settled_by IS NULL OR settled_by = 'charge');
+-- charge writes it with its answers (009 grants charge column by column).
+GRANT UPDATE (settled_by) ON charge_attempts TO paystream_charge;
 
 CREATE OR REPLACE VIEW charge_unresolved AS
 SELECT a.payment_id, p.merchant_id, p.idempotency_key, a.processor,
