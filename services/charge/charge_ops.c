@@ -281,6 +281,7 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
     x->next_try_ms = now + 500;
     return;
   }
+  if (o->lookup) metric_add(st->m_lookups, 1);
   (*room)--;
   x->st = IT_INFLIGHT;
 }
