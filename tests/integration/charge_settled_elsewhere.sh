@@ -21,6 +21,7 @@ charged_at_sim() {
   [ -n "$PID" ] && processor_charges | jq -e --arg p "$PID" 'select(.metadata.payment_id == $p)' >/dev/null
 }
 check "procsim charged it; its answer hangs" wait_until 120 charged_at_sim
+PID=$(sql "SELECT payment_id FROM payments WHERE idempotency_key = 'race-1'")
 CH=$(processor_charges | jq -c --arg p "$PID" 'select(.metadata.payment_id == $p)' | head -1)
 CID=$(jq -r .id <<<"$CH") FEE=$(jq -r '.fee // 0' <<<"$CH")
 eq "charge's attempt is live with its send counted" "charging 1" \
