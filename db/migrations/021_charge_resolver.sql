@@ -6,19 +6,30 @@
 --    attempt already settled by someone else, that one emitted the
 --    payment's events: charge emits nothing (no second charged event, no
 --    second outcome). Attempts answered before this migration read NULL;
---    charge only consults it when its own record write changed nothing.
+--    charge only consults it for an attempt it held `charging` itself.
 --  * charge_unresolved also lists operations (capture, void, refund) that
 --    were sent and have no definite answer (a timeout, a `pending` refund,
 --    a 4xx that decides nothing): charge keeps asking their processor
 --    without holding any other payment.
 --
 -- Safe on a live database: a nullable column without a default (catalog
--- only, no rewrite); one column privilege; a view replaced with the same columns in the same
+-- only, no rewrite); a trigger on the attempts' state change; a view replaced with the same columns in the same
 -- order plus a third branch.
 ALTER TABLE charge_attempts ADD COLUMN settled_by text
   CHECK (settled_by IS NULL OR settled_by = 'charge');
--- charge writes it with its answers (009 grants charge column by column).
-GRANT UPDATE (settled_by) ON charge_attempts TO paystream_charge;
+-- Written by the database, not by the writer: an attempt leaving `charging`
+-- is marked 'charge' when the charge stage's role moves it (its answer, a
+-- status query's, its own end, a failover), NULL for anyone else. Charge's
+-- statements do not name the column, so this release's charge also runs on
+-- a database not yet migrated (migrate_populated.sh).
+CREATE FUNCTION charge_attempts_mark_settler() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.settled_by := CASE WHEN paystream_stage_of(current_user) = 'charge' THEN 'charge' END;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER charge_attempts_settler BEFORE UPDATE ON charge_attempts FOR EACH ROW
+  WHEN (OLD.state = 'charging' AND NEW.state IS DISTINCT FROM 'charging')
+  EXECUTE FUNCTION charge_attempts_mark_settler();
 
 CREATE OR REPLACE VIEW charge_unresolved AS
 SELECT a.payment_id, p.merchant_id, p.idempotency_key, a.processor,

@@ -24,7 +24,7 @@ static const char SQL_BEGIN_ATTEMPTS[] =
     " WHERE p.status IN ('scored', 'charging')"
     " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id)"
     " ON CONFLICT DO NOTHING RETURNING payment_id,"
-    " (SELECT k.kind FROM payments k WHERE k.payment_id = charge_attempts.payment_id)";
+    " (SELECT to_jsonb(k)->>'kind' FROM payments k WHERE k.payment_id = charge_attempts.payment_id)";
 
 /* A payment whose first attempt was opened above is `charging` now. */
 static const char SQL_MARK_CHARGING[] =
@@ -38,8 +38,9 @@ static const char SQL_READ[] =
     "SELECT u.ord, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
     " a.fee_minor, a.processor, a.sends, a.refused,"
     " (extract(epoch FROM now() - a.created_at) * 1000)::bigint,"
-    " p.amount_minor, p.currency, p.payment_method, p.status, p.kind,"
-    " coalesce(a.settled_by, '')"
+    " p.amount_minor, p.currency, p.payment_method, p.status, to_jsonb(p)->>'kind',"
+    " CASE WHEN to_jsonb(a) ? 'settled_by' THEN coalesce(to_jsonb(a)->>'settled_by', '')"
+    "      ELSE 'charge' END"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.id AND a.state <> 'abandoned'";
@@ -79,7 +80,7 @@ static const char SQL_FAILOVER[] =
  * — another worker's send counted meanwhile keeps it open): an ambiguous
  * attempt is never given up. */
 static const char SQL_RECORD_ATTEMPTS[] =
-    "UPDATE charge_attempts a SET state = u.s, settled_by = 'charge', processor_charge_id = u.cid,"
+    "UPDATE charge_attempts a SET state = u.s, processor_charge_id = u.cid,"
     " decline_code = u.dc, fee_minor = u.fee, error = u.err, updated_at = now()"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],"
     " $7::text[], $8::int[]) AS u(id, proc, s, cid, dc, fee, err, own)"
@@ -106,8 +107,7 @@ static char *dup_or_null(PGresult *r, int row, int col);
  * `failed` with its outcome unless an attempt may hold the charge (it stays
  * `charging`, listed in charge_unresolved). Then what Postgres holds. */
 static const char SQL_ISOLATE_ATTEMPT[] =
-    "UPDATE charge_attempts SET state = 'failed', settled_by = 'charge', error = $2,"
-    " updated_at = now()"
+    "UPDATE charge_attempts SET state = 'failed', error = $2, updated_at = now()"
     " WHERE payment_id = $1 AND state = 'charging' AND sends = refused";
 
 static const char SQL_ISOLATE_PAYMENT[] =
