@@ -30,8 +30,14 @@
  *   any state in a trip ─ Postgres refuses its data alone (isolated) ───► DONE (DLQ)
  *   DONE     ─ emitted (charged event, stored outcome, or DLQ) and dropped.
  *
- * An ambiguous attempt never ends `failed`: it is retried on the same
- * processor with the same key (capped back-off) until the processor answers.
+ *   READY with `lookup` (after an ambiguous answer, or taken up with a send
+ *   that may have arrived) ─ a status query instead of a send ─► INFLIGHT;
+ *   its answer: found ─► RECORD, key unknown ─► READY (send now, same key),
+ *   no verdict ─► READY (back-off)   (charge_lookup.h)
+ *   an operation (capture/void/refund) takes its own steps: charge_ops.h.
+ *
+ * An ambiguous attempt never ends `failed`: it stays on the same processor
+ * with the same key (capped back-off), asked about before any re-send.
  * Past the deadline (PAYSTREAM_CHARGE_DEADLINE_MS, counted from when this
  * worker took the attempt up, so a restart after an outage does not fire it
  * at once) an interim `pending` outcome is published once; the terminal one
