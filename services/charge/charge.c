@@ -30,8 +30,14 @@
  *   any state in a trip ─ Postgres refuses its data alone (isolated) ───► DONE (DLQ)
  *   DONE     ─ emitted (charged event, stored outcome, or DLQ) and dropped.
  *
- * An ambiguous attempt never ends `failed`: it is retried on the same
- * processor with the same key (capped back-off) until the processor answers.
+ *   READY with `lookup` (after an ambiguous answer, or taken up with a send
+ *   that may have arrived) ─ a status query instead of a send ─► INFLIGHT;
+ *   its answer: found ─► RECORD, key unknown ─► READY (send now, same key),
+ *   no verdict ─► READY (back-off)   (charge_lookup.h)
+ *   an operation (capture/void/refund) takes its own steps: charge_ops.h.
+ *
+ * An ambiguous attempt never ends `failed`: it stays on the same processor
+ * with the same key (capped back-off), asked about before any re-send.
  * Past the deadline (PAYSTREAM_CHARGE_DEADLINE_MS, counted from when this
  * worker took the attempt up, so a restart after an outage does not fire it
  * at once) an interim `pending` outcome is published once; the terminal one
@@ -50,6 +56,7 @@
 #include "charge_db.h"
 #include "charge_http.h"
 #include "charge_item.h"
+#include "charge_ops.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
@@ -226,6 +233,9 @@ static void classify(cycle *cy, citem *x, bool send_counted) {
     return;
   }
   x->st = IT_READY;
+  /* Taken up with a send that may have arrived (a restart, another
+   * worker's, or ours): the processor is asked before anything is re-sent. */
+  if (!send_counted && may_have_it(x)) x->lookup = true;
   if (send_counted) {
     breaker_allow(&cy->st->proc[d->proc].br, cy->now); /* closed: always */
     start(cy, x);
@@ -237,18 +247,40 @@ static void start(cycle *cy, citem *x) {
   charge_state *st = cy->st;
   const item_row *d = &x->db;
   charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method,
-                       x->ev->intent->kind == PAYMENTS__V1__REQUEST_KIND__REQUEST_KIND_AUTHORIZE};
-  if (charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x) == 0) {
+                       d->authorize, false};
+  int rc = charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x);
+  if (rc == 0) {
     x->st = IT_INFLIGHT;
     return;
   }
-  /* curl did not take it: nothing was written. Counted as a refused send. */
+  /* Nothing was written: counted as a refused send. A request that cannot
+   * be built is a data error: isolated once the refusal is booked (its end
+   * is then provably `failed`), never sent as something else. */
   breaker_release(&st->proc[d->proc].br);
-  metric_add(st->m_not_started, 1);
+  if (rc == CHARGE_HTTP_UNBUILDABLE) x->data_error = true;
+  else metric_add(st->m_not_started, 1);
   x->db.sends++;
   x->db.refused++;
   x->st = IT_REFUSED;
   x->next_try_ms = cy->now + 500;
+}
+
+/* Asks the processor what the attempt's key got (no send is counted: a
+ * query executes nothing). Returns whether it is out. */
+static bool start_lookup(cycle *cy, citem *x) {
+  charge_state *st = cy->st;
+  const item_row *d = &x->db;
+  charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method,
+                       d->authorize, true};
+  if (charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x) != 0) {
+    breaker_release(&st->proc[d->proc].br);
+    x->next_try_ms = cy->now + 500;
+    return false;
+  }
+  metric_add(st->m_lookups, 1);
+  cy->room--;
+  x->st = IT_INFLIGHT;
+  return true;
 }
 
 /* Due and live: send, fail over, end it, or wait. */
@@ -264,7 +296,11 @@ static void plan_ready(cycle *cy, citem *x) {
                "no processor could be reached before the deadline; the payment was not charged");
     t->rec[t->nrec++] = x;
   } else if (t->nsend < cy->room) {
-    if (breaker_allow(&pr->br, cy->now)) {
+    if (x->lookup && may_have_it(x)) {
+      /* Its earlier send may have arrived: ask, never re-send blindly. */
+      if (breaker_allow(&pr->br, cy->now)) start_lookup(cy, x);
+      else x->next_try_ms = cy->now + 100;
+    } else if (breaker_allow(&pr->br, cy->now)) {
       x->st = IT_SENDING;
       t->send[t->nsend++] = x;
     } else if (elsewhere) {
@@ -276,26 +312,63 @@ static void plan_ready(cycle *cy, citem *x) {
   }
 }
 
+/* The breaker learns from a finished call (a refusal of nothing is no verdict). */
+static void breaker_learn(processor *pr, int64_t now, bool failure) {
+  breaker_state before = breaker_get_state(&pr->br, now);
+  breaker_record(&pr->br, now, failure);
+  breaker_state after = breaker_get_state(&pr->br, now);
+  if (after != before)
+    log_warn("circuit for %s: %s -> %s", pr->name, breaker_state_name(before),
+             breaker_state_name(after));
+  processor_export_breaker(pr, after);
+}
+
+/* The processor's answer to "what did this key get": found, it is recorded
+ * exactly as if it had been the reply (the conditional record then settles
+ * nothing an other writer settled first); unknown, the key provably never
+ * reached it and is sent again now, same key; otherwise asked again on the
+ * capped back-off. */
+static void settle_lookup(cycle *cy, citem *x) {
+  processor *pr = &cy->st->proc[x->db.proc];
+  charge_kind k = x->ans.kind;
+  bool found = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED;
+  breaker_learn(pr, cy->now, !found && !x->ans.lookup_unknown);
+  log_ctx lc = item_ctx(cy->ctx, x);
+  if (found) {
+    log_at(LOG_INFO, &lc, "status query at %s found the answer: %s", pr->name, charge_kind_name(k));
+    x->lookup = false;
+    to_record(cy->st, x);
+    return;
+  }
+  x->st = IT_READY;
+  if (x->ans.lookup_unknown) {
+    log_at(LOG_INFO, &lc, "%s never got the charge's key: sending it again, same key", pr->name);
+    x->lookup = false;
+    x->next_try_ms = cy->now;
+    return;
+  }
+  log_at(LOG_WARN, &lc, "status query at %s: no verdict (%s); asking again later", pr->name,
+         x->ans.error);
+  x->next_try_ms = cy->now + charge_backoff_ms(x->tries++, (double)rand() / ((double)RAND_MAX + 1));
+}
+
 /* A finished request: the breaker learns, a refused send adds to the proof,
  * a definite answer is recorded, anything else is retried on the same
  * processor with the same key. */
 static void settle(cycle *cy, citem *x) {
   charge_state *st = cy->st;
   processor *pr = &st->proc[x->db.proc];
+  if (x->ans.looked_up) {
+    settle_lookup(cy, x);
+    return;
+  }
   if (x->ans.kind == CHARGE_REJECTED && may_have_it(x)) {
     /* A 401 after a key rotation, a 403/404 from a proxy: it says nothing
      * about an earlier send that may have arrived. */
     x->ans.kind = CHARGE_UNKNOWN;
   }
   charge_kind k = x->ans.kind;
-  bool failure = k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE;
-  breaker_state before = breaker_get_state(&pr->br, cy->now);
-  breaker_record(&pr->br, cy->now, failure);
-  breaker_state after = breaker_get_state(&pr->br, cy->now);
-  if (after != before)
-    log_warn("circuit for %s: %s -> %s", pr->name, breaker_state_name(before),
-             breaker_state_name(after));
-  processor_export_breaker(pr, after);
+  breaker_learn(pr, cy->now, k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE);
   x->db.sends++;
   if (k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED) {
     to_record(st, x);
@@ -311,6 +384,7 @@ static void settle(cycle *cy, citem *x) {
     }
     /* The last processor: wait for it, as for an ambiguous answer. */
   }
+  if (k != CHARGE_NOT_SENT) x->lookup = true; /* it may have arrived: ask next time */
   log_ctx lc = item_ctx(cy->ctx, x);
   log_at(LOG_WARN, &lc, "charge at %s not definite (%s): %s", pr->name, charge_kind_name(k),
          x->ans.error);
@@ -322,12 +396,20 @@ static void settle(cycle *cy, citem *x) {
 static void step(cycle *cy, citem *x, item_event ev) {
   charge_state *st = cy->st;
   trip *t = cy->t;
+  if (x->op && x->st != IT_WAIT_DUP) {
+    if (ev != EV_TRIP) charge_op_step(cy->ctx, st, x, ev == EV_ANSWER, cy->now, &cy->room);
+    return;
+  }
   switch (x->st) {
   case IT_WAIT_DUP:
     if (ev != EV_PLAN || g_hash_table_contains(st->active, x->ev->payment_id)) return;
     g_hash_table_add(st->active, x->ev->payment_id); /* its turn */
     x->st = IT_READ;
     x->next_try_ms = 0;
+    if (x->op) { /* an operation: its own steps (charge_ops.c) */
+      charge_op_step(cy->ctx, st, x, ev == EV_ANSWER, cy->now, &cy->room);
+      return;
+    }
     /* read in this cycle's trip */
     __attribute__((fallthrough));
   case IT_READ:
@@ -376,6 +458,11 @@ static void step(cycle *cy, citem *x, item_event ev) {
        * proof, it stays on the same processor). */
       x->st = IT_READ;
       x->next_try_ms = cy->now + 500;
+    } else if (x->data_error) {
+      snprintf(x->reason, sizeof x->reason,
+               "the %s request cannot be built from the payment's data: nothing sent",
+               x->db.authorize ? "authorization" : "charge");
+      isolate(cy, x);
     } else if (x->st == IT_REFUSED) {
       x->st = IT_READY; /* at its back-off */
     } else {
@@ -389,7 +476,11 @@ static void step(cycle *cy, citem *x, item_event ev) {
   case IT_RECORD:
     if (ev == EV_PLAN) {
       t->rec[t->nrec++] = x;
-    } else if (x->said == SAID_ISOLATED) {
+      return;
+    }
+    /* Our conditional record changed nothing: whoever settled it emits. */
+    if (x->said != SAID_FAILED) x->elsewhere = x->said != SAID_WRITTEN;
+    if (x->said == SAID_ISOLATED) {
       isolate(cy, x);
     } else if (x->said == SAID_UNREAD) {
       x->st = IT_READ; /* recorded: learn its state from Postgres */
@@ -413,6 +504,7 @@ void charge__item_free(charge_state *st, citem *x) {
   if (x->st != IT_WAIT_DUP) g_hash_table_remove(st->active, x->ev->payment_id);
   charge_db_row_free(&x->db);
   charge_answer_clear(&x->ans);
+  charge_op_free(x->op);
   event_free(x->ev);
   free(x->record_outcome_hex);
   free(x->raw);
@@ -466,94 +558,6 @@ static void apply(cycle *cy) {
   for (size_t i = 0; i < t->nfresh; i++) step(cy, t->fresh[i], EV_TRIP);
 }
 
-/* The interim `pending` outcome of an attempt the processor may hold. */
-static void add_pending(stage_ctx *ctx, citem *x, const char *proc_name, outbox *out) {
-  ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
-  ch.processor = (char *)(proc_name ? proc_name : "");
-  ps_charge *saved = x->ev->charge;
-  x->ev->charge = &ch;
-  outcome_buf ob;
-  outcome_from_event(&ob, x->ev, OUTCOME_PENDING, "processor_unresolved",
-                     "the processor has not answered yet; the payment may have been charged "
-                     "and is resolved with the processor's answer, never charged elsewhere");
-  outbox_add_outcome(out, ctx->cfg->topics.outcomes, &ob.o);
-  x->ev->charge = saved;
-  x->pending_sent = true;
-}
-
-/* Publishes, once per worker, the interim `pending` outcome of each attempt
- * the processor may hold that is still unresolved past the deadline; and
- * exports the age of the oldest such attempt. */
-static void emit_pending(stage_ctx *ctx, charge_state *st, outbox *out, int64_t now) {
-  int64_t oldest = 0;
-  for (size_t i = 0; i < st->n; i++) {
-    citem *x = st->items[i];
-    const item_row *d = &x->db;
-    if (x->st == IT_WAIT_DUP || x->st == IT_DONE || x->st == IT_RECORD || !d->has_attempt ||
-        strcmp(d->state, "charging") != 0 || !may_have_it(x))
-      continue;
-    if (now - d->created_ms > oldest) oldest = now - d->created_ms;
-    if (x->pending_sent || !x->since_ms || now - x->since_ms < st->deadline_ms) continue;
-    log_ctx lc = item_ctx(ctx, x);
-    log_at(LOG_WARN, &lc, "charge at %s unresolved past the deadline: pending, still retrying",
-           d->proc_name);
-    add_pending(ctx, x, d->proc_name, out);
-    metric_add(st->m_interim, 1);
-  }
-  metric_set(st->m_unresolved_age, (double)oldest / 1000.0);
-}
-
-/* Emits what finished and drops it. */
-static void emit_done(stage_ctx *ctx, charge_state *st, outbox *out) {
-  size_t k = 0;
-  for (size_t i = 0; i < st->n; i++) {
-    citem *x = st->items[i];
-    if (x->st != IT_DONE) {
-      st->items[k++] = x;
-      continue;
-    }
-    ps_event *ev = x->ev;
-    const item_row *d = &x->db;
-    stage_msg m = {ev, ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->raw,
-                   x->rawlen, x->key, x->keylen};
-    size_t before = out->n; /* tagged below: exactly-once holds them (kcontinuous.c) */
-    if (x->reason[0]) {
-      outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, x->reason);
-      /* Isolated: its end (charge_db_isolate_end) is published too. */
-      if (x->end_status[0] && d->outcome_hex)
-        outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
-                          d->outcome_hex);
-      else if (x->end_status[0] && x->may_hold && !x->pending_sent)
-        add_pending(ctx, x, d->proc_name, out);
-    } else if (!d->known) {
-      outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &m, "unknown payment_id");
-    } else if (d->has_attempt && strcmp(d->state, "succeeded") == 0) {
-      if (d->proc < 0) {
-        /* Postgres recorded the charge: it is emitted whatever our config. */
-        log_ctx lc = item_ctx(ctx, x);
-        log_at(LOG_ERROR, &lc, "ALERT charged at %s, a processor that is not configured",
-               d->proc_name ? d->proc_name : "?");
-        metric_add(st->m_unconfigured, 1);
-      }
-      ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
-      ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
-      ch.processor = d->proc_name ? d->proc_name : (char *)"";
-      ch.processor_charge_id = d->charge_id ? d->charge_id : (char *)"";
-      ch.fee_minor = d->fee_minor;
-      ps_charge *saved = ev->charge;
-      ev->charge = &ch;
-      outbox_add_event(out, ctx->cfg->topics.charged, ev);
-      ev->charge = saved;
-    } else if (d->outcome_hex) {
-      outbox_add_stored(out, ctx->cfg->topics.outcomes, ev->intent->idempotency_key,
-                        d->outcome_hex);
-    }
-    outbox_tag(out, before, x->partition, x->offset);
-    charge__item_free(st, x);
-  }
-  st->n = k;
-}
-
 /* One cycle: answers in (waiting at most wait_ms), one round trip to
  * Postgres, requests out, finished payments emitted. */
 void charge__progress(stage_ctx *ctx, outbox *out, int wait_ms) {
@@ -572,8 +576,8 @@ void charge__progress(stage_ctx *ctx, outbox *out, int wait_ms) {
   apply(&cy);
   free(sel);
   charge_http_run_timers(&st->http); /* the new requests leave now */
-  emit_pending(ctx, st, out, cy.now);
-  emit_done(ctx, st, out);
+  charge__emit_pending(ctx, st, out, cy.now);
+  charge__emit_done(ctx, st, out);
   metric_set(st->m_inflight, (double)st->http.inflight);
   metric_set(st->m_pending, (double)st->n);
   /* Nothing in flight (all waiting to retry): do not spin. */

@@ -23,7 +23,8 @@ static const char SQL_BEGIN_ATTEMPTS[] =
     " AND p.payment_method = u.pm"
     " WHERE p.status IN ('scored', 'charging')"
     " AND NOT EXISTS (SELECT 1 FROM charge_attempts a WHERE a.payment_id = p.payment_id)"
-    " ON CONFLICT DO NOTHING RETURNING payment_id";
+    " ON CONFLICT DO NOTHING RETURNING payment_id,"
+    " (SELECT to_jsonb(k)->>'kind' FROM payments k WHERE k.payment_id = charge_attempts.payment_id)";
 
 /* A payment whose first attempt was opened above is `charging` now. */
 static const char SQL_MARK_CHARGING[] =
@@ -37,7 +38,9 @@ static const char SQL_READ[] =
     "SELECT u.ord, encode(p.outcome, 'hex'), a.state, a.processor_charge_id,"
     " a.fee_minor, a.processor, a.sends, a.refused,"
     " (extract(epoch FROM now() - a.created_at) * 1000)::bigint,"
-    " p.amount_minor, p.currency, p.payment_method, p.status"
+    " p.amount_minor, p.currency, p.payment_method, p.status, to_jsonb(p)->>'kind',"
+    " CASE WHEN to_jsonb(a) ? 'settled_by' THEN coalesce(to_jsonb(a)->>'settled_by', '')"
+    "      ELSE 'charge' END"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.id AND a.state <> 'abandoned'";
@@ -189,6 +192,8 @@ static void parse_read(const processor *procs, int nproc, PGresult *r, citem **i
     snprintf(d->currency, sizeof d->currency, "%s", PQgetvalue(r, row, 10));
     d->payment_method = dup_or_null(r, row, 11);
     snprintf(d->pay_status, sizeof d->pay_status, "%s", PQgetvalue(r, row, 12));
+    d->authorize = strcmp(PQgetvalue(r, row, 13), "authorize") == 0; /* Postgres's, not the event's */
+    d->settled_by_charge = strcmp(PQgetvalue(r, row, 14), "charge") == 0;
     x->said = SAID_READ;
   }
 }
@@ -213,13 +218,14 @@ static void know_recorded(citem *x, const processor *procs) {
   free(d->proc_name);
   d->proc_name = strdup(procs[d->proc].name);
   d->fee_minor = ok ? x->ans.fee_minor : 0;
+  d->settled_by_charge = true;
   x->said = SAID_WRITTEN;
 }
 
 /* Its first attempt was opened at the primary in this trip (a send counted
  * with it has not been answered: local sends stay 0). The money it is sent
  * with was checked equal to the payment's by the INSERT. */
-static void know_opened(citem *x, const processor *procs, int64_t now) {
+static void know_opened(citem *x, const processor *procs, int64_t now, bool authorize) {
   item_row *d = &x->db;
   const ps_intent *in = x->ev->intent;
   charge_db_row_free(d);
@@ -234,6 +240,7 @@ static void know_opened(citem *x, const processor *procs, int64_t now) {
   d->amount_minor = in->amount->amount_minor;
   snprintf(d->currency, sizeof d->currency, "%s", in->amount->currency);
   d->payment_method = strdup(in->payment_method->id);
+  d->authorize = authorize;
   x->said = SAID_WRITTEN;
 }
 
@@ -364,11 +371,15 @@ static void learn(stage_ctx *ctx, const processor *procs, int nproc, trip *t, PG
     g_hash_table_destroy(pay_done);
   }
   if (i_begin >= 0) {
-    GHashTable *opened = returned_ids(res[i_begin]);
+    GHashTable *opened = g_hash_table_new(g_str_hash, g_str_equal); /* id -> payments.kind */
+    for (int row = 0; row < PQntuples(res[i_begin]); row++)
+      g_hash_table_insert(opened, PQgetvalue(res[i_begin], row, 0),
+                          PQgetvalue(res[i_begin], row, 1));
     for (size_t i = 0; i < t->nfresh; i++) {
       citem *x = t->fresh[i];
-      if (g_hash_table_contains(opened, x->ev->payment_id)) {
-        know_opened(x, procs, now);
+      const char *kind = g_hash_table_lookup(opened, x->ev->payment_id);
+      if (kind) {
+        know_opened(x, procs, now, strcmp(kind, "authorize") == 0);
         if (i < t->neager) x->said = SAID_COUNTED; /* its first send is counted: it leaves */
       } else {
         unknown[nunknown++] = x;

@@ -11,6 +11,7 @@
 
 #include "charge.h"
 #include "log.h"
+#include "charge_lookup.h"
 #include "lifecycle_proc.h"
 #include "paypal.h"
 #include "pg.h"
@@ -29,45 +30,29 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-static void call_setup(charge_http *h, http_call *c, const processor *pr,
-                       const charge_request *rq, void *owner) {
-  char url[1024], hdr[512], key[256];
+/* Sets c up for a POST of body (taken over) or, body NULL, a GET, to
+ * pr's url + path with key as the processor's idempotency key. */
+static void call_prepare(charge_http *h, http_call *c, const processor *pr, const char *path,
+                         char *body, bool json, const char *key, void *owner) {
+  char url[1024], hdr[512];
   memset(c, 0, sizeof *c);
   c->owner = owner;
   c->proc = pr;
   c->easy = h->npool ? h->pool[--h->npool] : curl_easy_init();
   if (!c->easy) abort();
-  charge_idempotency_key(rq->payment_id, pr->name, key, sizeof key);
-  if (pr->paypal) {
-    snprintf(url, sizeof url, "%s/v2/payments/captures", pr->url);
-    c->body = paypal_build_body(rq->amount_minor, rq->currency, rq->payment_method,
-                                rq->payment_id);
-    snprintf(hdr, sizeof hdr, "PayPal-Request-Id: %s", key);
+  snprintf(url, sizeof url, "%s%s", pr->url, path);
+  c->body = body;
+  if (body) {
+    snprintf(hdr, sizeof hdr, "%s: %s", pr->paypal ? "PayPal-Request-Id" : "Idempotency-Key", key);
     c->hdrs = curl_slist_append(c->hdrs, hdr);
-    c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/json");
-  } else {
-    snprintf(url, sizeof url, "%s/v1/charges", pr->url);
-    c->body = stripe_build_body(rq->amount_minor, rq->currency, rq->payment_method,
-                                rq->payment_id);
-    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
-    c->hdrs = curl_slist_append(c->hdrs, hdr);
-    c->hdrs = curl_slist_append(c->hdrs, "Content-Type: application/x-www-form-urlencoded");
+    c->hdrs = curl_slist_append(c->hdrs, json ? "Content-Type: application/json"
+                                              : "Content-Type: application/x-www-form-urlencoded");
   }
-  if (rq->authorize) { /* lifecycle: a hold, at the same processor with the same key */
-    lc_request lr;
-    c->authorize = true;
-    if (lc_authorize_request(pr->paypal, rq->amount_minor, rq->currency, rq->payment_method,
-                             rq->payment_id, &lr) == 0) {
-      free(c->body);
-      c->body = lr.body;
-      snprintf(url, sizeof url, "%s%s", pr->url, lr.path);
-    }
-  }
-  if (!c->body) abort(); /* validated currencies always format */
-  snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key);
+  snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key ? pr->api_key : "");
   c->hdrs = curl_slist_append(c->hdrs, hdr);
   curl_easy_setopt(c->easy, CURLOPT_URL, url);
-  curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+  if (body) curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+  else curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->hdrs);
   curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
@@ -76,6 +61,39 @@ static void call_setup(charge_http *h, http_call *c, const processor *pr,
   curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->errbuf);
   curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
+}
+
+/* The sale's or authorization's request (or its lookup). Returns 0, or -1
+ * when it cannot be built (nothing allocated, c untouched): an
+ * authorization never falls back to the sale's body. */
+static int call_setup(charge_http *h, http_call *c, const processor *pr,
+                      const charge_request *rq, void *owner) {
+  char key[256], path[512];
+  charge_idempotency_key(rq->payment_id, pr->name, key, sizeof key);
+  char *body = NULL;
+  bool json = pr->paypal;
+  if (rq->lookup) {
+    charge_lookup_path(pr->paypal, key, path, sizeof path);
+  } else if (rq->authorize) { /* lifecycle: a hold, at the same processor with the same key */
+    lc_request lr;
+    if (lc_authorize_request(pr->paypal, rq->amount_minor, rq->currency, rq->payment_method,
+                             rq->payment_id, &lr) != 0 || !lr.body)
+      return -1;
+    body = lr.body;
+    json = lr.json;
+    snprintf(path, sizeof path, "%s", lr.path);
+  } else if (pr->paypal) {
+    snprintf(path, sizeof path, "/v2/payments/captures");
+    body = paypal_build_body(rq->amount_minor, rq->currency, rq->payment_method, rq->payment_id);
+  } else {
+    snprintf(path, sizeof path, "/v1/charges");
+    body = stripe_build_body(rq->amount_minor, rq->currency, rq->payment_method, rq->payment_id);
+  }
+  if (!rq->lookup && !body) return -1;
+  call_prepare(h, c, pr, path, body, json, key, owner);
+  c->mode = rq->authorize ? CALL_AUTHORIZE : CALL_SALE;
+  c->lookup = rq->lookup;
+  return 0;
 }
 
 /* The easy handle goes back to the pool (a handle and its buffers are
@@ -103,23 +121,39 @@ void charge_http_map_failure(CURLcode cc, long request_size, const char *errtext
 static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
   if (cc == CURLE_OK) {
     long status = 0;
+    bool paypal = c->proc->paypal;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (c->authorize) lc_map_authorize(c->proc->paypal, status, c->resp, c->resp_len, a);
-    else if (c->proc->paypal) paypal_map_response(status, c->resp, c->resp_len, a);
-    else stripe_map_response(status, c->resp, c->resp_len, a);
+    lookup_said ls = c->lookup ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
+                               : LOOKUP_FOUND;
+    if (ls != LOOKUP_FOUND) {
+      memset(a, 0, sizeof *a);
+      a->kind = CHARGE_UNKNOWN;
+      a->lookup_unknown = ls == LOOKUP_UNKNOWN;
+      charge_answer_error(a, "status query: HTTP %ld%s", status,
+                          a->lookup_unknown ? " (key unknown: never reached the processor)" : "");
+    } else if (c->mode == CALL_OPERATION) {
+      lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency, a);
+    } else if (c->mode == CALL_AUTHORIZE) {
+      lc_map_authorize(paypal, status, c->resp, c->resp_len, a);
+    } else if (paypal) {
+      paypal_map_response(status, c->resp, c->resp_len, a);
+    } else {
+      stripe_map_response(status, c->resp, c->resp_len, a);
+    }
+    a->looked_up = c->lookup;
   } else {
     long sent = -1; /* unknown counts as written */
     if (curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = -1;
     charge_http_map_failure(cc, sent, c->errbuf, a);
+    if (c->lookup && a->kind == CHARGE_NOT_SENT) a->kind = CHARGE_UNKNOWN; /* asked nothing */
+    a->looked_up = c->lookup;
   }
   curl_off_t us = 0;
   curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &us);
   processor_observe_call(c->proc, (int64_t)us, a);
 }
 
-int charge_http_start(charge_http *h, http_call *c, const processor *pr, const charge_request *rq,
-                      void *owner) {
-  call_setup(h, c, pr, rq, owner);
+static int call_add(charge_http *h, http_call *c) {
   c->multi = h->shards[h->next_shard].multi;
   h->next_shard = (h->next_shard + 1) % h->nshards;
   CURLMcode mc = curl_multi_add_handle(c->multi, c->easy);
@@ -130,6 +164,31 @@ int charge_http_start(charge_http *h, http_call *c, const processor *pr, const c
   }
   h->inflight++;
   return 0;
+}
+
+int charge_http_start(charge_http *h, http_call *c, const processor *pr, const charge_request *rq,
+                      void *owner) {
+  if (call_setup(h, c, pr, rq, owner)) return CHARGE_HTTP_UNBUILDABLE;
+  return call_add(h, c);
+}
+
+int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
+                         const char *key, int op_kind, const char *currency, bool lookup,
+                         void *owner) {
+  char path[512];
+  if (lookup) {
+    charge_lookup_path(pr->paypal, key, path, sizeof path);
+    free(rq->body);
+  } else {
+    snprintf(path, sizeof path, "%s", rq->path);
+  }
+  call_prepare(h, c, pr, path, lookup ? NULL : rq->body, rq->json, key, owner);
+  rq->body = NULL; /* c's now */
+  c->mode = CALL_OPERATION;
+  c->lookup = lookup;
+  c->op_kind = op_kind;
+  snprintf(c->currency, sizeof c->currency, "%s", currency);
+  return call_add(h, c);
 }
 
 void charge_http_cancel(charge_http *h, http_call *c) {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lifecycle_proc.h"
 #include "processor.h"
 
 #define CHARGE_SHARD_CONNS 64
@@ -24,8 +25,14 @@ typedef struct http_call {
   size_t resp_len;
   char errbuf[CURL_ERROR_SIZE];
   const processor *proc;
-  bool authorize;          /* answered as an authorization (lifecycle_proc.h) */
+  int mode;                /* how its answer is read: CALL_SALE, CALL_AUTHORIZE, CALL_OPERATION */
+  bool lookup;             /* a status query for the key (charge_lookup.h), not the request */
+  int op_kind;             /* CALL_OPERATION: the operation's ps_kind */
+  char currency[4];        /* CALL_OPERATION: the operation's currency */
 } http_call;
+
+/* How the answer of a call (or of the request a lookup finds) is read. */
+enum { CALL_SALE, CALL_AUTHORIZE, CALL_OPERATION };
 
 typedef struct http_shard {
   CURLM *multi;
@@ -56,7 +63,8 @@ typedef struct charge_request {
   int64_t amount_minor;
   const char *currency;
   const char *payment_method;
-  bool authorize;          /* an authorization (hold only): lifecycle_proc.h */
+  bool authorize;          /* an authorization (hold only): lifecycle_proc.h, from payments.kind */
+  bool lookup;             /* ask the processor what the key got instead (charge_lookup.h) */
 } charge_request;
 
 /* The answer to owner's call; the callee takes over what it holds (its
@@ -70,10 +78,21 @@ int charge_http_init(charge_http *h, long long max_inflight, long long timeout_m
 void charge_http_close(charge_http *h);
 
 /* Starts the request for rq at pr with the processor idempotency key derived
- * from the payment. Returns 0, or -1 when curl refused it (nothing was sent;
- * c is clean again). */
+ * from the payment (or, with rq->lookup, the status query for that key).
+ * Returns 0, -1 when curl refused it, or CHARGE_HTTP_UNBUILDABLE (nothing
+ * was sent either way; c is clean again). */
 int charge_http_start(charge_http *h, http_call *c, const processor *pr, const charge_request *rq,
                       void *owner);
+
+/* charge_http_start's refusal of a request that cannot be built (a data
+ * error: nothing was sent, and it would fail the same way again). */
+#define CHARGE_HTTP_UNBUILDABLE (-2)
+
+/* Starts an operation's request rq (its body taken over) with key at pr, or,
+ * with lookup, the status query for key. Returns 0 or -1 (nothing sent). */
+int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
+                         const char *key, int op_kind, const char *currency, bool lookup,
+                         void *owner);
 
 /* Abandons a call in flight (its answer is never read). */
 void charge_http_cancel(charge_http *h, http_call *c);

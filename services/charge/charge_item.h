@@ -58,6 +58,8 @@ typedef struct item_row {
   char currency[4];
   char *payment_method;
   char pay_status[16];     /* the payment's status, as read */
+  bool authorize;          /* payments.kind is 'authorize': a hold, not a sale */
+  bool settled_by_charge;  /* the attempt's answer was written by charge (021 settled_by) */
 } item_row;
 
 typedef struct citem {
@@ -81,6 +83,10 @@ typedef struct citem {
   http_call call;
   char end_status[16];     /* isolated: the payment's status after its standalone end */
   bool may_hold;           /* isolated: an attempt the processor may hold is live (pending) */
+  bool lookup;             /* ask the processor what its key got before any re-send (resolver) */
+  bool elsewhere;          /* our record changed nothing: someone else settled it and emits */
+  bool data_error;         /* its request cannot be built: isolated once the refusal is booked */
+  struct op_item *op;      /* an operation (charge_ops.c), NULL for a sale or authorization */
 } citem;
 
 /* The worker's state: its processors, its transport, the items it holds. */
@@ -93,7 +99,7 @@ typedef struct charge_state {
   size_t n, cap;
   GHashTable *active;      /* payment ids with an item past IT_WAIT_DUP */
   metric *m_inflight, *m_pending, *m_not_started, *m_isolated, *m_unresolved_age, *m_interim,
-      *m_unconfigured, *m_mismatch;
+      *m_unconfigured, *m_mismatch, *m_lookups, *m_elsewhere;
 } charge_state;
 
 /* Cross-file private (charge.c), for the stage wiring in charge_stage.c. */
@@ -102,5 +108,9 @@ void charge__keep(charge_state *st, citem *x);      /* appends x to the items */
 /* One cycle: answers in (waiting at most wait_ms), one round trip to
  * Postgres, requests out, finished payments emitted. */
 void charge__progress(stage_ctx *ctx, outbox *out, int wait_ms);
+/* charge_emit.c: outputs of finished items (then dropped), and the interim
+ * `pending` outcomes and unresolved age. */
+void charge__emit_done(stage_ctx *ctx, charge_state *st, outbox *out);
+void charge__emit_pending(stage_ctx *ctx, charge_state *st, outbox *out, int64_t now);
 
 #endif

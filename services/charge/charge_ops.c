@@ -1,11 +1,12 @@
 /* charge_ops: see charge_ops.h. */
 #include "charge_ops.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "charge.h"
+#include "charge_http.h"
 #include "lifecycle_proc.h"
 #include "log.h"
 #include "operation.h"
@@ -16,7 +17,7 @@ static const char SQL_READ[] =
     " coalesce((SELECT c.processor_op_id FROM payment_operations c"
     "   WHERE c.payment_id = o.payment_id AND c.kind = 'capture'"
     "     AND c.state IN ('succeeded', 'posted') ORDER BY c.created_at DESC, c.operation_id DESC"
-    "   LIMIT 1), ''), coalesce(o.processor_target, '')"
+    "   LIMIT 1), ''), coalesce(o.processor_target, ''), o.sends, o.refused"
     " FROM payment_operations o LEFT JOIN payments p ON p.payment_id = o.payment_id"
     " WHERE o.operation_id = $1";
 
@@ -32,84 +33,8 @@ static const char SQL_SETTLE[] = "SELECT ps_settle_operation($1, $2, $3, $4, $5,
 
 static const char SQL_ABANDON[] = "SELECT ps_abandon_operation($1, $2, $3)";
 
-static const char SQL_ROW[] =
-    "SELECT " OP_ROW_COLUMNS " FROM payment_operations o"
-    " LEFT JOIN payments p ON p.payment_id = o.payment_id WHERE o.operation_id = $1";
-
-typedef struct body_buf {
-  char *p;
-  size_t n;
-} body_buf;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
-  body_buf *b = ud;
-  size_t n = size * nmemb;
-  if (b->n + n > 1 << 20) return 0;
-  char *nb = realloc(b->p, b->n + n + 1);
-  if (!nb) return 0;
-  memcpy(nb + b->n, data, n);
-  b->p = nb;
-  b->n += n;
-  b->p[b->n] = '\0';
-  return n;
-}
-
-/* One blocking exchange. Returns the HTTP status, 0 when nothing came back
- * (*sent says whether a byte may have left). */
-static long exchange(const processor *pr, const lc_request *rq, const char *key, body_buf *resp,
-                     bool *sent, char *err, size_t errlen) {
-  CURL *e = curl_easy_init();
-  if (!e) abort();
-  char url[1024], hdr[512], errbuf[CURL_ERROR_SIZE] = "";
-  struct curl_slist *h = NULL;
-  snprintf(url, sizeof url, "%s%s", pr->url, rq->path);
-  snprintf(hdr, sizeof hdr, "%s: %s", pr->paypal ? "PayPal-Request-Id" : "Idempotency-Key", key);
-  h = curl_slist_append(h, hdr);
-  h = curl_slist_append(h, rq->json ? "Content-Type: application/json"
-                                    : "Content-Type: application/x-www-form-urlencoded");
-  snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key ? pr->api_key : "");
-  h = curl_slist_append(h, hdr);
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, resp);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-  CURLcode rc = curl_easy_perform(e);
-  long status = 0, reqsize = 0;
-  curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
-  *sent = reqsize > 0;
-  if (rc == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-  else snprintf(err, errlen, "%s", *errbuf ? errbuf : curl_easy_strerror(rc));
-  curl_slist_free_all(h);
-  curl_easy_cleanup(e);
-  return status;
-}
-
-static int emit_outcome_row(stage_ctx *ctx, const ps_event *ev, const char *op_id, outbox *out) {
-  const char *v[] = {op_id};
-  pg_stmt st = {SQL_ROW, 1, v};
-  PGresult *r = NULL;
-  char err[512];
-  if (pg_pipeline(&ctx->pg, &st, 1, &r, err, sizeof err)) return -1;
-  int rc = 0;
-  if (PQntuples(r) == 1) {
-    op_row row;
-    op_row_read(r, 0, 0, &row);
-    outcome_buf ob;
-    op_outcome(&ob, &row, ev->published_at_ms);
-    rc = outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, row.idempotency_key,
-                                  strlen(row.idempotency_key), &ob.o);
-  }
-  PQclear(r);
-  return rc;
-}
-
 /* Forwards a succeeded operation to the ledger with what the processor said. */
-static int forward(stage_ctx *ctx, stage_msg *m, const op_row *row, outbox *out) {
+static void forward(stage_ctx *ctx, stage_msg *m, const op_row *row, outbox *out) {
   ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
   ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
   ch.processor = (char *)row->processor;
@@ -118,9 +43,8 @@ static int forward(stage_ctx *ctx, stage_msg *m, const op_row *row, outbox *out)
   ps_event *ev = m->ev;
   ps_charge *saved = ev->charge;
   ev->charge = &ch;
-  int rc = outbox_add_event(out, ctx->cfg->topics.charged, ev);
+  outbox_add_event(out, ctx->cfg->topics.charged, ev);
   ev->charge = saved;
-  return rc;
 }
 
 /* An operation that cannot be sent at all: ended `declined` with code when
@@ -145,52 +69,173 @@ static int abandon(stage_ctx *ctx, const log_ctx *lc, const char *op_id, const c
   return rc;
 }
 
-static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) {
-  const ps_event *ev = m->ev;
-  log_ctx lc = {m->topic, m->partition, m->offset, ev->payment_id, ev->payment_key};
+/* ---- an operation as an item of the state machine ------------------------------ */
+
+typedef enum op_emit { EMIT_NOTHING, EMIT_FORWARD, EMIT_OUTCOME } op_emit;
+
+struct op_item {
+  char id[64];
+  PGresult *row;       /* its last read: op_row points into it */
+  op_emit emit;        /* what it publishes once DONE */
+  bool seen;           /* read once: a send before ours is asked about first */
+  bool lookup;         /* ask the processor what op_<id> got before any re-send */
+  int tries;           /* answers without a verdict so far, for the back-off */
+  int64_t held_since;  /* when it first went without a definite answer (0: not held) */
+};
+
+struct op_item *charge_op_new(const char *operation_id) {
+  struct op_item *o = calloc(1, sizeof *o);
+  if (!o) abort();
+  snprintf(o->id, sizeof o->id, "%s", operation_id ? operation_id : "");
+  return o;
+}
+
+void charge_op_free(struct op_item *o) {
+  if (!o) return;
+  PQclear(o->row);
+  free(o);
+}
+
+int64_t charge_op_unresolved_ms(const citem *x, int64_t now) {
+  return x->op && x->op->held_since && x->st != IT_DONE ? now - x->op->held_since : 0;
+}
+
+static log_ctx op_ctx(const stage_ctx *ctx, const citem *x) {
+  log_ctx lc = {ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->ev->payment_id,
+                x->ev->payment_key};
+  return lc;
+}
+
+static void learn_breaker(processor *pr, int64_t now, bool failure) {
+  breaker_record(&pr->br, now, failure);
+  processor_export_breaker(pr, breaker_get_state(&pr->br, now));
+}
+
+/* Held: the processor may have it and gave no verdict. Only this payment
+ * waits (its later events behind it); it is asked again on the back-off. */
+static void hold(citem *x, int64_t now, long delay_ms) {
+  if (!x->op->held_since) x->op->held_since = now;
+  x->st = IT_READ;
+  x->next_try_ms = now + delay_ms;
+}
+
+/* Records a definite answer (ps_settle_operation: conditional, so a second
+ * record of the same answer changes nothing); then it is read again. */
+static void record(stage_ctx *ctx, citem *x, int64_t now) {
+  const charge_answer *a = &x->ans;
+  char fee[32], err[512];
+  snprintf(fee, sizeof fee, "%lld", (long long)a->fee_minor);
+  bool ok = a->kind == CHARGE_SUCCEEDED;
+  const char *pv[] = {x->op->id, ok ? "true" : "false", a->charge_id ? a->charge_id : "",
+                      fee, a->error_code, a->decline_code, a->error};
+  pg_stmt settle = {SQL_SETTLE, 7, pv};
+  PGresult *q = NULL;
+  int rc = pg_pipeline(&ctx->pg, &settle, 1, &q, err, sizeof err);
+  PQclear(q);
+  log_ctx lc = op_ctx(ctx, x);
+  if (rc) {
+    log_at(LOG_WARN, &lc, "operation %s answered but not recorded (%s): recorded later", x->op->id,
+           err);
+    x->st = IT_RECORD;
+    x->next_try_ms = now + 500;
+    return;
+  }
+  log_at(LOG_INFO, &lc, "operation %s %s", x->op->id, ok ? "succeeded" : "declined");
+  charge_answer_clear(&x->ans);
+  x->op->held_since = 0;
+  x->st = IT_READ; /* re-read: forward or outcome from the recorded state */
+  x->next_try_ms = now;
+}
+
+/* An answer (to the request or to a status query). */
+static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
+  struct op_item *o = x->op;
+  processor *pr = &st->proc[x->db.proc];
+  charge_kind k = x->ans.kind;
+  bool decided = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED;
+  log_ctx lc = op_ctx(ctx, x);
+  learn_breaker(pr, now, !decided && k != CHARGE_REJECTED && !x->ans.lookup_unknown);
+  if (x->ans.looked_up && x->ans.lookup_unknown) {
+    log_at(LOG_INFO, &lc, "%s never got op_%s: sending it again, same key", pr->name, o->id);
+    o->lookup = false;
+    x->st = IT_READ;
+    x->next_try_ms = now;
+    return;
+  }
+  if (decided) {
+    o->lookup = false;
+    record(ctx, x, now);
+    return;
+  }
+  /* No verdict: a timeout, 5xx, 409, a `pending` refund, a 4xx that decides
+   * nothing (401 after a key rotation, 404, DUPLICATE_REQUEST_ID). It may
+   * have been carried out: never re-sent blindly, asked about. */
+  if (k != CHARGE_NOT_SENT || x->ans.looked_up) o->lookup = true;
+  log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
+         pr->name, x->ans.looked_up ? " (status query)" : "", charge_kind_name(k), x->ans.error);
+  hold(x, now, charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
+}
+
+/* Reads the operation and does what its state says: done (emit), ended by
+ * us when provably never sent, or its request (or status query) started. */
+static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now, size_t *room) {
+  struct op_item *o = x->op;
+  log_ctx lc = op_ctx(ctx, x);
   char err[512];
-  const char *v[] = {ev->operation_id};
+  const char *v[] = {o->id};
   pg_stmt rd = {SQL_READ, 1, v};
   PGresult *r = NULL;
-  if (pg_pipeline(&ctx->pg, &rd, 1, &r, err, sizeof err)) return -1;
-  if (PQntuples(r) != 1) {
+  if (pg_pipeline(&ctx->pg, &rd, 1, &r, err, sizeof err)) {
     PQclear(r);
-    outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", m, "operation unknown to Postgres");
-    return 0;
+    x->next_try_ms = now + 500;
+    return;
+  }
+  PQclear(o->row);
+  o->row = r;
+  x->st = IT_DONE;
+  if (PQntuples(r) != 1) {
+    snprintf(x->reason, sizeof x->reason, "operation unknown to Postgres");
+    return;
   }
   op_row row;
   op_row_read(r, 0, 0, &row);
+  if (strcmp(row.state, "succeeded") == 0 || strcmp(row.state, "posted") == 0) {
+    o->emit = EMIT_FORWARD; /* again on a redelivery: the ledger re-derives from Postgres */
+    return;
+  }
+  if (strcmp(row.state, "declined") == 0) {
+    o->emit = EMIT_OUTCOME;
+    return;
+  }
+  if (strcmp(row.state, "accepted") != 0 && strcmp(row.state, "processing") != 0) {
+    snprintf(x->reason, sizeof x->reason, "operation not accepted by ingest");
+    return;
+  }
+  x->st = IT_READ;
   bool final = strcmp(PQgetvalue(r, 0, OP_ROW_NCOLS), "t") == 0;
   const char *pkind = PQgetvalue(r, 0, OP_ROW_NCOLS + 1);
   const char *holder = PQgetvalue(r, 0, OP_ROW_NCOLS + 2);
   const char *capture_id = PQgetvalue(r, 0, OP_ROW_NCOLS + 3);
   const char *fixed = PQgetvalue(r, 0, OP_ROW_NCOLS + 4); /* the target of its first send */
-  int rc = 0;
-  if (strcmp(row.state, "succeeded") == 0 || strcmp(row.state, "posted") == 0) {
-    rc = forward(ctx, m, &row, out); /* again: the ledger re-derives from Postgres */
-    goto done;
-  }
-  if (strcmp(row.state, "declined") == 0) {
-    rc = emit_outcome_row(ctx, ev, row.operation_id, out);
-    goto done;
-  }
-  if (strcmp(row.state, "accepted") != 0 && strcmp(row.state, "processing") != 0) {
-    outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", m, "operation not accepted by ingest");
-    goto done;
+  int sends = atoi(PQgetvalue(r, 0, OP_ROW_NCOLS + 5));
+  int refused = atoi(PQgetvalue(r, 0, OP_ROW_NCOLS + 6));
+  if (!o->seen) { /* taken up with a send that may have arrived (restart, rebalance) */
+    o->seen = true;
+    if (sends > refused) {
+      o->lookup = true;
+      o->held_since = now;
+    }
   }
   int pi = processor_index(st->proc, st->nproc, row.processor);
+  char msg[256];
   if (pi < 0) {
     metric_add(st->m_unconfigured, 1);
-    char msg[256];
     snprintf(msg, sizeof msg, "processor %s is not configured", row.processor);
-    if (abandon(ctx, &lc, row.operation_id, "processor_unavailable", msg) < 0) {
-      rc = -1;
-      goto done;
-    }
-    PQclear(r);
-    return run_one(ctx, st, m, out); /* declined: its outcome */
+    if (abandon(ctx, &lc, row.operation_id, "processor_unavailable", msg) > 0) x->next_try_ms = now;
+    else hold(x, now, 5000); /* it may be there: only its answer may end it */
+    return;
   }
-  const processor *pr = &st->proc[pi];
+  processor *pr = &st->proc[pi];
   int kind = op_kind_from_name(row.kind);
   /* What holds the money: the authorization or the sale's charge; a PayPal
    * refund of an authorization goes to its latest capture. */
@@ -200,82 +245,73 @@ static int run_one(stage_ctx *ctx, charge_state *st, stage_msg *m, outbox *out) 
   lc_request rq;
   if (lc_operation_request(pr->paypal, (ps_kind)kind, target, row.amount_minor, row.currency,
                            final, row.payment_id, row.operation_id, &rq)) {
-    char msg[256];
     snprintf(msg, sizeof msg, "the request cannot be built (target '%s')", target);
-    if (abandon(ctx, &lc, row.operation_id, "request_invalid", msg) < 0) {
-      rc = -1;
-      goto done;
-    }
-    PQclear(r);
-    return run_one(ctx, st, m, out);
+    if (abandon(ctx, &lc, row.operation_id, "request_invalid", msg) > 0) x->next_try_ms = now;
+    else hold(x, now, 5000);
+    return;
   }
-  char key[64];
-  snprintf(key, sizeof key, "op_%s", row.operation_id);
-  const char *sv[] = {row.operation_id, key, target};
-  pg_stmt snd = {SQL_SENDING, 3, sv};
-  PGresult *s = NULL;
-  /* The stored target differs only if another send fixed it meanwhile: retry. */
-  if (pg_pipeline(&ctx->pg, &snd, 1, &s, err, sizeof err) || PQntuples(s) != 1 ||
-      strcmp(PQgetvalue(s, 0, 0), target) != 0) {
-    PQclear(s);
+  if (!*room || !breaker_allow(&pr->br, now)) { /* no slot, or its circuit is open: wait */
     free(rq.body);
-    rc = -1;
-    goto done;
+    x->next_try_ms = now + 100;
+    return;
   }
-  PQclear(s);
-  body_buf resp = {0};
-  bool sent = false;
-  long status = exchange(pr, &rq, key, &resp, &sent, err, sizeof err);
-  free(rq.body);
-  charge_answer a;
-  if (status == 0) {
-    memset(&a, 0, sizeof a);
-    a.kind = CHARGE_UNKNOWN;
-    charge_answer_error(&a, "%s", err);
-  } else {
-    lc_map_operation(pr->paypal, (ps_kind)kind, status, resp.p, resp.n, row.currency, &a);
+  char key[80];
+  snprintf(key, sizeof key, "op_%s", row.operation_id);
+  if (!o->lookup) {
+    /* Durable before the send. The stored target differs only if another
+     * send fixed it meanwhile: read again. */
+    const char *sv[] = {row.operation_id, key, target};
+    pg_stmt snd = {SQL_SENDING, 3, sv};
+    PGresult *s = NULL;
+    bool counted = pg_pipeline(&ctx->pg, &snd, 1, &s, err, sizeof err) == 0 &&
+                   PQntuples(s) == 1 && strcmp(PQgetvalue(s, 0, 0), target) == 0;
+    PQclear(s);
+    if (!counted) {
+      breaker_release(&pr->br);
+      free(rq.body);
+      x->next_try_ms = now + 500;
+      return;
+    }
   }
-  free(resp.p);
-  if (a.kind != CHARGE_SUCCEEDED && a.kind != CHARGE_DECLINED) {
-    log_at(LOG_WARN, &lc, "operation %s at %s: %s (%s); retrying with the same key",
-           row.operation_id, pr->name, charge_kind_name(a.kind), a.error);
-    charge_answer_clear(&a);
-    rc = -1;
-    goto done;
+  x->db.proc = pi;
+  if (charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency, o->lookup, x)) {
+    breaker_release(&pr->br);
+    free(rq.body);
+    o->lookup = true; /* a counted send that left nothing: the query says so */
+    x->next_try_ms = now + 500;
+    return;
   }
-  char fee[32];
-  snprintf(fee, sizeof fee, "%lld", (long long)a.fee_minor);
-  bool ok = a.kind == CHARGE_SUCCEEDED;
-  const char *pv[] = {row.operation_id, ok ? "true" : "false", a.charge_id ? a.charge_id : "",
-                      fee, a.error_code, a.decline_code, a.error};
-  pg_stmt settle = {SQL_SETTLE, 7, pv};
-  PGresult *q = NULL;
-  int src = pg_pipeline(&ctx->pg, &settle, 1, &q, err, sizeof err);
-  PQclear(q);
-  charge_answer_clear(&a);
-  if (src) {
-    log_at(LOG_WARN, &lc, "operation %s answered but not recorded (%s): retrying", row.operation_id,
-           err);
-    rc = -1;
-    goto done;
-  }
-  log_at(LOG_INFO, &lc, "operation %s %s at %s", row.operation_id, ok ? "succeeded" : "declined",
-         pr->name);
-  /* Re-read and go on from the recorded state (forward or outcome). */
-  PQclear(r);
-  r = NULL;
-  return run_one(ctx, st, m, out);
-done:
-  PQclear(r);
-  return rc;
+  if (o->lookup) metric_add(st->m_lookups, 1);
+  (*room)--;
+  x->st = IT_INFLIGHT;
 }
 
-int charge_operations(stage_ctx *ctx, charge_state *st, stage_msg *msgs, size_t n, outbox *out) {
-  for (size_t i = 0; i < n; i++) {
-    if (!msgs[i].ev || !msgs[i].ev->operation) continue;
-    size_t before = out->n;
-    if (run_one(ctx, st, &msgs[i], out)) return -1;
-    outbox_tag(out, before, msgs[i].partition, msgs[i].offset); /* exactly-once holds it */
+void charge_op_step(stage_ctx *ctx, charge_state *st, citem *x, bool answer, int64_t now,
+                    size_t *room) {
+  if (answer) {
+    if (x->st == IT_INFLIGHT) on_op_answer(ctx, st, x, now);
+    return;
   }
-  return 0;
+  if (x->st == IT_INFLIGHT || x->st == IT_DONE || x->next_try_ms > now) return;
+  if (x->st == IT_RECORD) record(ctx, x, now);
+  else read_and_go(ctx, st, x, now, room);
+}
+
+void charge_op_emit(stage_ctx *ctx, citem *x, stage_msg *m, outbox *out) {
+  struct op_item *o = x->op;
+  if (x->reason[0]) {
+    outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", m, x->reason);
+    return;
+  }
+  if (!o->row || PQntuples(o->row) != 1 || o->emit == EMIT_NOTHING) return;
+  op_row row;
+  op_row_read(o->row, 0, 0, &row);
+  if (o->emit == EMIT_FORWARD) {
+    forward(ctx, m, &row, out);
+    return;
+  }
+  outcome_buf ob;
+  op_outcome(&ob, &row, x->ev->published_at_ms);
+  outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, row.idempotency_key,
+                           strlen(row.idempotency_key), &ob.o);
 }

@@ -17,15 +17,14 @@
 #include "log.h"
 
 /* Admits new messages without a round trip: they are read (and, with a
- * healthy primary, sent) in the next cycle's trip. Never fails. */
+ * healthy primary, sent) in the next cycle's trip; an operation is an item
+ * too (charge_ops.c), read in the next cycle. Never fails. */
 static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out) {
   charge_state *st = ctx->state;
-  if (charge_operations(ctx, st, msgs, n, out)) return -1; /* before any item is taken */
   for (size_t i = 0; i < n; i++) {
     const ps_event *ev = msgs[i].ev;
-    if (ev->operation) continue; /* charge_ops.c */
-    if (!ev->fraud || ev->fraud->decision != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW ||
-        !ev->intent->amount || !ev->intent->payment_method) {
+    if (!ev->operation && (!ev->fraud || ev->fraud->decision != PAYMENTS__V1__FRAUD_DECISION__FRAUD_DECISION_ALLOW ||
+        !ev->intent->amount || !ev->intent->payment_method)) {
       size_t before = out->n;
       outbox_add_dlq(out, ctx->cfg->topics.dlq, "charge", &msgs[i], "not allowed by fraud");
       outbox_tag(out, before, msgs[i].partition, msgs[i].offset); /* exactly-once holds it */
@@ -38,6 +37,7 @@ static int charge_process(stage_ctx *ctx, stage_msg *msgs, size_t n, outbox *out
     x->partition = msgs[i].partition;
     x->offset = msgs[i].offset;
     x->db.proc = -1;
+    if (ev->operation) x->op = charge_op_new(ev->operation_id); /* charge_ops.c */
     /* Kept for the DLQ, should Postgres not know the payment. */
     x->raw = malloc(msgs[i].rawlen + 1);
     x->key = malloc(msgs[i].keylen + 1);
@@ -138,6 +138,14 @@ static void charge_metrics(charge_state *st) {
       "Attempts found at a processor that is not configured (alert)", NULL);
   st->m_mismatch = metrics_counter("paystream_charge_event_mismatch_total",
                                    "Events whose money disagrees with Postgres (alert)", NULL);
+  st->m_lookups = metrics_counter("paystream_charge_status_queries_total",
+                                  "Status queries asked of a processor for an attempt or operation "
+                                  "without a definite answer (instead of a blind re-send)",
+                                  NULL);
+  st->m_elsewhere = metrics_counter(
+      "paystream_charge_settled_elsewhere_total",
+      "Attempts someone else (processor events) settled while charge held them: not emitted by "
+      "charge", NULL);
   st->m_not_started = metrics_counter("paystream_charge_not_started_total",
                                       "Requests libcurl refused to start (nothing sent)", NULL);
 }

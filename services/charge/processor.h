@@ -36,6 +36,8 @@ typedef struct charge_answer {
   char decline_code[64];   /* declined: the issuer's reason (generic_decline, ...) */
   int64_t fee_minor;
   char error[512];
+  bool looked_up;          /* the answer of a status query (charge_lookup.h) */
+  bool lookup_unknown;     /* that query said the key never reached the processor */
 } charge_answer;
 
 const char *charge_kind_name(charge_kind k);

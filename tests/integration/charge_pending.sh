@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # An ambiguous attempt never ends `failed` (issue 17.3). The processor
 # charges a payment but answers after the worker's timeout; then its API key
-# is rotated, so every retry gets 401 — which says nothing about the first
-# send. The payment stays `charging`, retried on the same processor with
-# the same key; past PAYSTREAM_CHARGE_DEADLINE_MS an interim `pending`
+# is rotated, so every status query (the resolver asks before re-sending)
+# gets 401 — which says nothing about the first send. The payment stays
+# `charging`, asked again on the same processor about the same key; past PAYSTREAM_CHARGE_DEADLINE_MS an interim `pending`
 # outcome is published, the oldest-unresolved metric shows its age, and
 # `payctl charges unresolved` lists it. When the key is accepted again the
-# retry gets the processor's stored answer: `succeeded`, charged once.
+# status query gets the processor's stored answer: `succeeded`, charged
+# once, sent once.
 source "$(dirname "$0")/lib.sh"
 stack_up
 for s in ingest fraud ledger; do "$STACK" start-worker "$s" 1; done
@@ -18,8 +19,8 @@ check "the processor charged it (its answer comes too late)" wait_until 60 proce
 sim "timeout_rate=0&api_key=sk_rotated"
 pid=$(sql "SELECT payment_id FROM payments WHERE idempotency_key LIKE 'pend-%'")
 key=$(sql "SELECT idempotency_key FROM payments WHERE payment_id = '$pid'")
-rejected() { grep -q "not definite (unknown): processor refused the request (401).*$pid" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
-check "a retry got 401 and was taken as ambiguous" wait_until 30 rejected
+rejected() { grep -q "status query at stripe: no verdict (status query: HTTP 401).*$pid" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
+check "its status query got 401 and was taken as no verdict" wait_until 30 rejected
 # How many outcomes of this payment match a jq condition (jq -e alone
 # would pass on empty output).
 outcomes_where() { "$PAYCTL" outcomes 2>/dev/null | jq -r --arg k "$key" "select(.idempotency_key == \$k and ($1)) | .offset" | wc -l; }
@@ -37,8 +38,8 @@ done_() { [ "$(sql "SELECT status FROM payments WHERE payment_id = '$pid'")" = s
 check "once the processor accepts the key again it ends succeeded" wait_until 60 done_
 eq "charged exactly once" "1" \
   "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" | jq --arg p "$pid" '[.data[] | select(.metadata.payment_id == $p)] | length')"
-check "asked again with the same key (retries, not new charges)" \
-  test "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq --arg k "paystream:$pid:stripe" '.by_key[$k] // 0')" -ge 3
+eq "never re-sent: the status query found the processor's stored answer" "1" \
+  "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq --arg k "paystream:$pid:stripe" '.by_key[$k] // 0')"
 final() { [ "$(outcomes_where '.status == "succeeded"')" = 1 ]; }
 check "its terminal outcome is published" wait_until 30 final
 eq "after the pending one, and nothing else" "processor_unresolved succeeded" \

@@ -1,0 +1,46 @@
+/* Unit tests for the resolver's status query (charge_lookup.h): what each
+ * answer of /v1/_lookup and /v2/_lookup says, per docs/procsim.md. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "charge_lookup.h"
+
+#define SAID(pp, st, body) charge_lookup_classify(pp, st, body, strlen(body))
+
+Test(charge_lookup, paths_name_the_key) {
+  char p[256];
+  charge_lookup_path(false, "paystream:p1:stripe", p, sizeof p);
+  cr_assert_str_eq(p, "/v1/_lookup?idempotency_key=paystream:p1:stripe");
+  charge_lookup_path(true, "op_42", p, sizeof p);
+  cr_assert_str_eq(p, "/v2/_lookup?request_id=op_42");
+}
+
+Test(charge_lookup, the_original_answer_is_found_whatever_its_status) {
+  cr_assert_eq(SAID(false, 200, "{\"id\":\"ch_1\",\"status\":\"succeeded\"}"), LOOKUP_FOUND);
+  cr_assert_eq(SAID(false, 402, "{\"error\":{\"type\":\"card_error\"}}"), LOOKUP_FOUND);
+  cr_assert_eq(SAID(true, 201, "{\"id\":\"CAP-1\",\"status\":\"COMPLETED\"}"), LOOKUP_FOUND);
+  cr_assert_eq(SAID(true, 422, "{\"name\":\"UNPROCESSABLE_ENTITY\"}"), LOOKUP_FOUND);
+}
+
+Test(charge_lookup, an_unknown_key_is_unknown_only_when_the_processor_says_so) {
+  cr_assert_eq(SAID(false, 404, "{\"error\":{\"code\":\"idempotency_key_unknown\"}}"),
+               LOOKUP_UNKNOWN);
+  cr_assert_eq(SAID(true, 404,
+                    "{\"name\":\"RESOURCE_NOT_FOUND\",\"details\":[{\"issue\":\"REQUEST_ID_UNKNOWN\"}]}"),
+               LOOKUP_UNKNOWN);
+  /* a proxy's 404, the other flavour's code, garbage: no verdict */
+  cr_assert_eq(SAID(false, 404, "<html>not found</html>"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 404, "{\"error\":{\"code\":\"resource_missing\"}}"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(true, 404, "{\"error\":{\"code\":\"idempotency_key_unknown\"}}"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 404, ""), LOOKUP_AGAIN);
+}
+
+Test(charge_lookup, in_progress_errors_and_refusals_of_the_query_ask_again) {
+  cr_assert_eq(SAID(false, 409, "{\"error\":{\"type\":\"idempotency_error\"}}"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(true, 409, "{\"name\":\"REQUEST_IN_PROGRESS\"}"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 500, "{}"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 503, ""), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 401, "{\"error\":{\"type\":\"invalid_request_error\"}}"), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 429, ""), LOOKUP_AGAIN);
+  cr_assert_eq(SAID(false, 0, ""), LOOKUP_AGAIN);
+}
