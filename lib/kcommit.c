@@ -20,13 +20,20 @@
  * outputs are all acknowledged, so a commit applied late, or never, only
  * means re-delivery, which at-least-once allows. Before partitions are
  * revoked and at exit the loop waits for the answer, bounded
- * (kloop_commit_wait), then forgets what is left: the next owner re-reads it. */
+ * (kloop_commit_wait), then forgets what is left: the next owner re-reads it.
+ *
+ * An answer that never comes must not stop every later commit (and hold
+ * /readyz false for good): a commit unanswered for SENT_TIMEOUT_MS is
+ * abandoned and its offsets sent again, and one in flight at a revoke is
+ * abandoned with the rest. Each commit carries a sequence number as its
+ * opaque, so a late answer to an abandoned one is recognised and ignored. */
 #include "clock.h"
 #include "kloop_impl.h"
 #include "log.h"
 
 #define RETRY_MS 500
 #define WAIT_MS 1000
+#define SENT_TIMEOUT_MS 10000
 
 /* into[p] = max(into[p], from[p]) for every partition of from. */
 static void merge(rd_kafka_topic_partition_list_t **into,
@@ -46,8 +53,9 @@ static void merge(rd_kafka_topic_partition_list_t **into,
 static void send_next(kloop *kl) {
   if (kl->commit_sent || !kl->commit_next || ps_mono_ms() < kl->commit_retry_ms) return;
   if (!kl->commit_q) kl->commit_q = rd_kafka_queue_new(kl->consumer);
-  rd_kafka_resp_err_t err =
-      rd_kafka_commit_queue(kl->consumer, kl->commit_next, kl->commit_q, NULL, NULL);
+  kl->commit_seq++;
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(kl->consumer, kl->commit_next, kl->commit_q,
+                                                  NULL, (void *)kl->commit_seq);
   if (err) {
     log_warn("offset commit not sent (kept, sent again later): %s", rd_kafka_err2str(err));
     kl->commit_retry_ms = ps_mono_ms() + RETRY_MS;
@@ -55,7 +63,18 @@ static void send_next(kloop *kl) {
   }
   kl->commit_sent = kl->commit_next;
   kl->commit_next = NULL;
+  kl->commit_sent_ms = ps_mono_ms();
   metrics_kafka_call(true);
+}
+
+/* Stops waiting for the commit in flight; with resend, its offsets go again. */
+static void abandon_sent(kloop *kl, bool resend) {
+  if (!kl->commit_sent) return;
+  if (resend) merge(&kl->commit_next, kl->commit_sent, false);
+  rd_kafka_topic_partition_list_destroy(kl->commit_sent);
+  kl->commit_sent = NULL;
+  kl->commit_seq++; /* its answer, if it ever comes, is stale */
+  metrics_kafka_call(false);
 }
 
 void kloop_commit(kloop *kl, const rd_kafka_topic_partition_list_t *offs) {
@@ -71,7 +90,8 @@ void kloop_commit(kloop *kl, const rd_kafka_topic_partition_list_t *offs) {
 bool kloop_commit_results(kloop *kl, int timeout_ms) {
   if (kl->commit_sent) {
     rd_kafka_event_t *ev = rd_kafka_queue_poll(kl->commit_q, timeout_ms);
-    if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+    if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT &&
+        (uintptr_t)rd_kafka_event_opaque(ev) == kl->commit_seq) {
       rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
       const rd_kafka_topic_partition_list_t *done = rd_kafka_event_topic_partition_list(ev);
       bool failed = err != RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -89,6 +109,14 @@ bool kloop_commit_results(kloop *kl, int timeout_ms) {
       metrics_kafka_call(false);
     }
     if (ev) rd_kafka_event_destroy(ev);
+    if (kl->commit_sent && ps_mono_ms() - kl->commit_sent_ms >= SENT_TIMEOUT_MS) {
+      log_warn("offset commit unanswered for %d s: sent again", SENT_TIMEOUT_MS / 1000);
+      abandon_sent(kl, true);
+    }
+  } else if (kl->commit_q) {
+    /* Late answers to abandoned commits: drained, ignored. */
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(kl->commit_q, 0))) rd_kafka_event_destroy(ev);
   }
   send_next(kl);
   return !kl->commit_sent && !kl->commit_next;
@@ -105,6 +133,7 @@ bool kloop_commit_wait(kloop *kl, int timeout_ms) {
 }
 
 void kloop_commit_forget(kloop *kl) {
+  abandon_sent(kl, false);
   if (kl->commit_next) {
     log_warn("%d partitions' offsets not committed (re-delivered to their next owner)",
              kl->commit_next->cnt);

@@ -55,6 +55,8 @@ typedef struct kloop {
   rd_kafka_topic_partition_list_t *commit_sent, *commit_next;
   rd_kafka_queue_t *commit_q;
   int64_t commit_retry_ms;
+  int64_t commit_sent_ms; /* when commit_sent left */
+  uintptr_t commit_seq;   /* tags each commit: a late answer to an abandoned one is ignored */
   rd_kafka_topic_t *outputs[8]; /* topics the producer knows from the start */
   int noutputs;
   struct {

@@ -54,6 +54,7 @@ eq "every worker's /healthz stays 200 through an outage of 3 heartbeat timeouts"
 for s in $WORKERS; do check "$s-1 runs through the outage" kill -0 "$(cat "$PAYSTREAM_RUN_DIR/pids/$s-1.pid")"; done
 "$STACK" kafka-up
 check "every worker is ready again after the outage" wait_until 90 all ready
+for s in $WORKERS; do ready "$s" 1 || log "$s-1 /readyz: $(probe_body "$s" 1 /readyz | tr '\n' ';')"; done
 for s in $WORKERS; do check "$s-1 saw the outage (its Kafka client was refused)" wait_until 30 saw_outage "$s"; done
 check "the publisher finished (it buffered through the outage)" wait "$publisher"
 
