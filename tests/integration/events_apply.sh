@@ -12,7 +12,8 @@
 #  - a refund that fails late: its postings reversed, refundable again;
 #  - a sale whose every answer was lost (attempt unknown) is settled by its
 #    charge.succeeded webhook, delivered three times, posted once; a
-#    declined one by its charge.failed webhook.
+#    declined one by its charge.failed webhook;
+#  - the day's settlement report reconciles with all of it, payout posted.
 # `payctl ledger verify` is clean at the end of each part.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
@@ -196,4 +197,16 @@ eq "its attempt declined, nothing posted" "declined 0" \
 declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | grep -q .; }
 check "the merchant hears it was declined" wait_until 30 declined_outcome
 check "procsim answers again" wait_until 90 answers
+
+log "the processor's settlement report agrees with what was applied"
+# Disputes lost and won, a late refund failure, sales settled by webhooks:
+# every line of the day's report matches the postings the events stage
+# made (payctl reconcile --report, #20), and its payout posts.
+DAY=$(date -u +%F)
+curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" >"$R/settlement.csv"
+"$PAYCTL" reconcile --report "$R/settlement.csv" --processor stripe >"$R/reconcile.txt" 2>&1
+eq "payctl reconcile --report finds no mismatch (exit 0)" 0 "$?"
+grep '^MISMATCH' "$R/reconcile.txt" | head -5 | sed 's/^/#   /'
+eq "and posts the day's payout once" 1 "$(sql "SELECT count(*) FROM settlement_payouts")"
+verify "after the payout"
 finish
