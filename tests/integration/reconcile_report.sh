@@ -93,6 +93,11 @@ doctor "$T/clean.csv" "$T/status.csv" \
 reconcile "$T/status.csv"
 check "a refund the processor made that Postgres holds declined: status_differs" \
   only status_differs "operation declined"
+doctor "$T/clean.csv" "$T/twice.csv" \
+  "rows.insert(len(rows) - 1, [r for r in rows if r[0] == 'charge' and r[1] == '$SALE1'][0][:2] + ['ch_second'] + [r for r in rows if r[0] == 'charge' and r[1] == '$SALE1'][0][3:])"
+reconcile "$T/twice.csv"
+check "a payment charged twice at the processor (a second charge object): at_processor_not_in_ledger" \
+  only at_processor_not_in_ledger "ch_second: a second charge"
 awk -F, 'BEGIN { OFS = "," } $1 == "payout" { $4 = $4 + 1 } { print }' "$T/clean.csv" > "$T/payout.csv"
 reconcile "$T/payout.csv"
 check "a payout that is not its lines' net: payout_differs" only payout_differs "its lines net $NET"

@@ -232,6 +232,17 @@ static const struct {
     {"at_processor_not_in_ledger",
      "SELECT type, payment_id, objects, 'nothing posted on ' || $2 FROM dispute_moves"
      " WHERE $1::text IS NOT NULL AND g_amount IS NULL ORDER BY payment_id, type"},
+    /* A payment charged twice at the processor: a second line (another
+     * object, or the same one listed again) that matched the movement a
+     * first line already matched. Its money is not in the ledger. */
+    {"at_processor_not_in_ledger",
+     "SELECT m.type, m.payment_id, m.object_id, 'a second ' || m.type || ' for this payment"
+     " (postgres holds ' || coalesce(nullif(b.object_id, ''), 'another') || ')'"
+     " FROM matched m JOIN book_moves b ON b.bid = m.bid"
+     " WHERE ((b.object_id <> '' AND m.object_id <> b.object_id)"
+     "  OR EXISTS (SELECT 1 FROM matched x WHERE x.bid = m.bid AND x.line < m.line"
+     "   AND (b.object_id = '' OR x.object_id = b.object_id)))"
+     " AND $1::text IS NOT NULL AND $2::text IS NOT NULL ORDER BY m.line"},
     {"in_ledger_not_at_processor",
      "SELECT b.type, b.payment_id, b.object_id, 'posted ' || b.posted_at || ', not in the report'"
      " FROM book_moves b WHERE b.settled AND b.transaction_id IS NOT NULL"
