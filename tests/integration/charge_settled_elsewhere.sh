@@ -18,7 +18,7 @@ sim "timeout_rate=1&hang_ms=15000"
 PID=
 charged_at_sim() {
   PID=$(sql "SELECT payment_id FROM payments WHERE idempotency_key = 'race-1'")
-  [ -n "$PID" ] && processor_charges | jq -e --arg p "$PID" 'select(.metadata.payment_id == $p)' >/dev/null
+  [ -n "$PID" ] && processor_charges | jq -c --arg p "$PID" 'select(.metadata.payment_id == $p)' | grep -q .
 }
 check "procsim charged it; its answer hangs" wait_until 120 charged_at_sim
 PID=$(sql "SELECT payment_id FROM payments WHERE idempotency_key = 'race-1'")
