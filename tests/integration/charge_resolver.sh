@@ -33,6 +33,14 @@ check "procsim charges while every answer hangs" wait_until 180 acted
 check "charge is SIGKILLed mid-way" "$STACK" kill-worker charge 1
 "$STACK" start-worker charge 1
 check "and restarted" wait_until 60 ready charge 1
+# Every lost attempt reaches procsim under timeout_rate (the restarted
+# worker sends those the first had not): one sent only after the faults
+# below change would be refused before acting, and rightly sent again.
+lost_sent() {
+  local i
+  for i in $(seq 1 "$N"); do [ "$(requests_for "$(key_of "lost-$i")")" -ge 1 ] || return 1; done
+}
+check "every lost attempt reached procsim while answers hang" wait_until 180 lost_sent
 
 sim "timeout_rate=0&fail_rate=1&fail_status=500"
 for i in $(seq 1 "$N"); do
