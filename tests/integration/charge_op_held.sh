@@ -15,7 +15,6 @@ stack_up
 "$STACK" start-backup-procsim
 ALT=http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/backup.port")
 SIM=$PAYSTREAM_PROCESSOR_URL
-is_status() { [ "$(sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
 op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 posted() { [ "$(op_col "$1" state)" = posted ]; }
 requests_for() { curl -sf "$1/_sim/requests" | jq -r --arg k "$2" '.by_key[$k] // 0'; }

@@ -11,7 +11,6 @@ source "$(dirname "$0")/lib.sh"
 stack_up
 export PAYSTREAM_PROCESSOR_TIMEOUT_MS=1500
 SIM=$PAYSTREAM_PROCESSOR_URL
-is_status() { [ "$(sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
 op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 posted() { [ "$(op_col "$1" state)" = posted ]; }
 requests_for() { curl -sf "$SIM/_sim/requests" | jq -r --arg k "$1" '.by_key[$k] // 0'; }

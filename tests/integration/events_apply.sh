@@ -27,12 +27,7 @@ SIM="http://127.0.0.1:$(cat "$R/procsim.port")"
 WH="http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks"
 SECRET=$(cat "$R/secrets/webhook-stripe")
 post() { curl -sf -X POST "$SIM$1"; }
-status_of() { sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
-is_status() { [ "$(status_of "$1")" = "$2" ]; }
-pid_of() { sql "SELECT payment_id FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 charge_of() { sql "SELECT processor_charge_id FROM payments WHERE payment_id = '$1'"; }
-op_state() { sql "SELECT state || ' ' || coalesce(error_code, '') FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'" | sed 's/ $//'; }
-op_done() { case "$(op_state "$1")" in posted|rejected*|declined*) return 0 ;; *) return 1 ;; esac; }
 amounts() { sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$1'" | tr '\t' ' '; }
 # postings PID: "kind-without-id account D|C amount" per entry, in posting order
 postings() {

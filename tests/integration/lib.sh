@@ -120,6 +120,15 @@ metric() {
 }
 
 sql() { psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "$1"; }
+# Payments and operations of merchant m1 (the lifecycle scenarios) by key:
+# status_of KEY, is_status KEY STATUS, pid_of KEY, op_state KEY [MERCHANT]
+# ("state code"), op_done KEY (posted, rejected or declined). A scenario
+# that means something else by one of these names defines its own.
+status_of() { sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
+is_status() { [ "$(status_of "$1")" = "$2" ]; }
+pid_of() { sql "SELECT payment_id FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
+op_state() { sql "SELECT state || ' ' || coalesce(error_code, '') FROM payment_operations WHERE merchant_id = '${2:-m1}' AND idempotency_key = '$1'" | sed 's/ $//'; }
+op_done() { case "$(op_state "$1")" in posted|rejected*|declined*) return 0 ;; *) return 1 ;; esac; }
 # sql_refused SQL PATTERN: Postgres refuses the statement with a message
 # matching PATTERN (refused is the old name, kept for callers).
 sql_refused() {

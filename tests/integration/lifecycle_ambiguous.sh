@@ -18,11 +18,9 @@ export PAYSTREAM_BACKUP_PROCESSOR_FLAVOUR=paypal
 SIM=$PAYSTREAM_PROCESSOR_URL
 totals() { curl -sf "$SIM/_sim/totals?payment_id=$1" | jq -r "$2"; }
 requests_for() { curl -sf "$1/_sim/requests" | jq -r --arg k "$2" '.by_key[$k] // 0'; }
-is_status() { [ "$(sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
 op_state() { sql "SELECT state FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 posted() { [ "$(op_state "$1")" = posted ]; }
 op_id() { sql "SELECT operation_id FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
-pid_of() { sql "SELECT payment_id FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 dropped() { [ "$(grep -c 'refusing connections' "$PAYSTREAM_RUN_DIR/procsim.log")" -ge "$1" ]; }
 
 "$PAYCTL" sale m1 sale-1 --amount 1000 --currency USD --customer c-amb1 >/dev/null

@@ -16,12 +16,7 @@ stack_up
 "$STACK" workers 2
 SIM="http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/procsim.port")"
 totals() { curl -sf "$SIM/_sim/totals?payment_id=$1" | jq -r "$2"; }
-status_of() { sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
-is_status() { [ "$(status_of "$1")" = "$2" ]; }
-op_state() { sql "SELECT state || ' ' || coalesce(error_code, '') FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'" | sed 's/ $//'; }
-op_done() { case "$(op_state "$1")" in posted|rejected*|declined*) return 0 ;; *) return 1 ;; esac; }
 amounts() { sql "SELECT authorized_minor, captured_minor, capturing_minor, refunded_minor, refunding_minor, released_minor, releasing_minor, status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'" | tr '\t' ' '; }
-pid_of() { sql "SELECT payment_id FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 
 # ---- racing refunds -------------------------------------------------------------
 "$PAYCTL" sale m1 sale-1 --amount 10000 --currency USD --customer c-sale >/dev/null

@@ -12,10 +12,6 @@ source "$(dirname "$0")/lib.sh"
 stack_up
 "$STACK" workers 1
 N=${EXPIRY_COUNT:-20}
-status_of() { sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
-is_status() { [ "$(status_of "$1")" = "$2" ]; }
-op_state() { sql "SELECT state || ' ' || coalesce(error_code, '') FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'" | sed 's/ $//'; }
-op_done() { case "$(op_state "$1")" in posted|rejected*|declined*) return 0 ;; *) return 1 ;; esac; }
 amounts() { sql "SELECT authorized_minor, captured_minor, capturing_minor, refunded_minor, refunding_minor, released_minor, releasing_minor, status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'" | tr '\t' ' '; }
 count() { sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'exp-%' AND status = '$1'"; }
 

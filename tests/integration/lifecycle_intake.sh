@@ -29,7 +29,6 @@ forge() {
        UPDATE payments SET status = '$final', outcome = '\\x2001' WHERE payment_id = '$id';" >/dev/null
 }
 amounts() { sql "SELECT authorized_minor, captured_minor, capturing_minor, refunded_minor, refunding_minor, released_minor, releasing_minor, status FROM payments WHERE payment_id = 'pay_$1'" | tr '\t' ' '; }
-op_state() { sql "SELECT state || ' ' || coalesce(error_code, '') FROM payment_operations WHERE merchant_id = '${2:-m1}' AND idempotency_key = '$1'" | sed 's/ $//'; }
 op_decided() { [ -n "$(op_state "$1" "${2:-m1}")" ] && [ "$(op_state "$1" "${2:-m1}")" != received ]; }
 ops_count() { sql "SELECT count(*) FROM payment_operations WHERE state <> 'received' AND idempotency_key LIKE '$1%'"; }
 outcome_of() { # KEY FIELD...: the newest outcome for an operation key

@@ -17,10 +17,8 @@ stack_up
 SIM=$PAYSTREAM_PROCESSOR_URL
 PROC=${PAYSTREAM_PROCESSOR_NAME:-stripe}
 T=$PAYSTREAM_RUN_DIR
-is_status() { [ "$(sql "SELECT status FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
 op_is() { [ "$(sql "SELECT state FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'")" = "$2" ]; }
 op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
-pid_of() { sql "SELECT payment_id FROM payments WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 payouts() { sql "SELECT count(*) FROM settlement_payouts"; }
 payout_txs() { sql "SELECT count(*) FROM ledger_transactions WHERE kind = 'payout'"; }
 balance() { sql "SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE name = '$1' AND currency = 'USD'"; }
