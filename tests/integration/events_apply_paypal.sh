@@ -84,7 +84,7 @@ eq "charge spoke PayPal to procsim, as processor paypal" "paypal paypal" \
 ANSWER_DECLINE=$(sql "SELECT decline_code FROM charge_attempts WHERE payment_id = '$(pid_of declined)'")
 eq "procsim's PayPal answer declined it with its reason (upper case)" GENERIC_DECLINE "$ANSWER_DECLINE"
 
-log "forged PayPal webhooks are refused and nothing is published"
+log "forged PayPal webhooks are refused and nothing is published (at ${SECONDS} s)"
 P=$(pid_of lost)
 jq -nc --arg p "$P" --arg c "$(charge_of "$P")" \
   '{id: "WH-FORGED-1", event_type: "CUSTOMER.DISPUTE.RESOLVED", create_time: (now | todate), resource_version: "2.0",
@@ -103,7 +103,7 @@ eq "nothing was published" 0 \
 
 post "/_sim/config?paypal_webhook_url=$WH/paypal&paypal_webhook_secret=$SECRET&webhook_retry_ms=100&webhook_dup_rate=1" >/dev/null
 
-log "a dispute lost, its events reordered and each delivered twice"
+log "a dispute lost, its events reordered and each delivered twice (at ${SECONDS} s)"
 D0=$(dups)
 post "/_sim/config?webhook_reorder_next=2&webhook_reorder_ms=3000" >/dev/null
 DP=$(post "/_sim/dispute?charge=$(charge_of "$P")&amount=4000&fee=1500" | jq -r .id)
@@ -127,7 +127,7 @@ dispute_lost expense:chargebacks D 4000
 dispute_lost asset:disputed_funds C 4000" "$(postings "$P")"
 eq "the payment holds 4000 disputed" "10000 0 4000" "$(amounts "$P")"
 lost_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "lost" and .disputed == 4000 and .processor_event == "dispute")' | grep -q .; }
-check "the merchant hears of it: an outcome updated / lost" wait_until 30 lost_outcome
+check "the merchant hears of it: an outcome updated / lost" wait_until 60 lost_outcome
 refund lost lost-r1 6001
 check "a refund of more than captured − disputed ends" wait_until 60 op_done lost-r1
 eq "it is refused" "rejected amount_exceeds_refundable" "$(op_state lost-r1)"
@@ -139,7 +139,7 @@ eq "procsim agrees" "10000 6000 4000" \
   "$(curl -sf "$SIM/_sim/totals?payment_id=$P" | jq -r '"\(.captured) \(.refunded) \(.disputed)"')"
 verify "lost"
 
-log "a dispute won: withdrawn, reinstated, its resolution arriving first"
+log "a dispute won: withdrawn, reinstated, its resolution arriving first (at ${SECONDS} s)"
 P=$(pid_of won)
 D0=$(dups)
 # The first three events (created, withdrawn, reinstated) are held back;
@@ -164,13 +164,14 @@ eq "the dispute: won, withdrawn and reinstated seen, nothing held" "won t t 0" \
   "$(sql "SELECT status, seen_withdrawn, seen_reinstated, held_minor FROM disputes WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
 eq "nothing held once won" "10000 0 0" "$(amounts "$P")"
 won_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "won" and .disputed == 0)' | grep -q .; }
-check "the merchant hears of it: an outcome updated / won" wait_until 30 won_outcome
+check "the merchant hears of it: an outcome updated / won" wait_until 60 won_outcome ||
+  "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p) | del(.raw)' | sed 's/^/#   /'
 refund won won-r1 10000
 check "the whole amount is refundable again" wait_until 60 op_done won-r1
 eq "and refunded" "posted" "$(op_state won-r1)"
 verify "won"
 
-log "a refund that fails late (PAYMENT.REFUND.FAILED)"
+log "a refund that fails late (PAYMENT.REFUND.FAILED) (at ${SECONDS} s)"
 P=$(pid_of late)
 refund late late-r1 4000
 check "the refund ends" wait_until 60 op_done late-r1
@@ -190,13 +191,13 @@ refund_reversal liability:refunds_payable C 4000
 refund_reversal liability:refunds_payable D 4000
 refund_reversal revenue:refunds C 4000" "$(postings "$P")"
 failed_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg o "$OP" 'select(.operation_id == $o and .status == "failed" and .error_code == "refund_failed" and .refunded == 0)' | grep -q .; }
-check "the merchant hears the refund failed" wait_until 30 failed_outcome
+check "the merchant hears the refund failed" wait_until 60 failed_outcome
 refund late late-r2 10000
 check "a refund of the whole amount ends" wait_until 60 op_done late-r2
 eq "and is refunded" "posted" "$(op_state late-r2)"
 verify "late refund failure"
 
-log "a sale whose answer is lost is settled by PAYMENT.CAPTURE.COMPLETED, once"
+log "a sale whose answer is lost is settled by PAYMENT.CAPTURE.COMPLETED, once (at ${SECONDS} s)"
 # The sale acts, its connection drops unanswered and the listener then
 # refuses connections for 20 s: charge can only wait; the webhook is sent.
 post "/_sim/config?webhook_dup_rate=0&drop_next=1&refuse_ms=20000" >/dev/null
@@ -223,7 +224,7 @@ eq "charged once at the processor, the fee its capture's" "2500 $(sql "SELECT fe
 eq "still posted once" 1 "$(sql "SELECT count(*) FROM ledger_transactions WHERE payment_id = '$P' AND kind = 'payment'")"
 verify "webhook settled"
 
-log "a declined sale whose answer was lost is declined by PAYMENT.CAPTURE.DENIED"
+log "a declined sale whose answer was lost is declined by PAYMENT.CAPTURE.DENIED (at ${SECONDS} s)"
 post "/_sim/config?drop_next=1&refuse_ms=20000" >/dev/null
 "$PAYCTL" sale m1 unknown-declined --amount 700 --currency USD --customer c-ud --pm pm_card_chargeDeclined >/dev/null
 check "it ends declined" wait_until 120 is_status unknown-declined declined
@@ -235,10 +236,10 @@ eq "its attempt declined with the code procsim's answer gives, nothing posted" "
   "$(sql "SELECT a.state, a.decline_code, (SELECT count(*) FROM ledger_transactions t WHERE t.payment_id = a.payment_id)
           FROM charge_attempts a WHERE a.payment_id = '$P'" | tr '\t' ' ')"
 declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | grep -q .; }
-check "the merchant hears it was declined" wait_until 30 declined_outcome
+check "the merchant hears it was declined" wait_until 60 declined_outcome
 check "procsim answers again" wait_until 90 answers
 
-log "the day's PayPal settlement report agrees with what was applied"
+log "the day's PayPal settlement report agrees with what was applied (at ${SECONDS} s)"
 DAY=$(date -u +%F)
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=paypal" >"$R/settlement.csv"
 PAYOUT=$(awk -F, '$1 == "payout" { print $3 " " $4 }' "$R/settlement.csv")
@@ -261,4 +262,5 @@ eq "no forged event or dispute was ever recorded" "0 0" \
   "$(sql "SELECT (SELECT count(*) FROM processor_events WHERE event_id = 'WH-FORGED-1'),
                  (SELECT count(*) FROM disputes WHERE processor_dispute_id = 'PP-D-FORGED')" | tr '\t' ' ')"
 check "no sanitizer reports" no_sanitizer_reports
+log "done (at ${SECONDS} s)"
 finish
