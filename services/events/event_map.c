@@ -15,17 +15,20 @@ static const char *str_at(json_t *o, const char *k) {
   return json_string_value(json_object_get(o, k));
 }
 
+/* A PayPal {"currency_code","value"} in minor units, -1 when absent or malformed. */
+static int64_t paypal_minor(json_t *a) {
+  const char *cur = str_at(a, "currency_code");
+  int exp = cur ? money_currency_exponent(cur) : -1;
+  int64_t v;
+  return exp >= 0 && wh_decimal_to_minor(str_at(a, "value"), exp, &v) == 0 ? v : -1;
+}
+
 /* Stripe: an integer; PayPal: {"currency_code","value"} (or procsim's
  * integer fee_minor on a capture). -1 when absent or malformed. */
 static int64_t fee_of(json_t *obj, bool paypal) {
   json_t *f = json_object_get(obj, "fee");
   if (json_is_integer(f) && json_integer_value(f) >= 0) return json_integer_value(f);
-  if (paypal && json_is_object(f)) {
-    const char *cur = str_at(f, "currency_code");
-    int exp = cur ? money_currency_exponent(cur) : -1;
-    int64_t v;
-    if (exp >= 0 && wh_decimal_to_minor(str_at(f, "value"), exp, &v) == 0) return v;
-  }
+  if (paypal && json_is_object(f) && paypal_minor(f) >= 0) return paypal_minor(f);
   json_t *fm = json_object_get(obj, "fee_minor");
   if (json_is_integer(fm) && json_integer_value(fm) >= 0) return json_integer_value(fm);
   return -1;
@@ -66,7 +69,11 @@ static int paypal(const Payments__V1__ProcessorEvent *e, json_t *res, ev_map *m)
   bool sale = !*e->payment_intent_id; /* a sale's capture names no authorization */
   if (is(t, "PAYMENT.CAPTURE.COMPLETED") && sale) {
     m->action = EV_CHARGE_SUCCEEDED;
-    m->fee_minor = fee_of(res, true);
+    /* PayPal states a capture's fee in its seller_receivable_breakdown
+     * (procsim's fee_minor is its own addition): not 0 for want of it. */
+    int64_t pf = paypal_minor(
+        json_object_get(json_object_get(res, "seller_receivable_breakdown"), "paypal_fee"));
+    m->fee_minor = pf >= 0 ? pf : fee_of(res, true);
   } else if (is(t, "PAYMENT.CAPTURE.DENIED") && sale) {
     m->action = EV_CHARGE_FAILED;
     set(m->decline_code, sizeof m->decline_code, str_at(res, "reason"));

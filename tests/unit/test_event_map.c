@@ -103,6 +103,23 @@ Test(event_map, paypal_sale_capture_settles_and_denial_declines) {
   cr_assert_str_eq(m.decline_code, "do_not_honor");
 }
 
+Test(event_map, a_paypal_capture_fee_is_read_from_its_seller_receivable_breakdown) {
+  /* PayPal's own field (no procsim fee_minor): the fee, not "not stated". */
+  ev_map m = map(PAYPAL, "PAYMENT.CAPTURE.COMPLETED", "COMPLETED", "",
+                 "{\"resource\":{\"seller_receivable_breakdown\":{\"paypal_fee\":"
+                 "{\"currency_code\":\"USD\",\"value\":\"3.20\"}}}}");
+  cr_assert_eq(m.action, EV_CHARGE_SUCCEEDED);
+  cr_assert_eq(m.fee_minor, 320);
+  m = map(PAYPAL, "PAYMENT.CAPTURE.COMPLETED", "COMPLETED", "",
+          "{\"resource\":{\"seller_receivable_breakdown\":{\"paypal_fee\":"
+          "{\"currency_code\":\"JPY\",\"value\":\"32\"}},\"fee_minor\":1}}");
+  cr_assert_eq(m.fee_minor, 32, "PayPal's field first");
+  m = map(PAYPAL, "PAYMENT.CAPTURE.COMPLETED", "COMPLETED", "",
+          "{\"resource\":{\"seller_receivable_breakdown\":{\"paypal_fee\":"
+          "{\"currency_code\":\"USD\",\"value\":\"3.2x\"}},\"fee_minor\":320}}");
+  cr_assert_eq(m.fee_minor, 320, "a malformed breakdown falls back to fee_minor");
+}
+
 Test(event_map, a_body_that_is_not_json_maps_by_type_with_no_fee) {
   cr_assert_eq(map(STRIPE, "charge.dispute.created", "", "", "not json").action, EV_DISPUTE);
   cr_assert_eq(map(STRIPE, "charge.dispute.created", "", "", "not json").fee_minor, -1);

@@ -104,10 +104,16 @@ static json_t *dispute_json(const sim_dispute *d) {
                    closed ? json_string(d->status) : json_null(), "create_time", time_json(d->at));
 }
 
+/* The reason in the words of the sale's own 422 answer (sale_answer: upper
+ * case), so a decline reads the same whether the answer or the webhook
+ * settled it. */
 static json_t *denied_json(const sim_payment *p) {
-  return json_pack("{s:s,s:s,s:o,s:s,s:s}", "id", p->id, "status", "DECLINED", "amount",
-                   amount_json(p->amount, p->currency), "custom_id", p->payment_id, "reason",
-                   p->decline_code ? p->decline_code : "declined");
+  char *reason = g_ascii_strup(p->decline_code ? p->decline_code : "declined", -1);
+  json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:s}", "id", p->id, "status", "DECLINED", "amount",
+                        amount_json(p->amount, p->currency), "custom_id", p->payment_id, "reason",
+                        reason);
+  g_free(reason);
+  return j;
 }
 
 json_t *paypal_event_object(const char *kind, const void *obj) {
