@@ -123,5 +123,9 @@ check "a movement reported again, in another payout: at_processor_not_in_ledger"
   grep -q "^MISMATCH at_processor_not_in_ledger: charge $P .*already settled in payout po_${YDAY//-/}_USD" "$R/out.txt"
 eq "nothing more posted" "2 1" \
   "$(sql "SELECT (SELECT count(*) FROM settlement_payouts), (SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement_fee')" | tr '\t' ' ')"
+KINDS=$(sql "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ledger_transactions_kind_check'")
+check "settlement_fee is a ledger kind of no dispute" grep -q "dispute_id IS NULL.*'settlement_fee'.*dispute_id IS NOT NULL" <<<"$KINDS"
+check "and payout is no longer in the dispute-kind list (026's replace)" \
+  eval "! grep -q \"dispute_id IS NOT NULL.*'payout'\" <<<\"\$KINDS\""
 check "no sanitizer reports" no_sanitizer_reports
 finish
