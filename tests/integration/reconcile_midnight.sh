@@ -123,6 +123,26 @@ check "a movement reported again, in another payout: at_processor_not_in_ledger"
   grep -q "^MISMATCH at_processor_not_in_ledger: charge $P .*already settled in payout po_${YDAY//-/}_USD" "$R/out.txt"
 eq "nothing more posted" "2 1" \
   "$(sql "SELECT (SELECT count(*) FROM settlement_payouts), (SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement_fee')" | tr '\t' ' ')"
+# the guards: a fee is learned only for a sale whose fee is unknown, and no
+# stage role can post a settlement fee outside reconcile (the ledger role may
+# insert ledger transactions, but a settlement_fee needs its settlement_fees row)
+TP=$(pid_of today)
+sql "INSERT INTO settlement_fees (payment_id, processor, fee_minor, transaction_id, payout_id, day)
+  SELECT '$TP', 'stripe', 1, transaction_id, 'po_x', '$TODAY' FROM ledger_transactions WHERE payment_id = '$TP'
+  AND kind = 'payment'" > "$R/known.txt" 2>&1
+check "a settlement fee for a sale with a known fee is refused" \
+  grep -q "$TP has no succeeded charge at stripe with an unknown fee" "$R/known.txt"
+LEDGER_DSN="${PAYSTREAM_PG_DSN/user=postgres/} user=paystream_ledger"
+forge_fee() {
+  psql "$LEDGER_DSN" -qAtX -v ON_ERROR_STOP=1 -c "WITH tx AS (INSERT INTO ledger_transactions (payment_id, kind)
+    VALUES ('$TP', 'settlement_fee') RETURNING transaction_id)
+    INSERT INTO ledger_entries (transaction_id, account_id, currency, direction, amount_minor)
+    SELECT tx.transaction_id, a.account_id, 'USD', u.d, 100 FROM tx CROSS JOIN
+    (VALUES ('expense:processing_fees', 'D'), ('asset:processor_receivable:stripe', 'C')) AS u(n, d)
+    JOIN ledger_accounts a ON a.name = u.n AND a.currency = 'USD'" > "$R/forged.txt" 2>&1
+}
+check "the ledger role cannot post a settlement fee of its own" eval '! forge_fee'
+check "refused for the missing settlement_fees row" grep -q "without its settlement_fees row" "$R/forged.txt"
 KINDS=$(sql "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ledger_transactions_kind_check'")
 check "settlement_fee is a ledger kind of no dispute" grep -q "dispute_id IS NULL.*'settlement_fee'.*dispute_id IS NOT NULL" <<<"$KINDS"
 check "and payout is no longer in the dispute-kind list (026's replace)" \
