@@ -2,27 +2,34 @@
  * (docs/procsim.md "Settlement report") against Postgres and the ledger,
  * then the payout posted once.
  *
- * The report's lines are loaded into a temporary table and matched in SQL:
+ * The report's lines are loaded into a temporary table and matched in SQL,
+ * each to our record of that movement by identity, never by the day we
+ * posted it:
  *   charge, capture, refund      one by one, to the payment (sale) or the
  *       payment_operations row (capture, refund; by processor_op_id) and to
  *       the ledger transaction posted for it. A movement's posted amount is
  *       what it moved on asset:processor_receivable:{p} plus its processing
  *       fee, so the sale, capture and refund postings are read alike.
- *   dispute_withdrawal, dispute_reinstatement, refund_failure   summed per
- *       payment and type against the ledger transactions of the report's day
- *       carrying that payment: withdrawals = debits of asset:disputed_funds
- *       (fee: expense:chargebacks debits of transactions that credit no
- *       disputed funds), reinstatements = credits of asset:disputed_funds in
- *       transactions that debit the receivable, refund failures = debits of
- *       the receivable in transactions of a refund operation.
+ *   dispute_withdrawal, dispute_reinstatement, refund_failure   per
+ *       payment, type and object (the dispute's processor_dispute_id, the
+ *       refund's processor_op_id) against the postings of that dispute or
+ *       refund not yet in a payout (SQL_DISPUTE_TXS has the rules).
  *   payout                       = the sum of its lines' amounts minus fees.
+ * A clean report records every movement it matched with its payout
+ * (settlement_movements, migration 030: each in exactly one payout), so a
+ * movement the processor made at 23:59:59.9 and we posted at 00:00:00.4 is
+ * settled by its own day's report and not expected in the next day's.
+ * Which of our movements a day's report must list: those in no payout
+ * posted inside the day, away from its edges (DUE), or overdue.
  * Mismatch kinds (one line each, "MISMATCH <kind>: ..."):
- *   at_processor_not_in_ledger, in_ledger_not_at_processor (movements of
- *   the report's day, by ledger posting time, UTC), amount_differs,
- *   fee_differs, status_differs (Postgres holds the movement but not as
- *   done: a charging/failed payment, a processing/declined operation),
- *   payout_differs (the payout is not its lines' net, or was already posted
- *   with another amount).
+ *   at_processor_not_in_ledger (also: a movement already settled in another
+ *   payout), in_ledger_not_at_processor (DUE, in no payout, not in the
+ *   report), amount_differs, fee_differs (against a known fee only: a sale
+ *   a webhook settled without its fee has it unknown, and the report's fee
+ *   is posted for it once, settlement_fees), status_differs (Postgres holds
+ *   the movement but not as done: a charging/failed payment, a
+ *   processing/declined operation), payout_differs (the payout is not its
+ *   lines' net, or was already posted with another amount).
  * Only a clean report posts its payouts (debit asset:cash, credit
  * asset:processor_receivable:{p}), each once per (processor, payout_id):
  * settlement_payouts' primary key decides (migration 026), in the statement
@@ -127,11 +134,37 @@ static const char SQL_LOAD[] =
 /* The report's day as timestamptz bounds, UTC ($2). */
 #define DAY_FROM "(($2::date)::timestamp AT TIME ZONE 'UTC')"
 #define DAY_TO "((($2::date) + 1)::timestamp AT TIME ZONE 'UTC')"
-#define IN_DAY(col) "(" col " >= " DAY_FROM " AND " col " < " DAY_TO ")"
+/* How far our posting time may be from the processor's time at a day's
+ * edge (the processor's clock, its cut-off, our delay in posting). */
+#define TOLERANCE "interval '2 minutes'"
+/* A movement of ours in no payout this many days after it was posted is a
+ * mismatch (its own day's report may have been reconciled out of order,
+ * or not yet). */
+#define OVERDUE_DAYS "3"
+#define LATE_FROM "((($2::date) - " OVERDUE_DAYS ")::timestamp AT TIME ZONE 'UTC')"
+#define LATE_TO "((($2::date) - " OVERDUE_DAYS " + 1)::timestamp AT TIME ZONE 'UTC')"
+/* Settled movements are recorded from migration 030 on: "overdue" counts
+ * only from the first day recorded at $1. */
+#define SINCE                                                                              \
+  "(coalesce((SELECT min(s.day) FROM settlement_movements s WHERE s.processor = $1),"      \
+  " $2::date)::timestamp AT TIME ZONE 'UTC')"
+/* A movement of ours, in no payout and not in the report, that the report
+ * of day $2 should have listed: posted inside the day away from its edges,
+ * or overdue (posted on the day OVERDUE_DAYS before). Near an edge the
+ * processor may have put it on the neighbouring day, whose report settles
+ * it (the days are matched by identity, never by our posting time). */
+#define DUE(col)                                                                           \
+  "((" col " >= " DAY_FROM " + " TOLERANCE " AND " col " < " DAY_TO " - " TOLERANCE ")"  \
+  " OR (" col " >= " LATE_FROM " AND " col " < " LATE_TO " AND " col " >= " SINCE "))"
+/* Postings the report of day $2 may name or should have listed. */
+#define NEAR(col) "(" col " >= " LATE_FROM " AND " col " < " DAY_TO " + " TOLERANCE ")"
 
 /* What Postgres and the ledger hold for the processor ($1): sales and
- * capture/refund operations named by the report or posted on its day
- * ($2), each with its ledger posting's effect. */
+ * capture/refund operations named by the report or posted near its day
+ * ($2), each with its ledger posting's effect and the payout that settled
+ * it, if any (settlement_movements, 030). A sale's fee is NULL while
+ * unknown (a webhook settled it without one) and not yet learned from a
+ * report (settlement_fees). */
 static const char SQL_BOOK[] =
     "CREATE TEMP TABLE book_moves AS"
     " WITH tx AS (SELECT t.transaction_id, t.payment_id, t.operation_id, t.kind, t.created_at,"
@@ -141,19 +174,22 @@ static const char SQL_BOOK[] =
     "     AND e.direction = 'D'), 0) AS fee"
     "  FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)"
     "  JOIN ledger_accounts a ON a.account_id = e.account_id"
-    "  WHERE t.kind IN ('payment', 'capture', 'refund') AND (" IN_DAY("t.created_at")
+    "  WHERE t.kind IN ('payment', 'capture', 'refund') AND (" NEAR("t.created_at")
     "   OR t.payment_id IN (SELECT payment_id FROM report_lines))"
     "  GROUP BY t.transaction_id),"
     " moves AS ("
     "  SELECT 'charge'::text AS type, p.payment_id, coalesce(c.processor_charge_id, '') AS object_id,"
-    "   p.amount_minor AS amount, coalesce(c.fee_minor, 0) AS fee, p.currency::text AS currency,"
+    "   p.amount_minor AS amount, coalesce(c.fee_minor, f.fee_minor) AS fee,"
+    "   p.currency::text AS currency,"
     "   'payment ' || p.status || ', attempt ' || c.state AS state,"
     "   p.status = 'succeeded' AND c.state = 'succeeded' AS settled, tx.transaction_id,"
-    "   tx.created_at AS posted_at, tx.net + tx.fee AS posted_amount, tx.fee AS posted_fee"
+    "   tx.created_at AS posted_at, tx.net + tx.fee AS posted_amount,"
+    "   tx.fee + coalesce(f.fee_minor, 0) AS posted_fee"
     "  FROM payments p JOIN charge_attempts c ON c.payment_id = p.payment_id"
     "   AND c.processor = $1"
     "  LEFT JOIN tx ON tx.payment_id = p.payment_id AND tx.kind = 'payment'"
     "   AND tx.operation_id IS NULL"
+    "  LEFT JOIN settlement_fees f ON f.payment_id = p.payment_id AND f.processor = $1"
     "  WHERE p.kind = 'sale' AND (p.payment_id IN (SELECT payment_id FROM report_lines)"
     "   OR tx.transaction_id IS NOT NULL)"
     "  UNION ALL"
@@ -168,7 +204,8 @@ static const char SQL_BOOK[] =
     "   AND o.state IN ('processing', 'succeeded', 'declined', 'posted')"
     "   AND (o.payment_id IN (SELECT payment_id FROM report_lines)"
     "    OR tx.transaction_id IS NOT NULL))"
-    " SELECT row_number() OVER () AS bid, * FROM moves";
+    " SELECT row_number() OVER () AS bid, m.*, s.payout_id AS settled_in, s.day AS settled_day"
+    " FROM moves m LEFT JOIN settlement_movements s ON s.transaction_id = m.transaction_id";
 
 /* Each report line of a matched type with the book movement it names: a
  * sale by its payment; an operation by processor object id, else one of
@@ -177,7 +214,8 @@ static const char SQL_BOOK[] =
 static const char SQL_MATCH[] =
     "CREATE TEMP TABLE matched AS SELECT r.*, b.bid, b.amount AS b_amount, b.fee AS b_fee,"
     " b.currency AS b_currency, b.state AS b_state, b.settled, b.transaction_id,"
-    " b.posted_amount, b.posted_fee"
+    " b.posted_amount, b.posted_fee, b.settled_in, b.settled_day,"
+    " b.type = 'charge' AND b.bid IS NOT NULL AND b.fee IS NULL AS fee_unknown"
     " FROM report_lines r LEFT JOIN LATERAL (SELECT * FROM book_moves b"
     "  WHERE b.type = r.type AND b.payment_id = r.payment_id"
     "   AND (b.object_id = r.object_id OR (b.object_id = '' AND b.amount = r.amount)"
@@ -185,11 +223,20 @@ static const char SQL_MATCH[] =
     "  ORDER BY b.object_id = r.object_id DESC, b.amount = r.amount DESC LIMIT 1) b ON true"
     " WHERE r.type IN ('charge', 'capture', 'refund')";
 
-/* Dispute and late-refund-failure movements per payment and type: the
- * report's lines against the ledger transactions of its day at $1. */
-static const char SQL_DISPUTES[] =
-    "CREATE TEMP TABLE dispute_moves AS"
-    " WITH tx AS (SELECT t.transaction_id, t.payment_id,"
+/* Dispute and late-refund-failure postings not yet in a payout, each
+ * classified (DESIGN's postings): withdrawal = debits of
+ * asset:disputed_funds (its fee: expense:chargebacks debits of a
+ * transaction that credits no disputed funds), reinstatement = credits of
+ * asset:disputed_funds in a transaction that debits the receivable, refund
+ * failure = debits of the receivable in a refund operation's transaction.
+ * Each is matched by identity to the report's line of its payment and type
+ * naming its dispute (processor_dispute_id) or refund (processor_op_id) —
+ * a posting that names neither, to that payment's line of its type — and
+ * kept when matched or DUE. */
+static const char SQL_DISPUTE_TXS[] =
+    "CREATE TEMP TABLE dispute_txs AS"
+    " WITH tx AS (SELECT t.transaction_id, t.payment_id, t.created_at,"
+    "   coalesce(d.processor_dispute_id, o.processor_op_id, '') AS object_id,"
     "   coalesce(sum(e.amount_minor) FILTER (WHERE a.name = 'asset:disputed_funds'"
     "    AND e.direction = 'D'), 0) AS dd,"
     "   coalesce(sum(e.amount_minor) FILTER (WHERE a.name = 'asset:disputed_funds'"
@@ -198,25 +245,46 @@ static const char SQL_DISPUTES[] =
     "    AND e.direction = 'D'), 0) AS rd,"
     "   coalesce(sum(e.amount_minor) FILTER (WHERE a.name = 'expense:chargebacks'"
     "    AND e.direction = 'D'), 0) AS chb,"
-    "   bool_or(o.kind = 'refund') AS of_refund"
+    "   coalesce(bool_or(o.kind = 'refund'), false) AS of_refund"
     "  FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)"
     "  JOIN ledger_accounts a ON a.account_id = e.account_id"
     "  LEFT JOIN payment_operations o ON o.operation_id = t.operation_id"
-    "  WHERE t.payment_id IS NOT NULL AND " IN_DAY("t.created_at") " GROUP BY t.transaction_id),"
-    " ledger AS (SELECT payment_id, 'dispute_withdrawal'::text AS type, -sum(dd) AS amount,"
-    "   sum(chb) FILTER (WHERE dc = 0) AS fee FROM tx GROUP BY payment_id HAVING sum(dd) > 0"
-    "  UNION ALL SELECT payment_id, 'dispute_reinstatement', sum(dc), 0 FROM tx WHERE rd > 0"
-    "   GROUP BY payment_id HAVING sum(dc) > 0"
-    "  UNION ALL SELECT payment_id, 'refund_failure', sum(rd), 0 FROM tx WHERE of_refund"
-    "   GROUP BY payment_id HAVING sum(rd) > 0),"
-    " lines AS (SELECT payment_id, type, sum(amount) AS amount, sum(fee) AS fee,"
-    "   string_agg(object_id, ' ') AS objects FROM report_lines"
+    "  LEFT JOIN disputes d ON d.dispute_id = t.dispute_id"
+    "  WHERE t.payment_id IS NOT NULL"
+    "   AND t.kind NOT IN ('payment', 'capture', 'refund', 'settlement_fee')"
+    "   AND (" NEAR("t.created_at") " OR t.payment_id IN (SELECT payment_id FROM report_lines))"
+    "   AND NOT EXISTS (SELECT 1 FROM settlement_movements s"
+    "    WHERE s.transaction_id = t.transaction_id)"
+    "  GROUP BY t.transaction_id, d.processor_dispute_id, o.processor_op_id),"
+    " cls AS (SELECT tx.*, CASE WHEN dd > 0 OR (chb > 0 AND dc = 0) THEN 'dispute_withdrawal'"
+    "   WHEN dc > 0 AND rd > 0 THEN 'dispute_reinstatement'"
+    "   WHEN of_refund AND rd > 0 THEN 'refund_failure' END AS type FROM tx)"
+    " SELECT c.transaction_id, c.payment_id, c.type, c.created_at,"
+    "  coalesce(l.object_id, c.object_id) AS object_id, l.payout_id,"
+    "  CASE c.type WHEN 'dispute_withdrawal' THEN -c.dd WHEN 'dispute_reinstatement' THEN c.dc"
+    "   ELSE c.rd END AS amount,"
+    "  CASE WHEN c.type = 'dispute_withdrawal' AND c.dc = 0 THEN c.chb ELSE 0 END AS fee"
+    " FROM cls c LEFT JOIN LATERAL (SELECT r.object_id, r.payout_id FROM report_lines r"
+    "  WHERE r.payment_id = c.payment_id AND r.type = c.type"
+    "   AND (r.object_id = c.object_id OR c.object_id = '')"
+    "  ORDER BY r.object_id = c.object_id DESC, r.line LIMIT 1) l ON true"
+    " WHERE c.type IS NOT NULL AND (l.object_id IS NOT NULL OR " DUE("c.created_at") ")";
+
+/* Those movements per payment, type and object: the report's lines against
+ * the postings. */
+static const char SQL_DISPUTES[] =
+    "CREATE TEMP TABLE dispute_moves AS"
+    " WITH ledger AS (SELECT payment_id, type, object_id, sum(amount) AS amount, sum(fee) AS fee"
+    "  FROM dispute_txs GROUP BY payment_id, type, object_id),"
+    " lines AS (SELECT payment_id, type, object_id, sum(amount) AS amount, sum(fee) AS fee"
+    "  FROM report_lines"
     "  WHERE type IN ('dispute_withdrawal', 'dispute_reinstatement', 'refund_failure')"
-    "  GROUP BY payment_id, type)"
+    "  GROUP BY payment_id, type, object_id)"
     " SELECT coalesce(l.payment_id, g.payment_id) AS payment_id, coalesce(l.type, g.type) AS type,"
-    "  coalesce(l.objects, '') AS objects, l.amount AS r_amount, l.fee AS r_fee,"
+    "  coalesce(l.object_id, g.object_id) AS objects, l.amount AS r_amount, l.fee AS r_fee,"
     "  g.amount AS g_amount, coalesce(g.fee, 0) AS g_fee"
-    " FROM lines l FULL JOIN ledger g ON g.payment_id = l.payment_id AND g.type = l.type";
+    " FROM lines l FULL JOIN ledger g ON g.payment_id = l.payment_id AND g.type = l.type"
+    "  AND g.object_id = l.object_id";
 
 /* Each query lists mismatches of one kind as (type, payment_id, object,
  * detail). $1 processor, $2 day. */
@@ -243,15 +311,21 @@ static const struct {
      "  OR EXISTS (SELECT 1 FROM matched x WHERE x.bid = m.bid AND x.line < m.line"
      "   AND (b.object_id = '' OR x.object_id = b.object_id)))"
      " AND $1::text IS NOT NULL AND $2::text IS NOT NULL ORDER BY m.line"},
+    /* The same movement reported again (another day, another payout). */
+    {"at_processor_not_in_ledger",
+     "SELECT type, payment_id, object_id, 'already settled in payout ' || settled_in || ' of '"
+     " || settled_day FROM matched WHERE settled_in IS NOT NULL AND settled_in <> payout_id"
+     " AND $1::text IS NOT NULL AND $2::text IS NOT NULL ORDER BY line"},
     {"in_ledger_not_at_processor",
-     "SELECT b.type, b.payment_id, b.object_id, 'posted ' || b.posted_at || ', not in the report'"
-     " FROM book_moves b WHERE b.settled AND b.transaction_id IS NOT NULL"
-     " AND " IN_DAY("b.posted_at") " AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.bid = b.bid)"
-     " AND $1::text IS NOT NULL ORDER BY b.posted_at"},
+     "SELECT b.type, b.payment_id, b.object_id, 'posted ' || b.posted_at"
+     " || ', in no payout and not in the report'"
+     " FROM book_moves b WHERE b.settled AND b.transaction_id IS NOT NULL AND b.settled_in IS NULL"
+     " AND " DUE("b.posted_at") " AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.bid = b.bid)"
+     " ORDER BY b.posted_at"},
     {"in_ledger_not_at_processor",
-     "SELECT type, payment_id, '', 'posted ' || g_amount || ' on ' || $2 || ', not in the report'"
-     " FROM dispute_moves WHERE $1::text IS NOT NULL AND r_amount IS NULL"
-     " ORDER BY payment_id, type"},
+     "SELECT type, payment_id, objects, 'posted ' || g_amount || ', in no payout and not in the"
+     " report' FROM dispute_moves WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL"
+     " AND r_amount IS NULL ORDER BY payment_id, type"},
     {"status_differs",
      "SELECT type, payment_id, object_id, 'processor moved ' || amount || ' ' || currency ||"
      " ', postgres holds ' || b_state FROM matched WHERE bid IS NOT NULL AND NOT settled"
@@ -266,11 +340,13 @@ static const struct {
      "SELECT type, payment_id, objects, 'report ' || r_amount || ', posted ' || g_amount ||"
      " ' on ' || $2 FROM dispute_moves WHERE r_amount <> g_amount AND $1::text IS NOT NULL"
      " ORDER BY payment_id, type"},
+    /* Only against a known fee: an unknown one (NULL) is posted from the
+     * report with the payout. */
     {"fee_differs",
      "SELECT type, payment_id, object_id, 'report ' || fee || ', postgres ' || b_fee ||"
      " coalesce(', posted ' || posted_fee, '') FROM matched WHERE bid IS NOT NULL AND settled"
-     " AND (b_fee <> fee OR posted_fee <> fee) AND $1::text IS NOT NULL AND $2::text IS NOT NULL"
-     " ORDER BY line"},
+     " AND b_fee IS NOT NULL AND (b_fee <> fee OR posted_fee <> fee) AND $1::text IS NOT NULL"
+     " AND $2::text IS NOT NULL ORDER BY line"},
     {"fee_differs",
      "SELECT type, payment_id, objects, 'report ' || r_fee || ', posted ' || g_fee ||"
      " ' on ' || $2 FROM dispute_moves WHERE r_fee <> g_fee AND $1::text IS NOT NULL"
@@ -315,15 +391,34 @@ static long mismatches(payctl *p, const char *const v[2]) {
 
 static const char SQL_ACCOUNTS[] =
     "INSERT INTO ledger_accounts (name, currency, type)"
-    " SELECT n, r.currency, 'asset' FROM report_lines r,"
-    " unnest(ARRAY['asset:cash', 'asset:processor_receivable:' || $1]) AS n"
-    " WHERE r.type = 'payout' AND r.amount <> 0 GROUP BY n, r.currency"
+    " SELECT n, c, split_part(n, ':', 1) FROM ("
+    "  SELECT unnest(ARRAY['asset:cash', 'asset:processor_receivable:' || $1]) AS n,"
+    "   r.currency AS c FROM report_lines r WHERE r.type = 'payout' AND r.amount <> 0"
+    "  UNION SELECT unnest(ARRAY['expense:processing_fees', 'asset:processor_receivable:' || $1]),"
+    "   m.currency FROM matched m WHERE m.fee_unknown AND m.fee > 0) x"
     " ON CONFLICT (name, currency) DO NOTHING";
 
-/* Every payout line, posted once: the settlement_payouts row decides
- * (ON CONFLICT DO NOTHING on its primary key), the ledger transaction and
- * its two entries follow from it in the same statement. Returns, per
- * payout, whether this run posted it and its transaction. */
+/* The movements this report settles: its matched sales and operations not
+ * yet in a payout, its dispute and refund-failure postings, and the fees it
+ * posts now (the rows of `fees`, in SQL_POST). */
+#define SETTLED_NOW                                                                        \
+  "SELECT transaction_id, payout_id FROM matched"                                          \
+  " WHERE transaction_id IS NOT NULL AND settled_in IS NULL"                               \
+  " UNION SELECT transaction_id, payout_id FROM dispute_txs WHERE payout_id IS NOT NULL"   \
+  " UNION SELECT transaction_id, payout_id FROM fees"
+
+/* One statement posts it all, so a failure leaves nothing of it:
+ *  - every payout line, once: the settlement_payouts row decides (ON
+ *    CONFLICT DO NOTHING on its primary key), the ledger transaction and
+ *    its two entries follow from it;
+ *  - the fee of each sale whose fee was unknown, once: settlement_fees'
+ *    primary key decides, posted expense:processing_fees against the
+ *    receivable (as a sale's own fee) in a `settlement_fee` transaction;
+ *  - each movement settled in exactly one payout: settlement_movements'
+ *    primary key refuses a second (the whole statement fails); recorded
+ *    with the payouts this run posted (a zero-net payout has no row: its
+ *    movements are recorded unless already).
+ * Returns, per payout, whether this run posted it and its transaction. */
 static const char SQL_POST[] =
     "WITH po AS (INSERT INTO settlement_payouts (processor, payout_id, day, currency, amount_minor,"
     "   transaction_id, report_sha256)"
@@ -331,21 +426,51 @@ static const char SQL_POST[] =
     "   nextval('ledger_transactions_transaction_id_seq'), $3"
     "  FROM report_lines r WHERE r.type = 'payout' AND r.amount <> 0"
     "  ON CONFLICT DO NOTHING RETURNING payout_id, transaction_id, amount_minor, currency),"
+    " fees AS (INSERT INTO settlement_fees (payment_id, processor, fee_minor, transaction_id,"
+    "   payout_id, day)"
+    "  SELECT m.payment_id, $1, m.fee, nextval('ledger_transactions_transaction_id_seq'),"
+    "   m.payout_id, $2::date FROM matched m"
+    "  WHERE m.fee_unknown AND m.fee > 0 AND m.settled AND m.transaction_id IS NOT NULL"
+    "  ON CONFLICT DO NOTHING RETURNING payment_id, transaction_id, fee_minor, payout_id),"
     " tx AS (INSERT INTO ledger_transactions (transaction_id, payment_id, kind)"
-    "  SELECT transaction_id, NULL, 'payout' FROM po RETURNING transaction_id),"
+    "  SELECT transaction_id, NULL, 'payout' FROM po"
+    "  UNION ALL SELECT transaction_id, payment_id, 'settlement_fee' FROM fees"
+    "  RETURNING transaction_id),"
     " e AS (INSERT INTO ledger_entries (transaction_id, account_id, currency, direction,"
     "   amount_minor)"
-    "  SELECT tx.transaction_id, a.account_id, po.currency, u.d, abs(po.amount_minor)"
-    "  FROM tx JOIN po USING (transaction_id) CROSS JOIN LATERAL (VALUES"
-    "   ('asset:cash', CASE WHEN po.amount_minor > 0 THEN 'D' ELSE 'C' END),"
-    "   ('asset:processor_receivable:' || $1, CASE WHEN po.amount_minor > 0 THEN 'C' ELSE 'D' END))"
-    "   AS u(n, d) JOIN ledger_accounts a ON a.name = u.n AND a.currency = po.currency"
-    "  RETURNING 1)"
+    "  SELECT x.transaction_id, a.account_id, x.currency, x.d, x.amt FROM ("
+    "   SELECT po.transaction_id, po.currency::text AS currency, u.n, u.d,"
+    "    abs(po.amount_minor) AS amt"
+    "   FROM tx JOIN po USING (transaction_id) CROSS JOIN LATERAL (VALUES"
+    "    ('asset:cash', CASE WHEN po.amount_minor > 0 THEN 'D' ELSE 'C' END),"
+    "    ('asset:processor_receivable:' || $1, CASE WHEN po.amount_minor > 0 THEN 'C' ELSE 'D' END))"
+    "    AS u(n, d)"
+    "   UNION ALL SELECT f.transaction_id, p.currency::text, u.n, u.d, f.fee_minor"
+    "   FROM tx JOIN fees f USING (transaction_id) JOIN payments p ON p.payment_id = f.payment_id"
+    "   CROSS JOIN (VALUES ('expense:processing_fees', 'D'),"
+    "    ('asset:processor_receivable:' || $1, 'C')) AS u(n, d)) x"
+    "  JOIN ledger_accounts a ON a.name = x.n AND a.currency = x.currency"
+    "  RETURNING 1),"
+    " mv AS (INSERT INTO settlement_movements (transaction_id, processor, payout_id, day)"
+    "  SELECT s.transaction_id, $1, s.payout_id, $2::date FROM (" SETTLED_NOW ") s"
+    "  WHERE s.payout_id IN (SELECT payout_id FROM po) RETURNING 1),"
+    " mv0 AS (INSERT INTO settlement_movements (transaction_id, processor, payout_id, day)"
+    "  SELECT s.transaction_id, $1, s.payout_id, $2::date FROM (" SETTLED_NOW ") s"
+    "  WHERE s.payout_id IN (SELECT payout_id FROM report_lines WHERE type = 'payout'"
+    "   AND amount = 0) ON CONFLICT DO NOTHING RETURNING 1)"
     " SELECT r.payout_id, r.amount || ' ' || r.currency, po.transaction_id IS NOT NULL,"
-    "  coalesce(po.transaction_id, s.transaction_id), (SELECT count(*) FROM e)"
+    "  coalesce(po.transaction_id, s.transaction_id),"
+    "  (SELECT count(*) FROM e) + (SELECT count(*) FROM mv) + (SELECT count(*) FROM mv0)"
     " FROM report_lines r LEFT JOIN po ON po.payout_id = r.payout_id"
     " LEFT JOIN settlement_payouts s ON s.processor = $1 AND s.payout_id = r.payout_id"
     " WHERE r.type = 'payout' ORDER BY r.line";
+
+/* The fees of this report's sales learned from it (now or by an earlier
+ * run). */
+static const char SQL_FEES[] =
+    "SELECT f.payment_id, f.fee_minor, f.transaction_id FROM settlement_fees f"
+    " JOIN matched m ON m.payment_id = f.payment_id AND m.type = 'charge'"
+    " WHERE f.processor = $1 ORDER BY m.line";
 
 static int post_payouts(payctl *p, const char *processor, const char *day, const char *sha) {
   const char *v[] = {processor, day, sha};
@@ -363,6 +488,11 @@ static int post_payouts(payctl *p, const char *processor, const char *day, const
       printf("payout %s: %s already posted (ledger transaction %s)\n", id, amt,
              PQgetvalue(r, row, 3));
   }
+  PQclear(r);
+  if (!(r = pgq_query(p, SQL_FEES, 1, v))) return pgq_failure(p);
+  for (int row = 0; row < PQntuples(r); row++)
+    printf("fee of %s: %s, from the settlement report (ledger transaction %s)\n",
+           PQgetvalue(r, row, 0), PQgetvalue(r, row, 1), PQgetvalue(r, row, 2));
   PQclear(r);
   return PAYCTL_OK;
 }
@@ -421,8 +551,8 @@ int reconcile_report(payctl *p, int argc, char **argv) {
   const char *params[NCOL];
   pg_arrays_finish(a, NCOL, params);
   const char *v[] = {processor, day};
-  const char *stmts[] = {SQL_LOAD, SQL_BOOK, SQL_MATCH, SQL_DISPUTES};
-  const int nparams[] = {NCOL, 2, 0, 2};
+  const char *stmts[] = {SQL_LOAD, SQL_BOOK, SQL_MATCH, SQL_DISPUTE_TXS, SQL_DISPUTES};
+  const int nparams[] = {NCOL, 2, 0, 2, 0};
   for (size_t i = 0; i < G_N_ELEMENTS(stmts) && rc == PAYCTL_OK; i++) {
     PGresult *r = pgq_query(p, stmts[i], nparams[i], i == 0 ? params : v);
     if (!r) rc = pgq_failure(p);

@@ -276,6 +276,12 @@ enum MHD_Result dispute_refund_fail(struct MHD_Connection *c);
 
 /* ---- procsim_settle.c ------------------------------------------------------ */
 enum MHD_Result settle_handle(struct MHD_Connection *c);
+/* The time an operation is logged at (epoch ms): now, or backdate_ms. */
+gint64 settle_clock_ms(void);
+/* Whether a Stripe-like sale's charge.succeeded carries its fee. */
+bool settle_webhook_sale_fee(void);
+/* /_sim/config's backdate_ms and webhook_sale_fee (into out). */
+void settle_config(struct MHD_Connection *c, json_t *out);
 
 /* Amount helpers: minor units <-> PayPal decimal strings. */
 long long money_parse_decimal(const char *v, const char *currency);

@@ -149,5 +149,6 @@ enum MHD_Result fault_handle_config(struct MHD_Connection *c) {
       refund_decline_as_failed ? "failed" : "error", "refund_decline_payment",
       refund_decline_payment, "auth_expiry_ms", (json_int_t)auth_expiry_ms);
   webhook_config(c, j);
+  settle_config(c, j);
   return http_reply_json(c, 200, j);
 }

@@ -9,12 +9,40 @@
  * payout line per flavour and currency whose amount is the net
  * (sum of amounts - sum of fees) and whose processor_object_id is the payout
  * id. Declined sales, authorizations, voids and declined refunds move no
- * money and are not in it. The same day asked twice gives the same report. */
+ * money and are not in it. The same day asked twice gives the same report.
+ *
+ * Two knobs of /_sim/config live here (settle_config): backdate_ms=T (epoch
+ * ms; 0 clears) dates every operation logged while it is set at T instead
+ * of now — a processor whose clock or cut-off puts a movement on another
+ * day than ours (just before midnight while we post just after, or the
+ * other way), for the settlement report of either flavour;
+ * webhook_sale_fee=0 sends a Stripe-like sale's charge.succeeded without
+ * its fee, as a real Stripe event (the fee is on its balance transaction),
+ * 1 (default) with it. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "procsim.h"
+
+static _Atomic long long backdate_ms;
+static atomic_int webhook_sale_fee = 1;
+
+gint64 settle_clock_ms(void) {
+  long long at = atomic_load(&backdate_ms);
+  return at > 0 ? (gint64)at : g_get_real_time() / 1000;
+}
+
+bool settle_webhook_sale_fee(void) { return atomic_load(&webhook_sale_fee) != 0; }
+
+void settle_config(struct MHD_Connection *c, json_t *out) {
+  const char *v;
+  if ((v = http_arg(c, "backdate_ms"))) atomic_store(&backdate_ms, atoll(v) > 0 ? atoll(v) : 0);
+  if ((v = http_arg(c, "webhook_sale_fee"))) atomic_store(&webhook_sale_fee, atoi(v) != 0);
+  json_object_set_new(out, "backdate_ms", json_integer(atomic_load(&backdate_ms)));
+  json_object_set_new(out, "webhook_sale_fee", json_boolean(settle_webhook_sale_fee()));
+}
 
 typedef struct net {
   char flavour[8], currency[8];

@@ -243,7 +243,7 @@ void store_log(const char *op, const sim_payment *p, const char *object_id, int6
                         "payment_id", p->payment_id, "payment", p->id, "object_id", object_id,
                         "amount", (json_int_t)amount, "fee", (json_int_t)fee, "currency",
                         p->currency, "status", status, "idempotency_key", key ? key : "", "at",
-                        (json_int_t)(g_get_real_time() / 1000));
+                        (json_int_t)settle_clock_ms());
   g_ptr_array_add(ops, o);
 }
 

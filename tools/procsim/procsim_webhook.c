@@ -135,6 +135,8 @@ void webhook_event(const char *what, const sim_payment *p, const void *obj) {
     if (strcmp(event_map[i].what, what) != 0) continue;
     json_t *o = p->fl == STRIPE ? stripe_event_object(event_map[i].stripe_obj, obj)
                                 : paypal_event_object(event_map[i].paypal_obj, obj);
+    if (p->fl == STRIPE && strcmp(what, "sale") == 0 && !settle_webhook_sale_fee())
+      json_object_del(o, "fee"); /* as a real Stripe charge.succeeded */
     webhook_emit(p->fl, p->fl == STRIPE ? event_map[i].stripe : event_map[i].paypal,
                  p->payment_id, o);
     return;
