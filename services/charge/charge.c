@@ -34,6 +34,9 @@
  *   that may have arrived) ─ a status query instead of a send ─► INFLIGHT;
  *   its answer: found ─► RECORD, key unknown ─► READY (send now, same key),
  *   no verdict ─► READY (back-off)   (charge_lookup.h)
+ *   Past the processor's key lifetime (first send older than its window) it
+ *   is never sent again: only searched for by payment id; not found ─► READY
+ *   (long back-off, alerted once)   (charge_resolve.h)
  *   an operation (capture/void/refund) takes its own steps: charge_ops.h.
  *
  * An ambiguous attempt never ends `failed`: it stays on the same processor
@@ -57,6 +60,7 @@
 #include "charge_http.h"
 #include "charge_item.h"
 #include "charge_ops.h"
+#include "charge_resolve.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
@@ -247,8 +251,9 @@ static void start(cycle *cy, citem *x) {
   charge_state *st = cy->st;
   const item_row *d = &x->db;
   charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method,
-                       d->authorize, false};
+                       d->authorize, false, false};
   int rc = charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x);
+  if (!x->db.first_sent_ms) x->db.first_sent_ms = cy->now; /* counted: Postgres stamped it */
   if (rc == 0) {
     x->st = IT_INFLIGHT;
     return;
@@ -265,24 +270,6 @@ static void start(cycle *cy, citem *x) {
   x->next_try_ms = cy->now + 500;
 }
 
-/* Asks the processor what the attempt's key got (no send is counted: a
- * query executes nothing). Returns whether it is out. */
-static bool start_lookup(cycle *cy, citem *x) {
-  charge_state *st = cy->st;
-  const item_row *d = &x->db;
-  charge_request rq = {x->ev->payment_id, d->amount_minor, d->currency, d->payment_method,
-                       d->authorize, true};
-  if (charge_http_start(&st->http, &x->call, &st->proc[d->proc], &rq, x) != 0) {
-    breaker_release(&st->proc[d->proc].br);
-    x->next_try_ms = cy->now + 500;
-    return false;
-  }
-  metric_add(st->m_lookups, 1);
-  cy->room--;
-  x->st = IT_INFLIGHT;
-  return true;
-}
-
 /* Due and live: send, fail over, end it, or wait. */
 static void plan_ready(cycle *cy, citem *x) {
   charge_state *st = cy->st;
@@ -296,10 +283,12 @@ static void plan_ready(cycle *cy, citem *x) {
                "no processor could be reached before the deadline; the payment was not charged");
     t->rec[t->nrec++] = x;
   } else if (t->nsend < cy->room) {
+    /* Past the key's lifetime, one that may be there is never sent again. */
+    if (charge_key_past(st, x, cy->now)) x->lookup = true;
     if (x->lookup && may_have_it(x)) {
       /* Its earlier send may have arrived: ask, never re-send blindly. */
-      if (breaker_allow(&pr->br, cy->now)) start_lookup(cy, x);
-      else x->next_try_ms = cy->now + 100;
+      if (!breaker_allow(&pr->br, cy->now)) x->next_try_ms = cy->now + 100;
+      else if (charge_resolve_start(st, x, cy->now)) cy->room--;
     } else if (breaker_allow(&pr->br, cy->now)) {
       x->st = IT_SENDING;
       t->send[t->nsend++] = x;
@@ -323,33 +312,19 @@ static void breaker_learn(processor *pr, int64_t now, bool failure) {
   processor_export_breaker(pr, after);
 }
 
-/* The processor's answer to "what did this key get": found, it is recorded
- * exactly as if it had been the reply (the conditional record then settles
- * nothing an other writer settled first); unknown, the key provably never
- * reached it and is sent again now, same key; otherwise asked again on the
- * capped back-off. */
+/* The processor's answer to "what did this key get" (or, past the key's
+ * lifetime, to the search by payment id): found, it is recorded exactly as
+ * if it had been the reply (the conditional record then settles nothing an
+ * other writer settled first); otherwise charge_resolve.h says whether it is
+ * sent again now (same key) or asked about later. */
 static void settle_lookup(cycle *cy, citem *x) {
   processor *pr = &cy->st->proc[x->db.proc];
   charge_kind k = x->ans.kind;
   bool found = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED;
-  breaker_learn(pr, cy->now, !found && !x->ans.lookup_unknown);
-  log_ctx lc = item_ctx(cy->ctx, x);
-  if (found) {
-    log_at(LOG_INFO, &lc, "status query at %s found the answer: %s", pr->name, charge_kind_name(k));
-    x->lookup = false;
-    to_record(cy->st, x);
-    return;
-  }
-  x->st = IT_READY;
-  if (x->ans.lookup_unknown) {
-    log_at(LOG_INFO, &lc, "%s never got the charge's key: sending it again, same key", pr->name);
-    x->lookup = false;
-    x->next_try_ms = cy->now;
-    return;
-  }
-  log_at(LOG_WARN, &lc, "status query at %s: no verdict (%s); asking again later", pr->name,
-         x->ans.error);
-  x->next_try_ms = cy->now + charge_backoff_ms(x->tries++, (double)rand() / ((double)RAND_MAX + 1));
+  breaker_learn(pr, cy->now, !found && !x->ans.lookup_unknown && !x->ans.search_none);
+  resolve_said r = charge_resolve_answer(cy->ctx, cy->st, x, cy->now);
+  if (r == RESOLVE_RECORD) to_record(cy->st, x);
+  else x->st = IT_READY;
 }
 
 /* A finished request: the breaker learns, a refused send adds to the proof,
@@ -570,6 +545,7 @@ void charge__progress(stage_ctx *ctx, outbox *out, int wait_ms) {
   cy.now = ps_mono_ms();
   size_t max = (size_t)st->max_inflight;
   cy.room = st->http.inflight < max ? max - st->http.inflight : 0;
+  charge_resolve_refresh(ctx, st, cy.now); /* the key lifetimes, every 10 s */
   plan(&cy);
   charge_db_trip(ctx, st->proc, st->nproc, &t);
   cy.now = ps_mono_ms();

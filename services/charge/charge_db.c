@@ -40,7 +40,11 @@ static const char SQL_READ[] =
     " (extract(epoch FROM now() - a.created_at) * 1000)::bigint,"
     " p.amount_minor, p.currency, p.payment_method, p.status, to_jsonb(p)->>'kind',"
     " CASE WHEN to_jsonb(a) ? 'settled_by' THEN coalesce(to_jsonb(a)->>'settled_by', '')"
-    "      ELSE 'charge' END"
+    "      ELSE 'charge' END,"
+    /* the first send's age (027's first_sent_at; before it, or sent before
+     * it, created_at: never later than the first send) */
+    " CASE WHEN a.sends > 0 THEN (extract(epoch FROM now() - coalesce("
+    "   (to_jsonb(a)->>'first_sent_at')::timestamptz, a.created_at)) * 1000)::bigint END"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " JOIN payments p ON p.payment_id = u.id"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.id AND a.state <> 'abandoned'";
@@ -194,6 +198,11 @@ static void parse_read(const processor *procs, int nproc, PGresult *r, citem **i
     snprintf(d->pay_status, sizeof d->pay_status, "%s", PQgetvalue(r, row, 12));
     d->authorize = strcmp(PQgetvalue(r, row, 13), "authorize") == 0; /* Postgres's, not the event's */
     d->settled_by_charge = strcmp(PQgetvalue(r, row, 14), "charge") == 0;
+    d->first_sent_ms = 0;
+    if (!PQgetisnull(r, row, 15)) {
+      d->first_sent_ms = now - strtoll(PQgetvalue(r, row, 15), NULL, 10);
+      if (!d->first_sent_ms) d->first_sent_ms = 1;
+    }
     x->said = SAID_READ;
   }
 }
@@ -237,6 +246,7 @@ static void know_opened(citem *x, const processor *procs, int64_t now, bool auth
   d->proc_name = strdup(procs[0].name);
   d->sends = d->refused = 0;
   d->created_ms = now;
+  d->first_sent_ms = 0; /* an eager send sets it as it starts */
   d->amount_minor = in->amount->amount_minor;
   snprintf(d->currency, sizeof d->currency, "%s", in->amount->currency);
   d->payment_method = strdup(in->payment_method->id);

@@ -72,7 +72,9 @@ static int call_setup(charge_http *h, http_call *c, const processor *pr,
   charge_idempotency_key(rq->payment_id, pr->name, key, sizeof key);
   char *body = NULL;
   bool json = pr->paypal;
-  if (rq->lookup) {
+  if (rq->lookup && rq->search) {
+    charge_search_path(pr->paypal, SEARCH_PAYMENT, rq->payment_id, path, sizeof path);
+  } else if (rq->lookup) {
     charge_lookup_path(pr->paypal, key, path, sizeof path);
   } else if (rq->authorize) { /* lifecycle: a hold, at the same processor with the same key */
     lc_request lr;
@@ -93,6 +95,7 @@ static int call_setup(charge_http *h, http_call *c, const processor *pr,
   call_prepare(h, c, pr, path, body, json, key, owner);
   c->mode = rq->authorize ? CALL_AUTHORIZE : CALL_SALE;
   c->lookup = rq->lookup;
+  c->search = rq->lookup && rq->search;
   return 0;
 }
 
@@ -123,14 +126,18 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     long status = 0;
     bool paypal = c->proc->paypal;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    lookup_said ls = c->lookup ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
-                               : LOOKUP_FOUND;
+    lookup_said ls = c->search   ? charge_search_classify(paypal, status, c->resp, c->resp_len)
+                     : c->lookup ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
+                                 : LOOKUP_FOUND;
     if (ls != LOOKUP_FOUND) {
       memset(a, 0, sizeof *a);
       a->kind = CHARGE_UNKNOWN;
-      a->lookup_unknown = ls == LOOKUP_UNKNOWN;
-      charge_answer_error(a, "status query: HTTP %ld%s", status,
-                          a->lookup_unknown ? " (key unknown: never reached the processor)" : "");
+      a->lookup_unknown = ls == LOOKUP_UNKNOWN && !c->search;
+      a->search_none = ls == LOOKUP_UNKNOWN && c->search;
+      charge_answer_error(a, "status %s: HTTP %ld%s", c->search ? "search" : "query", status,
+                          a->lookup_unknown ? " (key unknown: never reached the processor)"
+                          : a->search_none  ? " (nothing carries our id at the processor)"
+                                            : "");
     } else if (c->mode == CALL_OPERATION) {
       lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency, a);
     } else if (c->mode == CALL_AUTHORIZE) {
@@ -141,12 +148,14 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
       stripe_map_response(status, c->resp, c->resp_len, a);
     }
     a->looked_up = c->lookup;
+    a->searched = c->search;
   } else {
     long sent = -1; /* unknown counts as written */
     if (curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = -1;
     charge_http_map_failure(cc, sent, c->errbuf, a);
     if (c->lookup && a->kind == CHARGE_NOT_SENT) a->kind = CHARGE_UNKNOWN; /* asked nothing */
     a->looked_up = c->lookup;
+    a->searched = c->search;
   }
   curl_off_t us = 0;
   curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &us);
@@ -186,6 +195,18 @@ int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_r
   rq->body = NULL; /* c's now */
   c->mode = CALL_OPERATION;
   c->lookup = lookup;
+  c->op_kind = op_kind;
+  snprintf(c->currency, sizeof c->currency, "%s", currency);
+  return call_add(h, c);
+}
+
+int charge_http_start_search_op(charge_http *h, http_call *c, const processor *pr, int what,
+                                const char *id, int op_kind, const char *currency, void *owner) {
+  char path[512];
+  charge_search_path(pr->paypal, (search_ref)what, id, path, sizeof path);
+  call_prepare(h, c, pr, path, NULL, false, "", owner);
+  c->mode = CALL_OPERATION;
+  c->lookup = c->search = true;
   c->op_kind = op_kind;
   snprintf(c->currency, sizeof c->currency, "%s", currency);
   return call_add(h, c);

@@ -27,6 +27,7 @@ typedef struct http_call {
   const processor *proc;
   int mode;                /* how its answer is read: CALL_SALE, CALL_AUTHORIZE, CALL_OPERATION */
   bool lookup;             /* a status query for the key (charge_lookup.h), not the request */
+  bool search;             /* with lookup: a search by our own id instead of the key */
   int op_kind;             /* CALL_OPERATION: the operation's ps_kind */
   char currency[4];        /* CALL_OPERATION: the operation's currency */
 } http_call;
@@ -65,6 +66,7 @@ typedef struct charge_request {
   const char *payment_method;
   bool authorize;          /* an authorization (hold only): lifecycle_proc.h, from payments.kind */
   bool lookup;             /* ask the processor what the key got instead (charge_lookup.h) */
+  bool search;             /* with lookup: search by the payment id instead (past the key's life) */
 } charge_request;
 
 /* The answer to owner's call; the callee takes over what it holds (its
@@ -93,6 +95,11 @@ int charge_http_start(charge_http *h, http_call *c, const processor *pr, const c
 int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
                          const char *key, int op_kind, const char *currency, bool lookup,
                          void *owner);
+
+/* Starts the search for an operation by our own id (what: charge_lookup.h);
+ * its answer is read as op_kind's reply. Returns 0 or -1 (nothing sent). */
+int charge_http_start_search_op(charge_http *h, http_call *c, const processor *pr, int what,
+                                const char *id, int op_kind, const char *currency, void *owner);
 
 /* Abandons a call in flight (its answer is never read). */
 void charge_http_cancel(charge_http *h, http_call *c);

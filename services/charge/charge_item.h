@@ -51,6 +51,8 @@ typedef struct item_row {
   char *proc_name;         /* live attempt's processor, as recorded */
   int sends, refused;      /* of the live attempt */
   int64_t created_ms;      /* the live attempt's creation, on our monotonic clock */
+  int64_t first_sent_ms;   /* its first counted send, on our monotonic clock (0: none yet);
+                              past the key lifetime it is never sent again (charge_resolve.h) */
   char *outcome_hex;       /* the payment's terminal outcome, once recorded */
   char *charge_id;         /* the processor's, once succeeded */
   int64_t fee_minor;
@@ -84,6 +86,8 @@ typedef struct citem {
   char end_status[16];     /* isolated: the payment's status after its standalone end */
   bool may_hold;           /* isolated: an attempt the processor may hold is live (pending) */
   bool lookup;             /* ask the processor what its key got before any re-send (resolver) */
+  bool search;             /* its last query was a search by payment id (past the key's life) */
+  bool escalated;          /* past the key's life and not found: alerted once */
   bool elsewhere;          /* our record changed nothing: someone else settled it and emits */
   bool data_error;         /* its request cannot be built: isolated once the refusal is booked */
   struct op_item *op;      /* an operation (charge_ops.c), NULL for a sale or authorization */
@@ -100,6 +104,12 @@ typedef struct charge_state {
   GHashTable *active;      /* payment ids with an item past IT_WAIT_DUP */
   metric *m_inflight, *m_pending, *m_not_started, *m_isolated, *m_unresolved_age, *m_interim,
       *m_unconfigured, *m_mismatch, *m_lookups, *m_elsewhere;
+  /* The key lifetime (charge_resolve.h): per processor, how long after the
+   * first send a re-send is still allowed; when it was last read. */
+  int64_t key_window_ms[CHARGE_MAX_PROCESSORS];
+  int64_t key_read_ms;
+  bool role_checked;
+  metric *m_key_unfound, *m_op_escalated;
 } charge_state;
 
 /* Cross-file private (charge.c), for the stage wiring in charge_stage.c. */

@@ -7,6 +7,8 @@
 
 #include "charge.h"
 #include "charge_http.h"
+#include "charge_lookup.h"
+#include "charge_resolve.h"
 #include "lifecycle_proc.h"
 #include "log.h"
 #include "operation.h"
@@ -81,6 +83,10 @@ struct op_item {
   bool lookup;         /* ask the processor what op_<id> got before any re-send */
   int tries;           /* answers without a verdict so far, for the back-off */
   int64_t held_since;  /* when it first went without a definite answer (0: not held) */
+  bool check_resend;   /* a re-send is next: allowed only within the key's lifetime */
+  bool search;         /* past the key's lifetime: only searched for, never sent again */
+  bool escalated;      /* alerted once: not found past the key's lifetime */
+  int missing;         /* "no such object" answers after an earlier send may have arrived */
 };
 
 struct op_item *charge_op_new(const char *operation_id) {
@@ -147,17 +153,29 @@ static void record(stage_ctx *ctx, citem *x, int64_t now) {
   x->next_try_ms = now;
 }
 
-/* An answer (to the request or to a status query). */
+static void on_missing(stage_ctx *ctx, charge_state *st, citem *x, int64_t now);
+static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now);
+
+/* An answer (to the request, a status query or a search). */
 static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
   struct op_item *o = x->op;
   processor *pr = &st->proc[x->db.proc];
   charge_kind k = x->ans.kind;
   bool decided = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED;
   log_ctx lc = op_ctx(ctx, x);
-  learn_breaker(pr, now, !decided && k != CHARGE_REJECTED && !x->ans.lookup_unknown);
+  learn_breaker(pr, now,
+                !decided && k != CHARGE_REJECTED && !x->ans.lookup_unknown && !x->ans.search_none);
+  if (!x->ans.looked_up) o->check_resend = false; /* a send was answered */
+  if (x->ans.searched) {
+    on_search_answer(ctx, st, x, now);
+    return;
+  }
   if (x->ans.looked_up && x->ans.lookup_unknown) {
+    /* Sent again with the same key — if still within the key's lifetime
+     * (checked against Postgres before the send: resolve_step). */
     log_at(LOG_INFO, &lc, "%s never got op_%s: sending it again, same key", pr->name, o->id);
     o->lookup = false;
+    o->check_resend = true;
     x->st = IT_READ;
     x->next_try_ms = now;
     return;
@@ -167,13 +185,213 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
     record(ctx, x, now);
     return;
   }
+  if (k == CHARGE_REJECTED && x->ans.resource_missing) {
+    on_missing(ctx, st, x, now);
+    return;
+  }
   /* No verdict: a timeout, 5xx, 409, a `pending` refund, a 4xx that decides
-   * nothing (401 after a key rotation, 404, DUPLICATE_REQUEST_ID). It may
-   * have been carried out: never re-sent blindly, asked about. */
+   * nothing (401 after a key rotation, a proxy's 404, DUPLICATE_REQUEST_ID).
+   * It may have been carried out: never re-sent blindly, asked about. */
   if (k != CHARGE_NOT_SENT || x->ans.looked_up) o->lookup = true;
+  else o->check_resend = true; /* nothing written: re-sent, within the key's lifetime */
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
          pr->name, x->ans.looked_up ? " (status query)" : "", charge_kind_name(k), x->ans.error);
   hold(x, now, charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
+}
+
+/* ---- no such object; past the key's lifetime (#20 review 6 and 2) --------------- */
+
+/* "No such object" (404 resource_missing / INVALID_RESOURCE_ID) ends the
+ * operation `declined` with the processor's code only when no earlier send
+ * may have arrived: Postgres decides (sends <= refused + 1: this answer's
+ * send is the only one that may have reached the processor), under the row's
+ * lock, and ps_settle_operation gives the reservation back. */
+static const char SQL_DECLINE_MISSING[] =
+    "WITH o AS MATERIALIZED (SELECT operation_id FROM payment_operations"
+    "   WHERE operation_id = $1 AND state = 'processing' AND sends <= refused + 1 FOR UPDATE)"
+    " SELECT ps_settle_operation(o.operation_id, false, '', 0, $2, '', $3) FROM o";
+
+/* What a re-send or a search needs to know, from Postgres. */
+static const char SQL_FACTS[] =
+    "SELECT o.state, coalesce(o.processor, ''), o.kind, o.currency, o.sends > o.refused,"
+    " (extract(epoch FROM now() - coalesce((to_jsonb(o)->>'first_sent_at')::timestamptz,"
+    "   o.created_at)) * 1000)::bigint"
+    " FROM payment_operations o WHERE o.operation_id = $1";
+
+/* After this many "no such object" answers (to sends and status queries)
+ * with an earlier send that may have arrived, the worker stops asking. */
+#define OP_MISSING_MAX 5
+/* A search that found nothing (or an operation that cannot be searched for)
+ * is looked at again this far apart. */
+#define OP_SEARCH_AGAIN_MS 30000
+
+typedef struct op_facts {
+  char state[16], processor[64], kind[16], currency[4];
+  bool may_have;
+  int64_t age_ms;
+} op_facts;
+
+static int read_facts(stage_ctx *ctx, const char *id, op_facts *f) {
+  const char *v[] = {id};
+  char err[512];
+  PGresult *r = pg_exec(&ctx->pg, SQL_FACTS, 1, v, err, sizeof err);
+  if (!r || PQntuples(r) != 1) {
+    PQclear(r);
+    return -1;
+  }
+  snprintf(f->state, sizeof f->state, "%s", PQgetvalue(r, 0, 0));
+  snprintf(f->processor, sizeof f->processor, "%s", PQgetvalue(r, 0, 1));
+  snprintf(f->kind, sizeof f->kind, "%s", PQgetvalue(r, 0, 2));
+  snprintf(f->currency, sizeof f->currency, "%s", PQgetvalue(r, 0, 3));
+  f->may_have = PQgetvalue(r, 0, 4)[0] == 't';
+  f->age_ms = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+  PQclear(r);
+  return 0;
+}
+
+static void on_missing(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
+  struct op_item *o = x->op;
+  const charge_answer *a = &x->ans;
+  log_ctx lc = op_ctx(ctx, x);
+  const char *v[] = {o->id, a->error_code, a->error};
+  char err[512];
+  PGresult *r = pg_exec(&ctx->pg, SQL_DECLINE_MISSING, 3, v, err, sizeof err);
+  bool ended = r && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "declined") == 0;
+  PQclear(r);
+  if (!r) { /* not written: the same answer is asked for again */
+    log_at(LOG_WARN, &lc, "operation %s: no such object, not recorded (%s)", o->id, err);
+    o->lookup = true;
+    hold(x, now, 500);
+    return;
+  }
+  if (ended) {
+    log_at(LOG_WARN, &lc, "operation %s: %s has no such object to act on (%s): declined",
+           o->id, st->proc[x->db.proc].name, a->error_code);
+    charge_answer_clear(&x->ans);
+    o->held_since = 0;
+    x->st = IT_READ; /* read again: its outcome */
+    x->next_try_ms = now;
+    return;
+  }
+  /* An earlier send may have arrived (and acted): ambiguous, asked a
+   * bounded number of times, then escalated. */
+  o->lookup = true;
+  if (++o->missing < OP_MISSING_MAX) {
+    log_at(LOG_WARN, &lc,
+           "operation %s: no such object (%s) after an earlier send that may have arrived: held, "
+           "asking again (%d of %d)",
+           o->id, a->error_code, o->missing, OP_MISSING_MAX);
+    hold(x, now, charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
+    return;
+  }
+  char why[200];
+  snprintf(why, sizeof why,
+           "no such object (%s) %d times after an earlier send that may have arrived: escalated, "
+           "not asked again",
+           a->error_code, o->missing);
+  charge_resolve_note_operation(ctx, o->id, why);
+  metric_add(st->m_op_escalated, 1);
+  log_at(LOG_ERROR, &lc,
+         "ALERT operation %s: %s; dead-lettered, left processing, listed in charge_unresolved "
+         "(settle it with the processor; a redrive asks again)",
+         o->id, why);
+  snprintf(x->reason, sizeof x->reason, "operation escalated: %.200s", why);
+  x->st = IT_DONE;
+}
+
+/* Past the key's lifetime: only a search may settle it. */
+static void to_search(stage_ctx *ctx, citem *x, int64_t now) {
+  struct op_item *o = x->op;
+  log_ctx lc = op_ctx(ctx, x);
+  log_at(LOG_WARN, &lc,
+         "operation %s: first sent past the processor's key lifetime: never sent again; "
+         "searching by operation id",
+         o->id);
+  charge_resolve_note_operation(ctx, o->id,
+                                "past the processor's key lifetime: never re-sent; searching");
+  o->search = o->lookup = true;
+  o->check_resend = false;
+  hold(x, now, 0);
+}
+
+static void escalate_unfound(stage_ctx *ctx, charge_state *st, citem *x, const char *why) {
+  struct op_item *o = x->op;
+  if (o->escalated) return;
+  o->escalated = true;
+  log_ctx lc = op_ctx(ctx, x);
+  metric_add(st->m_key_unfound, 1);
+  log_at(LOG_ERROR, &lc,
+         "ALERT operation %s past the processor's key lifetime, %s: never re-sent; left "
+         "processing, listed in charge_unresolved; settle it by webhook, settlement report or "
+         "operator",
+         o->id, why);
+  char note[200];
+  snprintf(note, sizeof note, "past the processor's key lifetime, %s: never re-sent", why);
+  charge_resolve_note_operation(ctx, o->id, note);
+}
+
+static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
+  struct op_item *o = x->op;
+  charge_kind k = x->ans.kind;
+  log_ctx lc = op_ctx(ctx, x);
+  if (k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED) {
+    log_at(LOG_INFO, &lc, "operation %s found by a search: %s", o->id, charge_kind_name(k));
+    o->search = false;
+    record(ctx, x, now);
+    return;
+  }
+  if (x->ans.search_none) escalate_unfound(ctx, st, x, "not found by a search");
+  else log_at(LOG_WARN, &lc, "operation %s: search without a verdict (%s)", o->id, x->ans.error);
+  hold(x, now,
+       o->escalated ? OP_SEARCH_AGAIN_MS
+                    : charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
+}
+
+static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now, size_t *room);
+
+/* Before read_and_go: a re-send only within the key's lifetime (asked of
+ * Postgres; 027's guard refuses a late count anyway), and past it the
+ * search instead. Returns whether it took the step. */
+static bool resolve_step(stage_ctx *ctx, charge_state *st, citem *x, int64_t now, size_t *room) {
+  struct op_item *o = x->op;
+  if (!o->search && !(o->check_resend && !o->lookup)) return false;
+  op_facts f;
+  if (read_facts(ctx, o->id, &f)) {
+    x->next_try_ms = now + 500;
+    return true;
+  }
+  int pi = processor_index(st->proc, st->nproc, f.processor);
+  bool live = strcmp(f.state, "processing") == 0;
+  if (!live || pi < 0 || !f.may_have) { /* settled meanwhile, or read_and_go's case */
+    o->search = o->check_resend = false;
+    return false;
+  }
+  if (!o->search) {
+    if (!charge_key_aged(st, pi, f.age_ms)) return false; /* read_and_go re-sends */
+    to_search(ctx, x, now);
+    return true;
+  }
+  if (strcmp(f.kind, "refund") != 0) { /* a capture or void carries no id of ours */
+    escalate_unfound(ctx, st, x, "a capture or void cannot be searched for");
+    hold(x, now, OP_SEARCH_AGAIN_MS);
+    return true;
+  }
+  processor *pr = &st->proc[pi];
+  if (!*room || !breaker_allow(&pr->br, now)) {
+    x->next_try_ms = now + 100;
+    return true;
+  }
+  x->db.proc = pi;
+  if (charge_http_start_search_op(&st->http, &x->call, pr, SEARCH_REFUND, o->id, KIND_REFUND,
+                                  f.currency, x)) {
+    breaker_release(&pr->br);
+    x->next_try_ms = now + 500;
+    return true;
+  }
+  metric_add(st->m_lookups, 1);
+  (*room)--;
+  x->st = IT_INFLIGHT;
+  return true;
 }
 
 /* Reads the operation and does what its state says: done (emit), ended by
@@ -294,7 +512,7 @@ void charge_op_step(stage_ctx *ctx, charge_state *st, citem *x, bool answer, int
   }
   if (x->st == IT_INFLIGHT || x->st == IT_DONE || x->next_try_ms > now) return;
   if (x->st == IT_RECORD) record(ctx, x, now);
-  else read_and_go(ctx, st, x, now, room);
+  else if (!resolve_step(ctx, st, x, now, room)) read_and_go(ctx, st, x, now, room);
 }
 
 void charge_op_emit(stage_ctx *ctx, citem *x, stage_msg *m, outbox *out) {

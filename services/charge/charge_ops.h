@@ -7,14 +7,20 @@
  * idempotency key derived from the operation id alone (op_<id>). An answer
  * without a verdict (timeout, reset, 5xx, 409, a Stripe `pending` / PayPal
  * `PENDING` refund, a 4xx that decides nothing: 401 after a key rotation,
- * 404, DUPLICATE_REQUEST_ID) holds only this item: it is parked on a capped
+ * a proxy's 404, DUPLICATE_REQUEST_ID) holds only this item: it is parked on a capped
  * back-off (listed in charge_unresolved, its age in the unresolved metric),
  * later events of the same payment wait behind it, the partition's commit
  * floor stops at it, every other payment goes on. Before any re-send the
  * processor is asked what op_<id> got (charge_lookup.h): found, that answer
  * is recorded as if it were the reply; unknown, it is sent again with the
- * same key; otherwise asked again later. An operation taken up with a send
- * already counted (a restart, a rebalance) starts with that question.
+ * same key — only while its first send is within the processor's key
+ * lifetime (charge_resolve.h): past it a refund is only searched for by its
+ * operation id, a capture or void escalated, never sent again; otherwise
+ * asked again later. An operation taken up with a send already counted (a
+ * restart, a rebalance) starts with that question. "No such object" (404
+ * resource_missing / INVALID_RESOURCE_ID) ends it `declined` with that code
+ * when Postgres says no earlier send may have arrived; otherwise it is
+ * asked about a bounded number of times, then escalated and dead-lettered.
  * The answer is recorded by ps_settle_operation (013): success turns the
  * reservation into captured/released/refunded, a decline gives it back. A
  * succeeded operation goes to the ledger (payments.charged, with its

@@ -146,6 +146,17 @@ static void charge_metrics(charge_state *st) {
       "paystream_charge_settled_elsewhere_total",
       "Attempts someone else (processor events) settled while charge held them: not emitted by "
       "charge", NULL);
+  st->m_key_unfound = metrics_counter(
+      "paystream_charge_key_unfound_total",
+      "Attempts and operations first sent longer ago than the processor's idempotency-key "
+      "lifetime that a search did not find (alert: never re-sent; settle by webhook, settlement "
+      "report or operator)",
+      NULL);
+  st->m_op_escalated = metrics_counter(
+      "paystream_charge_operations_escalated_total",
+      "Operations answered 'no such object' after an earlier send that may have arrived, given "
+      "up after a bounded number of queries (alert: dead-lettered, listed in charge_unresolved)",
+      NULL);
   st->m_not_started = metrics_counter("paystream_charge_not_started_total",
                                       "Requests libcurl refused to start (nothing sent)", NULL);
 }

@@ -74,6 +74,17 @@ static void map_other(long http_status, bool readable, charge_answer *a) {
   }
 }
 
+/* 404 resource_missing / INVALID_RESOURCE_ID: the object the operation acts
+ * on does not exist at the processor. Refused, with the processor's code;
+ * charge_ops.c decides whether that ends the operation (no earlier send may
+ * have arrived) or is held as ambiguous. */
+static void missing(charge_answer *a, const char *code) {
+  a->kind = CHARGE_REJECTED;
+  a->resource_missing = true;
+  charge_answer_text(a->error_code, sizeof a->error_code, code);
+  charge_answer_error(a, "processor: no such object to act on (404 %s)", code);
+}
+
 static void declined(charge_answer *a, const char *code, const char *decline) {
   a->kind = CHARGE_DECLINED;
   charge_answer_text(a->error_code, sizeof a->error_code, code ? code : "declined");
@@ -235,6 +246,9 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
     } else if ((http_status == 400 || http_status == 402) && err && jstr(err, "code") &&
                strcmp(jstr(err, "code"), "idempotency_error") != 0) {
       declined(a, jstr(err, "code"), jstr(err, "decline_code"));
+    } else if (http_status == 404 && jstr(err, "code") &&
+               strcmp(jstr(err, "code"), "resource_missing") == 0) {
+      missing(a, "resource_missing");
     } else {
       map_other(http_status, root != NULL, a);
     }
@@ -251,6 +265,9 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
     } else if (http_status == 200 || http_status == 201) {
       a->kind = CHARGE_UNKNOWN;
       charge_answer_error(a, "%ld without a completed %s", http_status, op_kind_name(kind));
+    } else if (http_status == 404 && root && paypal_issue(root) &&
+               strcmp(paypal_issue(root), "INVALID_RESOURCE_ID") == 0) {
+      missing(a, "INVALID_RESOURCE_ID");
     } else {
       map_other(http_status, root != NULL, a);
     }

@@ -38,6 +38,10 @@ typedef struct charge_answer {
   char error[512];
   bool looked_up;          /* the answer of a status query (charge_lookup.h) */
   bool lookup_unknown;     /* that query said the key never reached the processor */
+  bool searched;           /* a status search by our own id (charge_lookup.h), not by key */
+  bool search_none;        /* that search found nothing carrying the id */
+  bool resource_missing;   /* 404 resource_missing / INVALID_RESOURCE_ID: what the request
+                              acts on does not exist at the processor (lifecycle_proc.h) */
 } charge_answer;
 
 const char *charge_kind_name(charge_kind k);

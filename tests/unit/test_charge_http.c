@@ -48,9 +48,9 @@ Test(charge_http, an_unbuildable_request_is_a_data_error_not_a_fallback) {
   processor pr = {.name = "paypal", .url = "http://127.0.0.1:9", .api_key = (char *)"k",
                   .paypal = true};
   http_call c;
-  charge_request auth = {"pay_1", 1000, "ZZZ", "pm_card_visa", true, false};
+  charge_request auth = {"pay_1", 1000, "ZZZ", "pm_card_visa", true, false, false};
   cr_assert_eq(charge_http_start(&h, &c, &pr, &auth, NULL), CHARGE_HTTP_UNBUILDABLE);
-  charge_request sale = {"pay_1", 1000, "ZZZ", "pm_card_visa", false, false};
+  charge_request sale = {"pay_1", 1000, "ZZZ", "pm_card_visa", false, false, false};
   cr_assert_eq(charge_http_start(&h, &c, &pr, &sale, NULL), CHARGE_HTTP_UNBUILDABLE);
   cr_assert_eq(h.inflight, 0);
   charge_http_close(&h);

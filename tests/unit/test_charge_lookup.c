@@ -30,7 +30,6 @@ Test(charge_lookup, an_unknown_key_is_unknown_only_when_the_processor_says_so) {
                LOOKUP_UNKNOWN);
   /* a proxy's 404, the other flavour's code, garbage: no verdict */
   cr_assert_eq(SAID(false, 404, "<html>not found</html>"), LOOKUP_AGAIN);
-  cr_assert_eq(SAID(false, 404, "{\"error\":{\"code\":\"resource_missing\"}}"), LOOKUP_AGAIN);
   cr_assert_eq(SAID(true, 404, "{\"error\":{\"code\":\"idempotency_key_unknown\"}}"), LOOKUP_AGAIN);
   cr_assert_eq(SAID(false, 404, ""), LOOKUP_AGAIN);
 }
@@ -43,4 +42,39 @@ Test(charge_lookup, in_progress_errors_and_refusals_of_the_query_ask_again) {
   cr_assert_eq(SAID(false, 401, "{\"error\":{\"type\":\"invalid_request_error\"}}"), LOOKUP_AGAIN);
   cr_assert_eq(SAID(false, 429, ""), LOOKUP_AGAIN);
   cr_assert_eq(SAID(false, 0, ""), LOOKUP_AGAIN);
+}
+
+Test(charge_lookup, a_stored_no_such_object_is_an_answer) {
+  cr_assert_eq(SAID(false, 404, "{\"error\":{\"code\":\"resource_missing\"}}"), LOOKUP_FOUND);
+  cr_assert_eq(SAID(true, 404,
+                    "{\"name\":\"RESOURCE_NOT_FOUND\",\"details\":[{\"issue\":\"INVALID_RESOURCE_ID\"}]}"),
+               LOOKUP_FOUND);
+  /* the other flavour's word is a proxy's 404 */
+  cr_assert_eq(SAID(true, 404, "{\"error\":{\"code\":\"resource_missing\"}}"), LOOKUP_AGAIN);
+}
+
+#define SEARCHED(pp, st, body) charge_search_classify(pp, st, body, strlen(body))
+
+Test(charge_lookup, search_paths_name_our_own_ids) {
+  char p[256];
+  charge_search_path(false, SEARCH_PAYMENT, "p1", p, sizeof p);
+  cr_assert_str_eq(p, "/v1/_search?metadata%5Bpayment_id%5D=p1");
+  charge_search_path(false, SEARCH_REFUND, "o1", p, sizeof p);
+  cr_assert_str_eq(p, "/v1/_search?metadata%5Brefund_id%5D=o1");
+  charge_search_path(true, SEARCH_PAYMENT, "p1", p, sizeof p);
+  cr_assert_str_eq(p, "/v2/_search?custom_id=p1");
+  charge_search_path(true, SEARCH_REFUND, "o1", p, sizeof p);
+  cr_assert_str_eq(p, "/v2/_search?invoice_id=o1");
+}
+
+Test(charge_lookup, a_search_finds_the_answer_or_says_nothing_carries_the_id) {
+  cr_assert_eq(SEARCHED(false, 200, "{\"id\":\"ch_1\",\"status\":\"succeeded\"}"), LOOKUP_FOUND);
+  cr_assert_eq(SEARCHED(false, 402, "{\"error\":{\"type\":\"card_error\"}}"), LOOKUP_FOUND);
+  cr_assert_eq(SEARCHED(false, 404, "{\"error\":{\"code\":\"search_no_match\"}}"), LOOKUP_UNKNOWN);
+  cr_assert_eq(SEARCHED(true, 404, "{\"name\":\"RESOURCE_NOT_FOUND\",\"details\":[{\"issue\":\"NO_MATCH\"}]}"),
+               LOOKUP_UNKNOWN);
+  /* a key-unknown answer, a proxy's 404, a refusal: no verdict */
+  cr_assert_eq(SEARCHED(false, 404, "{\"error\":{\"code\":\"idempotency_key_unknown\"}}"), LOOKUP_AGAIN);
+  cr_assert_eq(SEARCHED(false, 404, "<html></html>"), LOOKUP_AGAIN);
+  cr_assert_eq(SEARCHED(true, 500, "{}"), LOOKUP_AGAIN);
 }

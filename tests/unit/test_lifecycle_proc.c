@@ -140,3 +140,20 @@ Test(lifecycle_proc, paypal_operations) {
   MAP_OP(true, KIND_REFUND, 201, "{\"id\":\"REF-1\",\"status\":\"PENDING\"}", &a);
   cr_assert_eq(a.kind, CHARGE_UNKNOWN);
 }
+
+Test(lifecycle_proc, no_such_object_is_refused_with_the_processors_code) {
+  charge_answer a;
+  MAP_OP(false, KIND_REFUND, 404, "{\"error\":{\"type\":\"invalid_request_error\",\"code\":\"resource_missing\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_REJECTED);
+  cr_assert(a.resource_missing);
+  cr_assert_str_eq(a.error_code, "resource_missing");
+  MAP_OP(true, KIND_CAPTURE, 404, "{\"name\":\"RESOURCE_NOT_FOUND\",\"details\":[{\"issue\":\"INVALID_RESOURCE_ID\"}]}", &a);
+  cr_assert_eq(a.kind, CHARGE_REJECTED);
+  cr_assert(a.resource_missing);
+  cr_assert_str_eq(a.error_code, "INVALID_RESOURCE_ID");
+  /* a 404 without the processor's code (a proxy's) decides nothing */
+  MAP_OP(false, KIND_REFUND, 404, "{\"error\":{\"type\":\"invalid_request_error\"}}", &a);
+  cr_assert_not(a.resource_missing);
+  MAP_OP(true, KIND_REFUND, 404, "<html>not found</html>", &a);
+  cr_assert_not(a.resource_missing);
+}

@@ -15,6 +15,7 @@
  *   procsim_webhook.c signed events to a URL per flavour (retries, faults)
  *   procsim_dispute.c disputes and late refund failures on command
  *   procsim_settle.c  the daily settlement report (CSV)
+ *   procsim_search.c  the status search by the caller's own id
  * Every object is guarded by one lock (store_lock); an operation runs whole
  * under it, so concurrent captures and refunds can never overdraw. */
 #ifndef PROCSIM_H
@@ -57,6 +58,8 @@ int64_t fault_fee(int64_t amount);
 /* Whether this refund is declined (refund_decline_rate, refund_decline_next,
  * refund_decline_payment); *as_failed: Stripe answers 200 status "failed". */
 bool fault_refund_declined(const char *payment_id, bool *as_failed);
+/* How long an answered idempotency key is remembered, ms (0: for ever). */
+long long fault_key_lifetime_ms(void);
 /* Authorization lifetime in ms (0: never expires). */
 long long fault_auth_expiry_ms(void);
 enum MHD_Result fault_handle_config(struct MHD_Connection *c);
@@ -241,6 +244,7 @@ void store_key_done(const char *key, unsigned status, const char *body);
 void store_key_forget(const char *key);
 /* The stored answer of key: KEY_NEW when never seen. */
 key_state store_key_answer(const char *key, unsigned *status, char **body);
+
 void store_count_request(const char *key);
 json_t *store_requests_json(void);
 /* /_sim/totals and /_sim/operations for a payment id (NULL: every one). */
@@ -273,6 +277,13 @@ void webhook_stop(void);
 /* POST /_sim/dispute and /_sim/refund_fail. */
 enum MHD_Result dispute_handle(struct MHD_Connection *c);
 enum MHD_Result dispute_refund_fail(struct MHD_Connection *c);
+
+/* ---- procsim_search.c ------------------------------------------------------ */
+/* Keeps an executed request's answer under the id it carried (a sale's or
+ * authorization's payment id, a refund's id). */
+void search_note(const sim_req *q, unsigned status, const char *body);
+/* GET /v1/_search, /v2/_search. */
+enum MHD_Result search_handle(struct MHD_Connection *c, flavour fl);
 
 /* ---- procsim_settle.c ------------------------------------------------------ */
 enum MHD_Result settle_handle(struct MHD_Connection *c);

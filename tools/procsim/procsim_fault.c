@@ -112,6 +112,9 @@ bool fault_refund_declined(const char *payment_id, bool *as_failed) {
 
 long long fault_auth_expiry_ms(void) { return auth_expiry_ms; }
 
+static volatile long long key_lifetime_ms;
+long long fault_key_lifetime_ms(void) { return key_lifetime_ms; }
+
 enum MHD_Result fault_handle_config(struct MHD_Connection *c) {
   const char *v;
   if ((v = http_arg(c, "latency_ms"))) cfg_latency_ms = atoi(v);
@@ -138,6 +141,7 @@ enum MHD_Result fault_handle_config(struct MHD_Connection *c) {
   if ((v = http_arg(c, "refund_decline_payment")))
     snprintf(refund_decline_payment, sizeof refund_decline_payment, "%s", v);
   if ((v = http_arg(c, "auth_expiry_ms"))) auth_expiry_ms = atoll(v);
+  if ((v = http_arg(c, "key_lifetime_ms"))) key_lifetime_ms = atoll(v);
   static const char *dists[] = {"fixed", "uniform", "longtail"};
   json_t *j = json_pack(
       "{s:i,s:s,s:f,s:i,s:f,s:i,s:i,s:I,s:i,s:i,s:f,s:i,s:s,s:s,s:I}", "latency_ms",
@@ -148,6 +152,7 @@ enum MHD_Result fault_handle_config(struct MHD_Connection *c) {
       atomic_load(&refund_decline_next), "refund_decline_as",
       refund_decline_as_failed ? "failed" : "error", "refund_decline_payment",
       refund_decline_payment, "auth_expiry_ms", (json_int_t)auth_expiry_ms);
+  json_object_set_new(j, "key_lifetime_ms", json_integer((json_int_t)key_lifetime_ms));
   webhook_config(c, j);
   settle_config(c, j);
   return http_reply_json(c, 200, j);

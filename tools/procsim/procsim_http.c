@@ -123,6 +123,7 @@ static bool act_after_delay(sim_req *q, unsigned *status, char **b, int *hang) {
     return false;
   }
   *status = q->exec(q, b);
+  search_note(q, *status, *b);
   if (q->key) store_key_done(q->key, *status, *b);
   /* Done; the answer comes too late for the client (an ambiguous timeout).
    * A retry with the same key gets this answer. */

@@ -380,6 +380,7 @@ enum MHD_Result paypal_route(struct MHD_Connection *c, sim_req *q, const char *m
   if (post && strcmp(url, "/v2/checkout/orders") == 0)
     return http_operation(c, q, PAYPAL, exec_authorize, NULL);
   if (get && strcmp(url, "/v2/_lookup") == 0) return http_lookup(c, PAYPAL, http_arg(c, "request_id"));
+  if (get && strcmp(url, "/v2/_search") == 0) return search_handle(c, PAYPAL);
   static const struct {
     const char *prefix, *suffix;
     sim_exec exec;

@@ -16,6 +16,7 @@ typedef struct stored {
   unsigned status;
   char *body;
   char *params; /* canonical request: path and parsed parameters */
+  gint64 done_at; /* monotonic µs the answer was stored */
 } stored;
 
 static GMutex lock;
@@ -259,9 +260,21 @@ json_t *store_charge_list(void) {
 
 /* ---- idempotency keys ------------------------------------------------------ */
 
+/* Past the key lifetime (/_sim/config key_lifetime_ms) an answered key is
+ * forgotten when next touched: what a real processor does. */
+static stored *live_key(const char *key) {
+  stored *s = g_hash_table_lookup(by_key, key);
+  long long life = fault_key_lifetime_ms();
+  if (s && !s->in_progress && life > 0 && g_get_monotonic_time() - s->done_at > life * 1000) {
+    g_hash_table_remove(by_key, key);
+    s = NULL;
+  }
+  return s;
+}
+
 key_state store_key_claim(const char *key, const char *params, unsigned *status, char **body) {
   store_lock();
-  stored *s = g_hash_table_lookup(by_key, key);
+  stored *s = live_key(key);
   key_state ks = KEY_NEW;
   if (!s) {
     s = g_new0(stored, 1);
@@ -286,6 +299,7 @@ void store_key_done(const char *key, unsigned status, const char *body) {
   stored *s = g_hash_table_lookup(by_key, key);
   if (s) {
     s->in_progress = false;
+    s->done_at = g_get_monotonic_time();
     s->status = status;
     free(s->body);
     s->body = strdup(body);
@@ -301,7 +315,7 @@ void store_key_forget(const char *key) {
 
 key_state store_key_answer(const char *key, unsigned *status, char **body) {
   store_lock();
-  stored *s = g_hash_table_lookup(by_key, key);
+  stored *s = live_key(key);
   key_state ks = !s ? KEY_NEW : s->in_progress ? KEY_BUSY : KEY_DONE;
   if (ks == KEY_DONE) {
     *status = s->status;

@@ -394,6 +394,7 @@ enum MHD_Result stripe_route(struct MHD_Connection *c, sim_req *q, const char *m
   if (post && strcmp(url, "/v1/refunds") == 0) return http_operation(c, q, STRIPE, exec_refund, NULL);
   if (get && strcmp(url, "/v1/_lookup") == 0)
     return http_lookup(c, STRIPE, http_arg(c, "idempotency_key"));
+  if (get && strcmp(url, "/v1/_search") == 0) return search_handle(c, STRIPE);
   static const struct {
     const char *prefix, *suffix;
     sim_exec exec;
