@@ -22,7 +22,7 @@ sale() { "$PAYCTL" sale m1 "$1" --amount 10000 --currency USD --customer "c-$1" 
 amounts() { sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$1'" | tr '\t' ' '; }
 # send PID EVENT_ID TYPE DISPUTE AMOUNT [STATUS] [FEE]: a signed Stripe-like dispute event.
 send() {
-  local pid=$1 id=$2 type=$3 dp=$4 amt=$5 st=${6:-needs_response} fee=$7 t body
+  local pid=$1 id=$2 type=$3 dp=$4 amt=$5 st=${6:-needs_response} fee=${7:-} t body
   t=$(date +%s)
   body=$(jq -cn --arg id "$id" --arg type "$type" --arg dp "$dp" --argjson amt "$amt" --arg st "$st" \
     --arg pid "$pid" --arg ch "$(sql "SELECT processor_charge_id FROM payments WHERE payment_id = '$pid'")" \
