@@ -25,8 +25,10 @@ static const char SQL_PAYMENT[] =
 
 /* A refund this stage settled: its forwarded request and the processor's answer. */
 static const char SQL_OP_FORWARD[] =
-    "SELECT encode(request, 'hex'), coalesce(processor, ''), coalesce(processor_op_id, ''),"
-    " coalesce(fee_minor, 0) FROM payment_operations WHERE operation_id = $1";
+    "SELECT encode(o.request, 'hex'), coalesce(o.processor, ''), coalesce(o.processor_op_id, ''),"
+    " coalesce(o.fee_minor, 0), o.payment_id, o.operation_id, p.idempotency_key"
+    " FROM payment_operations o JOIN payments p ON p.payment_id = o.payment_id"
+    " WHERE o.operation_id = $1";
 
 static const char SQL_OPERATION[] =
     "SELECT idempotency_key, amount_minor, currency FROM payment_operations WHERE operation_id = $1";
@@ -92,7 +94,8 @@ static int settled(pg_conn *pg, const cfg *c, const char *pid, outbox *out, char
 }
 
 /* refund_settled: forwarded to the ledger as charge forwards a succeeded
- * operation (the ledger posts it once and publishes its outcome). */
+ * operation (the ledger posts it once and publishes its outcome), with the
+ * ids ingest forwarded it with (its stored request is the intake's). */
 static int refund_settled(pg_conn *pg, const cfg *c, const char *op, outbox *out, char *err,
                           size_t errlen) {
   const char *pa[] = {op};
@@ -106,9 +109,19 @@ static int refund_settled(pg_conn *pg, const cfg *c, const char *op, outbox *out
     ch.processor_charge_id = PQgetvalue(r, 0, 2);
     ch.fee_minor = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
     ps_charge *saved = ev->charge;
+    char *s_pid = ev->payment_id, *s_oid = ev->operation_id, *s_key = ev->payment_key;
+    uint32_t s_ver = ev->schema_version;
     ev->charge = &ch;
+    ev->payment_id = PQgetvalue(r, 0, 4);
+    ev->operation_id = PQgetvalue(r, 0, 5);
+    ev->payment_key = PQgetvalue(r, 0, 6);
+    ev->schema_version = PS_SCHEMA_VERSION;
     outbox_add_event(out, c->topics.charged, ev);
     ev->charge = saved;
+    ev->payment_id = s_pid;
+    ev->operation_id = s_oid;
+    ev->payment_key = s_key;
+    ev->schema_version = s_ver;
   }
   event_free(ev);
   PQclear(r);

@@ -151,10 +151,11 @@ refund disp disp-r2 1
 check "a refund of 1 more ends" wait_until 60 op_done disp-r2
 eq "refused: all of it is disputed" "rejected amount_exceeds_refundable" "$(op_state disp-r2)"
 short_refused() {
-  psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "BEGIN;
+  local out
+  out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "BEGIN;
     UPDATE disputes SET held_minor = held_minor - 1 WHERE processor_dispute_id = '$DP';
-    UPDATE payments SET disputed_minor = disputed_minor - 1 WHERE payment_id = '$P'; COMMIT;" 2>&1 |
-    grep -q 'guard: payment .* refundable while a dispute is held short'
+    UPDATE payments SET disputed_minor = disputed_minor - 1 WHERE payment_id = '$P'; COMMIT;" 2>&1)
+  grep -q 'guard: payment .* refundable while a dispute is held short' <<<"$out" || { echo "# psql: $out"; return 1; }
 }
 check "Postgres refuses a dispute held short while the payment has room (even as the owner)" short_refused
 eq "nothing changed" "10000" "$(sql "SELECT held_minor FROM disputes WHERE processor_dispute_id = '$DP'")"
