@@ -19,7 +19,9 @@ static const char SQL_READ[] =
     " coalesce((SELECT c.processor_op_id FROM payment_operations c"
     "   WHERE c.payment_id = o.payment_id AND c.kind = 'capture'"
     "     AND c.state IN ('succeeded', 'posted') ORDER BY c.created_at DESC, c.operation_id DESC"
-    "   LIMIT 1), ''), coalesce(o.processor_target, ''), o.sends, o.refused"
+    "   LIMIT 1), ''), coalesce(o.processor_target, ''), o.sends, o.refused,"
+    /* 028's columns, read so that this charge also runs before it is applied */
+    " coalesce(to_jsonb(o)->>'settled_by', ''), coalesce(to_jsonb(o)->>'reversed', 'false')"
     " FROM payment_operations o LEFT JOIN payments p ON p.payment_id = o.payment_id"
     " WHERE o.operation_id = $1";
 
@@ -73,7 +75,10 @@ static int abandon(stage_ctx *ctx, const log_ctx *lc, const char *op_id, const c
 
 /* ---- an operation as an item of the state machine ------------------------------ */
 
-typedef enum op_emit { EMIT_NOTHING, EMIT_FORWARD, EMIT_OUTCOME } op_emit;
+/* EMIT_FAILED: a refund charge settled as succeeded while the processor's
+ * failure of it was kept (028): it was posted and reversed in Postgres, and
+ * its one outcome is `failed` / refund_failed. */
+typedef enum op_emit { EMIT_NOTHING, EMIT_FORWARD, EMIT_OUTCOME, EMIT_FAILED } op_emit;
 
 struct op_item {
   char id[64];
@@ -417,8 +422,23 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
   }
   op_row row;
   op_row_read(r, 0, 0, &row);
-  if (strcmp(row.state, "succeeded") == 0 || strcmp(row.state, "posted") == 0) {
-    o->emit = EMIT_FORWARD; /* again on a redelivery: the ledger re-derives from Postgres */
+  bool settled = strcmp(row.state, "succeeded") == 0 || strcmp(row.state, "posted") == 0;
+  if ((settled || strcmp(row.state, "declined") == 0) &&
+      strcmp(PQgetvalue(r, 0, OP_ROW_NCOLS + 7), "events") == 0) {
+    /* Settled by the processor-events stage from a webhook: it forwarded
+     * or published it, acknowledged before its commit. Nothing again. */
+    log_at(LOG_INFO, &lc, "operation %s was settled %s by processor events: they emit it", o->id,
+           row.state);
+    metric_add(st->m_elsewhere, 1);
+    o->emit = EMIT_NOTHING;
+    return;
+  }
+  if (settled) {
+    /* again on a redelivery: the ledger re-derives from Postgres */
+    o->emit = strcmp(row.state, "posted") == 0 &&
+                      strcmp(PQgetvalue(r, 0, OP_ROW_NCOLS + 8), "true") == 0
+                  ? EMIT_FAILED
+                  : EMIT_FORWARD;
     return;
   }
   if (strcmp(row.state, "declined") == 0) {
@@ -530,6 +550,13 @@ void charge_op_emit(stage_ctx *ctx, citem *x, stage_msg *m, outbox *out) {
   }
   outcome_buf ob;
   op_outcome(&ob, &row, x->ev->published_at_ms);
+  if (o->emit == EMIT_FAILED) {
+    ob.o.status = PAYMENTS__V1__OUTCOME_STATUS__OUTCOME_STATUS_FAILED;
+    ob.o.error_code = (char *)"refund_failed";
+    ob.o.error_message = (char *)"the processor failed the refund after it had succeeded: "
+                                 "its amount is refundable again";
+    ob.o.processor_event = (char *)"refund_reversed";
+  }
   outbox_add_outcome_keyed(out, ctx->cfg->topics.outcomes, row.idempotency_key,
                            strlen(row.idempotency_key), &ob.o);
 }

@@ -13,7 +13,7 @@ const char EVENTS_SQL_APPLY[] =
     "SELECT effect, note, payment_id, coalesce(operation_id, ''), coalesce(processor_dispute_id, ''),"
     " coalesce(dispute_status, ''), coalesce(dispute_amount_minor, 0), coalesce(disputed_minor, 0),"
     " coalesce(captured_minor, 0), coalesce(refunded_minor, 0)"
-    " FROM ps_apply_processor_event($1, $2, $3, $4, $5::bigint, decode($6, 'hex'), $7)";
+    " FROM ps_apply_processor_event($1, $2, $3, $4, $5::bigint, decode($6, 'hex'), $7, $8)";
 
 enum { C_EFFECT, C_NOTE, C_PAYMENT, C_OP, C_DISPUTE, C_DSTATUS, C_DAMOUNT, C_DISPUTED, C_CAPTURED,
        C_REFUNDED };
@@ -22,6 +22,13 @@ static const char SQL_PAYMENT[] =
     "SELECT encode(intent, 'hex'), coalesce(processor, ''), coalesce(processor_charge_id, ''),"
     " coalesce(fee_minor, 0), coalesce(encode(outcome, 'hex'), ''), authorized_minor"
     " FROM payments WHERE payment_id = $1";
+
+/* A refund this stage settled: its forwarded request and the processor's answer. */
+static const char SQL_OP_FORWARD[] =
+    "SELECT encode(o.request, 'hex'), coalesce(o.processor, ''), coalesce(o.processor_op_id, ''),"
+    " coalesce(o.fee_minor, 0), o.payment_id, o.operation_id, p.idempotency_key"
+    " FROM payment_operations o JOIN payments p ON p.payment_id = o.payment_id"
+    " WHERE o.operation_id = $1";
 
 static const char SQL_OPERATION[] =
     "SELECT idempotency_key, amount_minor, currency FROM payment_operations WHERE operation_id = $1";
@@ -80,6 +87,41 @@ static int settled(pg_conn *pg, const cfg *c, const char *pid, outbox *out, char
     ev->charge = &ch;
     outbox_add_event(out, c->topics.charged, ev);
     ev->charge = saved;
+  }
+  event_free(ev);
+  PQclear(r);
+  return 0;
+}
+
+/* refund_settled: forwarded to the ledger as charge forwards a succeeded
+ * operation (the ledger posts it once and publishes its outcome), with the
+ * ids ingest forwarded it with (its stored request is the intake's). */
+static int refund_settled(pg_conn *pg, const cfg *c, const char *op, outbox *out, char *err,
+                          size_t errlen) {
+  const char *pa[] = {op};
+  PGresult *r = pg_exec(pg, SQL_OP_FORWARD, 1, pa, err, errlen);
+  if (!r) return -1;
+  ps_event *ev = PQntuples(r) == 1 ? forwarded(r) : NULL;
+  if (ev && ev->operation) {
+    ps_charge ch = PAYMENTS__V1__CHARGE_RESULT__INIT;
+    ch.status = PAYMENTS__V1__CHARGE_STATUS__CHARGE_STATUS_SUCCEEDED;
+    ch.processor = PQgetvalue(r, 0, 1);
+    ch.processor_charge_id = PQgetvalue(r, 0, 2);
+    ch.fee_minor = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+    ps_charge *saved = ev->charge;
+    char *s_pid = ev->payment_id, *s_oid = ev->operation_id, *s_key = ev->payment_key;
+    uint32_t s_ver = ev->schema_version;
+    ev->charge = &ch;
+    ev->payment_id = PQgetvalue(r, 0, 4);
+    ev->operation_id = PQgetvalue(r, 0, 5);
+    ev->payment_key = PQgetvalue(r, 0, 6);
+    ev->schema_version = PS_SCHEMA_VERSION;
+    outbox_add_event(out, c->topics.charged, ev);
+    ev->charge = saved;
+    ev->payment_id = s_pid;
+    ev->operation_id = s_oid;
+    ev->payment_key = s_key;
+    ev->schema_version = s_ver;
   }
   event_free(ev);
   PQclear(r);
@@ -154,7 +196,8 @@ static int changed(pg_conn *pg, const cfg *c, const PGresult *fx, bool refund, o
 
 int events_outputs(pg_conn *pg, const cfg *c, const PGresult *r, outbox *out, const char **effect,
                    char *err, size_t errlen) {
-  static const char *names[] = {"charge_settled", "charge_declined", "refund_reversed", "dispute"};
+  static const char *names[] = {"charge_settled", "charge_declined", "refund_reversed",
+                                "refund_settled", "refund_failure_kept", "dispute"};
   const char *fx = PQgetvalue(r, 0, C_EFFECT);
   const char *pid = PQgetvalue(r, 0, C_PAYMENT);
   *effect = "ignored";
@@ -163,6 +206,8 @@ int events_outputs(pg_conn *pg, const cfg *c, const PGresult *r, outbox *out, co
   if (strcmp(fx, "charge_settled") == 0) return settled(pg, c, pid, out, err, errlen);
   if (strcmp(fx, "charge_declined") == 0) return declined(pg, c, pid, out, err, errlen);
   if (strcmp(fx, "refund_reversed") == 0) return changed(pg, c, r, true, out, err, errlen);
+  if (strcmp(fx, "refund_settled") == 0)
+    return refund_settled(pg, c, PQgetvalue(r, 0, C_OP), out, err, errlen);
   if (strcmp(fx, "dispute") == 0) return changed(pg, c, r, false, out, err, errlen);
   return 0;
 }

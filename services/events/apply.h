@@ -1,6 +1,6 @@
 /* apply: one recorded processor event applied to its payment, and what
  * merchants and the ledger hear of it. The decisions are Postgres's
- * (ps_apply_processor_event, migration 024: conditional writes, postings
+ * (ps_apply_processor_event, migrations 024, 028: conditional writes, postings
  * once per money movement); this builds the function's arguments and, from
  * the effect it returns (the first application's, on every redelivery), the
  * outputs:
@@ -8,6 +8,11 @@
  *                      and publishes the payment's outcome)
  *   charge_declined -> the payment's stored outcome (declined)
  *   refund_reversed -> an outcome `failed` / refund_failed for the refund
+ *   refund_settled  -> payments.charged for a refund still without an
+ *                      answer that the processor says succeeded (the ledger
+ *                      posts it and publishes its outcome; charge emits
+ *                      nothing for an operation settled here)
+ *   refund_failure_kept -> nothing: kept until the refund settles (028)
  *   dispute         -> an outcome `updated` with the dispute's fields
  *   ignored         -> nothing (counted). */
 #ifndef EVENTS_APPLY_H
@@ -23,7 +28,7 @@
 
 /* SQL: records the event and applies it, one transaction (pg_pipeline). */
 extern const char EVENTS_SQL_APPLY[];
-#define EVENTS_APPLY_NPARAMS 7
+#define EVENTS_APPLY_NPARAMS 8
 
 /* A declined sale's outcome (hex, for payments.outcome), built from the
  * payment's forwarded request; *hex NULL when the payment is unknown.

@@ -49,6 +49,11 @@ static int stripe(const Payments__V1__ProcessorEvent *e, json_t *obj, ev_map *m)
   } else if ((is(t, "refund.updated") || is(t, "refund.failed") || is(t, "charge.refund.updated")) &&
              is(e->status, "failed")) {
     m->action = EV_REFUND_FAILED;
+    set(m->operation_id, sizeof m->operation_id, str_at(json_object_get(obj, "metadata"), "refund_id"));
+  } else if ((is(t, "refund.updated") || is(t, "refund.created") || is(t, "charge.refund.updated")) &&
+             is(e->status, "succeeded")) {
+    m->action = EV_REFUND_SUCCEEDED;
+    set(m->operation_id, sizeof m->operation_id, str_at(json_object_get(obj, "metadata"), "refund_id"));
   } else if (strncmp(t, "charge.dispute.", 15) == 0) {
     const char *st = is(t, "charge.dispute.created")           ? "open"
                      : is(t, "charge.dispute.funds_withdrawn")  ? "withdrawn"
@@ -79,6 +84,10 @@ static int paypal(const Payments__V1__ProcessorEvent *e, json_t *res, ev_map *m)
     set(m->decline_code, sizeof m->decline_code, str_at(res, "reason"));
   } else if (is(t, "PAYMENT.REFUND.FAILED")) {
     m->action = EV_REFUND_FAILED;
+    set(m->operation_id, sizeof m->operation_id, str_at(res, "invoice_id"));
+  } else if (is(t, "PAYMENT.CAPTURE.REFUNDED") && is(e->status, "COMPLETED")) {
+    m->action = EV_REFUND_SUCCEEDED;
+    set(m->operation_id, sizeof m->operation_id, str_at(res, "invoice_id"));
   } else if (strncmp(t, "CUSTOMER.DISPUTE.", 17) == 0) {
     const char *last = str_at(res, "last_action"), *out = str_at(res, "outcome");
     const char *st = is(t, "CUSTOMER.DISPUTE.CREATED") ? "open"
@@ -113,6 +122,7 @@ const char *ev_action_name(ev_action a) {
   case EV_CHARGE_SUCCEEDED: return "charge_succeeded";
   case EV_CHARGE_FAILED: return "charge_failed";
   case EV_REFUND_FAILED: return "refund_failed";
+  case EV_REFUND_SUCCEEDED: return "refund_succeeded";
   case EV_DISPUTE: return "dispute";
   case EV_NONE: break;
   }

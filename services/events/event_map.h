@@ -1,9 +1,9 @@
 /* event_map: what a recorded processor event asks the events stage to
  * apply, read from its normalised fields and its signed body. Pure (no
  * I/O): the decisions on state and money are Postgres's
- * (ps_apply_processor_event, migration 024); this only names the action
+ * (ps_apply_processor_event, migrations 024, 028); this only names the action
  * and the facts the normalised event does not carry (a dispute's status and
- * fee, a charge's fee, a decline's code). */
+ * fee, a charge's fee, a decline's code, the operation a refund names). */
 #ifndef EVENTS_EVENT_MAP_H
 #define EVENTS_EVENT_MAP_H
 
@@ -16,6 +16,7 @@ typedef enum ev_action {
   EV_CHARGE_SUCCEEDED, /* a sale charged: settles an unknown attempt */
   EV_CHARGE_FAILED,    /* a sale declined: settles an unknown attempt */
   EV_REFUND_FAILED,    /* a refund failed (late, if it had succeeded) */
+  EV_REFUND_SUCCEEDED, /* a refund succeeded: settles one still without an answer */
   EV_DISPUTE,          /* a dispute moved: status in dispute_status */
 } ev_action;
 
@@ -24,6 +25,7 @@ typedef struct ev_map {
   char dispute_status[16]; /* open, withdrawn, reinstated, won, lost */
   int64_t fee_minor;       /* the charge's or the dispute's fee, -1 when not stated */
   char decline_code[64];   /* a declined charge's reason, "" when not stated */
+  char operation_id[128];  /* a refund event: our operation id from its metadata, "" if none */
 } ev_map;
 
 /* Fills m for e. Returns 0, or -1 when the event names an action it

@@ -90,7 +90,7 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
   if (map.fee_minor >= 0) snprintf(fee, sizeof fee, "%lld", (long long)map.fee_minor);
   const char *ap[EVENTS_APPLY_NPARAMS] = {e->processor, e->event_id, ev_action_name(map.action),
                                          map.dispute_status, fee[0] ? fee : NULL, decline,
-                                         map.decline_code};
+                                         map.decline_code, map.operation_id};
   pg_stmt stmts[2] = {{INSERT, 17, params}, {EVENTS_SQL_APPLY, EVENTS_APPLY_NPARAMS, ap}};
   PGresult *r[2] = {0};
   if (rc == 0) rc = pg_pipeline(pg, stmts, 2, r, err, sizeof err);
@@ -106,7 +106,20 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
       /* The usual case (the charge worker's own answer settled it first, a
        * refund declined when asked) is not news; anything else is. */
       bool usual = strncmp(note, "no unsettled attempt", 20) == 0 ||
-                   strncmp(note, "the refund is ", 14) == 0 || strcmp(note, "already reversed") == 0;
+                   strncmp(note, "the refund is ", 14) == 0 || strcmp(note, "already reversed") == 0 ||
+                   strcmp(note, "a failure is already kept") == 0;
+      /* The processor holds more than the payment had left (029): the
+       * posting is the processor's amount, the hold capped. An operator
+       * looks at it (view disputes_held_short). */
+      if (res == EVENTS_RECORDED && strcmp(effect, "dispute") == 0 &&
+          strncmp(note, "hold capped", 11) == 0) {
+        metric_add(metrics_counter("paystream_disputes_held_short_total",
+                                   "Dispute events that left a dispute held short of its amount",
+                                   NULL),
+                   1);
+        log_at(LOG_ERROR, &lc, "ALERT dispute %s on payment %s: %s (listed in disputes_held_short)",
+               PQgetvalue(r[1], 0, 4), e->payment_id, note);
+      }
       if (strcmp(PQgetvalue(r[1], 0, 0), "ignored") == 0 && map.action != EV_NONE)
         log_at(usual ? LOG_DEBUG : LOG_WARN, &lc, "processor event %s (%s) not applied: %s",
                e->event_id, e->type, note);

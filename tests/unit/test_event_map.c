@@ -42,11 +42,24 @@ Test(event_map, stripe_sale_failed_carries_its_decline_code) {
   cr_assert_str_eq(m.decline_code, "insufficient_funds");
 }
 
-Test(event_map, only_a_failed_refund_update_is_a_refund_failure) {
+Test(event_map, refund_updates_fail_or_settle_a_refund) {
   cr_assert_eq(map(STRIPE, "refund.updated", "failed", "", "{}").action, EV_REFUND_FAILED);
-  cr_assert_eq(map(STRIPE, "refund.updated", "succeeded", "", "{}").action, EV_NONE);
+  cr_assert_eq(map(STRIPE, "refund.updated", "succeeded", "", "{}").action, EV_REFUND_SUCCEEDED);
+  cr_assert_eq(map(STRIPE, "refund.updated", "pending", "", "{}").action, EV_NONE);
   cr_assert_eq(map(PAYPAL, "PAYMENT.REFUND.FAILED", "FAILED", "", "{}").action, EV_REFUND_FAILED);
-  cr_assert_eq(map(PAYPAL, "PAYMENT.CAPTURE.REFUNDED", "COMPLETED", "", "{}").action, EV_NONE);
+  cr_assert_eq(map(PAYPAL, "PAYMENT.CAPTURE.REFUNDED", "COMPLETED", "", "{}").action,
+               EV_REFUND_SUCCEEDED);
+}
+
+Test(event_map, a_refund_event_names_our_operation) {
+  const char *b = "{\"data\":{\"object\":{\"object\":\"refund\",\"metadata\":"
+                  "{\"payment_id\":\"p1\",\"refund_id\":\"op_7\"}}}}";
+  cr_assert_str_eq(map(STRIPE, "refund.updated", "succeeded", "", b).operation_id, "op_7");
+  cr_assert_str_eq(map(STRIPE, "refund.updated", "failed", "", b).operation_id, "op_7");
+  cr_assert_str_eq(map(STRIPE, "refund.updated", "failed", "", "{}").operation_id, "");
+  cr_assert_str_eq(map(PAYPAL, "PAYMENT.REFUND.FAILED", "FAILED", "",
+                       "{\"resource\":{\"invoice_id\":\"op_8\"}}").operation_id,
+                   "op_8");
 }
 
 Test(event_map, stripe_dispute_events_name_their_status_and_fee) {
