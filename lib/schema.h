@@ -6,6 +6,6 @@
 #ifndef PS_SCHEMA_H
 #define PS_SCHEMA_H
 
-#define PS_DB_SCHEMA_VERSION "030_settlement_movements.sql"
+#define PS_DB_SCHEMA_VERSION "031_expire_role.sql"
 
 #endif

@@ -1,8 +1,10 @@
-/* producer: the receiver's Kafka side — send, delivery reports, readiness. */
+/* producer: the receiver's Kafka side — send, delivery reports, readiness,
+ * liveness. */
 #include "producer.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,8 @@ struct wh_producer {
 /* One producer per process: the delivery callback finds its receiver here
  * (kafka_producer_new owns the conf, and with it the handle's opaque). */
 static wh_delivered_fn delivered_fn;
+/* Delivery reports served so far (the liveness check watches it move). */
+static atomic_long reports;
 
 /* librdkafka calls this from rd_kafka_poll, i.e. on the poller thread (or
  * the draining one). */
@@ -33,11 +37,25 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
   if (m->err) log_warn("processor event not delivered: %s", rd_kafka_err2str(m->err));
   delivered_fn(m->_private, m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
                m->err ? rd_kafka_err2str(m->err) : "");
+  atomic_fetch_add(&reports, 1);
 }
 
+/* Serves the delivery reports, and is the receiver's heartbeat (/healthz,
+ * PAYSTREAM_HEARTBEAT_TIMEOUT_S): alive while nothing waits for Kafka or
+ * reports keep coming. librdkafka reports every event within the delivery
+ * timeout, delivered or failed, even with the broker away; events waiting
+ * with no report for the heartbeat timeout mean this thread or the
+ * producer is stuck, and every processor's delivery would hang until its
+ * own timeout — a restart is the cure. */
 static void *poller(void *arg) {
   wh_producer *p = arg;
-  while (!p->stop) rd_kafka_poll(p->rk, 100);
+  long seen = atomic_load(&reports);
+  while (!p->stop) {
+    rd_kafka_poll(p->rk, 100);
+    long now = atomic_load(&reports);
+    if (now != seen || rd_kafka_outq_len(p->rk) == 0) metrics_heartbeat();
+    seen = now;
+  }
   return NULL;
 }
 
@@ -93,6 +111,13 @@ wh_producer *wh_producer_new(const cfg *c, const char *topic, int delivery_timeo
     goto err;
   }
   metrics_set_check("kafka", false, true, "not checked yet");
+  /* Liveness needs a heartbeat timeout longer than the delivery timeout:
+   * during a broker outage reports come only as events time out. */
+  if ((long long)c->heartbeat_timeout_s * 1000 <= delivery_timeout_ms)
+    log_warn("PAYSTREAM_HEARTBEAT_TIMEOUT_S (%d s) is not longer than "
+             "PAYSTREAM_WEBHOOK_DELIVERY_TIMEOUT_MS (%d ms): a Kafka outage fails /healthz",
+             c->heartbeat_timeout_s, delivery_timeout_ms);
+  metrics_set_heartbeat_timeout(c->heartbeat_timeout_s);
   if (pthread_create(&p->poller, NULL, poller, p) != 0) goto err;
   p->poller_running = true;
   if (pthread_create(&p->checker, NULL, checker, p) != 0) goto err;

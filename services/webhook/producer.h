@@ -3,8 +3,9 @@
  * answers the processor 2xx only then. The producer is librdkafka's
  * idempotent one with acks=all (lib/kafka.c): a delivery report without an
  * error means every in-sync replica has the event. A dedicated thread
- * serves the delivery reports; another checks that the topic is reachable
- * (readiness check "kafka"). */
+ * serves the delivery reports and stamps the liveness heartbeat (/healthz
+ * fails when events wait with no report for PAYSTREAM_HEARTBEAT_TIMEOUT_S);
+ * another checks that the topic is reachable (readiness check "kafka"). */
 #ifndef WEBHOOK_PRODUCER_H
 #define WEBHOOK_PRODUCER_H
 

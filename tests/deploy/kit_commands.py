@@ -18,7 +18,11 @@ standing in for the image's /usr/local/bin:
               stop_grace_period; the webhook receiver takes a delivery
               signed with its secret (and refuses a forged one), and the
               events stage records it in Postgres as its own role; ops (its first round, pushed to a
-              capturing Pushgateway stand-in, checked with promtool)
+              capturing Pushgateway stand-in, checked with promtool); expire
+              (the sweeper's first round): an authorization past its window
+              is released, posted and its `expired` outcome is on
+              payments.outcomes, announced; paystream_expire may run the
+              sweep and nothing more
   kubernetes: bootstrap-job, migrate-job (init container, then main
               container; twice), ops-cronjob; then each stage's Deployment
               container (ConfigMap, its own Secret, CA bundles) against
@@ -29,7 +33,9 @@ standing in for the image's /usr/local/bin:
               webhook receiver and the events stage as in compose, the
               delivery posted to the path the Ingress routes); then
               each principal commits a Kafka transaction under its own
-              transactional.id prefix and is refused another stage's
+              transactional.id prefix and is refused another stage's; the
+              expire CronJob, as its own role and principal, releases and
+              announces an authorization past its window
 
 It runs in private mount and network namespaces (unshare), so the commands
 see their files at the exact paths the manifests mount them (/run/secrets,
@@ -521,7 +527,7 @@ def k8s_kafka(root, k, work):
         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt], **q)
     (d / "keystore.pem").write_text(key.read_text() + crt.read_text())
     users = []
-    for stage in WORKERS:
+    for stage in WORKERS + ["expire"]:
         props = dict(l.split("=", 1) for l in k.secret(f"paystream-{stage}")["kafka.properties"].decode().split("\n")
                      if "=" in l)
         users.append((props["sasl.username"], props["sasl.password"]))
@@ -817,6 +823,7 @@ def k8s_stages(root, k, work, bindir, pg):
         conf_of = lambda stage: k8s_stage_kafka_conf(k, stage)
         check_txn("k8s KafkaUser", conf_of, STAGES)
         check_txn_refused("k8s KafkaUser", conf_of, STAGES)
+        k8s_expire(k, bindir, pg)
     finally:
         for p in (redis, procsim):
             p.terminate()
@@ -908,6 +915,140 @@ def check_topics(root, broker, where):
         fail(f"{where}: partition counts differ: {got}")
     if not [p for p in problems if p.startswith(where)]:
         ok(f"{where}: {len(got)} topics on the broker, {next(iter(got.values()))[0]} partitions, retention set")
+
+
+# --- the expiry sweeper ----------------------------------------------------------
+
+def seed_expired_authorization(pg, pid):
+    """An authorization of 1000 past its window, moved as the pipeline moves
+    one (received, scored, charging, charged: the trigger fills authorized
+    and the window; authorized with its outcome), as the superuser, then its
+    window set in the past. Returns True when it is there."""
+    q = (f"INSERT INTO payments (payment_id, merchant_id, idempotency_key, fingerprint, customer_id, "
+         f"amount_minor, currency, payment_method, intent, source_topic, source_partition, source_offset, kind) "
+         f"VALUES ('{pid}', 'm-kit', '{pid}', 'fp-kit', 'c-kit', 1000, 'USD', 'pm_card_visa', '\\x00', "
+         f"'payments.intents', 0, 0, 'authorize'); "
+         f"UPDATE payments SET status = 'scored' WHERE payment_id = '{pid}'; "
+         f"UPDATE payments SET status = 'charging' WHERE payment_id = '{pid}'; "
+         f"UPDATE payments SET status = 'charged', processor = 'stripe', processor_charge_id = 'ch_{pid}' "
+         f"WHERE payment_id = '{pid}'; "
+         f"UPDATE payments SET status = 'authorized', outcome = '\\x00' WHERE payment_id = '{pid}'; "
+         f"UPDATE payments SET authorization_expires_at = now() - interval '1 minute' WHERE payment_id = '{pid}'; "
+         f"SELECT status || ' ' || authorized_minor FROM payments WHERE payment_id = '{pid}'")
+    return pg.sql("paystream", q) == "authorized 1000"
+
+
+def check_expired(where, pg, pid, bindir):
+    """The sweep as the pipeline's truth sees it: the payment expired with
+    its 1000 released, one release posting, the expiry announced; and its
+    outcome on payments.outcomes (read as the broker's super user)."""
+    got = pg.sql("paystream", f"SELECT p.status || ' ' || p.released_minor || ' ' || (e.announced_at IS NOT NULL) "
+                              f"|| ' ' || (SELECT count(*) FROM ledger_transactions t WHERE t.payment_id = p.payment_id "
+                              f"AND t.kind = 'release') FROM payments p JOIN authorization_expiries e USING (payment_id) "
+                              f"WHERE p.payment_id = '{pid}'")
+    if got != "expired 1000 true 1":
+        fail(f"{where}: {pid}: status, released, announced, release postings = {got!r}, "
+             "want 'expired 1000 true 1'")
+    env = dict(base_env(pathlib.Path(bindir)), PAYSTREAM_KAFKA_BOOTSTRAP="127.0.0.1:9092")
+    r = subprocess.run([str(bindir / "payctl"), "outcomes"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    outs = [o for o in (json.loads(line) for line in r.stdout.splitlines() if line.startswith("{"))
+            if o.get("payment_id") == pid]
+    if [(o.get("status"), o.get("amount")) for o in outs] != [("expired", 1000)]:
+        fail(f"{where}: {pid}: outcomes on payments.outcomes {outs} (exit {r.returncode}: "
+             f"{r.stderr.strip()[-200:]}), want one expired for 1000")
+    if got == "expired 1000 true 1" and len(outs) == 1:
+        ok(f"{where}: an authorization past its window expired, 1000 released and posted, "
+           "its outcome published and announced")
+
+
+def check_expire_role(dsn, where):
+    """paystream_expire runs the sweep; it may not write payments, the ledger
+    or an expiry's record, nor read a payment's request."""
+    env = {"PATH": os.environ["PATH"]}
+    q = lambda sql: subprocess.run(["psql", "-X", "-qAt", dsn, "-c", sql], capture_output=True, text=True, env=env)
+    r = q("SELECT count(*) FROM ps_expire_authorizations(0)")
+    if r.returncode != 0:
+        fail(f"{where}: paystream_expire cannot run the sweep: {r.stderr.strip()}")
+    refused = 0
+    for sql in ("UPDATE payments SET updated_at = now() WHERE false",
+                "SELECT intent FROM payments LIMIT 1",
+                "INSERT INTO ledger_transactions (payment_id, kind) SELECT 'x', 'release' WHERE false",
+                "UPDATE authorization_expiries SET released_minor = 0 WHERE false",
+                "DELETE FROM authorization_expiries WHERE false"):
+        w = q(sql)
+        if w.returncode == 0 or "permission denied" not in w.stderr:
+            fail(f"{where}: paystream_expire may run {sql!r} ({w.stderr.strip() or 'allowed'})")
+        else:
+            refused += 1
+    if r.returncode == 0 and refused == 5:
+        ok(f"{where}: paystream_expire runs the sweep, may not write payments, the ledger or expiries")
+
+
+def expire_push(gw, where):
+    """The sweeper's last push: paystream_expire_ok 1 and a success time."""
+    pushes = [b for p, b in gw.pushes if p == "/metrics/job/paystream_expire"]
+    if not pushes:
+        fail(f"{where}: nothing pushed to /metrics/job/paystream_expire ({[p for p, _ in gw.pushes]})")
+        return
+    values = dict(line.split(" ", 1) for line in pushes[-1].splitlines() if line and line[0] != "#")
+    if values.get("paystream_expire_ok") != "1" or "paystream_expire_last_success_timestamp_seconds" not in values:
+        fail(f"{where}: pushed {values}, want paystream_expire_ok 1 and a last success time")
+    else:
+        ok(f"{where}: pushed {', '.join(sorted(values))}")
+
+
+def compose_expire(compose, cdir, bindir, pg, gw):
+    """The compose `expire` service as written (its loop, its one secret)
+    until its first push, then SIGTERM as `docker compose stop` sends it."""
+    where = "compose expire"
+    if "expire" not in compose["services"]:
+        fail("compose: no expire service")
+        return
+    pid = "kit-exp-compose"
+    if not seed_expired_authorization(pg, pid):
+        fail(f"{where}: could not seed an authorization past its window")
+        return
+    proc = compose_service(compose, cdir, "expire", bindir, background=True)
+    if proc is None:
+        return
+    try:
+        wait_for("the expire service's first push",
+                 lambda: any(p == "/metrics/job/paystream_expire" for p, _ in gw.pushes) or proc.poll() is not None, 120)
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            fail(f"{where}: did not exit within 15 s of SIGTERM")
+    finally:
+        killpg_quiet(proc.pid, 9)  # a sleep it left behind, if any
+        out = proc.communicate()[0]
+        print("\n".join("    " + line for line in out.strip().splitlines()), flush=True)
+        unmount(["/run/secrets"])
+    expire_push(gw, where)
+    check_expired(where, pg, pid, bindir)
+
+
+def k8s_expire(k, bindir, pg):
+    """The expire CronJob's pod as written (its own Secret: paystream_expire
+    over verified TLS, Kafka as principal paystream-expire with only its
+    ACLs); its container's exit status is the run's."""
+    where = "k8s expire-cronjob"
+    cron = k.docs.get(("CronJob", "paystream-expire"))
+    if not cron:
+        fail("k8s: no CronJob paystream-expire")
+        return
+    pid = "kit-exp-k8s"
+    if not seed_expired_authorization(pg, pid):
+        fail(f"{where}: could not seed an authorization past its window")
+        return
+    gw = Pushgateway()
+    try:
+        k.run_pod(where, cron["spec"]["jobTemplate"]["spec"]["template"]["spec"], bindir)
+    finally:
+        gw.stop()
+    expire_push(gw, where)
+    check_expired(where, pg, pid, bindir)
 
 
 # --- scenarios -----------------------------------------------------------------
@@ -1100,6 +1241,8 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
                          f"compose secret {name}")
         if "pg_dsn_audit" in compose["secrets"]:
             check_audit((cdir / compose["secrets"]["pg_dsn_audit"]["file"]).read_text().strip(), "compose")
+        if "pg_dsn_expire" in compose["secrets"]:
+            check_expire_role((cdir / compose["secrets"]["pg_dsn_expire"]["file"]).read_text().strip(), "compose")
         broker = kafka_init(root, compose, cdir, bindir, work)
         if "ops" not in svcs:
             fail("compose: no ops service")
@@ -1126,6 +1269,8 @@ def compose_scenario(root, bindir, compose_file, work, ca, promtool):
                 out = ops.communicate()[0]
                 print("\n".join("    " + line for line in out.strip().splitlines()), flush=True)
                 check_push(gw, "compose ops", promtool)
+            if broker:
+                compose_expire(compose, cdir, bindir, pg, gw)
         finally:
             gw.stop()
             for p in (procsim, redis):
@@ -1159,10 +1304,11 @@ def k8s_scenario(root, bindir, work, ca, promtool):
         # Each stage's DSN, with TLS verified against the mounted CA.
         mounts = [mount_files("/etc/paystream/postgres-ca", k.configmap("postgres-ca"))]
         try:
-            for stage in ("ingest", "fraud", "charge", "ledger", "events"):
+            for stage in ("ingest", "fraud", "charge", "ledger", "events", "expire"):
                 login_as(k.secret(f"paystream-{stage}")["pg-dsn"].decode(), f"paystream_{stage}",
                          f"k8s Secret paystream-{stage} (sslmode=verify-full)")
             check_audit(k.secret("paystream-ops")["pg-dsn"].decode(), "k8s")
+            check_expire_role(k.secret("paystream-expire")["pg-dsn"].decode(), "k8s")
         finally:
             unmount(mounts)
         cron = k.docs[("CronJob", "paystream-ops")]

@@ -92,15 +92,24 @@ for stage in WORKERS:
                 problems.append(f"compose webhook: PAYSTREAM_WEBHOOK_SECRET_{n.upper()}_FILE is {v!r}")
     if set(svc.get("secrets", [])) != want:
         problems.append(f"compose {stage}: secrets {sorted(svc.get('secrets', []))}, want only {sorted(want)}")
-compose_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', " ".join(services.get("ops", {}).get("command", []))))
-k8s_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
-if not k8s_pushed or compose_pushed != k8s_pushed:
-    problems.append(f"ops checks: compose pushes {sorted(compose_pushed)}, the CronJob {sorted(k8s_pushed)}")
+# The ops checks and the expiry sweeper: compose and the CronJob push the
+# same metrics.
+for svc_name, cron_file in (("ops", "ops-cronjob.yaml"), ("expire", "expire-cronjob.yaml")):
+    compose_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', " ".join(services.get(svc_name, {}).get("command", []))))
+    k8s_pushed = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s" / cron_file).read_text()))
+    if not k8s_pushed or compose_pushed != k8s_pushed:
+        problems.append(f"{svc_name}: compose pushes {sorted(compose_pushed)}, the CronJob {sorted(k8s_pushed)}")
+# The expiry sweeper runs payctl expire as paystream_expire, with that DSN alone.
+exp = services.get("expire", {})
+if "payctl expire" not in " ".join(exp.get("command", [])):
+    problems.append("compose expire: does not run payctl expire")
+if set(exp.get("secrets", [])) != {"pg_dsn_expire"}:
+    problems.append(f"compose expire: secrets {sorted(exp.get('secrets', []))}, want only ['pg_dsn_expire']")
 for name, svc in services.items():
     if "pg_dsn_admin" in svc.get("secrets", []) and name not in ("migrate", "roles", "payctl"):
         problems.append(f"compose service {name}: mounts the admin DSN")
 for need in ("kafka", "kafka-init", "postgres", "redis", "procsim", "prometheus", "grafana", "migrate",
-             "db-bootstrap", "roles", "ops", "pushgateway", "kafka-exporter"):
+             "db-bootstrap", "roles", "ops", "expire", "pushgateway", "kafka-exporter"):
     if need not in services:
         problems.append(f"compose: no service {need}")
 
@@ -148,7 +157,7 @@ for sa in kinds.get("ServiceAccount", []):
 own_secret = {"ingest": "paystream-ingest", "fraud": "paystream-fraud", "charge": "paystream-charge",
               "ledger": "paystream-ledger", "migrate": "paystream-migrate", "ops": "paystream-ops",
               "events": "paystream-events", "webhook": "paystream-webhook",
-              "bootstrap": "paystream-bootstrap"}
+              "bootstrap": "paystream-bootstrap", "expire": "paystream-expire"}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 configmap_sha = hashlib.sha256((root / "deploy/k8s/configmap.yaml").read_bytes()).hexdigest()
 
@@ -388,7 +397,8 @@ for target, bins in images_bins.items():
         problems.append(f"Dockerfile: the {target} image copies {b}, which the build stage does not build")
 
 exported = set(re.findall(r'"(paystream_[a-z_]+)"', src))
-pushed_names = set(re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s/ops-cronjob.yaml").read_text()))
+pushed_names = {m for f in ("ops-cronjob.yaml", "expire-cronjob.yaml")
+                for m in re.findall(r'echo "(paystream_[a-z_]+) ', (root / "deploy/k8s" / f).read_text())}
 dash = json.loads((root / "deploy/compose/grafana/dashboards/paystream.json").read_text())
 queried, excused = set(), set()
 if not any(v.get("type") == "datasource" and v.get("name") == "datasource"
@@ -483,7 +493,18 @@ check_acls("webhook", acls_of("paystream-webhook"), idem | rw("processor_events"
 check_acls("events", acls_of("paystream-events"),
            idem | rw("processor_events", ("Read", "Describe")) | {("group", "events", "literal", "Read")}
            | rw("charged", ("Write", "Describe")) | rw("outcomes", ("Write", "Describe")) | rw("dlq", ("Write", "Describe")))
-for stage in ("webhook", "events"):
+# The expiry sweeper writes payments.outcomes only (idempotent, no
+# transaction); its Secret: its DSN (paystream_expire) and principal, nothing else.
+check_acls("expire", acls_of("paystream-expire"), idem | rw("outcomes", ("Write", "Describe")))
+exp_sec = secrets_k8s.get("paystream-expire", {})
+if set(exp_sec) != {"pg-dsn", "kafka.properties"} or "user=paystream_expire " not in exp_sec.get("pg-dsn", ""):
+    problems.append(f"k8s Secret paystream-expire: keys {sorted(exp_sec)}, want pg-dsn (paystream_expire) and kafka.properties")
+cron_exp = [c for c in kinds.get("CronJob", []) if c["metadata"]["name"] == "paystream-expire"]
+if not cron_exp or "payctl expire" not in " ".join(
+        a for c in cron_exp[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        for a in c.get("command", []) + c.get("args", [])):
+    problems.append("k8s: no CronJob paystream-expire running payctl expire")
+for stage in ("webhook", "events", "expire"):
     if f"sasl.username=paystream-{stage}\n" not in secrets_k8s.get(f"paystream-{stage}", {}).get("kafka.properties", ""):
         problems.append(f"k8s Secret paystream-{stage}: kafka.properties is not principal paystream-{stage}")
 for name in ("paystream-operator", "paystream-keda"):
@@ -512,8 +533,7 @@ for stage, (src, dst) in dict(flow, events=("processor_events", "charged")).item
 # (the workers, kafka-exporter, Prometheus itself, or the ops checks).
 rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text())
 runbook = (root / "docs/runbook.md").read_text()
-ops_script = (root / "deploy/k8s/ops-cronjob.yaml").read_text()
-pushed = set(re.findall(r"echo \"(paystream_[a-z_]+) ", ops_script))
+pushed = pushed_names
 for g in rules["groups"]:
     for r in g["rules"]:
         a = r["alert"]

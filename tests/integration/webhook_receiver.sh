@@ -4,7 +4,8 @@
 # times is published three times with the same event id (dropping the
 # copies is the applying stage's job: it dedups on (processor, event_id));
 # oversized bodies, garbage and stalled clients do not stop it serving; and
-# SIGKILLed mid-load, every event it answered 2xx is on the topic.
+# SIGKILLed mid-load, every event it answered 2xx is on the topic; /healthz
+# fails while its Kafka producer's delivery reports stop with events waiting.
 source "$(dirname "$0")/lib.sh"
 PY=(/usr/bin/python3 "$(dirname "$0")/webhook_client.py")
 R=$PAYSTREAM_RUN_DIR
@@ -109,6 +110,33 @@ check "failed deliveries are counted" test "$(metric webhook 1 'paystream_webhoo
 "$STACK" kafka-up >/dev/null
 check "with Kafka back it is ready" wait_until 120 ready webhook 1
 eq "and acknowledges deliveries" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_kafka_back pay_kb)"
+check "it stops cleanly on SIGTERM" "$STACK" stop-workers
+
+# 7. Liveness is the producer's delivery path: /healthz fails while an event
+# waits for Kafka with no delivery report for PAYSTREAM_HEARTBEAT_TIMEOUT_S
+# (3 s here; the delivery timeout of 120 s keeps librdkafka's own timeout
+# from reporting it meanwhile), and passes again once reports come. Idle,
+# or with Kafka away and nothing waiting, it stays ok.
+export PAYSTREAM_HEARTBEAT_TIMEOUT_S=3 PAYSTREAM_WEBHOOK_DELIVERY_TIMEOUT_MS=120000
+check "the receiver starts with a 3 s heartbeat timeout" start_webhook
+healthz_is() { [ "$(http_status webhook 1 /healthz)" = "$1" ]; }
+stays_ok() { # SECONDS: /healthz answers 200 at every look for that long
+  local end=$((SECONDS + $1))
+  while [ $SECONDS -lt $end ]; do healthz_is 200 || return 1; sleep 0.2; done
+}
+check "idle, /healthz stays ok past the heartbeat timeout" stays_ok 6
+"$STACK" kafka-down >/dev/null
+check "Kafka away and nothing waiting: /healthz stays ok" stays_ok 6
+send "$URL/stripe" stripe "$STRIPE" evt_stuck pay_stuck >/dev/null &
+sender=$!
+check "an event waiting with no delivery report fails /healthz" wait_until 30 healthz_is 503
+check "... saying the heartbeat stopped" sh -c "curl -s http://127.0.0.1:$(cat "$R/metrics/webhook-1.port")/healthz | grep -q 'no heartbeat'"
+"$STACK" kafka-up >/dev/null
+check "once Kafka acknowledges it /healthz passes again" wait_until 90 healthz_is 200
+wait "$sender" || true
+on_topic() { "${PY[@]}" topic "$PAYSTREAM_KAFKA_BOOTSTRAP" "$TOPIC" 2>>"$R/client.log" | grep -q '^evt_stuck '; }
+check "the event that waited is on the topic" wait_until 60 on_topic
+unset PAYSTREAM_HEARTBEAT_TIMEOUT_S PAYSTREAM_WEBHOOK_DELIVERY_TIMEOUT_MS
 check "it stops cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish
