@@ -232,7 +232,9 @@ static const char SQL_MATCH[] =
  * Each is matched by identity to the report's line of its payment and type
  * naming its dispute (processor_dispute_id) or refund (processor_op_id) —
  * a posting that names neither, to that payment's line of its type — and
- * kept when matched or DUE. */
+ * kept when matched or DUE. Postings already settled are left out unless
+ * in a payout of this very report (the same report run again matches
+ * them again and posts nothing). */
 static const char SQL_DISPUTE_TXS[] =
     "CREATE TEMP TABLE dispute_txs AS"
     " WITH tx AS (SELECT t.transaction_id, t.payment_id, t.created_at,"
@@ -254,7 +256,8 @@ static const char SQL_DISPUTE_TXS[] =
     "   AND t.kind NOT IN ('payment', 'capture', 'refund', 'settlement_fee')"
     "   AND (" NEAR("t.created_at") " OR t.payment_id IN (SELECT payment_id FROM report_lines))"
     "   AND NOT EXISTS (SELECT 1 FROM settlement_movements s"
-    "    WHERE s.transaction_id = t.transaction_id)"
+    "    WHERE s.transaction_id = t.transaction_id AND NOT EXISTS (SELECT 1 FROM report_lines r"
+    "     WHERE r.type = 'payout' AND r.payout_id = s.payout_id))"
     "  GROUP BY t.transaction_id, d.processor_dispute_id, o.processor_op_id),"
     " cls AS (SELECT tx.*, CASE WHEN dd > 0 OR (chb > 0 AND dc = 0) THEN 'dispute_withdrawal'"
     "   WHEN dc > 0 AND rd > 0 THEN 'dispute_reinstatement'"
