@@ -114,9 +114,10 @@ static json_t *fetch_list(const processor *proc, const char *path, const char *w
       json_decref(all);
       all = NULL;
     } else if (!json_is_array(data) || (more && !last_id)) {
-      bool ok = cc == CURLE_OK && status == 200;
       fprintf(stderr, "payctl: could not list the %s of processor %s (%s, HTTP %ld)\n", what,
-              proc->name, ok ? "not a list" : curl_easy_strerror(cc), status);
+              proc->name,
+              cc != CURLE_OK ? curl_easy_strerror(cc) : status != 200 ? "refused" : "not a list",
+              status);
       json_decref(all);
       all = NULL;
     } else {
