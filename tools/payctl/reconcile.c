@@ -9,10 +9,11 @@
  * (PAYSTREAM_PROCESSOR_*) and, when PAYSTREAM_BACKUP_PROCESSOR_URL is set,
  * the backup — with their API keys read the same way (NAME or NAME_FILE).
  * Their lists are loaded into a temporary table and matched in SQL. Exits 1
- * on any difference, 5 when a processor's list cannot be read.
- * (procsim serves the whole list at GET /v1/charges, its operations at GET
- * /_sim/operations; a real processor's list APIs are paginated — fetch_list
- * is the one place to extend.) --report FILE is reconcile_report.c. */
+ * on any difference, 5 when a processor's list cannot be read. Lists are
+ * read Stripe's way, page by page (fetch_list). Operations come from
+ * procsim's GET /_sim/operations; a real processor has no such list (404):
+ * then the charges alone are reconciled here, and the captures and refunds
+ * by --report FILE (the settlement report), which is reconcile_report.c. */
 #include <curl/curl.h>
 #include <glib.h>
 #include <jansson.h>
@@ -52,10 +53,9 @@ static size_t on_body(char *d, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
-/* GETs one of a processor's lists (path, what it lists); returns the parsed
- * JSON or NULL (error printed). */
-static json_t *fetch_list(const processor *proc, const char *path, const char *what) {
-  gchar *url = g_strdup_printf("%s%s", proc->url, path);
+/* GETs one page of a processor's list; returns its parsed JSON (NULL when
+ * not 200 or not JSON), the HTTP status in *status. */
+static json_t *fetch_page(const processor *proc, const char *url, long *status, CURLcode *cc) {
   gchar *auth = g_strdup_printf("Authorization: Bearer %s", proc->api_key);
   CURL *c = curl_easy_init();
   struct curl_slist *h = curl_slist_append(NULL, auth);
@@ -65,21 +65,71 @@ static json_t *fetch_list(const processor *proc, const char *path, const char *w
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-  CURLcode cc = curl_easy_perform(c);
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  *cc = curl_easy_perform(c);
+  *status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
   json_t *root = NULL;
-  if (cc == CURLE_OK && status == 200) root = json_loadb(body->str, body->len, 0, NULL);
-  bool ok = cc == CURLE_OK && status == 200;
-  if (!root || !json_is_array(json_object_get(root, "data")))
-    fprintf(stderr, "payctl: could not list the %s of processor %s (%s, HTTP %ld)\n", what,
-            proc->name, ok ? "not a list" : curl_easy_strerror(cc), status);
+  if (*cc == CURLE_OK && *status == 200) root = json_loadb(body->str, body->len, 0, NULL);
   g_string_free(body, TRUE);
   g_free(auth);
-  g_free(url);
   return root;
+}
+
+/* A safety bound: 100 objects a page, so a million of them. */
+#define MAX_PAGES 10000
+
+/* GETs one of a processor's lists (path, what it lists) the way Stripe
+ * paginates them — limit=100, then starting_after=<the page's last id>
+ * while has_more — and returns all their objects in one array, or NULL
+ * (error printed). When absent is not NULL, a 404 on the first page sets it
+ * and returns NULL quietly: this processor does not serve that list. */
+static json_t *fetch_list(const processor *proc, const char *path, const char *what,
+                          bool *absent) {
+  json_t *all = json_array();
+  gchar *after = NULL;
+  for (int page = 0; all; page++) {
+    if (page == MAX_PAGES) {
+      fprintf(stderr, "payctl: the %s of processor %s have more than %d pages; giving up\n", what,
+              proc->name, MAX_PAGES);
+      json_decref(all);
+      all = NULL;
+      break;
+    }
+    char *esc = after ? curl_easy_escape(NULL, after, 0) : NULL;
+    gchar *url = g_strdup_printf("%s%s?limit=100%s%s", proc->url, path,
+                                 esc ? "&starting_after=" : "", esc ? esc : "");
+    curl_free(esc);
+    long status;
+    CURLcode cc;
+    json_t *root = fetch_page(proc, url, &status, &cc);
+    g_free(url);
+    json_t *data = json_object_get(root, "data");
+    json_t *last = json_array_get(data, json_array_size(data) - 1);
+    bool more = json_is_true(json_object_get(root, "has_more"));
+    const char *last_id = json_string_value(json_object_get(last, "id"));
+    if (page == 0 && absent && cc == CURLE_OK && status == 404) {
+      *absent = true;
+      json_decref(all);
+      all = NULL;
+    } else if (!json_is_array(data) || (more && !last_id)) {
+      fprintf(stderr, "payctl: could not list the %s of processor %s (%s, HTTP %ld)\n", what,
+              proc->name,
+              cc != CURLE_OK ? curl_easy_strerror(cc) : status != 200 ? "refused" : "not a list",
+              status);
+      json_decref(all);
+      all = NULL;
+    } else {
+      json_array_extend(all, data);
+      g_free(after);
+      after = more ? g_strdup(last_id) : NULL;
+    }
+    json_decref(root);
+    if (all && !after) break;
+  }
+  g_free(after);
+  return all;
 }
 
 static void add_upper(pg_array *a, const char *cur) {
@@ -143,22 +193,23 @@ static const char SQL_LOAD_OPS[] =
 #define CHARGE_NAME "c.charge_id || CASE WHEN $1 THEN ' at ' || c.processor ELSE '' END"
 static const struct {
   const char *label, *sql;
+  bool ops; /* needs the processors' operations (processor_ops) */
 } checks[] = {
     {"charged more than once",
      "SELECT c.payment_id, string_agg(" CHARGE_NAME ", ',') FROM processor_charges c"
-     " GROUP BY c.payment_id HAVING count(*) > 1"},
+     " GROUP BY c.payment_id HAVING count(*) > 1", false},
     {"charge without a succeeded payment",
      "SELECT " CHARGE_NAME ", coalesce(p.status, 'unknown payment') FROM processor_charges c"
      " LEFT JOIN payments p ON p.payment_id = c.payment_id"
-     " WHERE p.status IS DISTINCT FROM 'succeeded'"},
+     " WHERE p.status IS DISTINCT FROM 'succeeded'", false},
     {"charge without a ledger posting",
      "SELECT " CHARGE_NAME ", c.payment_id FROM processor_charges c WHERE NOT EXISTS"
      " (SELECT 1 FROM ledger_transactions t WHERE t.payment_id = c.payment_id"
-     " AND t.kind = 'payment')"},
+     " AND t.kind = 'payment')", false},
     {"posting without a charge",
      "SELECT t.payment_id, t.transaction_id::text FROM ledger_transactions t"
      " WHERE $1::boolean IS NOT NULL AND t.kind = 'payment' AND NOT EXISTS"
-     " (SELECT 1 FROM processor_charges c WHERE c.payment_id = t.payment_id)"},
+     " (SELECT 1 FROM processor_charges c WHERE c.payment_id = t.payment_id)", false},
     {"posted amount differs from the charge",
      "SELECT c.payment_id, c.amount_minor || ' ' || c.currency || ' charged, ' ||"
      " e.amount_minor || ' ' || e.currency || ' posted' ||"
@@ -166,48 +217,54 @@ static const struct {
      " JOIN ledger_transactions t ON t.payment_id = c.payment_id AND t.kind = 'payment'"
      " JOIN ledger_entries e ON e.transaction_id = t.transaction_id AND e.direction = 'C'"
      " JOIN ledger_accounts a ON a.account_id = e.account_id AND a.name = 'revenue:payments'"
-     " WHERE e.amount_minor <> c.amount_minor OR e.currency <> c.currency"},
+     " WHERE e.amount_minor <> c.amount_minor OR e.currency <> c.currency", false},
     {"operation without a succeeded operation",
      "SELECT o.kind || ' ' || o.object_id || CASE WHEN $1 THEN ' at ' || o.processor ELSE '' END,"
      " o.payment_id || ' ' || coalesce((SELECT 'operation ' || x.state FROM payment_operations x"
      "  WHERE x.processor_op_id = o.object_id AND x.processor = o.processor), 'unknown operation')"
      " FROM processor_ops o WHERE NOT EXISTS (SELECT 1 FROM payment_operations x"
      "  WHERE x.processor_op_id = o.object_id AND x.processor = o.processor AND x.kind = o.kind"
-     "  AND x.state IN ('succeeded', 'posted'))"},
+     "  AND x.state IN ('succeeded', 'posted'))", true},
     {"succeeded operation the processor does not have",
      "SELECT x.kind || ' ' || x.operation_id, x.payment_id || ' ' || coalesce(x.processor_op_id,"
      " 'no processor id') || CASE WHEN $1 THEN ' at ' || x.processor ELSE '' END"
      " FROM payment_operations x WHERE x.state IN ('succeeded', 'posted')"
      " AND x.kind IN ('capture', 'refund') AND NOT EXISTS (SELECT 1 FROM processor_ops o"
-     "  WHERE o.object_id = x.processor_op_id AND o.processor = x.processor AND o.kind = x.kind)"},
+     "  WHERE o.object_id = x.processor_op_id AND o.processor = x.processor AND o.kind = x.kind)",
+     true},
     {"operation without a ledger posting",
      "SELECT x.kind || ' ' || x.operation_id, x.payment_id || ' ' || x.state"
      " FROM payment_operations x WHERE $1::boolean IS NOT NULL AND x.state IN ('succeeded',"
      " 'posted') AND x.kind IN ('capture', 'refund') AND NOT EXISTS (SELECT 1"
-     "  FROM ledger_transactions t WHERE t.operation_id = x.operation_id AND t.kind = x.kind)"},
+     "  FROM ledger_transactions t WHERE t.operation_id = x.operation_id AND t.kind = x.kind)",
+     false},
     {"operation amount differs",
      "SELECT x.kind || ' ' || x.operation_id, o.amount_minor || ' ' || o.currency ||"
      " ' at the processor, ' || x.amount_minor || ' ' || x.currency || ' in postgres'"
      " || CASE WHEN $1 THEN ' (' || o.processor || ')' ELSE '' END FROM processor_ops o"
      " JOIN payment_operations x ON x.processor_op_id = o.object_id AND x.processor = o.processor"
      "  AND x.kind = o.kind AND x.state IN ('succeeded', 'posted')"
-     " WHERE x.amount_minor <> o.amount_minor OR x.currency <> o.currency"},
+     " WHERE x.amount_minor <> o.amount_minor OR x.currency <> o.currency", true},
 };
 
 /* Loads one list of every processor (path) with add into table (sql,
- * ncol columns). Returns PAYCTL_OK and the count in *n, or the exit code. */
+ * ncol columns). Returns PAYCTL_OK and the count in *n, or the exit code.
+ * With unlisted (not NULL), a processor that does not serve the list is no
+ * error: its name is appended to *unlisted. */
 static int load_list(payctl *p, const processor *procs, int nproc, const char *path,
                      const char *what, size_t (*add)(pg_array *, const char *, json_t *),
-                     const char *sql, int ncol, size_t *n) {
+                     const char *sql, int ncol, size_t *n, GString *unlisted) {
   pg_array a[6];
   pg_arrays_init(a, ncol);
   int rc = PAYCTL_OK;
   *n = 0;
   for (int i = 0; i < nproc && rc == PAYCTL_OK; i++) {
-    json_t *root = fetch_list(&procs[i], path, what);
-    if (!root || !json_is_array(json_object_get(root, "data"))) rc = PAYCTL_UNAVAILABLE;
-    else *n += add(a, procs[i].name, json_object_get(root, "data"));
-    if (root) json_decref(root);
+    bool absent = false;
+    json_t *data = fetch_list(&procs[i], path, what, unlisted ? &absent : NULL);
+    if (absent) g_string_append_printf(unlisted, "%s%s", unlisted->len ? ", " : "", procs[i].name);
+    else if (!data) rc = PAYCTL_UNAVAILABLE;
+    else *n += add(a, procs[i].name, data);
+    if (data) json_decref(data);
   }
   if (rc == PAYCTL_OK) {
     const char *params[6];
@@ -220,11 +277,13 @@ static int load_list(payctl *p, const processor *procs, int nproc, const char *p
   return rc;
 }
 
-/* Prints every difference; returns their number, or -1 (query failed). */
-static long differences(payctl *p, bool name_processor) {
+/* Prints every difference (those about the processors' operations only
+ * with ops); returns their number, or -1 (query failed). */
+static long differences(payctl *p, bool name_processor, bool ops) {
   const char *v[] = {name_processor ? "true" : "false"};
   long found = 0;
   for (size_t c = 0; c < sizeof checks / sizeof checks[0]; c++) {
+    if (checks[c].ops && !ops) continue;
     PGresult *r = pgq_query(p, checks[c].sql, 1, v);
     if (!r) return -1;
     for (int row = 0; row < PQntuples(r); row++, found++)
@@ -253,17 +312,19 @@ int cmd_reconcile(payctl *p, int argc, char **argv) {
     nproc = 1 + backup;
   int rc = PAYCTL_OK;
   size_t n = 0, nops = 0;
+  GString *unlisted = g_string_new(NULL);
   if (nproc == 0) {
     fprintf(stderr, "payctl: %s\n", err);
     rc = PAYCTL_USAGE;
   } else {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = load_list(p, procs, nproc, "/v1/charges", "charges", add_charges, SQL_LOAD, 5, &n);
+    rc = load_list(p, procs, nproc, "/v1/charges", "charges", add_charges, SQL_LOAD, 5, &n,
+                   NULL);
     if (rc == PAYCTL_OK)
       rc = load_list(p, procs, nproc, "/_sim/operations", "operations", add_ops, SQL_LOAD_OPS, 6,
-                     &nops);
+                     &nops, unlisted);
   }
-  long found = rc == PAYCTL_OK ? differences(p, nproc > 1) : 0;
+  long found = rc == PAYCTL_OK ? differences(p, nproc > 1, unlisted->len == 0) : 0;
   PGresult *r = NULL;
   if (found < 0 ||
       (rc == PAYCTL_OK &&
@@ -275,11 +336,17 @@ int cmd_reconcile(payctl *p, int argc, char **argv) {
   if (r) {
     printf("reconcile: %zu processor charges, %s ledger postings, %ld differences\n", n,
            PQgetvalue(r, 0, 0), found);
-    printf("operations: %zu captures and refunds at the processors\n", nops);
+    if (unlisted->len)
+      printf("operations: not listed by processor %s: their captures and refunds are not"
+             " reconciled here; payctl reconcile --report (the settlement report) does\n",
+             unlisted->str);
+    else
+      printf("operations: %zu captures and refunds at the processors\n", nops);
     if (nproc > 1) printf("processors: %s, %s\n", procs[0].name, procs[1].name);
     rc = found ? PAYCTL_FAILED : PAYCTL_OK;
     PQclear(r);
   }
+  g_string_free(unlisted, TRUE);
   free(procs[0].api_key);
   free(procs[1].api_key);
   if (nproc) curl_global_cleanup();

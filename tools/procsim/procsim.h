@@ -236,6 +236,7 @@ void store_log(const char *op, const sim_payment *p, const char *object_id, int6
 /* Keeps every charge attempt for GET /v1/charges (the legacy list). */
 void store_list_charge(json_t *charge);
 json_t *store_charge_list(void);
+json_t *store_charge_page(size_t limit, const char *starting_after, bool *more);
 
 /* Idempotency keys (under their own use of the lock). */
 typedef enum { KEY_NEW, KEY_DONE, KEY_BUSY, KEY_MISMATCH } key_state;
@@ -293,6 +294,8 @@ gint64 settle_clock_ms(void);
 bool settle_webhook_sale_fee(void);
 /* /_sim/config's backdate_ms and webhook_sale_fee (into out). */
 void settle_config(struct MHD_Connection *c, json_t *out);
+bool settle_operations_listed(void);
+int settle_list_default_limit(void);
 
 /* Amount helpers: minor units <-> PayPal decimal strings. */
 long long money_parse_decimal(const char *v, const char *currency);

@@ -286,6 +286,8 @@ static enum MHD_Result handle_sim(struct MHD_Connection *c, const char *method,
   if (get && strcmp(url, "/_sim/requests") == 0) return http_reply_json(c, 200, store_requests_json());
   if (get && strcmp(url, "/_sim/totals") == 0)
     return http_reply_json(c, 200, store_totals_json(http_arg(c, "payment_id")));
+  if (get && strcmp(url, "/_sim/operations") == 0 && !settle_operations_listed())
+    return http_reply(c, 404, "{\"error\":\"not found\"}");
   if (get && strcmp(url, "/_sim/operations") == 0)
     return http_reply_json(c, 200, store_operations_json(http_arg(c, "payment_id")));
   if (get && strcmp(url, "/_sim/webhooks") == 0)

@@ -11,14 +11,18 @@
  * id. Declined sales, authorizations, voids and declined refunds move no
  * money and are not in it. The same day asked twice gives the same report.
  *
- * Two knobs of /_sim/config live here (settle_config): backdate_ms=T (epoch
+ * Knobs of /_sim/config that live here (settle_config): backdate_ms=T (epoch
  * ms; 0 clears) dates every operation logged while it is set at T instead
  * of now — a processor whose clock or cut-off puts a movement on another
  * day than ours (just before midnight while we post just after, or the
  * other way), for the settlement report of either flavour;
  * webhook_sale_fee=0 sends a Stripe-like sale's charge.succeeded without
  * its fee, as a real Stripe event (the fee is on its balance transaction),
- * 1 (default) with it. */
+ * 1 (default) with it. A third, sim_operations_list=0, makes GET
+ * /_sim/operations answer 404, as a real processor (which has no such list)
+ * does, for payctl reconcile; 1 (default) serves it. list_default_limit=N
+ * makes GET /v1/charges without a limit answer at most N (Stripe's default
+ * is 10), 0 (default) the whole list as the tests read it. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +32,8 @@
 
 static _Atomic long long backdate_ms;
 static atomic_int webhook_sale_fee = 1;
+static atomic_int operations_listed = 1;
+static atomic_int list_default_limit;
 
 gint64 settle_clock_ms(void) {
   long long at = atomic_load(&backdate_ms);
@@ -36,12 +42,21 @@ gint64 settle_clock_ms(void) {
 
 bool settle_webhook_sale_fee(void) { return atomic_load(&webhook_sale_fee) != 0; }
 
+bool settle_operations_listed(void) { return atomic_load(&operations_listed) != 0; }
+
+int settle_list_default_limit(void) { return atomic_load(&list_default_limit); }
+
 void settle_config(struct MHD_Connection *c, json_t *out) {
   const char *v;
   if ((v = http_arg(c, "backdate_ms"))) atomic_store(&backdate_ms, atoll(v) > 0 ? atoll(v) : 0);
   if ((v = http_arg(c, "webhook_sale_fee"))) atomic_store(&webhook_sale_fee, atoi(v) != 0);
   json_object_set_new(out, "backdate_ms", json_integer(atomic_load(&backdate_ms)));
   json_object_set_new(out, "webhook_sale_fee", json_boolean(settle_webhook_sale_fee()));
+  if ((v = http_arg(c, "sim_operations_list"))) atomic_store(&operations_listed, atoi(v) != 0);
+  json_object_set_new(out, "sim_operations_list", json_boolean(settle_operations_listed()));
+  if ((v = http_arg(c, "list_default_limit")) && atoi(v) >= 0 && atoi(v) <= 100)
+    atomic_store(&list_default_limit, atoi(v));
+  json_object_set_new(out, "list_default_limit", json_integer(settle_list_default_limit()));
 }
 
 typedef struct net {

@@ -250,10 +250,29 @@ void store_log(const char *op, const sim_payment *p, const char *object_id, int6
 
 void store_list_charge(json_t *charge) { g_ptr_array_add(charges, charge); }
 
-json_t *store_charge_list(void) {
+json_t *store_charge_list(void) { return store_charge_page(0, NULL, NULL); }
+
+/* Up to limit charges (0: all) after the one with id starting_after (NULL:
+ * from the first), in the order they were made; *more (if not NULL) tells
+ * whether any follow. NULL if starting_after is no charge's id. */
+json_t *store_charge_page(size_t limit, const char *starting_after, bool *more) {
   json_t *data = json_array();
+  guint i = 0;
   store_lock();
-  for (guint i = 0; i < charges->len; i++) json_array_append(data, g_ptr_array_index(charges, i));
+  if (starting_after) {
+    while (i < charges->len &&
+           g_strcmp0(json_string_value(json_object_get(g_ptr_array_index(charges, i), "id")),
+                     starting_after) != 0)
+      i++;
+    if (i++ == charges->len) {
+      store_unlock();
+      json_decref(data);
+      return NULL;
+    }
+  }
+  for (; i < charges->len && (limit == 0 || json_array_size(data) < limit); i++)
+    json_array_append(data, g_ptr_array_index(charges, i));
+  if (more) *more = i < charges->len;
   store_unlock();
   return data;
 }

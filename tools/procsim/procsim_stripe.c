@@ -377,6 +377,27 @@ char *path_id(const char *url, const char *prefix, const char *suffix) {
   return id;
 }
 
+/* GET /v1/charges, paginated the Stripe way: limit (1..100; without it the
+ * whole list, as the tests read it, or /_sim/config list_default_limit),
+ * starting_after=<id>, has_more. */
+static enum MHD_Result list_charges(struct MHD_Connection *c) {
+  const char *lim = http_arg(c, "limit"), *after = http_arg(c, "starting_after");
+  long limit = lim ? strtol(lim, NULL, 10) : settle_list_default_limit();
+  bool more = false;
+  json_t *data = NULL;
+  if (!lim || (limit >= 1 && limit <= 100)) data = store_charge_page((size_t)limit, after, &more);
+  if (!data) {
+    bool bad_limit = lim && !(limit >= 1 && limit <= 100);
+    char *b = http_error(STRIPE, 400, bad_limit ? "parameter_invalid_integer" : "resource_missing",
+                         bad_limit ? "Invalid limit" : "No such object: starting_after");
+    enum MHD_Result r = http_reply(c, 400, b);
+    free(b);
+    return r;
+  }
+  return http_reply_json(c, 200, json_pack("{s:s,s:s,s:o,s:b}", "object", "list", "url",
+                                           "/v1/charges", "data", data, "has_more", more));
+}
+
 enum MHD_Result stripe_route(struct MHD_Connection *c, sim_req *q, const char *method,
                              const char *url, bool *handled) {
   *handled = true;
@@ -386,9 +407,7 @@ enum MHD_Result stripe_route(struct MHD_Connection *c, sim_req *q, const char *m
     return MHD_NO;
   }
   if (post && strcmp(url, "/v1/charges") == 0) return http_operation(c, q, STRIPE, exec_sale, NULL);
-  if (get && strcmp(url, "/v1/charges") == 0)
-    return http_reply_json(c, 200,
-                           json_pack("{s:s,s:o}", "object", "list", "data", store_charge_list()));
+  if (get && strcmp(url, "/v1/charges") == 0) return list_charges(c);
   if (post && strcmp(url, "/v1/payment_intents") == 0)
     return http_operation(c, q, STRIPE, exec_authorize, NULL);
   if (post && strcmp(url, "/v1/refunds") == 0) return http_operation(c, q, STRIPE, exec_refund, NULL);
