@@ -28,7 +28,12 @@ for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 "$PAYCTL" load --run pop --count "$POP" $MIX --timeout 900 >/dev/null 2>&1 || true
 sql "ANALYZE" >/dev/null
 echo "populated: $(sql "SELECT count(*) FROM payments") payments, $(sql "SELECT count(*) FROM payment_operations") operations, $(sql "SELECT count(*) FROM ledger_transactions") ledger transactions"
-snap() { sql "SELECT relname, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), coalesce(idx_scan, 0) FROM pg_stat_user_tables ORDER BY relname"; }
+snap() {
+  # the cumulative statistics are flushed at most once a second
+  sleep 1.5
+  psql "$PAYSTREAM_PG_DSN" -qAtX -F $'\t' -c "SELECT relname, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0),
+    coalesce(idx_scan, 0) FROM pg_stat_user_tables ORDER BY relname"
+}
 snap >"$PAYSTREAM_RUN_DIR/tables0"
 sql "SELECT pg_stat_statements_reset()" >/dev/null
 pglog=$(cat "$PAYSTREAM_RUN_DIR/pgdata")/postgres.log
@@ -61,4 +66,4 @@ tail -n +"$mark" "$pglog" | awk -v big="$big" '
   /LOG:  duration: .* plan:/ { if (plan != "" && hit) print plan "\n"; plan = $0; hit = 0; next }
   /^\t|^  / { plan = plan "\n" $0; if ($0 ~ ("Seq Scan on (" big ")( |$)")) hit = 1; next }
   { if (plan != "" && hit) print plan "\n"; plan = ""; hit = 0 }
-  END { if (plan != "" && hit) print plan }' | grep -E "Query Text|Seq Scan" | sort | uniq -c | sort -rn | head -40
+  END { if (plan != "" && hit) print plan }' | { grep -E "Query Text|Seq Scan" || echo "  (none)"; } | sort | uniq -c | sort -rn | head -40
