@@ -5,6 +5,8 @@
 # share, plus CPU microseconds per payment — the budget to cut from to
 # raise end-to-end throughput on this 2-core machine.
 # usage: bench/cpu.sh [build-dir] [payments]
+# (WORKER_KAFKA_PROPERTIES: the workers' librdkafka settings, default none: lib/kafka.c's fetch.wait.max.ms=100;
+#  CPU_SQL: an SQL statement run first, an experiment to compare)
 source "$(dirname "$0")/lib.sh" "${1:-}"
 N=${2:-30000}
 # pg_stat_statements: which statements the Postgres time goes to.
@@ -13,7 +15,7 @@ new_stack
 sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 [ -n "${CPU_SQL:-}" ] && sql "$CPU_SQL" >/dev/null  # an experiment: e.g. a setting to compare
 for s in ingest fraud charge ledger; do
-  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES=fetch.wait.max.ms=5 "$STACK" start-worker "$s" 1
+  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES="${WORKER_KAFKA_PROPERTIES:-}" "$STACK" start-worker "$s" 1
 done
 for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 "$PAYCTL" load --run warm --count 1000 >/dev/null 2>&1 || true
@@ -50,7 +52,25 @@ snapshot() {
     printf '%s\t%s\t%s\n' "$name" "$pid" "$t"
   done | awk -F'\t' '{ cpu[$1] += $3 } END { for (n in cpu) printf "%s\t%d\n", n, cpu[n] }' | sort
 }
+# The broker JVM's CPU by thread (Java names its native threads: request
+# handlers, network processors, JIT compilers, GC ...), numbers stripped so
+# that a pool counts as one line.
+jvm_threads() {
+  local pid="" p f t name
+  for f in /proc/[0-9]*/cmdline; do
+    p=${f#/proc/}; p=${p%/cmdline}
+    { tr '\0' ' ' <"$f" | grep -q " kafka.Kafka "; } 2>/dev/null || continue
+    { tr '\0' '\n' <"/proc/$p/environ" | grep -qxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR"; } 2>/dev/null || continue
+    pid=$p && break
+  done
+  [ -n "$pid" ] || return 0
+  for t in /proc/"$pid"/task/*; do
+    name=$(tr -d '0-9' <"$t/comm" 2>/dev/null | sed 's/[-_ ]*$//') || continue
+    printf '%s\t%s\n' "$name" "$(sed 's/^.*) //' "$t/stat" 2>/dev/null | awk '{ print $12 + $13 }')"
+  done | awk -F'\t' '{ cpu[$1] += $2 } END { for (n in cpu) printf "%s\t%d\n", n, cpu[n] }' | sort
+}
 snapshot >"$PAYSTREAM_RUN_DIR/cpu0"
+jvm_threads >"$PAYSTREAM_RUN_DIR/jvm0"
 sql "SELECT pg_stat_statements_reset()" >/dev/null
 t0=$(now_ms)
 TIMEFORMAT='%U %S'
@@ -58,6 +78,7 @@ TIMEFORMAT='%U %S'
   2>"$PAYSTREAM_RUN_DIR/load.time"
 t1=$(now_ms)
 snapshot >"$PAYSTREAM_RUN_DIR/cpu1"
+jvm_threads >"$PAYSTREAM_RUN_DIR/jvm1"
 # The load generator ran and exited between the snapshots: its own times.
 printf 'payctl load (generator)\t0\n' >>"$PAYSTREAM_RUN_DIR/cpu0"
 printf 'payctl load (generator)\t%.0f\n' "$(awk '{ print ($1 + $2) * 100 }' "$PAYSTREAM_RUN_DIR/load.time")" >>"$PAYSTREAM_RUN_DIR/cpu1"
@@ -70,6 +91,15 @@ echo "| process | CPU s | share of 2 cores | CPU µs per payment |"
 echo "|---|---|---|---|"
 join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$PAYSTREAM_RUN_DIR/cpu0" "$PAYSTREAM_RUN_DIR/cpu1" |
   awk -F'\t' -v s="$secs" -v n="$N" '{ d = ($3 - $2) / 100; if (d > 0) printf "| %s | %.1f | %.0f %% | %.0f |\n", $1, d, 100 * d / (2 * s), d * 1e6 / n }' |
+  sort -t'|' -k3 -rn
+
+echo
+echo "The broker JVM's CPU by thread (pools summed):"
+echo
+echo "| JVM thread | CPU s | CPU µs per payment |"
+echo "|---|---|---|"
+join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$PAYSTREAM_RUN_DIR/jvm0" "$PAYSTREAM_RUN_DIR/jvm1" |
+  awk -F'\t' -v n="$N" '{ d = ($3 - $2) / 100; if (d >= 0.05) printf "| %s | %.1f | %.0f |\n", $1, d, d * 1e6 / n }' |
   sort -t'|' -k3 -rn
 
 echo

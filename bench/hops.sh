@@ -7,13 +7,13 @@
 # payment spent between stages: the previous stage's produce and commit,
 # the Kafka hop, and waiting for the next stage's current batch.
 # usage: bench/hops.sh [build-dir] [rate/s] [seconds]
-# (WORKER_KAFKA_PROPERTIES: the workers' librdkafka settings, default fetch.wait.max.ms=5)
+# (WORKER_KAFKA_PROPERTIES: the workers' librdkafka settings, default none: lib/kafka.c's fetch.wait.max.ms=100)
 source "$(dirname "$0")/lib.sh" "${1:-}"
 RATE=${2:-1500}
 SECS=${3:-20}
 new_stack
 for s in ingest fraud charge ledger; do
-  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES="${WORKER_KAFKA_PROPERTIES:-fetch.wait.max.ms=5}" "$STACK" start-worker "$s" 1
+  env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_KAFKA_PROPERTIES="${WORKER_KAFKA_PROPERTIES:-}" "$STACK" start-worker "$s" 1
 done
 for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
 "$PAYCTL" load --run warm --count 1000 >/dev/null 2>&1 || true
@@ -39,3 +39,16 @@ FROM h, LATERAL (VALUES ('ingest -> fraud', ingest_to_fraud), ('fraud -> charge'
                         ('charge -> ledger', charge_to_ledger)) AS x(name, v)
 GROUP BY name ORDER BY min(CASE name WHEN 'ingest -> fraud' THEN 1 WHEN 'fraud -> charge' THEN 2
   WHEN 'charge: attempt opened -> answer recorded' THEN 3 ELSE 4 END)" | sed 's/\t/ | /g; s/^/| /; s/$/ |/'
+echo
+echo "Each stage's batches during the run (its /metrics: paystream_batch_seconds covers decode, the"
+echo "stage's Postgres work, the produce until acknowledged and the offset commit; warm-up included):"
+echo
+echo "| stage | batches | mean batch size | mean batch ms |"
+echo "|---|---|---|---|"
+for s in ingest fraud charge ledger; do
+  port=$(cat "$PAYSTREAM_RUN_DIR/metrics/$s-1.port")
+  curl -s "http://127.0.0.1:$port/metrics" | awk -v s="$s" '
+    /^paystream_batch_seconds_sum/ { bs = $NF } /^paystream_batch_seconds_count/ { bc = $NF }
+    /^paystream_batch_size_sum/ { ns = $NF }
+    END { if (bc > 0) printf "| %s | %d | %.1f | %.1f |\n", s, bc, ns / bc, 1000 * bs / bc }'
+done

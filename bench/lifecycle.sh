@@ -34,7 +34,7 @@ run() {
   new_stack
   for s in ingest fraud charge ledger; do
     env PAYSTREAM_LOG_LEVEL=warn PAYSTREAM_METRICS_ADDR=127.0.0.1:0 \
-      PAYSTREAM_KAFKA_PROPERTIES=fetch.wait.max.ms=5 "$STACK" start-worker "$s" 1
+      PAYSTREAM_KAFKA_PROPERTIES="${WORKER_KAFKA_PROPERTIES:-}" "$STACK" start-worker "$s" 1
   done
   for s in ingest fraud charge ledger; do wait_ready "$s" 1; done
   "$PAYCTL" load --run "warm$name" --count 500 >/dev/null 2>&1 || true

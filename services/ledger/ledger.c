@@ -71,7 +71,7 @@ static const char SQL_FINISH[] =
     " updated_at = now() FROM unnest($1::text[], $2::text[]) AS u(pid, o)"
     " WHERE p.payment_id = u.pid AND p.status IN ('charged', 'ledger_failed')"
     " AND EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.payment_id = p.payment_id"
-    "   AND t.kind = 'payment')";
+    "   AND t.kind = 'payment' AND t.operation_id IS NULL)";
 
 /* The money facts the posting is made of: the payment's amount and
  * currency, the succeeded attempt's processor, fee and charge id. */
@@ -82,11 +82,16 @@ static const char SQL_FACTS[] =
     " JOIN payments p ON p.payment_id = u.pid"
     " LEFT JOIN charge_attempts a ON a.payment_id = u.pid AND a.state = 'succeeded'";
 
+/* A payment's own posting is the row of the partial unique index
+ * ledger_transactions_payment_once (013: operation_id IS NULL): the
+ * predicate lets the join use it (without it, every batch scanned the whole
+ * table: 260 ms per batch at 10,000 payments, growing). */
 static const char SQL_READ[] =
     "SELECT u.ord, encode(p.outcome, 'hex'), t.transaction_id, p.status"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(pid, ord)"
     " JOIN payments p ON p.payment_id = u.pid"
-    " LEFT JOIN ledger_transactions t ON t.payment_id = u.pid AND t.kind = 'payment'";
+    " LEFT JOIN ledger_transactions t ON t.payment_id = u.pid AND t.kind = 'payment'"
+    "  AND t.operation_id IS NULL";
 
 static char *success_outcome_hex(const ps_event *ev) {
   outcome_buf ob;
