@@ -6,6 +6,6 @@
 #ifndef PS_SCHEMA_H
 #define PS_SCHEMA_H
 
-#define PS_DB_SCHEMA_VERSION "033_ledger_payment_index.sql"
+#define PS_DB_SCHEMA_VERSION "034_dispute_hold_on_charge.sql"
 
 #endif

@@ -7,7 +7,9 @@
 #  - withdrawn, reinstated, withdrawn, lost: net one withdrawal and the loss;
 #  - a processor withdrawing more than the payment had left (after a
 #    refund): the posting is the processor's amount, the hold capped at what
-#    was left, an ALERT raised, counted and listed (disputes_held_short).
+#    was left, an ALERT raised, counted and listed (disputes_held_short);
+#  - a dispute recorded while its sale is still charging: held in full once
+#    the sale is charged, so the whole amount is not refundable (034).
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
 stack_up
@@ -105,5 +107,24 @@ check "an ALERT is logged" alerted
 eq "an operator sees it listed" "dp_over 3000" \
   "$(sql "SELECT processor_dispute_id, short_minor FROM disputes_held_short" | tr '\t' ' ')"
 verify "over-withdrawn"
+
+log "a dispute recorded while its sale is still charging is held once the sale is charged (034)"
+sim "fail_rate=1&fail_status=503"
+sale early
+check "the sale is held at the processor (charging)" wait_until 60 is_status early charging
+P=$(pid_of early)
+deliver "$P" evt_e1 charge.dispute.created dp_early 3000
+eq "nothing captured yet: held at 0" "0 0 0" "$(amounts "$P")"
+sim "fail_rate=0"
+check "the sale is charged and succeeds" wait_until 120 is_status early succeeded
+eq "the dispute is held in full as the money arrives" "10000 0 3000" "$(amounts "$P")"
+eq "its hold" "3000" "$(sql "SELECT held_minor FROM disputes WHERE processor_dispute_id = 'dp_early'")"
+"$PAYCTL" refund m1 early --key early-r1 --amount 10000 --currency USD >/dev/null
+check "a refund of the whole amount ends" wait_until 60 op_done early-r1
+eq "refused: 3000 of it is disputed" "rejected amount_exceeds_refundable" "$(op_state early-r1)"
+deliver "$P" evt_e2 charge.dispute.funds_withdrawn dp_early 3000
+eq "the dispute's next event is applied (not dead-lettered)" "dispute_withdrawal 3000" \
+  "$(postings "$P" dp_early)"
+verify "dispute before charge"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 finish
