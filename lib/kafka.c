@@ -9,8 +9,15 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
+
+/* The committed offsets at an assignment are asked in slices of
+ * COMMITTED_SLICE_MS, the loop's heartbeat stamped between them, for up to
+ * COMMITTED_WAIT_MS in all (kafka_committed). */
+#define COMMITTED_SLICE_MS 1000
+#define COMMITTED_WAIT_MS 20000
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
   char e[256];
@@ -200,6 +207,25 @@ typedef struct rebalance_hook {
   void *opaque;
 } rebalance_hook;
 
+rd_kafka_resp_err_t kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                                    int timeout_ms) {
+  int64_t start = ps_mono_ms(), deadline = start + timeout_ms;
+  rd_kafka_resp_err_t err;
+  int asked = 0;
+  do {
+    metrics_heartbeat();
+    int64_t left = deadline - ps_mono_ms();
+    asked++;
+    err = rd_kafka_committed(rk, parts, left < COMMITTED_SLICE_MS ? (int)(left > 0 ? left : 1)
+                                                                   : COMMITTED_SLICE_MS);
+  } while (err && ps_mono_ms() < deadline);
+  metrics_heartbeat();
+  if (asked > 1)
+    log_warn("committed offsets: %s after %lld ms (asked %d times)",
+             err ? rd_kafka_err2str(err) : "answered", (long long)(ps_mono_ms() - start), asked);
+  return err;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   const rebalance_hook *hook = opaque;
@@ -211,17 +237,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     assigned_set(0);
     return;
   }
-  rd_kafka_resp_err_t cerr = RD_KAFKA_RESP_ERR_NO_ERROR;
-  for (int attempt = 0; attempt < 5; attempt++) {
-    cerr = rd_kafka_committed(rk, parts, 5000);
-    if (!cerr) break;
-  }
+  rd_kafka_resp_err_t cerr = kafka_committed(rk, parts, COMMITTED_WAIT_MS);
   if (cerr) {
     log_error("could not fetch committed offsets: %s", rd_kafka_err2str(cerr));
   } else {
-    for (int i = 0; i < parts->cnt; i++)
-      if (parts->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
-        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    /* A partition answered with an error of its own (a committed offset
+     * still pending in an open transaction: UNSTABLE_OFFSET_COMMIT) has
+     * no offset here but may well have one: it stays INVALID, so
+     * librdkafka fetches it itself once it is stable. Only a partition
+     * answered without error and without offset starts at the beginning. */
+    for (int i = 0; i < parts->cnt; i++) {
+      rd_kafka_topic_partition_t *p = &parts->elems[i];
+      if (p->err)
+        log_warn("committed offset of %s [%d] not known yet (%s): librdkafka fetches it",
+                 p->topic, (int)p->partition, rd_kafka_err2str(p->err));
+      else if (p->offset == RD_KAFKA_OFFSET_INVALID)
+        p->offset = RD_KAFKA_OFFSET_BEGINNING;
+      p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
   }
   log_info("partitions assigned: %d", parts->cnt);
   rd_kafka_assign(rk, parts);
