@@ -153,14 +153,19 @@ static void assigned_set(int n) {
   metrics_set_check("partitions", n > 0, true, n > 0 ? "" : "no partitions assigned");
 }
 
-/* Broker reachability for readiness: librdkafka reports all brokers down as
- * an error event; statistics (below) report them up again. */
+/* Broker reachability for readiness comes from fresh statistics only
+ * (below). Error and statistics events wait in the consumer's queue until
+ * the loop polls it: a loop held in a flush through an outage served, once
+ * the broker was back, the outage's "all brokers down" and its statistics
+ * and turned not ready again after it was ready (kafka_down, session 9). So
+ * the error is only logged, and statistics older than two intervals are
+ * not applied. */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-  (void)rk, (void)opaque;
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-    metrics_set_check("kafka", false, true, "all brokers down");
+  (void)rk, (void)opaque, (void)err;
   log_warn("kafka: %s", reason);
 }
+
+static int64_t stats_stale_ms = 2000; /* 2 intervals, set with the consumer */
 
 /* librdkafka statistics (every PAYSTREAM_STATS_INTERVAL_MS): consumer lag
  * per owned partition, and whether any real broker connection is up. */
@@ -182,6 +187,12 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
   (void)rk, (void)opaque;
   json_t *root = json_loadb(json, len, 0, NULL);
   if (!root) return 0;
+  /* "ts": librdkafka's monotonic clock (CLOCK_MONOTONIC) in microseconds. */
+  json_int_t ts_us = json_integer_value(json_object_get(root, "ts"));
+  if (ts_us > 0 && ps_mono_ms() - ts_us / 1000 > stats_stale_ms) {
+    json_decref(root);
+    return 0; /* served late: says nothing about now */
+  }
   bool up = false;
   const char *name;
   json_t *v;
@@ -282,6 +293,7 @@ rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_
   }
   char stats_ms[32];
   snprintf(stats_ms, sizeof stats_ms, "%d", c->stats_interval_ms);
+  stats_stale_ms = 2 * (int64_t)c->stats_interval_ms + 1000;
   if (set(conf, "statistics.interval.ms", stats_ms, err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
