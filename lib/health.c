@@ -55,10 +55,14 @@ void kloop_kafka_waiting(kloop *kl, int64_t since_ms, const char *what) {
   kl->kafka_waiting = true;
 }
 
+/* Not ready until the consumer's next fresh statistics say so: the
+ * producer's outputs being acknowledged does not mean the consumer has its
+ * connections back, and what it knew before the wait is old (it said ready,
+ * then "no broker connection up", after an outage). */
 void kloop_kafka_done(kloop *kl) {
   if (!kl->kafka_waiting) return;
   kl->kafka_waiting = false;
-  metrics_set_check("kafka", true, true, "");
+  metrics_set_check("kafka", false, true, "waiting for the consumer's next statistics");
 }
 
 void kloop_health_tick(kloop *kl) {

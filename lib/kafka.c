@@ -9,8 +9,15 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
+
+/* The committed offsets at an assignment are asked in slices of
+ * COMMITTED_SLICE_MS, the loop's heartbeat stamped between them, for up to
+ * COMMITTED_WAIT_MS in all (kafka_committed). */
+#define COMMITTED_SLICE_MS 1000
+#define COMMITTED_WAIT_MS 20000
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
   char e[256];
@@ -151,14 +158,19 @@ static void assigned_set(int n) {
   metrics_set_check("partitions", n > 0, true, n > 0 ? "" : "no partitions assigned");
 }
 
-/* Broker reachability for readiness: librdkafka reports all brokers down as
- * an error event; statistics (below) report them up again. */
+/* Broker reachability for readiness comes from fresh statistics only
+ * (below). Error and statistics events wait in the consumer's queue until
+ * the loop polls it: a loop held in a flush through an outage served, once
+ * the broker was back, the outage's "all brokers down" and its statistics
+ * and turned not ready again after it was ready (kafka_down, session 9). So
+ * the error is only logged, and statistics older than two intervals are
+ * not applied. */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-  (void)rk, (void)opaque;
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-    metrics_set_check("kafka", false, true, "all brokers down");
+  (void)rk, (void)opaque, (void)err;
   log_warn("kafka: %s", reason);
 }
+
+static int64_t stats_stale_ms = 2000; /* 2 intervals, set with the consumer */
 
 /* librdkafka statistics (every PAYSTREAM_STATS_INTERVAL_MS): consumer lag
  * per owned partition, and whether any real broker connection is up. */
@@ -180,6 +192,12 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
   (void)rk, (void)opaque;
   json_t *root = json_loadb(json, len, 0, NULL);
   if (!root) return 0;
+  /* "ts": librdkafka's monotonic clock (CLOCK_MONOTONIC) in microseconds. */
+  json_int_t ts_us = json_integer_value(json_object_get(root, "ts"));
+  if (ts_us > 0 && ps_mono_ms() - ts_us / 1000 > stats_stale_ms) {
+    json_decref(root);
+    return 0; /* served late: says nothing about now */
+  }
   bool up = false;
   const char *name;
   json_t *v;
@@ -205,6 +223,25 @@ typedef struct rebalance_hook {
   void *opaque;
 } rebalance_hook;
 
+rd_kafka_resp_err_t kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                                    int timeout_ms) {
+  int64_t start = ps_mono_ms(), deadline = start + timeout_ms;
+  rd_kafka_resp_err_t err;
+  int asked = 0;
+  do {
+    metrics_heartbeat();
+    int64_t left = deadline - ps_mono_ms();
+    asked++;
+    err = rd_kafka_committed(rk, parts, left < COMMITTED_SLICE_MS ? (int)(left > 0 ? left : 1)
+                                                                   : COMMITTED_SLICE_MS);
+  } while (err && ps_mono_ms() < deadline);
+  metrics_heartbeat();
+  if (asked > 1)
+    log_warn("committed offsets: %s after %lld ms (asked %d times)",
+             err ? rd_kafka_err2str(err) : "answered", (long long)(ps_mono_ms() - start), asked);
+  return err;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
   const rebalance_hook *hook = opaque;
@@ -216,17 +253,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     assigned_set(0);
     return;
   }
-  rd_kafka_resp_err_t cerr = RD_KAFKA_RESP_ERR_NO_ERROR;
-  for (int attempt = 0; attempt < 5; attempt++) {
-    cerr = rd_kafka_committed(rk, parts, 5000);
-    if (!cerr) break;
-  }
+  rd_kafka_resp_err_t cerr = kafka_committed(rk, parts, COMMITTED_WAIT_MS);
   if (cerr) {
     log_error("could not fetch committed offsets: %s", rd_kafka_err2str(cerr));
   } else {
-    for (int i = 0; i < parts->cnt; i++)
-      if (parts->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
-        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    /* A partition answered with an error of its own (a committed offset
+     * still pending in an open transaction: UNSTABLE_OFFSET_COMMIT) has
+     * no offset here but may well have one: it stays INVALID, so
+     * librdkafka fetches it itself once it is stable. Only a partition
+     * answered without error and without offset starts at the beginning. */
+    for (int i = 0; i < parts->cnt; i++) {
+      rd_kafka_topic_partition_t *p = &parts->elems[i];
+      if (p->err)
+        log_warn("committed offset of %s [%d] not known yet (%s): librdkafka fetches it",
+                 p->topic, (int)p->partition, rd_kafka_err2str(p->err));
+      else if (p->offset == RD_KAFKA_OFFSET_INVALID)
+        p->offset = RD_KAFKA_OFFSET_BEGINNING;
+      p->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
   }
   log_info("partitions assigned: %d", parts->cnt);
   rd_kafka_assign(rk, parts);
@@ -254,6 +298,7 @@ rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_
   }
   char stats_ms[32];
   snprintf(stats_ms, sizeof stats_ms, "%d", c->stats_interval_ms);
+  stats_stale_ms = 2 * (int64_t)c->stats_interval_ms + 1000;
   if (set(conf, "statistics.interval.ms", stats_ms, err, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;

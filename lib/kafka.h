@@ -27,6 +27,16 @@ typedef void (*kafka_rebalance_fn)(void *opaque, bool assigned,
 rd_kafka_t *kafka_consumer_new(const cfg *c, const char *topic, kafka_rebalance_fn on_rebalance,
                                void *opaque, char *err, size_t errlen);
 
+/* rd_kafka_committed for parts, asked in slices of at most 1 s for up to
+ * timeout_ms in all, stamping the loop's heartbeat (metrics_heartbeat)
+ * before each: the group coordinator may take long to answer (a broker
+ * just restarted, loading its offsets), and the caller is the worker's
+ * loop (a rebalance runs inside its poll), whose heartbeat /healthz judges.
+ * A slice that times out is asked again; a late answer to it is dropped by
+ * librdkafka. Returns the last slice's error, or 0 with parts filled in. */
+rd_kafka_resp_err_t kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                                    int timeout_ms);
+
 /* Applies c->kafka_properties (PAYSTREAM_KAFKA_PROPERTIES, "k=v;k=v",
  * e.g. security.protocol, sasl.mechanism), then the key=value lines of
  * c->kafka_properties_file (PAYSTREAM_KAFKA_PROPERTIES_FILE, '#' comments),

@@ -11,6 +11,7 @@
  *   - fatal ones (fenced: a newer instance with the same transactional.id
  *     started) end the worker with a non-zero exit for the supervisor. */
 #include "clock.h"
+#include "kafka.h"
 #include "kloop_impl.h"
 #include "log.h"
 
@@ -118,6 +119,22 @@ int ktxn_commit(kloop *kl, outbox *ob, rd_kafka_topic_partition_list_t *offs) {
   return rc;
 }
 
+/* The committed offsets of a, each one stable: a partition answered with
+ * an error of its own (UNSTABLE_OFFSET_COMMIT: another instance's
+ * transaction holding an offset is still open) is asked again, for up to
+ * 30 s, rather than taken for "never committed" (which would seek it to the
+ * beginning and produce everything again). */
+static rd_kafka_resp_err_t committed_stable(kloop *kl, rd_kafka_topic_partition_list_t *a) {
+  int64_t deadline = ps_mono_ms() + 30000;
+  for (;;) {
+    rd_kafka_resp_err_t err = kafka_committed(kl->consumer, a, 10000);
+    for (int i = 0; !err && i < a->cnt; i++) err = a->elems[i].err;
+    if (!err || ps_mono_ms() >= deadline || kloop_stop_now) return err;
+    metrics_heartbeat();
+    kloop_sleep_ms(200);
+  }
+}
+
 int ktxn_rewind(kloop *kl) {
   rd_kafka_topic_partition_list_t *a = NULL;
   if (rd_kafka_assignment(kl->consumer, &a) || !a) {
@@ -126,7 +143,7 @@ int ktxn_rewind(kloop *kl) {
   }
   int rc = 0;
   if (a->cnt) {
-    rd_kafka_resp_err_t err = rd_kafka_committed(kl->consumer, a, 10000);
+    rd_kafka_resp_err_t err = committed_stable(kl, a);
     if (!err) {
       for (int i = 0; i < a->cnt; i++)
         if (a->elems[i].offset == RD_KAFKA_OFFSET_INVALID)

@@ -53,7 +53,28 @@ done
 eq "every worker's /healthz stays 200 through an outage of 3 heartbeat timeouts" "" "$unhealthy"
 for s in $WORKERS; do check "$s-1 runs through the outage" kill -0 "$(cat "$PAYSTREAM_RUN_DIR/pids/$s-1.pid")"; done
 "$STACK" kafka-up
-check "every worker is ready again after the outage" wait_until 90 all ready
+# Ready again, and once a worker is ready it never again says the broker is
+# down: what a loop held through the outage finds queued when it polls again
+# (the outage's errors and statistics) is not news (lib/kafka.c). Watched
+# until every worker is ready at once, and 5 s more.
+declare -A back
+relapsed="" all_at=""
+end=$((SECONDS + 90))
+while [ $SECONDS -lt $end ] && { [ -z "$all_at" ] || [ $SECONDS -lt $((all_at + 5)) ]; }; do
+  n=0
+  for s in $WORKERS; do
+    r=$(curl -s -w '\n%{http_code}' "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$s-1.port")/readyz")
+    if [ "${r##*$'\n'}" = 200 ]; then
+      back[$s]=1 n=$((n + 1))
+    elif [ -n "${back[$s]:-}" ] && grep -qE '^kafka not ok: (all brokers down|no broker connection up)' <<<"$r"; then
+      relapsed+="$s@$(date +%s) "
+    fi
+  done
+  [ -n "$all_at" ] || [ "$n" -lt 4 ] || all_at=$SECONDS
+  sleep 0.3
+done
+check "every worker is ready again after the outage" test -n "$all_at"
+eq "no worker, once ready again, says the broker is down" "" "$relapsed"
 for s in $WORKERS; do ready "$s" 1 || log "$s-1 /readyz: $(probe_body "$s" 1 /readyz | tr '\n' ';')"; done
 for s in $WORKERS; do check "$s-1 saw the outage (its Kafka client was refused)" wait_until 30 saw_outage "$s"; done
 check "the publisher finished (it buffered through the outage)" wait "$publisher"

@@ -74,12 +74,47 @@ kafka_java() {
     -cp "$libs/*" "$@"
 }
 
+# Class data sharing (a JDK 13+ dynamic archive): the classes a broker
+# loads at start, archived once beside the jars (one archive per JVM build)
+# and mapped by every later start instead of being read from the jars,
+# parsed and verified again. Until it exists a node started here writes it
+# at its normal exit (SIGTERM: kafka-down, stack down; its name is kept in
+# node-I.cds) under a name of its own, renamed into place when complete.
+# PAYSTREAM_KAFKA_CDS=0 leaves it out.
+kafka_cds_opts() {
+  local i=$1 libs jvm jsa
+  rm -f "$KDIR/node-$i.cds"
+  [ "${PAYSTREAM_KAFKA_CDS:-1}" = 1 ] || return 0
+  libs=$(cat "$KDIR/libs")
+  jvm=$(readlink -f "$(command -v java)") || return 0
+  jsa=$(dirname "$libs")/broker-$(stat -L -c '%s-%Y' "$jvm" "$(dirname "$jvm")/../lib/server/libjvm.so" 2>/dev/null | md5sum | cut -c1-12).jsa
+  if [ -s "$jsa" ]; then
+    echo "-XX:SharedArchiveFile=$jsa"
+  else
+    local tmp=$jsa.tmp.$$.$RANDOM.$i
+    printf '%s\n%s\n' "$jsa" "$tmp" >"$KDIR/node-$i.cds"
+    echo "-XX:ArchiveClassesAtExit=$tmp"
+  fi
+}
+
+# After node I's JVM exited: the archive it wrote goes into place when it
+# was stopped by our SIGTERM alone (clean=1); otherwise it is dropped.
+kafka_cds_keep() {
+  local i=$1 clean=$2 jsa tmp
+  [ -s "$KDIR/node-$i.cds" ] || return 0
+  { read -r jsa; read -r tmp; } <"$KDIR/node-$i.cds"
+  if [ "$clean" = 1 ] && [ -s "$tmp" ] && [ ! -s "$jsa" ]; then mv -f "$tmp" "$jsa"; fi
+  rm -f "$tmp" "$KDIR/node-$i.cds"
+}
+
 kafka_start_node() {
-  local i=$1
+  local i=$1 cds
   # Where this start's lines begin: kafka_started reads only past them.
   touch "$RUN/kafka-$i.log"
   wc -l <"$RUN/kafka-$i.log" >"$KDIR/node-$i.logline"
-  kafka_java kafka.Kafka "$KDIR/node-$i/server.properties" </dev/null >>"$RUN/kafka-$i.log" 2>&1 &
+  cds=$(kafka_cds_opts "$i")
+  # shellcheck disable=SC2086
+  kafka_java $cds kafka.Kafka "$KDIR/node-$i/server.properties" </dev/null >>"$RUN/kafka-$i.log" 2>&1 &
   echo $! >"$RUN/kafka-$i.pid"
 }
 
@@ -179,19 +214,25 @@ start_kafka() {
 # Stops node I (SIGTERM: a controlled shutdown), or kills it (SIGKILL).
 kafka_stop_node() {
   local i=$1 sig=${2:-TERM} pid
-  kafka_alive "$i" || return 0
+  kafka_alive "$i" || { kafka_cds_keep "$i" 0; return 0; }
   pid=$(cat "$RUN/kafka-$i.pid")
   kill -"$sig" "$pid" 2>/dev/null || true
-  local end=$((SECONDS + 60))
+  local end=$((SECONDS + 60)) clean=1
+  [ "$sig" = TERM ] || clean=0
   while pid_running "$pid"; do
-    if [ $SECONDS -ge $end ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    if [ $SECONDS -ge $end ]; then kill -KILL "$pid" 2>/dev/null || true; clean=0; fi
     sleep 0.1
   done
+  kafka_cds_keep "$i" "$clean"
 }
 
+# At teardown: SIGKILL, but a node writing the class archive gets SIGTERM
+# (the archive is written at a normal exit, once per machine).
 kafka_kill_all() {
   local i
-  for i in $(seq 1 "$(kafka_nodes)"); do kafka_stop_node "$i" KILL; done
+  for i in $(seq 1 "$(kafka_nodes)"); do
+    if [ -s "$KDIR/node-$i.cds" ]; then kafka_stop_node "$i" TERM; else kafka_stop_node "$i" KILL; fi
+  done
 }
 
 # kafka-down [I]: every node (or node I) stops; kafka-up [I] starts them on
