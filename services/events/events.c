@@ -108,6 +108,15 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
       bool usual = strncmp(note, "no unsettled attempt", 20) == 0 ||
                    strncmp(note, "the refund is ", 14) == 0 || strcmp(note, "already reversed") == 0 ||
                    strcmp(note, "a failure is already kept") == 0;
+      /* The processor says a refund went out that we ended declined (its
+       * reservation given back): the money may leave twice. Never usual. */
+      if (map.action == EV_REFUND_SUCCEEDED && strcmp(note, "the refund is declined") == 0) {
+        usual = false;
+        log_at(LOG_ERROR, &lc,
+               "ALERT processor event %s: the processor refunded operation %s, which we hold "
+               "declined (reconcile the refund; its amount is refundable here again)",
+               e->event_id, PQgetvalue(r[1], 0, 3));
+      }
       /* The processor holds more than the payment had left (029): the
        * posting is the processor's amount, the hold capped. An operator
        * looks at it (view disputes_held_short). */
