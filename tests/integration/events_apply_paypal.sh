@@ -26,11 +26,7 @@ R=$PAYSTREAM_RUN_DIR
 export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
 export PAYSTREAM_WEBHOOK_ID_PAYPAL=WH-ID-procsim
 stack_up
-"$STACK" workers 1
-"$STACK" start-worker webhook 1
-"$STACK" start-worker events 1
-check "the receiver is ready" wait_until 60 ready webhook 1
-check "the events stage is ready" wait_until 60 ready events 1
+start_events_pipeline
 SIM="http://127.0.0.1:$(cat "$R/procsim.port")"
 WH="http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks"
 SECRET=$(cat "$R/secrets/webhook-paypal")

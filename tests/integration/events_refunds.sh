@@ -20,11 +20,7 @@ source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
 stack_up
 export PAYSTREAM_PROCESSOR_TIMEOUT_MS=4000
-"$STACK" workers 1
-"$STACK" start-worker webhook 1
-"$STACK" start-worker events 1
-check "the receiver is ready" wait_until 60 ready webhook 1
-check "the events stage is ready" wait_until 60 ready events 1
+start_events_pipeline
 SIM=$PAYSTREAM_PROCESSOR_URL
 WH="http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks"
 SECRET=$(cat "$R/secrets/webhook-stripe")

@@ -310,3 +310,13 @@ kill_and_restart() {
   "$STACK" start-worker "$stage" "$inst" && new=$(cat "$PAYSTREAM_RUN_DIR/pids/$victim.pid") &&
     [ "$new" != "$pid" ] && kill -0 "$new" && echo "restarted $victim $new"
 }
+
+# start_events_pipeline: one instance of every worker, the webhook receiver
+# and the events stage, each ready (the processor-event scenarios' start).
+start_events_pipeline() {
+  "$STACK" workers 1
+  "$STACK" start-worker webhook 1
+  "$STACK" start-worker events 1
+  check "the receiver is ready" wait_until 60 ready webhook 1
+  check "the events stage is ready" wait_until 60 ready events 1
+}
