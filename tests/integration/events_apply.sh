@@ -68,7 +68,7 @@ dispute_lost expense:chargebacks D 4000
 dispute_lost asset:disputed_funds C 4000" "$(postings "$P")"
 eq "the payment holds 4000 disputed" "10000 0 4000" "$(amounts "$P")"
 lost_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "lost" and .disputed == 4000 and .processor_event == "dispute")' | grep -q .; }
-check "the merchant hears of it: an outcome updated / lost" wait_until 30 lost_outcome
+check "the merchant hears of it: an outcome updated / lost" wait_until 120 lost_outcome
 refund lost lost-r1 6001
 check "a refund of more than captured − disputed ends" wait_until 60 op_done lost-r1
 eq "it is refused" "rejected amount_exceeds_refundable" "$(op_state lost-r1)"
@@ -132,7 +132,7 @@ refund_reversal liability:refunds_payable C 4000
 refund_reversal liability:refunds_payable D 4000
 refund_reversal revenue:refunds C 4000" "$(postings "$P")"
 failed_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg o "$OP" 'select(.operation_id == $o and .status == "failed" and .error_code == "refund_failed" and .refunded == 0)' | grep -q .; }
-check "the merchant hears the refund failed" wait_until 30 failed_outcome
+check "the merchant hears the refund failed" wait_until 120 failed_outcome
 refund late late-r2 10000
 check "a refund of the whole amount ends" wait_until 60 op_done late-r2
 eq "and is refunded" "posted" "$(op_state late-r2)"
@@ -186,7 +186,7 @@ eq "declined by the webhook" "charge_declined" \
 eq "its attempt declined, nothing posted" "declined 0" \
   "$(sql "SELECT a.state, (SELECT count(*) FROM ledger_transactions t WHERE t.payment_id = a.payment_id) FROM charge_attempts a WHERE a.payment_id = '$P'" | tr '\t' ' ')"
 declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | grep -q .; }
-check "the merchant hears it was declined" wait_until 30 declined_outcome
+check "the merchant hears it was declined" wait_until 120 declined_outcome
 check "procsim answers again" wait_until 90 answers
 
 log "the processor's settlement report agrees with what was applied"
