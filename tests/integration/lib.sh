@@ -320,3 +320,33 @@ start_events_pipeline() {
   check "the receiver is ready" wait_until 60 ready webhook 1
   check "the events stage is ready" wait_until 60 ready events 1
 }
+
+# check_dispute_lost PROCESSOR: what must hold once a dispute of 4000 (fee
+# 1500) on a 10000 sale was lost (payment $P, dispute $DP): its state,
+# DESIGN's postings each once, the hold, the merchant's outcome, refunds
+# never returning more than was captured, procsim's totals, a clean verify.
+# Uses the scenario's own postings, amounts, refund and verify, and $SIM.
+check_dispute_lost() {
+  eq "the dispute: lost, withdrawn seen, 4000 held, fee 1500" "lost t 4000 1500" \
+    "$(sql "SELECT status, seen_withdrawn, held_minor, fee_minor FROM disputes WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
+  eq "DESIGN's postings for a lost dispute, each once" \
+  "dispute_withdrawal asset:disputed_funds D 4000
+dispute_withdrawal asset:processor_receivable:$1 C 4000
+dispute_fee expense:chargebacks D 1500
+dispute_fee asset:processor_receivable:$1 C 1500
+dispute_lost expense:chargebacks D 4000
+dispute_lost asset:disputed_funds C 4000" "$(postings "$P")"
+  eq "the payment holds 4000 disputed" "10000 0 4000" "$(amounts "$P")"
+  lost_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "lost" and .disputed == 4000 and .processor_event == "dispute")' | grep -q .; }
+  check "the merchant hears of it: an outcome updated / lost" wait_until 120 lost_outcome
+  refund lost lost-r1 6001
+  check "a refund of more than captured − disputed ends" wait_until 60 op_done lost-r1
+  eq "it is refused" "rejected amount_exceeds_refundable" "$(op_state lost-r1)"
+  refund lost lost-r2 6000
+  check "a refund of what is left ends" wait_until 60 op_done lost-r2
+  eq "it is refunded" "posted" "$(op_state lost-r2)"
+  eq "dispute + refunds = what was captured, never more" "10000 6000 4000" "$(amounts "$P")"
+  eq "procsim agrees" "10000 6000 4000" \
+    "$(curl -sf "$SIM/_sim/totals?payment_id=$P" | jq -r '"\(.captured) \(.refunded) \(.disputed)"')"
+  verify "lost"
+}
