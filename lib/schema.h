@@ -6,6 +6,6 @@
 #ifndef PS_SCHEMA_H
 #define PS_SCHEMA_H
 
-#define PS_DB_SCHEMA_VERSION "034_dispute_hold_on_charge.sql"
+#define PS_DB_SCHEMA_VERSION "035_dispute_movements.sql"
 
 #endif

@@ -13,7 +13,8 @@ const char EVENTS_SQL_APPLY[] =
     "SELECT effect, note, payment_id, coalesce(operation_id, ''), coalesce(processor_dispute_id, ''),"
     " coalesce(dispute_status, ''), coalesce(dispute_amount_minor, 0), coalesce(disputed_minor, 0),"
     " coalesce(captured_minor, 0), coalesce(refunded_minor, 0)"
-    " FROM ps_apply_processor_event($1, $2, $3, $4, $5::bigint, decode($6, 'hex'), $7, $8)";
+    " FROM ps_apply_processor_event($1, $2, $3, $4, $5::bigint, decode($6, 'hex'), $7, $8,"
+    " $9::int, $10::int)";
 
 enum { C_EFFECT, C_NOTE, C_PAYMENT, C_OP, C_DISPUTE, C_DSTATUS, C_DAMOUNT, C_DISPUTED, C_CAPTURED,
        C_REFUNDED };

@@ -1,6 +1,6 @@
 /* apply: one recorded processor event applied to its payment, and what
  * merchants and the ledger hear of it. The decisions are Postgres's
- * (ps_apply_processor_event, migrations 024, 028: conditional writes, postings
+ * (ps_apply_processor_event, migrations 024, 028, 035: conditional writes, postings
  * once per money movement); this builds the function's arguments and, from
  * the effect it returns (the first application's, on every redelivery), the
  * outputs:
@@ -28,7 +28,7 @@
 
 /* SQL: records the event and applies it, one transaction (pg_pipeline). */
 extern const char EVENTS_SQL_APPLY[];
-#define EVENTS_APPLY_NPARAMS 8
+#define EVENTS_APPLY_NPARAMS 10
 
 /* A declined sale's outcome (hex, for payments.outcome), built from the
  * payment's forwarded request; *hex NULL when the payment is unknown.

@@ -34,6 +34,22 @@ static int64_t fee_of(json_t *obj, bool paypal) {
   return -1;
 }
 
+/* A PayPal dispute's money_movements (cumulative, append-only: each entry
+ * one movement, its index its identity): the seller's DEBITs and CREDITs
+ * so far. Both -1 when the list is absent or not a list. */
+static void movements(json_t *res, ev_map *m) {
+  json_t *mv = json_object_get(res, "money_movements");
+  if (!json_is_array(mv)) return;
+  m->withdrawals = m->reinstatements = 0;
+  size_t i;
+  json_t *x;
+  json_array_foreach(mv, i, x) {
+    if (!is(str_at(x, "affected_party"), "SELLER")) continue;
+    if (is(str_at(x, "type"), "DEBIT")) m->withdrawals++;
+    else if (is(str_at(x, "type"), "CREDIT")) m->reinstatements++;
+  }
+}
+
 static void set(char *dst, size_t n, const char *s) { snprintf(dst, n, "%s", s ? s : ""); }
 
 static int stripe(const Payments__V1__ProcessorEvent *e, json_t *obj, ev_map *m) {
@@ -54,6 +70,8 @@ static int stripe(const Payments__V1__ProcessorEvent *e, json_t *obj, ev_map *m)
              is(e->status, "succeeded")) {
     m->action = EV_REFUND_SUCCEEDED;
     set(m->operation_id, sizeof m->operation_id, str_at(json_object_get(obj, "metadata"), "refund_id"));
+  } else if (is(t, "charge.dispute.updated")) {
+    /* evidence, metadata: no status and no money moved (recorded only) */
   } else if (strncmp(t, "charge.dispute.", 15) == 0) {
     const char *st = is(t, "charge.dispute.created")           ? "open"
                      : is(t, "charge.dispute.funds_withdrawn")  ? "withdrawn"
@@ -100,6 +118,7 @@ static int paypal(const Payments__V1__ProcessorEvent *e, json_t *res, ev_map *m)
     m->action = EV_DISPUTE;
     set(m->dispute_status, sizeof m->dispute_status, st);
     m->fee_minor = fee_of(res, true);
+    movements(res, m);
   }
   return 0;
 }
@@ -107,6 +126,7 @@ static int paypal(const Payments__V1__ProcessorEvent *e, json_t *res, ev_map *m)
 int ev_map_event(const Payments__V1__ProcessorEvent *e, ev_map *m) {
   memset(m, 0, sizeof *m);
   m->fee_minor = -1;
+  m->withdrawals = m->reinstatements = -1;
   json_t *root = json_loadb((const char *)e->raw_body.data, e->raw_body.len, 0, NULL);
   bool pp = e->flavour == PAYMENTS__V1__PROCESSOR_FLAVOUR__PROCESSOR_FLAVOUR_PAYPAL;
   json_t *obj = pp ? json_object_get(root, "resource")

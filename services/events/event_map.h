@@ -26,6 +26,11 @@ typedef struct ev_map {
   int64_t fee_minor;       /* the charge's or the dispute's fee, -1 when not stated */
   char decline_code[64];   /* a declined charge's reason, "" when not stated */
   char operation_id[128];  /* a refund event: our operation id from its metadata, "" if none */
+  /* A PayPal-like dispute resource's cumulative money_movements: how many
+   * times the funds were withdrawn from (DEBIT) and given back to (CREDIT)
+   * the seller so far; -1 when the resource carries no such list (a Stripe
+   * event, an old-style PayPal event: each event is then one movement). */
+  int withdrawals, reinstatements;
 } ev_map;
 
 /* Fills m for e. Returns 0, or -1 when the event names an action it

@@ -84,13 +84,16 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
   if (ev_map_event(e, &map) != 0)
     log_at(LOG_WARN, &lc, "processor event %s (%s): a status this stage does not know; recorded, not applied",
            e->event_id, e->type);
-  char *decline = NULL, fee[32] = "";
+  char *decline = NULL, fee[32] = "", wd[16] = "", rs[16] = "";
   int rc = 0;
   if (map.action == EV_CHARGE_FAILED) rc = events_decline_outcome(pg, e, &map, &decline, err, sizeof err);
   if (map.fee_minor >= 0) snprintf(fee, sizeof fee, "%lld", (long long)map.fee_minor);
+  if (map.withdrawals >= 0) snprintf(wd, sizeof wd, "%d", map.withdrawals);
+  if (map.reinstatements >= 0) snprintf(rs, sizeof rs, "%d", map.reinstatements);
   const char *ap[EVENTS_APPLY_NPARAMS] = {e->processor, e->event_id, ev_action_name(map.action),
                                          map.dispute_status, fee[0] ? fee : NULL, decline,
-                                         map.decline_code, map.operation_id};
+                                         map.decline_code, map.operation_id,
+                                         wd[0] ? wd : NULL, rs[0] ? rs : NULL};
   pg_stmt stmts[2] = {{INSERT, 17, params}, {EVENTS_SQL_APPLY, EVENTS_APPLY_NPARAMS, ap}};
   PGresult *r[2] = {0};
   if (rc == 0) rc = pg_pipeline(pg, stmts, 2, r, err, sizeof err);

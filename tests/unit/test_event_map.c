@@ -137,3 +137,29 @@ Test(event_map, a_body_that_is_not_json_maps_by_type_with_no_fee) {
   cr_assert_eq(map(STRIPE, "charge.dispute.created", "", "", "not json").action, EV_DISPUTE);
   cr_assert_eq(map(STRIPE, "charge.dispute.created", "", "", "not json").fee_minor, -1);
 }
+
+Test(event_map, paypal_dispute_counts_the_sellers_money_movements) {
+  ev_map m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+                 "{\"resource\":{\"last_action\":\"funds_withdrawn\",\"money_movements\":["
+                 "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\"},"
+                 "{\"affected_party\":\"SELLER\",\"type\":\"CREDIT\"},"
+                 "{\"affected_party\":\"BUYER\",\"type\":\"CREDIT\"},"
+                 "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\"}]}}");
+  cr_assert_str_eq(m.dispute_status, "withdrawn");
+  cr_assert_eq(m.withdrawals, 2);
+  cr_assert_eq(m.reinstatements, 1);
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.CREATED", "OPEN", "", "{\"resource\":{\"money_movements\":[]}}");
+  cr_assert_eq(m.withdrawals, 0);
+  cr_assert_eq(m.reinstatements, 0);
+  /* an old-style event (no list) and a Stripe event state no movements */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          "{\"resource\":{\"last_action\":\"funds_withdrawn\"}}");
+  cr_assert_eq(m.withdrawals, -1);
+  cr_assert_eq(m.reinstatements, -1);
+  m = map(STRIPE, "charge.dispute.funds_withdrawn", "needs_response", "",
+          "{\"data\":{\"object\":{\"money_movements\":[]}}}");
+  cr_assert_eq(m.withdrawals, -1);
+  /* a Stripe dispute update (evidence) is recorded only */
+  m = map(STRIPE, "charge.dispute.updated", "needs_response", "", "{\"data\":{\"object\":{}}}");
+  cr_assert_eq(m.action, EV_NONE);
+}

@@ -186,8 +186,17 @@ typedef struct sim_dispute {
   int64_t withdrawn; /* held from the merchant now */
   int64_t reinstated; /* given back (won or reinstated) */
   char status[32];    /* needs_response | won | lost */
-  const char *last;   /* what just happened: created, funds_withdrawn, funds_reinstated, closed */
+  const char *last;   /* what just happened: created, funds_withdrawn, funds_reinstated, closed
+                         (sticky: a plain update leaves it) */
   gint64 at, withdrawn_at, reinstated_at;
+  /* Every money movement so far, in order (PayPal's money_movements: the
+   * seller DEBITed on a withdrawal, CREDITed on a reinstatement). */
+  struct {
+    bool credit;
+    int64_t amount;
+    gint64 at;
+  } moves[32];
+  int nmoves;
 } sim_dispute;
 
 struct sim_payment {

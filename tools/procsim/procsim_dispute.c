@@ -2,7 +2,9 @@
  * command. A customer disputes a capture (POST /_sim/dispute?charge=ID
  * &amount=N[&fee=F]); the processor withdraws the funds (and its fee),
  * gives them back, and closes the dispute won or lost
- * (POST /_sim/dispute?id=dp_…&action=funds_withdrawn|funds_reinstated|won|lost);
+ * (POST /_sim/dispute?id=dp_…&action=funds_withdrawn|funds_reinstated|won|lost),
+ * and updates it without moving money (…&action=update: evidence, a message;
+ * its last_action stays, as PayPal's);
  * a refund that succeeded fails days later (POST /_sim/refund_fail?refund=ID).
  * Each step is logged, counted in /_sim/totals, settled and sent as a
  * webhook. A dispute cannot take more than the capture has left after its
@@ -44,7 +46,20 @@ static int64_t disputable(const sim_capture *k) {
   return left;
 }
 
+static void move(sim_dispute *d, bool credit, int64_t amount) {
+  int i = d->nmoves++;
+  d->moves[i].credit = credit;
+  d->moves[i].amount = amount;
+  d->moves[i].at = g_get_real_time();
+}
+
+static bool full(const sim_dispute *d) {
+  /* room for this withdrawal, its reinstatement and a lost one's withdrawal */
+  return d->nmoves + 3 > (int)(sizeof d->moves / sizeof d->moves[0]);
+}
+
 static void withdraw(sim_dispute *d) {
+  move(d, false, d->amount);
   d->withdrawn = d->amount;
   d->withdrawn_at = g_get_real_time();
   d->last = "funds_withdrawn";
@@ -54,6 +69,7 @@ static void withdraw(sim_dispute *d) {
 
 static void reinstate(sim_dispute *d) {
   int64_t back = d->withdrawn;
+  move(d, true, back);
   d->reinstated += back;
   d->withdrawn = 0;
   d->reinstated_at = g_get_real_time();
@@ -115,6 +131,7 @@ enum MHD_Result dispute_handle(struct MHD_Connection *c) {
   const char *bad = !d ? "no such dispute" : !open ? "the dispute is closed" : NULL;
   if (!bad && strcmp(action, "funds_withdrawn") == 0) {
     if (d->withdrawn) bad = "funds already withdrawn";
+    else if (full(d)) bad = "too many money movements on this dispute";
     else withdraw(d);
   } else if (!bad && strcmp(action, "funds_reinstated") == 0) {
     if (!d->withdrawn) bad = "no funds withdrawn";
@@ -127,8 +144,11 @@ enum MHD_Result dispute_handle(struct MHD_Connection *c) {
     d->last = "closed";
     store_log(won ? "dispute_won" : "dispute_lost", d->p, d->id, d->amount, 0, d->status, NULL);
     webhook_event("dispute_closed", d->p, d);
+  } else if (!bad && strcmp(action, "update") == 0) {
+    store_log("dispute_updated", d->p, d->id, 0, 0, d->status, NULL);
+    webhook_event("dispute_updated", d->p, d);
   } else if (!bad) {
-    bad = "action is funds_withdrawn, funds_reinstated, won or lost";
+    bad = "action is funds_withdrawn, funds_reinstated, update, won or lost";
   }
   json_t *j = bad ? NULL : dispute_answer(d);
   store_unlock();

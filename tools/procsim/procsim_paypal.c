@@ -92,16 +92,33 @@ static json_t *refund_json(const sim_refund *r) {
   return j;
 }
 
+/* The cumulative money_movements (PayPal's Disputes API): each withdrawal
+ * a DEBIT of the seller, each reinstatement a CREDIT; append-only, so an
+ * entry's index is its identity. */
+static json_t *movements_json(const sim_dispute *d) {
+  json_t *a = json_array();
+  for (int i = 0; i < d->nmoves; i++)
+    json_array_append_new(
+        a, json_pack("{s:s,s:s,s:o,s:o,s:s}", "affected_party", "SELLER", "type",
+                     d->moves[i].credit ? "CREDIT" : "DEBIT", "amount",
+                     amount_json(d->moves[i].amount, d->p->currency), "initiated_time",
+                     time_json(d->moves[i].at), "reason",
+                     d->moves[i].credit ? "DISPUTE_SETTLEMENT" : "DISPUTE_HOLD"));
+  return a;
+}
+
 static json_t *dispute_json(const sim_dispute *d) {
   const char *cur = d->p->currency;
   bool closed = strcmp(d->status, "won") == 0 || strcmp(d->status, "lost") == 0;
-  return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[{s:s,s:s}],s:s,s:s,s:s,s:o,s:o}", "id", d->id,
+  json_t *j = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[{s:s,s:s}],s:s,s:s,s:s,s:o,s:o}", "id", d->id,
                    "dispute_id", d->id, "status", closed ? "RESOLVED" : "OPEN", "dispute_amount",
                    amount_json(d->amount, cur), "fee", amount_json(d->fee, cur),
                    "amount_withdrawn", amount_json(d->withdrawn, cur), "disputed_transactions",
                    "seller_transaction_id", d->c->id, "custom", d->p->payment_id, "custom_id",
                    d->p->payment_id, "capture_id", d->c->id, "last_action", d->last, "outcome",
                    closed ? json_string(d->status) : json_null(), "create_time", time_json(d->at));
+  json_object_set_new(j, "money_movements", movements_json(d));
+  return j;
 }
 
 /* The reason in the words of the sale's own 422 answer (sale_answer: upper

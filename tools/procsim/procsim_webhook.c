@@ -123,6 +123,7 @@ static const struct {
      "dispute"},
     {"dispute_reinstated", "charge.dispute.funds_reinstated", "dispute",
      "CUSTOMER.DISPUTE.UPDATED", "dispute"},
+    {"dispute_updated", "charge.dispute.updated", "dispute", "CUSTOMER.DISPUTE.UPDATED", "dispute"},
     {"dispute_closed", "charge.dispute.closed", "dispute", "CUSTOMER.DISPUTE.RESOLVED", "dispute"},
 };
 
