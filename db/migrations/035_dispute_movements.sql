@@ -81,8 +81,8 @@ BEGIN
   UPDATE disputes SET
          status = CASE WHEN rnk > status_rank THEN st ELSE status END,
          status_rank = greatest(status_rank, rnk),
-         seen_withdrawn = seen_withdrawn OR st = 'withdrawn' OR moved_w > 0,
-         seen_reinstated = seen_reinstated OR st = 'reinstated' OR moved_r > 0,
+         seen_withdrawn = seen_withdrawn OR st = 'withdrawn' OR coalesce(moved_w, 0) > 0,
+         seen_reinstated = seen_reinstated OR st = 'reinstated' OR coalesce(moved_r, 0) > 0,
          withdrawn_count = CASE WHEN moved_w IS NULL THEN withdrawn_count + (st = 'withdrawn')::int
                                 ELSE greatest(withdrawn_count, moved_w) END,
          reinstated_count = CASE WHEN moved_r IS NULL THEN reinstated_count + (st = 'reinstated')::int
