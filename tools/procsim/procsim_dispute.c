@@ -63,7 +63,10 @@ static void withdraw(sim_dispute *d) {
   d->withdrawn = d->amount;
   d->withdrawn_at = g_get_real_time();
   d->last = "funds_withdrawn";
-  store_log("dispute_withdrawn", d->p, d->id, d->amount, d->fee, d->status, NULL);
+  /* the fee is charged once, with the first withdrawal (as /_sim/totals
+   * and DESIGN's postings have it), not again on a re-withdrawal */
+  store_log("dispute_withdrawn", d->p, d->id, d->amount, d->nmoves == 1 ? d->fee : 0, d->status,
+            NULL);
   webhook_event("dispute_withdrawn", d->p, d);
 }
 
