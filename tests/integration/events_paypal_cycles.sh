@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# A PayPal-like dispute updated many times (#20): its withdraw/reinstate
+# cycles are counted by money movement, not by event. PayPal updates a
+# dispute for many reasons (evidence, messages) and its last_action is
+# sticky, so every CUSTOMER.DISPUTE.UPDATED after the funds were withdrawn
+# still says `funds_withdrawn`. procsim's dispute resource carries the
+# cumulative money_movements list (seller DEBIT / CREDIT); ps-events passes
+# its counts, 035 takes greatest(count, movements).
+# Dispute opened, funds withdrawn, three plain updates (each delivered twice,
+# one overtaken by the others), reinstated, two more updates, withdrawn
+# again, lost: exactly two withdrawals and one reinstatement posted (gross
+# and net as DESIGN's table), the dispute's counts right, the day's
+# settlement report reconciles clean and its payout posts once.
+source "$(dirname "$0")/lib.sh"
+R=$PAYSTREAM_RUN_DIR
+export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
+export PAYSTREAM_WEBHOOK_ID_PAYPAL=WH-ID-procsim
+stack_up
+start_events_pipeline
+SIM="http://127.0.0.1:$(cat "$R/procsim.port")"
+WH="http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks"
+SECRET=$(cat "$R/secrets/webhook-paypal")
+post() { curl -sf -X POST "$SIM$1"; }
+charge_of() { sql "SELECT processor_charge_id FROM payments WHERE payment_id = '$1'"; }
+dups() { metric events 1 'paystream_processor_events_total{stage="events",result="duplicate"}' 2>/dev/null || { ready events 1 && echo 0; }; }
+dups_at_least() { [ "$(dups)" -ge "$1" ]; }
+applied() { [ "$(sql "SELECT count(*) FROM processor_event_effects WHERE payment_id = '$P'")" -ge "$1" ]; }
+
+"$PAYCTL" sale m1 cyc --amount 10000 --currency USD --customer c-cyc >/dev/null
+check "the sale succeeds" wait_until 120 is_status cyc succeeded
+P=$(pid_of cyc)
+# Every event from now on delivered twice (same event id).
+post "/_sim/config?paypal_webhook_url=$WH/paypal&paypal_webhook_secret=$SECRET&webhook_retry_ms=100&webhook_dup_rate=1" >/dev/null
+D0=$(dups)
+
+log "opened, withdrawn, three plain updates, one overtaken (at ${SECONDS} s)"
+DP=$(post "/_sim/dispute?charge=$(charge_of "$P")&amount=4000&fee=500" | jq -r .id)
+post "/_sim/dispute?id=$DP&action=funds_withdrawn" >/dev/null
+post "/_sim/config?webhook_reorder_next=1&webhook_reorder_ms=3000" >/dev/null
+for _ in 1 2 3; do post "/_sim/dispute?id=$DP&action=update" >/dev/null; done
+check "its five events applied" wait_until 60 applied 5
+eq "the updates still say funds_withdrawn (sticky), with one DEBIT in their movement list" \
+  "funds_withdrawn 1 3" \
+  "$(sql "SELECT convert_from(raw_body, 'UTF8') FROM processor_events WHERE payment_id = '$P'
+           AND type = 'CUSTOMER.DISPUTE.UPDATED'" |
+     jq -rs '[.[] | select(.resource.last_action == "funds_withdrawn")] |
+             "\(.[-1].resource.last_action) \([.[-1].resource.money_movements[] | select(.type == "DEBIT")] | length) \(length - 1)"')"
+eq "one withdrawal counted, not four" "withdrawn 1 0" \
+  "$(sql "SELECT status, withdrawn_count, reinstated_count FROM disputes WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
+
+log "reinstated, two updates, withdrawn again, lost (at ${SECONDS} s)"
+post "/_sim/dispute?id=$DP&action=funds_reinstated" >/dev/null
+post "/_sim/config?webhook_reorder_next=1&webhook_reorder_ms=3000" >/dev/null
+for _ in 1 2; do post "/_sim/dispute?id=$DP&action=update" >/dev/null; done
+post "/_sim/dispute?id=$DP&action=funds_withdrawn" >/dev/null
+post "/_sim/dispute?id=$DP&action=lost" >/dev/null
+dispute_is() { [ "$(sql "SELECT status FROM disputes WHERE processor_dispute_id = '$DP'")" = "$1" ]; }
+check "the dispute ends lost" wait_until 60 dispute_is lost
+check "all ten of its events applied" wait_until 60 applied 10
+check "every copy reached the events stage" wait_until 60 dups_at_least $((D0 + 10))
+eq "ten events recorded once each" 10 "$(sql "SELECT count(*) FROM processor_events WHERE payment_id = '$P'")"
+eq "the dispute: lost, two withdrawals and one reinstatement counted" "lost 2 1 4000 500" \
+  "$(sql "SELECT status, withdrawn_count, reinstated_count, held_minor, fee_minor FROM disputes
+          WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
+eq "gross: two withdrawals, one fee, one reinstatement, the loss, each once" \
+  "dispute_fee 1
+dispute_lost 1
+dispute_reinstatement 1
+dispute_withdrawal 2" \
+  "$(sql "SELECT split_part(kind, ':', 1), count(*) FROM ledger_transactions WHERE payment_id = '$P'
+           AND dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+eq "every dispute posting is the dispute's amount or its fee (DESIGN)" \
+  "dispute_fee asset:processor_receivable:paypal C 500
+dispute_fee expense:chargebacks D 500
+dispute_lost asset:disputed_funds C 4000
+dispute_lost expense:chargebacks D 4000
+dispute_reinstatement asset:disputed_funds C 4000
+dispute_reinstatement asset:processor_receivable:paypal D 4000
+dispute_withdrawal asset:disputed_funds D 4000
+dispute_withdrawal asset:disputed_funds D 4000
+dispute_withdrawal asset:processor_receivable:paypal C 4000
+dispute_withdrawal asset:processor_receivable:paypal C 4000" \
+  "$(sql "SELECT split_part(t.kind, ':', 1), a.name, e.direction, e.amount_minor FROM ledger_transactions t
+            JOIN ledger_entries e USING (transaction_id) JOIN ledger_accounts a USING (account_id)
+           WHERE t.payment_id = '$P' AND t.dispute_id IS NOT NULL ORDER BY 1, 2, 3" | tr '\t' ' ')"
+eq "net: the receivable down by the amount and the fee, the loss expensed, nothing left disputed" \
+  "asset:disputed_funds 0
+asset:processor_receivable:paypal -4500
+expense:chargebacks 4500" \
+  "$(sql "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount_minor ELSE -e.amount_minor END)
+            FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)
+            JOIN ledger_accounts a USING (account_id)
+           WHERE t.payment_id = '$P' AND t.dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+eq "the payment holds 4000 disputed" "10000 0 4000" \
+  "$(sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$P'" | tr '\t' ' ')"
+check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
+
+log "the day's PayPal settlement report reconciles (at ${SECONDS} s)"
+DAY=$(date -u +%F)
+curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=paypal" >"$R/settlement.csv"
+PAYOUT=$(awk -F, '$1 == "payout" { print $3 " " $4 }' "$R/settlement.csv")
+check "one PayPal payout line" grep -qE "^PAYOUT_[0-9]{8}_USD -?[0-9]+$" <<<"$PAYOUT"
+eq "the report: one charge, two withdrawals, one reinstatement" \
+  "charge 1 dispute_reinstatement 1 dispute_withdrawal 2" \
+  "$(awk -F, 'NR > 1 && $1 != "payout" { n[$1]++ } END { for (t in n) print t, n[t] }' "$R/settlement.csv" | sort | tr '\n' ' ' | sed 's/ $//')"
+"$PAYCTL" reconcile --report "$R/settlement.csv" --processor paypal >"$R/reconcile.txt" 2>&1
+eq "payctl reconcile --report finds no mismatch (exit 0)" 0 "$?"
+grep '^MISMATCH' "$R/reconcile.txt" | head -5 | sed 's/^/#   /'
+eq "and posts the day's payout once, for the report's net" "paypal $PAYOUT" \
+  "$(sql "SELECT processor, payout_id, amount_minor FROM settlement_payouts" | tr '\t' ' ')"
+"$PAYCTL" reconcile --report "$R/settlement.csv" --processor paypal >"$R/reconcile2.txt" 2>&1
+eq "the same report again is clean (exit 0) and posts nothing more" "0 1" \
+  "$? $(sql "SELECT count(*) FROM ledger_transactions t JOIN settlement_payouts s USING (transaction_id)")"
+check "no sanitizer reports" no_sanitizer_reports
+log "done (at ${SECONDS} s)"
+finish
