@@ -1,7 +1,7 @@
 /* event_map: what a recorded processor event asks the events stage to
  * apply, read from its normalised fields and its signed body. Pure (no
  * I/O): the decisions on state and money are Postgres's
- * (ps_apply_processor_event, migrations 024, 028); this only names the action
+ * (ps_apply_processor_event, migrations 024, 028, 035); this only names the action
  * and the facts the normalised event does not carry (a dispute's status and
  * fee, a charge's fee, a decline's code, the operation a refund names). */
 #ifndef EVENTS_EVENT_MAP_H
