@@ -38,8 +38,8 @@ static int produce(rd_kafka_t *rk, const char *topic, int partition, int n, cons
     int len = snprintf(msg, sizeof msg, "txn-produce %d", i);
     rd_kafka_resp_err_t err =
         rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                          RD_KAFKA_V_VALUE(msg, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END);
+                          RD_KAFKA_V_VALUE(msg, (size_t)len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err) {
       fprintf(stderr, "txn-produce: produce: %s\n", rd_kafka_err2str(err));
       return 1;
@@ -63,7 +63,8 @@ static int produce(rd_kafka_t *rk, const char *topic, int partition, int n, cons
 }
 
 int main(int argc, char **argv) {
-  if (argc != 5 || (strcmp(argv[4], "commit") && strcmp(argv[4], "abort") && strcmp(argv[4], "open"))) {
+  if (argc != 5 ||
+      (strcmp(argv[4], "commit") && strcmp(argv[4], "abort") && strcmp(argv[4], "open"))) {
     fprintf(stderr, "usage: txn-produce TOPIC PARTITION N commit|abort|open\n");
     return 2;
   }
