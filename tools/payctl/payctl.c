@@ -127,7 +127,8 @@ static const char EXIT_CODES[] =
     "  3  not found: the payment, claim, account, dead letter, file or topic named\n"
     "  4  refused by the current state: a payment decided otherwise or not held for\n"
     "     review, a consumer group with live members\n"
-    "  5  unavailable: Postgres, Redis, Kafka or a processor could not be reached or failed\n";
+    "  5  unavailable: Postgres, Redis, Kafka or a processor could not be reached or failed\n"
+    "     (migrate: a lock held by a long transaction, lock_timeout on every retry)\n";
 
 /* Prints a synopsis with its continuation lines indented under the name. */
 static void print_synopsis(FILE *f, const command *c) {

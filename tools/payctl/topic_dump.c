@@ -1,6 +1,7 @@
 /* payctl outcomes | dlq list: reads a whole topic (every partition, from the
  * beginning up to the high watermark at start) without joining a consumer
  * group or committing anything, and prints one JSON object per message. */
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -92,9 +93,14 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
     return np == -1 ? PAYCTL_NOT_FOUND : PAYCTL_UNAVAILABLE;
   }
 
-  /* Read to each partition's end: a message below the high watermark or
-   * the end itself (transaction markers and aborted messages take offsets
-   * a read_committed reader never sees, so messages are not counted). */
+  /* Read each partition to its end at start: the high watermark as a
+   * read_committed reader sees it (ListOffsets answers the last stable
+   * offset). Offsets below it that are transaction markers or aborted
+   * messages are never delivered, so a partition is done at the first of:
+   * a message at high - 1 or beyond, the end-of-partition event (the reader
+   * is at the partition's stable end now: nothing below high can follow),
+   * or its position at or past high when nothing arrives (a marker at
+   * high - 1 skipped, no event yet). */
   int64_t *high = calloc((size_t)np, sizeof *high);
   long remaining = 0; /* partitions not read to their end */
   rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(np);
@@ -114,23 +120,32 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
     rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
   rd_kafka_assign(rk, parts);
-  rd_kafka_topic_partition_list_destroy(parts);
 
   int64_t deadline = ps_mono_ms() + 60000;
   while (remaining > 0 && ps_mono_ms() < deadline) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-    if (!m) continue;
+    if (!m) {
+      rd_kafka_position(rk, parts);
+      for (int i = 0; i < np; i++)
+        if (high[i] >= 0 && parts->elems[i].offset >= high[i]) {
+          high[i] = -1;
+          remaining--;
+        }
+      continue;
+    }
     int32_t part = m->partition;
     bool at_end = false;
-    if (!m->err && part >= 0 && part < np && m->offset < high[part]) {
-      json_t *j = dlq ? dlq_json(m) : outcome_json(m);
-      char *s = json_dumps(j, JSON_COMPACT);
-      printf("%s\n", s);
-      free(s);
-      json_decref(j);
+    if (!m->err && part >= 0 && part < np && high[part] >= 0) {
+      if (m->offset < high[part]) {
+        json_t *j = dlq ? dlq_json(m) : outcome_json(m);
+        char *s = json_dumps(j, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        json_decref(j);
+      }
       at_end = m->offset + 1 >= high[part];
     } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && part >= 0 && part < np) {
-      at_end = m->offset >= high[part];
+      at_end = true;
     }
     if (at_end && high[part] >= 0) {
       high[part] = -1; /* done */
@@ -138,6 +153,14 @@ int topic_dump(payctl *p, const char *topic, bool dlq) {
     }
     rd_kafka_message_destroy(m);
   }
+  if (remaining > 0) { /* where each partition stands: the next look starts there */
+    rd_kafka_position(rk, parts);
+    for (int i = 0; i < np; i++)
+      if (high[i] >= 0)
+        fprintf(stderr, "payctl: %s[%d] read to offset %" PRId64 " of %" PRId64 "\n", topic, i,
+                parts->elems[i].offset, high[i]);
+  }
+  rd_kafka_topic_partition_list_destroy(parts);
   free(high);
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
