@@ -12,6 +12,7 @@
 #include "lifecycle_proc.h"
 #include "log.h"
 #include "operation.h"
+#include "refund_status.h"
 
 static const char SQL_READ[] =
     "SELECT " OP_ROW_COLUMNS ", o.final_capture, coalesce(p.kind, ''),"
@@ -218,6 +219,14 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
    * nothing (401 after a key rotation, a proxy's 404, DUPLICATE_REQUEST_ID).
    * It may have been carried out: never re-sent blindly, asked about. */
   if (k == CHARGE_NOT_SENT && !x->ans.looked_up) count_refused(ctx, &lc, o->id);
+  if (x->ans.pending_ref) { /* from now on asked by the processor's refund id */
+    refund_status_keep_id(ctx, &lc, o->id, x->ans.charge_id);
+    if (refund_status_past_bound(ctx, o->id))
+      log_at(LOG_ERROR, &lc,
+             "ALERT refund %s pending at %s for more than %d days: not decided by us; held, "
+             "listed in charge_unresolved",
+             o->id, pr->name, REFUND_PENDING_BOUND_DAYS);
+  }
   if (k != CHARGE_NOT_SENT || x->ans.looked_up) o->lookup = true;
   else o->check_resend = true; /* nothing written: re-sent, within the key's lifetime */
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
@@ -533,7 +542,13 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
     }
   }
   x->db.proc = pi;
-  if (charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency, o->lookup, x)) {
+  /* a refund the processor named while pending: its current state, by id */
+  bool by_id = o->lookup && kind == KIND_REFUND && *row.processor_op_id;
+  if (by_id) free(rq.body), rq.body = NULL;
+  if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, row.processor_op_id,
+                                              row.currency, x)
+            : charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency,
+                                   o->lookup, x)) {
     breaker_release(&pr->br);
     free(rq.body);
     /* a counted send that left nothing: refused, re-sent; if that is not
