@@ -12,14 +12,21 @@
 #  - a pending refund that later succeeds: posted once, one outcome.
 # Books balanced, payctl ledger verify clean. Before the fix both failed
 # refunds stayed `processing` with their amount reserved for ever.
+# Both flavours: FLAVOUR=paypal (charge_refund_pending_paypal.sh) makes
+# charge speak PayPal's /v2 API to procsim as processor `paypal`.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
+FLAVOUR=${FLAVOUR:-stripe}
+if [ "$FLAVOUR" = paypal ]; then
+  export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
+  export PAYSTREAM_WEBHOOK_ID_PAYPAL=WH-ID-procsim
+fi
 stack_up
 export PAYSTREAM_PROCESSOR_TIMEOUT_MS=4000
 start_events_pipeline
-SIM=$PAYSTREAM_PROCESSOR_URL
+SIM="http://127.0.0.1:$(cat "$R/procsim.port")"
 WH="http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks"
-SECRET=$(cat "$R/secrets/webhook-stripe")
+SECRET=$(cat "$R/secrets/webhook-$FLAVOUR")
 sale() { "$PAYCTL" sale m1 "$1" --amount 10000 --currency USD --customer "c-$1" >/dev/null; }
 refund() { "$PAYCTL" refund m1 "$1" --key "$2" --amount "$3" --currency USD >/dev/null; }
 op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
@@ -35,7 +42,7 @@ verify() { check "payctl ledger verify is clean ($1)" quietly "$PAYCTL" ledger v
 # pending_refund SALE KEY AMOUNT: the refund answered pending; sets P, OP, RID.
 pending_refund() {
   P=$(pid_of "$1")
-  sim "refund_pending_next=1"
+  sim "refund_pending_next=1" "$SIM"
   refund "$1" "$2" "$3"
   check "  procsim holds the refund pending" wait_until 60 has_sim_refund "$P"
   RID=$(sim_refund_of "$P")
@@ -46,11 +53,13 @@ pending_refund() {
 
 for s in lost hook ok; do sale "$s"; done
 for s in lost hook ok; do check "sale $s succeeds" wait_until 120 is_status "$s" succeeded; done
-sim "stripe_webhook_url=$WH/stripe&stripe_webhook_secret=$SECRET&webhook_retry_ms=100"
+sim "${FLAVOUR}_webhook_url=$WH/$FLAVOUR&${FLAVOUR}_webhook_secret=$SECRET&webhook_retry_ms=100" "$SIM"
+eq "charge speaks $FLAVOUR to procsim" "$FLAVOUR" \
+  "$(curl -sf "$SIM/_sim/operations?payment_id=$(pid_of lost)" | jq -r '[.. | objects | .flavour? // empty] | unique | join(",")')"
 
 log "a pending refund that fails later, its failure webhook lost"
 pending_refund lost lost-r 4000
-sim "webhook_lose_next=1"
+sim "webhook_lose_next=1" "$SIM"
 eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$RID")"
 check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col lost-r state)" = declined ]'
 eq "declined with the processor's reason" "declined refund_failed expired_or_canceled_card" \
@@ -63,10 +72,10 @@ verify "lost webhook"
 
 log "a pending refund that fails later, its failure webhook delivered"
 pending_refund hook hook-r 5000
-sim "fail_rate=1&fail_status=503"
+sim "fail_rate=1&fail_status=503" "$SIM"
 eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$RID")"
 check "its failure webhook is kept" wait_until 60 has_effect "$OP" refund_failure_kept
-sim "fail_rate=0"
+sim "fail_rate=0" "$SIM"
 check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col hook-r state)" = declined ]'
 eq "declined once, the reservation given back, nothing posted, the failure moot" \
   "declined refund_failed 10000 0 0 | moot" \
