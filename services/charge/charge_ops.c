@@ -39,10 +39,9 @@ static const char SQL_SETTLE[] = "SELECT ps_settle_operation($1, $2, $3, $4, $5,
 static const char SQL_ABANDON[] = "SELECT ps_abandon_operation($1, $2, $3)";
 
 /* A counted send that provably wrote nothing (connection refused, curl
- * refused to start it) never reached the processor: counted as refused, as
- * for sales (charge_db.c), so that a later "no such object" decides
- * (SQL_DECLINE_MISSING). Conditional, in Postgres: only while processing,
- * never past sends (013's CHECK). */
+ * refused to start it) is counted as refused, as for sales (charge_db.c), so
+ * a later "no such object" decides (SQL_DECLINE_MISSING). Conditional, in
+ * Postgres: only while processing, never past sends (013's CHECK). */
 static const char SQL_COUNT_REFUSED[] =
     "UPDATE payment_operations SET refused = refused + 1, updated_at = now()"
     " WHERE operation_id = $1 AND state = 'processing' AND refused < sends";

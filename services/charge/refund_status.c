@@ -55,6 +55,7 @@ bool refund_status_past_bound(stage_ctx *ctx, const char *op_id) {
   char err[512];
   PGresult *r = pg_exec(&ctx->pg, SQL_PAST_BOUND, 3, v, err, sizeof err);
   bool past = r && strcmp(PQcmdTuples(r), "1") == 0;
+  if (!r) log_warn("refund %s: its pending bound not checked (%s)", op_id, err);
   PQclear(r);
   return past;
 }
