@@ -127,9 +127,10 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     long status = 0;
     bool paypal = c->proc->paypal;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    lookup_said ls = c->search   ? charge_search_classify(paypal, status, c->resp, c->resp_len)
-                     : c->lookup && !c->by_id ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
-                                 : LOOKUP_FOUND;
+    bool replay = c->lookup && !c->by_id; /* a refund's state by id reads as its reply */
+    lookup_said ls = c->search ? charge_search_classify(paypal, status, c->resp, c->resp_len)
+                     : replay  ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
+                               : LOOKUP_FOUND;
     if (ls != LOOKUP_FOUND) {
       memset(a, 0, sizeof *a);
       a->kind = CHARGE_UNKNOWN;

@@ -22,7 +22,8 @@
  * when Postgres says no earlier send may have arrived; otherwise it is
  * asked about a bounded number of times, then escalated and dead-lettered.
  * A refund answered pending is then asked for by the processor's refund
- * id instead (refund_status.h). The answer is recorded by ps_settle_operation (013): success turns the
+ * id instead (refund_status.h).
+ * The answer is recorded by ps_settle_operation (013): success turns the
  * reservation into captured/released/refunded, a decline gives it back. A
  * succeeded operation goes to the ledger (payments.charged, with its
  * ChargeResult); a declined one ends with its outcome here. An operation's

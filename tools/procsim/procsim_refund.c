@@ -15,9 +15,10 @@ enum MHD_Result refund_complete_handle(struct MHD_Connection *c) {
   sim_refund *r = store_refund(id);
   if (!r || !r->pending || r->failed) {
     store_unlock();
+    const char *why = r ? "the refund is not pending" : "no such refund";
     return http_reply_json(c, r ? 409 : 404,
                            json_pack("{s:{s:s,s:s}}", "error", "type", "invalid_request_error",
-                                     "message", r ? "the refund is not pending" : "no such refund"));
+                                     "message", why));
   }
   r->pending = false;
   store_log("refund_completed", r->p, r->id, r->amount, 0, "succeeded", NULL);

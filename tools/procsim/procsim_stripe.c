@@ -94,8 +94,9 @@ static json_t *charge_json(const sim_payment *p, const sim_capture *c) {
 
 static json_t *refund_json(const sim_refund *r) {
   char cur[8];
+  const char *status = r->failed ? "failed" : r->pending ? "pending" : "succeeded";
   json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:s,s:{s:s,s:s},s:I}", "id", r->id, "object",
-                        "refund", "status", r->failed ? "failed" : r->pending ? "pending" : "succeeded", "amount",
+                        "refund", "status", status, "amount",
                         (json_int_t)r->amount, "charge", str_or_null(r->first ? r->first->id : NULL),
                         "payment_intent", str_or_null(r->p->sale ? NULL : r->p->id), "currency",
                         lower(r->p->currency, cur, sizeof cur), "metadata", "payment_id",
