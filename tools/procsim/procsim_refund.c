@@ -21,7 +21,8 @@ enum MHD_Result refund_complete_handle(struct MHD_Connection *c) {
                                      "message", why));
   }
   r->pending = false;
-  store_log("refund_completed", r->p, r->id, r->amount, 0, "succeeded", NULL);
+  /* the refund movement, for the settlement report, from its completion */
+  store_log("refund", r->p, r->id, r->amount, 0, "succeeded", NULL);
   webhook_event("refunded", r->p, r);
   json_t *j = json_pack("{s:s,s:s,s:I}", "id", r->id, "status", "succeeded", "amount",
                         (json_int_t)r->amount);
