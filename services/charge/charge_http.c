@@ -12,6 +12,7 @@
 #include "charge.h"
 #include "log.h"
 #include "charge_lookup.h"
+#include "refund_status.h"
 #include "lifecycle_proc.h"
 #include "paypal.h"
 #include "pg.h"
@@ -126,9 +127,10 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     long status = 0;
     bool paypal = c->proc->paypal;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    lookup_said ls = c->search   ? charge_search_classify(paypal, status, c->resp, c->resp_len)
-                     : c->lookup ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
-                                 : LOOKUP_FOUND;
+    bool replay = c->lookup && !c->by_id; /* a refund's state by id reads as its reply */
+    lookup_said ls = c->search ? charge_search_classify(paypal, status, c->resp, c->resp_len)
+                     : replay  ? charge_lookup_classify(paypal, status, c->resp, c->resp_len)
+                               : LOOKUP_FOUND;
     if (ls != LOOKUP_FOUND) {
       memset(a, 0, sizeof *a);
       a->kind = CHARGE_UNKNOWN;
@@ -149,6 +151,10 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     }
     a->looked_up = c->lookup;
     a->searched = c->search;
+    if (c->by_id && a->kind == CHARGE_REJECTED) { /* a status query's 4xx decides nothing */
+      a->kind = CHARGE_UNKNOWN;
+      a->resource_missing = false;
+    }
   } else {
     long sent = -1; /* unknown counts as written */
     if (curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = -1;
@@ -208,6 +214,18 @@ int charge_http_start_search_op(charge_http *h, http_call *c, const processor *p
   c->mode = CALL_OPERATION;
   c->lookup = c->search = true;
   c->op_kind = op_kind;
+  snprintf(c->currency, sizeof c->currency, "%s", currency);
+  return call_add(h, c);
+}
+
+int charge_http_start_refund_status(charge_http *h, http_call *c, const processor *pr,
+                                    const char *refund_id, const char *currency, void *owner) {
+  char path[512];
+  if (refund_status_path(pr->paypal, refund_id, path, sizeof path)) return -1;
+  call_prepare(h, c, pr, path, NULL, false, "", owner);
+  c->mode = CALL_OPERATION;
+  c->lookup = c->by_id = true;
+  c->op_kind = KIND_REFUND;
   snprintf(c->currency, sizeof c->currency, "%s", currency);
   return call_add(h, c);
 }

@@ -28,6 +28,7 @@ typedef struct http_call {
   int mode;                /* how its answer is read: CALL_SALE, CALL_AUTHORIZE, CALL_OPERATION */
   bool lookup;             /* a status query for the key (charge_lookup.h), not the request */
   bool search;             /* with lookup: a search by our own id instead of the key */
+  bool by_id;              /* with lookup: a refund's current state, by the processor's id */
   int op_kind;             /* CALL_OPERATION: the operation's ps_kind */
   char currency[4];        /* CALL_OPERATION: the operation's currency */
 } http_call;
@@ -95,6 +96,13 @@ int charge_http_start(charge_http *h, http_call *c, const processor *pr, const c
 int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
                          const char *key, int op_kind, const char *currency, bool lookup,
                          void *owner);
+
+/* Starts the query of a refund's current state by the processor's refund
+ * id (GET /v1/refunds/{id}, /v2/payments/refunds/{id}); its answer is read
+ * as a refund's reply, looked_up, and a 4xx decides nothing. Returns 0 or
+ * -1 (nothing sent; an id that is not one). */
+int charge_http_start_refund_status(charge_http *h, http_call *c, const processor *pr,
+                                    const char *refund_id, const char *currency, void *owner);
 
 /* Starts the search for an operation by our own id (what: charge_lookup.h);
  * its answer is read as op_kind's reply. Returns 0 or -1 (nothing sent). */

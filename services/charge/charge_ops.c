@@ -12,6 +12,7 @@
 #include "lifecycle_proc.h"
 #include "log.h"
 #include "operation.h"
+#include "refund_status.h"
 
 static const char SQL_READ[] =
     "SELECT " OP_ROW_COLUMNS ", o.final_capture, coalesce(p.kind, ''),"
@@ -36,6 +37,14 @@ static const char SQL_SENDING[] =
 static const char SQL_SETTLE[] = "SELECT ps_settle_operation($1, $2, $3, $4, $5, $6, $7)";
 
 static const char SQL_ABANDON[] = "SELECT ps_abandon_operation($1, $2, $3)";
+
+/* A counted send that provably wrote nothing (connection refused, curl
+ * refused to start it) is counted as refused, as for sales (charge_db.c), so
+ * a later "no such object" decides (SQL_DECLINE_MISSING). Conditional, in
+ * Postgres: only while processing, never past sends (013's CHECK). */
+static const char SQL_COUNT_REFUSED[] =
+    "UPDATE payment_operations SET refused = refused + 1, updated_at = now()"
+    " WHERE operation_id = $1 AND state = 'processing' AND refused < sends";
 
 /* Forwards a succeeded operation to the ledger with what the processor said. */
 static void forward(stage_ctx *ctx, stage_msg *m, const op_row *row, outbox *out) {
@@ -115,6 +124,17 @@ static log_ctx op_ctx(const stage_ctx *ctx, const citem *x) {
   log_ctx lc = {ctx->cfg->topics.fraud_scored, x->partition, x->offset, x->ev->payment_id,
                 x->ev->payment_key};
   return lc;
+}
+
+/* Returns whether the refused send was counted (else it may have arrived). */
+static bool count_refused(stage_ctx *ctx, const log_ctx *lc, const char *op_id) {
+  const char *v[] = {op_id};
+  char err[512];
+  PGresult *r = pg_exec(&ctx->pg, SQL_COUNT_REFUSED, 1, v, err, sizeof err);
+  bool ok = r && strcmp(PQcmdTuples(r), "1") == 0;
+  if (!r) log_at(LOG_WARN, lc, "operation %s: refused send not counted (%s)", op_id, err);
+  PQclear(r);
+  return ok;
 }
 
 static void learn_breaker(processor *pr, int64_t now, bool failure) {
@@ -197,6 +217,15 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   /* No verdict: a timeout, 5xx, 409, a `pending` refund, a 4xx that decides
    * nothing (401 after a key rotation, a proxy's 404, DUPLICATE_REQUEST_ID).
    * It may have been carried out: never re-sent blindly, asked about. */
+  if (k == CHARGE_NOT_SENT && !x->ans.looked_up) count_refused(ctx, &lc, o->id);
+  if (x->ans.pending_ref) { /* from now on asked by the processor's refund id */
+    refund_status_keep_id(ctx, &lc, o->id, x->ans.charge_id);
+    if (refund_status_past_bound(ctx, o->id))
+      log_at(LOG_ERROR, &lc,
+             "ALERT refund %s pending at %s for more than %d days: not decided by us; held, "
+             "listed in charge_unresolved",
+             o->id, pr->name, REFUND_PENDING_BOUND_DAYS);
+  }
   if (k != CHARGE_NOT_SENT || x->ans.looked_up) o->lookup = true;
   else o->check_resend = true; /* nothing written: re-sent, within the key's lifetime */
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
@@ -512,10 +541,19 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
     }
   }
   x->db.proc = pi;
-  if (charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency, o->lookup, x)) {
+  /* a refund the processor named while pending: its current state, by id */
+  bool by_id = o->lookup && kind == KIND_REFUND && *row.processor_op_id;
+  if (by_id) free(rq.body), rq.body = NULL;
+  if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, row.processor_op_id,
+                                              row.currency, x)
+            : charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency,
+                                   o->lookup, x)) {
     breaker_release(&pr->br);
     free(rq.body);
-    o->lookup = true; /* a counted send that left nothing: the query says so */
+    /* a counted send that left nothing: refused, re-sent; if that is not
+     * booked, the query says so */
+    if (o->lookup || !count_refused(ctx, &lc, row.operation_id)) o->lookup = true;
+    else o->check_resend = true;
     x->next_try_ms = now + 500;
     return;
   }

@@ -21,6 +21,8 @@
  * resource_missing / INVALID_RESOURCE_ID) ends it `declined` with that code
  * when Postgres says no earlier send may have arrived; otherwise it is
  * asked about a bounded number of times, then escalated and dead-lettered.
+ * A refund answered pending is then asked for by the processor's refund
+ * id instead (refund_status.h).
  * The answer is recorded by ps_settle_operation (013): success turns the
  * reservation into captured/released/refunded, a decline gives it back. A
  * succeeded operation goes to the ledger (payments.charged, with its

@@ -219,6 +219,16 @@ static int64_t paypal_fee(json_t *root, const char *currency) {
   return units * scale + frac;
 }
 
+/* A refund the processor holds pending (no verdict): its id is kept, to
+ * ask the processor for that refund's current state (refund_status.h). */
+static void pending_ref(charge_answer *a, ps_kind kind, const char *id, const char *status,
+                        const char *pending, const char *pending2) {
+  if (kind != KIND_REFUND || !id || !*id || !status) return;
+  if (strcmp(status, pending) != 0 && strcmp(status, pending2) != 0) return;
+  a->pending_ref = true;
+  charge_answer_id(a, id);
+}
+
 void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *body, size_t len,
                       const char *currency, charge_answer *a) {
   memset(a, 0, sizeof *a);
@@ -237,11 +247,15 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
         a->kind = CHARGE_SUCCEEDED;
         a->fee_minor = kind == KIND_CAPTURE && fee ? (int64_t)json_integer_value(fee) : 0;
         charge_answer_id(a, id);
-      } else if (kind == KIND_REFUND && status && strcmp(status, "failed") == 0) {
-        declined(a, "refund_failed", jstr(root, "failure_reason"));
+      } else if (kind == KIND_REFUND && status &&
+                 (strcmp(status, "failed") == 0 || strcmp(status, "canceled") == 0)) {
+        const char *why = jstr(root, "failure_reason");
+        declined(a, "refund_failed", why ? why : status);
+        if (id) charge_answer_id(a, id);
       } else {
         a->kind = CHARGE_UNKNOWN;
         charge_answer_error(a, "200 without a completed %s", op_kind_name(kind));
+        pending_ref(a, kind, id, status, "pending", "requires_action");
       }
     } else if ((http_status == 400 || http_status == 402) && err && jstr(err, "code") &&
                strcmp(jstr(err, "code"), "idempotency_error") != 0) {
@@ -262,9 +276,15 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
     } else if (http_status == 422 && root && paypal_issue(root) &&
                strcmp(paypal_issue(root), "DUPLICATE_REQUEST_ID") != 0) {
       declined(a, paypal_issue(root), paypal_issue(root));
+    } else if ((http_status == 200 || http_status == 201) && kind == KIND_REFUND && id &&
+               status && (strcmp(status, "FAILED") == 0 || strcmp(status, "CANCELLED") == 0)) {
+      const char *why = jstr(json_object_get(root, "status_details"), "reason");
+      declined(a, "refund_failed", why ? why : status);
+      charge_answer_id(a, id);
     } else if (http_status == 200 || http_status == 201) {
       a->kind = CHARGE_UNKNOWN;
       charge_answer_error(a, "%ld without a completed %s", http_status, op_kind_name(kind));
+      pending_ref(a, kind, id, status, "PENDING", "PENDING");
     } else if (http_status == 404 && root && paypal_issue(root) &&
                strcmp(paypal_issue(root), "INVALID_RESOURCE_ID") == 0) {
       missing(a, "INVALID_RESOURCE_ID");

@@ -42,6 +42,8 @@ typedef struct charge_answer {
   bool search_none;        /* that search found nothing carrying the id */
   bool resource_missing;   /* 404 resource_missing / INVALID_RESOURCE_ID: what the request
                               acts on does not exist at the processor (lifecycle_proc.h) */
+  bool pending_ref;        /* a refund the processor holds `pending` / `PENDING`: charge_id is
+                              its refund id, for asking its current state (refund_status.h) */
 } charge_answer;
 
 const char *charge_kind_name(charge_kind k);

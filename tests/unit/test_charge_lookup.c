@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "charge_lookup.h"
+#include "refund_status.h"
 
 #define SAID(pp, st, body) charge_lookup_classify(pp, st, body, strlen(body))
 
@@ -77,4 +78,17 @@ Test(charge_lookup, a_search_finds_the_answer_or_says_nothing_carries_the_id) {
   cr_assert_eq(SEARCHED(false, 404, "{\"error\":{\"code\":\"idempotency_key_unknown\"}}"), LOOKUP_AGAIN);
   cr_assert_eq(SEARCHED(false, 404, "<html></html>"), LOOKUP_AGAIN);
   cr_assert_eq(SEARCHED(true, 500, "{}"), LOOKUP_AGAIN);
+}
+
+/* A pending refund's current state is asked by the processor's refund id. */
+Test(charge_lookup, refund_status_paths) {
+  char p[128];
+  cr_assert_eq(refund_status_path(false, "re_123", p, sizeof p), 0);
+  cr_assert_str_eq(p, "/v1/refunds/re_123");
+  cr_assert_eq(refund_status_path(true, "REF-9A", p, sizeof p), 0);
+  cr_assert_str_eq(p, "/v2/payments/refunds/REF-9A");
+  cr_assert_eq(refund_status_path(false, "", p, sizeof p), -1);
+  cr_assert_eq(refund_status_path(false, "re_1/../x", p, sizeof p), -1, "never a path");
+  cr_assert_eq(refund_status_path(false, "re_1?expand=x", p, sizeof p), -1);
+  cr_assert_eq(refund_status_path(false, "re_123", p, 10), -1, "cut is refused");
 }

@@ -157,3 +157,36 @@ Test(lifecycle_proc, no_such_object_is_refused_with_the_processors_code) {
   MAP_OP(true, KIND_REFUND, 404, "<html>not found</html>", &a);
   cr_assert_not(a.resource_missing);
 }
+
+/* A refund the processor holds pending: no verdict, but its id is kept to ask
+ * its current state by id (refund_status.h); its later state by id decides. */
+Test(lifecycle_proc, pending_refunds_keep_the_processors_id) {
+  charge_answer a;
+  MAP_OP(false, KIND_REFUND, 200, "{\"id\":\"re_2\",\"status\":\"pending\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  cr_assert(a.pending_ref);
+  cr_assert_str_eq(a.charge_id, "re_2");
+  charge_answer_clear(&a);
+  MAP_OP(false, KIND_REFUND, 200, "{\"id\":\"re_2\",\"status\":\"canceled\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.error_code, "refund_failed");
+  cr_assert_str_eq(a.decline_code, "canceled");
+  cr_assert_str_eq(a.charge_id, "re_2");
+  charge_answer_clear(&a);
+  MAP_OP(false, KIND_CAPTURE, 200, "{\"id\":\"pi_2\",\"status\":\"pending\"}", &a);
+  cr_assert_not(a.pending_ref, "only a refund is asked by its id");
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_REFUND, 201, "{\"id\":\"REF-1\",\"status\":\"PENDING\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  cr_assert(a.pending_ref);
+  cr_assert_str_eq(a.charge_id, "REF-1");
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_REFUND, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"status_details\":{\"reason\":\"expired_or_canceled_card\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.decline_code, "expired_or_canceled_card");
+  cr_assert_str_eq(a.charge_id, "REF-1");
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_REFUND, 200, "{\"id\":\"REF-1\",\"status\":\"CANCELLED\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  charge_answer_clear(&a);
+}

@@ -58,6 +58,8 @@ int64_t fault_fee(int64_t amount);
 /* Whether this refund is declined (refund_decline_rate, refund_decline_next,
  * refund_decline_payment); *as_failed: Stripe answers 200 status "failed". */
 bool fault_refund_declined(const char *payment_id, bool *as_failed);
+/* Whether this refund is answered pending (refund_pending_next=N: the next N). */
+bool fault_refund_pending(void);
 /* How long an answered idempotency key is remembered, ms (0: for ever). */
 long long fault_key_lifetime_ms(void);
 /* Authorization lifetime in ms (0: never expires). */
@@ -167,6 +169,7 @@ typedef struct sim_refund {
   GArray *parts;      /* refund_part: what it took from each capture */
   int64_t amount;
   bool failed;
+  bool pending;       /* answered pending (refund_pending_next): no verdict yet */
   char *failure_reason;
   char *refund_ref; /* metadata[refund_id] */
   gint64 at;
@@ -287,6 +290,8 @@ void webhook_stop(void);
 /* POST /_sim/dispute and /_sim/refund_fail. */
 enum MHD_Result dispute_handle(struct MHD_Connection *c);
 enum MHD_Result dispute_refund_fail(struct MHD_Connection *c);
+/* POST /_sim/refund_complete?refund=ID: a pending refund succeeds (procsim_refund.c). */
+enum MHD_Result refund_complete_handle(struct MHD_Connection *c);
 
 /* ---- procsim_search.c ------------------------------------------------------ */
 /* Keeps an executed request's answer under the id it carried (a sale's or

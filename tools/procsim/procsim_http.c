@@ -295,6 +295,7 @@ static enum MHD_Result handle_sim(struct MHD_Connection *c, const char *method,
   if (get && strcmp(url, "/_sim/settlement") == 0) return settle_handle(c);
   if (!get && strcmp(url, "/_sim/dispute") == 0) return dispute_handle(c);
   if (!get && strcmp(url, "/_sim/refund_fail") == 0) return dispute_refund_fail(c);
+  if (!get && strcmp(url, "/_sim/refund_complete") == 0) return refund_complete_handle(c);
   if (strcmp(url, "/healthz") == 0) return http_reply(c, 200, "{\"ok\":true}");
   *handled = false;
   return MHD_NO;

@@ -83,7 +83,7 @@ static json_t *capture_json(const sim_capture *c) {
 
 static json_t *refund_json(const sim_refund *r) {
   json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:o,s:o}", "id", r->id, "status",
-                        r->failed ? "FAILED" : "COMPLETED", "amount",
+                        r->failed ? "FAILED" : r->pending ? "PENDING" : "COMPLETED", "amount",
                         amount_json(r->amount, r->p->currency), "custom_id", r->p->payment_id,
                         "capture_id", r->first ? json_string(r->first->id) : json_null(),
                         "create_time", time_json(r->at));
@@ -344,8 +344,9 @@ static unsigned exec_refund(sim_req *q, char **body) {
                 "The refund could not be made: insufficient balance.");
   } else {
     sim_refund *r = store_refund_new(c->p, c, n, false, NULL);
-    store_log("refund", c->p, r->id, n, 0, "succeeded", q->key);
-    webhook_event("refunded", c->p, r);
+    r->pending = fault_refund_pending(); /* its verdict later: refund_fail / refund_complete */
+    store_log("refund", c->p, r->id, n, 0, r->pending ? "pending" : "succeeded", q->key);
+    if (!r->pending) webhook_event("refunded", c->p, r);
     *body = dump(refund_json(r));
   }
   store_unlock();

@@ -94,8 +94,9 @@ static json_t *charge_json(const sim_payment *p, const sim_capture *c) {
 
 static json_t *refund_json(const sim_refund *r) {
   char cur[8];
+  const char *status = r->failed ? "failed" : r->pending ? "pending" : "succeeded";
   json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:s,s:{s:s,s:s},s:I}", "id", r->id, "object",
-                        "refund", "status", r->failed ? "failed" : "succeeded", "amount",
+                        "refund", "status", status, "amount",
                         (json_int_t)r->amount, "charge", str_or_null(r->first ? r->first->id : NULL),
                         "payment_intent", str_or_null(r->p->sale ? NULL : r->p->id), "currency",
                         lower(r->p->currency, cur, sizeof cur), "metadata", "payment_id",
@@ -326,8 +327,9 @@ static unsigned exec_refund(sim_req *q, char **body) {
     }
   } else {
     sim_refund *r = store_refund_new(p, c, n, false, req_form(q, "metadata[refund_id]"));
-    store_log("refund", p, r->id, n, 0, "succeeded", q->key);
-    webhook_event("refunded", p, r);
+    r->pending = fault_refund_pending(); /* its verdict later: refund_fail / refund_complete */
+    store_log("refund", p, r->id, n, 0, r->pending ? "pending" : "succeeded", q->key);
+    if (!r->pending) webhook_event("refunded", p, r);
     *body = dump(refund_json(r));
   }
   store_unlock();

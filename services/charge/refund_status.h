@@ -1,0 +1,42 @@
+/* refund_status: a refund the processor answered `pending` (Stripe) /
+ * `PENDING` (PayPal) has no verdict yet, and the replay of that first
+ * answer (charge_lookup.h's status query) says `pending` for ever, even
+ * after the processor failed or completed it. So the processor's refund id
+ * from that answer is kept on the operation (processor_op_id, written only
+ * while it is `processing` and has none), and from then on the refund's
+ * CURRENT state is asked for by that id (GET /v1/refunds/{id}, GET
+ * /v2/payments/refunds/{id}) instead of the replay: succeeded / COMPLETED
+ * is recorded as a success (028 then applies a kept failure:
+ * succeeded-then-reversed), failed / canceled / FAILED / CANCELLED as a
+ * decline with the processor's reason (the reservation given back, a kept
+ * failure moot), both through ps_settle_operation (conditional on
+ * `processing`); still pending stays held, asked again on the back-off.
+ * A refund still pending REFUND_PENDING_BOUND_DAYS after its first send
+ * is never decided by us: it stays `processing`, its reason written for
+ * charge_unresolved, with an ALERT once per worker. */
+#ifndef REFUND_STATUS_H
+#define REFUND_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kloop.h"
+#include "log.h"
+
+#define REFUND_PENDING_BOUND_DAYS 7
+
+/* The path of the query for refund id (flavour's route) into out[len].
+ * Returns 0, or -1 for an id that is not a plain id. */
+int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len);
+
+/* Keeps the processor's refund id of a pending refund on operation op_id
+ * (conditional: still `processing`, a refund, no id yet). */
+void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
+                           const char *refund_id);
+
+/* A refund still pending at the processor: past the bound (Postgres
+ * decides from its first send), its reason is written for
+ * charge_unresolved. Returns true when it is past the bound. */
+bool refund_status_past_bound(stage_ctx *ctx, const char *op_id);
+
+#endif

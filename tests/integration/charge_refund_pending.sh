@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# A refund the processor answers `pending` gets its verdict later (#20 item 1).
+# The replay of the first answer (_lookup) says `pending` for ever, so charge
+# keeps the processor's refund id from that answer and asks the refund's
+# CURRENT state by id (GET /v1/refunds/{id}; PayPal /v2/payments/refunds/{id}):
+#  - a pending refund that fails later, its refund.failed webhook LOST: only
+#    charge's query can end it — `declined` refund_failed, its reservation
+#    given back, one outcome;
+#  - the same with the failure webhook delivered (charge's queries answered
+#    503 until the failure is kept): the kept failure becomes moot, the
+#    refund `declined` once, one outcome;
+#  - a pending refund that later succeeds: posted once, one outcome.
+# Books balanced, payctl ledger verify clean. Before the fix both failed
+# refunds stayed `processing` with their amount reserved for ever.
+# Both flavours: FLAVOUR=paypal (charge_refund_pending_paypal.sh) makes
+# charge speak PayPal's /v2 API to procsim as processor `paypal`.
+source "$(dirname "$0")/lib.sh"
+R=$PAYSTREAM_RUN_DIR
+FLAVOUR=${FLAVOUR:-stripe}
+if [ "$FLAVOUR" = paypal ]; then
+  export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
+  export PAYSTREAM_WEBHOOK_ID_PAYPAL=WH-ID-procsim
+fi
+stack_up
+export PAYSTREAM_PROCESSOR_TIMEOUT_MS=4000
+start_events_pipeline
+SIM="http://127.0.0.1:$(cat "$R/procsim.port")"
+WH="http://127.0.0.1:$(cat "$R/webhook/webhook-1.port")/webhooks"
+SECRET=$(cat "$R/secrets/webhook-$FLAVOUR")
+sale() { "$PAYCTL" sale m1 "$1" --amount 10000 --currency USD --customer "c-$1" >/dev/null; }
+refund() { "$PAYCTL" refund m1 "$1" --key "$2" --amount "$3" --currency USD >/dev/null; }
+op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
+amounts() { sql "SELECT captured_minor, refunded_minor, refunding_minor FROM payments WHERE payment_id = '$1'" | tr '\t' ' '; }
+effect_of() { sql "SELECT string_agg(effect, ' ' ORDER BY applied_at) FROM processor_event_effects WHERE operation_id = '$1' AND effect <> 'ignored'"; }
+has_effect() { [ "$(effect_of "$1")" = "$2" ]; }
+postings() { sql "SELECT string_agg(kind, ' ' ORDER BY transaction_id) FROM ledger_transactions WHERE operation_id = '$1'"; }
+outcomes_of() { "$PAYCTL" outcomes 2>/dev/null | jq -r --arg o "$1" 'select(.operation_id == $o) | "\(.status) \(.error_code // "")"' | sed 's/ $//' | sort | paste -sd, -; }
+sim_refund_of() { curl -sf "$SIM/_sim/operations?payment_id=$1" | jq -r '.data[] | select(.op == "refund") | .object_id' | head -1; }
+has_sim_refund() { [ -n "$(sim_refund_of "$1")" ]; }
+queried_by_id() { grep -q "refund $1 pending at the processor as $2" "$R/logs/charge-1.log"; }
+verify() { check "payctl ledger verify is clean ($1)" quietly "$PAYCTL" ledger verify; }
+# pending_refund SALE KEY AMOUNT: the refund answered pending; sets P, OP, RID.
+pending_refund() {
+  P=$(pid_of "$1")
+  sim "refund_pending_next=1" "$SIM"
+  refund "$1" "$2" "$3"
+  check "  procsim holds the refund pending" wait_until 60 has_sim_refund "$P"
+  RID=$(sim_refund_of "$P")
+  OP=$(op_col "$2" operation_id)
+  check "  charge keeps the processor's refund id" wait_until 60 eval '[ "$(op_col '"$2"' processor_op_id)" = "$RID" ]'
+  eq "  held: processing, its amount reserved" "processing 10000 0 $3" "$(op_col "$2" state) $(amounts "$P")"
+}
+
+for s in lost hook ok; do sale "$s"; done
+for s in lost hook ok; do check "sale $s succeeds" wait_until 120 is_status "$s" succeeded; done
+sim "${FLAVOUR}_webhook_url=$WH/$FLAVOUR&${FLAVOUR}_webhook_secret=$SECRET&webhook_retry_ms=100" "$SIM"
+eq "charge speaks $FLAVOUR to procsim" "$FLAVOUR" \
+  "$(curl -sf "$SIM/_sim/operations?payment_id=$(pid_of lost)" | jq -r '[.. | objects | .flavour? // empty] | unique | join(",")')"
+
+log "a pending refund that fails later, its failure webhook lost"
+pending_refund lost lost-r 4000
+sim "webhook_lose_next=1" "$SIM"
+eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$RID")"
+check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col lost-r state)" = declined ]'
+eq "declined with the processor's reason" "declined refund_failed expired_or_canceled_card" \
+  "$(op_state lost-r) $(op_col lost-r decline_code)"
+eq "the reservation given back, nothing posted, no webhook applied" "10000 0 0 | |" \
+  "$(amounts "$P") |$(postings "$OP") |$(effect_of "$OP")"
+one_declined() { [ "$(outcomes_of "$OP")" = "declined refund_failed" ]; }
+check "one outcome: declined" wait_until 60 one_declined
+verify "lost webhook"
+
+log "a pending refund that fails later, its failure webhook delivered"
+pending_refund hook hook-r 5000
+sim "fail_rate=1&fail_status=503" "$SIM"
+eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$RID")"
+check "its failure webhook is kept" wait_until 60 has_effect "$OP" refund_failure_kept
+sim "fail_rate=0" "$SIM"
+check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col hook-r state)" = declined ]'
+eq "declined once, the reservation given back, nothing posted, the failure moot" \
+  "declined refund_failed 10000 0 0 | moot" \
+  "$(op_state hook-r) $(amounts "$P") |$(postings "$OP") $(sql "SELECT state FROM refund_failures WHERE operation_id = '$OP'")"
+one_declined() { [ "$(outcomes_of "$OP")" = "declined refund_failed" ]; }
+check "one outcome: declined" wait_until 60 one_declined
+verify "delivered webhook"
+
+log "a pending refund that succeeds later"
+pending_refund ok ok-r 3000
+eq "procsim completes the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_complete?refund=$RID")"
+check "it is posted" wait_until 60 eval '[ "$(op_col ok-r state)" = posted ]'
+eq "refunded once" "10000 3000 0 | refund" "$(amounts "$P") | $(postings "$OP")"
+one_ok() { [ "$(outcomes_of "$OP")" = "succeeded" ]; }
+check "one outcome: succeeded" wait_until 60 one_ok
+check "every stage caught up" wait_until 60 caught_up charge ledger
+for k in lost-r hook-r; do
+  eq "$k: still one outcome" "declined refund_failed" "$(outcomes_of "$(op_col $k operation_id)")"
+done
+eq "ok-r: still one outcome" "succeeded" "$(outcomes_of "$OP")"
+verify "end"
+check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
+check "no sanitizer reports" no_sanitizer_reports
+finish
