@@ -230,7 +230,9 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   else o->check_resend = true; /* nothing written: re-sent, within the key's lifetime */
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
          pr->name, x->ans.looked_up ? " (status query)" : "", charge_kind_name(k), x->ans.error);
-  hold(x, now, charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
+  double j = (double)rand() / ((double)RAND_MAX + 1);
+  hold(x, now, x->ans.pending_ref ? refund_status_backoff_ms(held_ms(x, now), j)
+                                  : charge_backoff_ms(o->tries++, j));
 }
 
 /* ---- no such object; past the key's lifetime (#20 review 6 and 2) --------------- */

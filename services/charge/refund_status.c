@@ -59,3 +59,10 @@ bool refund_status_past_bound(stage_ctx *ctx, const char *op_id) {
   PQclear(r);
   return past;
 }
+
+long refund_status_backoff_ms(int64_t held_ms, double jitter) {
+  long base = held_ms < 60 * 1000 ? 2000 : held_ms < 3600 * 1000 ? 20 * 1000 : 300 * 1000;
+  if (jitter < 0) jitter = 0;
+  if (jitter >= 1) jitter = 0.999999;
+  return base + (long)(jitter * (double)(base / 2));
+}

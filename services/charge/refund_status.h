@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kloop.h"
 #include "log.h"
@@ -38,5 +39,12 @@ void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
  * decides from its first send), its reason is written for
  * charge_unresolved. Returns true when it is past the bound. */
 bool refund_status_past_bound(stage_ctx *ctx, const char *op_id);
+
+/* When to ask again about a refund the processor says is still pending,
+ * held for held_ms so far: every 2-3 s at first (a late failure or success
+ * is usually minutes away), 20-30 s after a minute, 5-7.5 min after an
+ * hour — a pending refund may last days, and every one asked every 2 s
+ * would spend the processor's rate limit. jitter in [0, 1). */
+long refund_status_backoff_ms(int64_t held_ms, double jitter);
 
 #endif
