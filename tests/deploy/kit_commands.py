@@ -54,6 +54,7 @@ applied by Strimzi's operator, not by a command: validate.py checks them.
 
 usage: kit_commands.py <repo> <build-dir> [--compose FILE]
 Exit status 1 lists what failed."""
+import base64
 import http.server
 import json
 import os
@@ -66,6 +67,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 import yaml
 
@@ -273,6 +275,9 @@ def compose_kafka_props(svc):
             if k.startswith("KAFKA_")]
 
 
+JVM_SHORT_LIVED = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto"]
+
+
 class KafkaBroker:
     """A single-node KRaft broker from the jars of the compose image's Kafka
     version (fetch --tools) with the given settings (the compose `kafka`
@@ -299,9 +304,19 @@ class KafkaBroker:
                                             "log4j.appender.stderr.Target=System.err\n"
                                             "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n"
                                             "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n")
-        self.java = ["java", f"-Dlog4j.configuration=file:{d}/log4j.properties", "-cp", f"{libs}/*"]
-        cluster = subprocess.run(self.java + ["kafka.tools.StorageTool", "random-uuid"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        # A JVM per tool run and per readiness poll (and the broker): so the JIT's
+        # first tier, the serial collector and the JDK's class-data archive,
+        # as deploy/local/kafka/broker.sh starts its nodes (KAFKA_JVM_OPTS's
+        # default there). The classes run are the image's; only the JVM's
+        # tuning differs, as it already did (kafka-run-class.sh's G1 options).
+        self.java = ["java", *JVM_SHORT_LIVED, f"-Dlog4j.configuration=file:{d}/log4j.properties",
+                     "-cp", f"{libs}/*"]
+        # StorageTool random-uuid's answer, without a JVM: Uuid.randomUuid()
+        # is a random (v4) UUID in unpadded URL-safe base64, never one that
+        # starts with "-".
+        cluster = "-"
+        while cluster.startswith("-"):
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         scram = [a for u, pw in scram_users for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={pw}]")]
         sh(self.java + ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)] + scram,
            stdout=subprocess.DEVNULL)
@@ -311,7 +326,7 @@ class KafkaBroker:
         pathlib.Path("/opt/kafka/bin").mkdir(parents=True, exist_ok=True)
         script = pathlib.Path("/opt/kafka/bin/kafka-topics.sh")
         script.write_text("#!/bin/sh\n# as the image's: kafka-run-class.sh org.apache.kafka.tools.TopicCommand\n"
-                          f"exec {' '.join(self.java[:2])} -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
+                          f"exec {' '.join(self.java[:-2])} -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
         script.chmod(0o755)
 
     def ready(self, bootstrap="kafka:9092"):
