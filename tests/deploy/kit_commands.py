@@ -54,6 +54,8 @@ applied by Strimzi's operator, not by a command: validate.py checks them.
 
 usage: kit_commands.py <repo> <build-dir> [--compose FILE]
 Exit status 1 lists what failed."""
+import base64
+import hashlib
 import http.server
 import json
 import os
@@ -66,6 +68,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 import yaml
 
@@ -273,6 +276,20 @@ def compose_kafka_props(svc):
             if k.startswith("KAFKA_")]
 
 
+JVM_SHORT_LIVED = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto"]
+
+
+def tools_archive(libs):
+    """A class-data archive of what a Kafka tool run loads (TopicCommand and
+    its admin client), made once per machine beside the jars, as
+    deploy/local/kafka/broker.sh keeps its broker-*.jsa; keyed by the JVM
+    (an archive from another JVM build would be refused)."""
+    java = pathlib.Path(shutil.which("java") or "java").resolve()
+    ident = " ".join(f"{st.st_size}-{int(st.st_mtime)}" for st in
+                     (p.stat() for p in (java, java.parent.parent / "lib/server/libjvm.so") if p.exists()))
+    return pathlib.Path(libs).parent / f"kit-tools-{hashlib.md5(ident.encode()).hexdigest()[:12]}.jsa"
+
+
 class KafkaBroker:
     """A single-node KRaft broker from the jars of the compose image's Kafka
     version (fetch --tools) with the given settings (the compose `kafka`
@@ -299,9 +316,20 @@ class KafkaBroker:
                                             "log4j.appender.stderr.Target=System.err\n"
                                             "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n"
                                             "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n")
-        self.java = ["java", f"-Dlog4j.configuration=file:{d}/log4j.properties", "-cp", f"{libs}/*"]
-        cluster = subprocess.run(self.java + ["kafka.tools.StorageTool", "random-uuid"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        # A JVM per tool run and per readiness poll (and the broker): so the JIT's
+        # first tier, the serial collector and the JDK's class-data archive,
+        # as deploy/local/kafka/broker.sh starts its nodes (KAFKA_JVM_OPTS's
+        # default there). The classes run are the image's; only the JVM's
+        # tuning differs, as it already did (kafka-run-class.sh's G1 options).
+        self.java = ["java", *JVM_SHORT_LIVED, f"-Dlog4j.configuration=file:{d}/log4j.properties",
+                     "-cp", f"{libs}/*"]
+        self.jsa = tools_archive(libs)
+        # StorageTool random-uuid's answer, without a JVM: Uuid.randomUuid()
+        # is a random (v4) UUID in unpadded URL-safe base64, never one that
+        # starts with "-".
+        cluster = "-"
+        while cluster.startswith("-"):
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         scram = [a for u, pw in scram_users for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={pw}]")]
         sh(self.java + ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)] + scram,
            stdout=subprocess.DEVNULL)
@@ -311,16 +339,34 @@ class KafkaBroker:
         pathlib.Path("/opt/kafka/bin").mkdir(parents=True, exist_ok=True)
         script = pathlib.Path("/opt/kafka/bin/kafka-topics.sh")
         script.write_text("#!/bin/sh\n# as the image's: kafka-run-class.sh org.apache.kafka.tools.TopicCommand\n"
-                          f"exec {' '.join(self.java[:2])} -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
+                          f"cds=; [ -s '{self.jsa}' ] && cds='-XX:SharedArchiveFile={self.jsa}'\n"
+                          f"exec {' '.join(self.java[:-2])} $cds -cp '{libs}/*' org.apache.kafka.tools.TopicCommand \"$@\"\n")
         script.chmod(0o755)
 
     def ready(self, bootstrap="kafka:9092"):
-        return port_open(9092) and subprocess.run(
-            ["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", bootstrap, "--list"],
-            capture_output=True).returncode == 0
+        if not (port_open(9092) and subprocess.run(
+                ["/opt/kafka/bin/kafka-topics.sh", "--bootstrap-server", bootstrap, "--list"],
+                capture_output=True).returncode == 0):
+            return False
+        if not self.jsa.exists():
+            # The first run on this machine: the same listing again, its
+            # classes archived at exit (a failure only leaves it out).
+            tmp = self.jsa.with_name(f"{self.jsa.name}.{os.getpid()}.tmp")
+            subprocess.run(self.java[:-2] + [f"-XX:ArchiveClassesAtExit={tmp}"] + self.java[-2:] +
+                           ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", bootstrap, "--list"],
+                           capture_output=True)
+            if tmp.exists() and tmp.stat().st_size > 0:
+                os.replace(tmp, self.jsa)
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def tool_java(self):
+        """The JVM command for a Kafka tool class, with the tools' archive once made."""
+        cds = [f"-XX:SharedArchiveFile={self.jsa}"] if self.jsa.exists() else []
+        return self.java[:-2] + cds + self.java[-2:]
 
     def tool(self, cls, args):
-        r = subprocess.run(self.java + [cls, "--bootstrap-server", "127.0.0.1:9092"] + args,
+        r = subprocess.run(self.tool_java() + [cls, "--bootstrap-server", "127.0.0.1:9092"] + args,
                            capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"kafka {cls.rsplit('.', 1)[1]} {' '.join(args)}: {(r.stderr + r.stdout).strip()[-300:]}")

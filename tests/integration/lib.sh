@@ -350,3 +350,9 @@ dispute_lost asset:disputed_funds C 4000" "$(postings "$P")"
     "$(curl -sf "$SIM/_sim/totals?payment_id=$P" | jq -r '"\(.captured) \(.refunded) \(.disputed)"')"
   verify "lost"
 }
+
+# Postgres without fsync and full-page writes for every scenario's stack
+# (durability across an OS crash only; deploy/local/stack's pg_fast_conf
+# says why the scenarios' crashes are unaffected). PAYSTREAM_PG_FAST=0 to
+# run a scenario with the durable settings.
+export PAYSTREAM_PG_FAST=${PAYSTREAM_PG_FAST:-1}
