@@ -231,7 +231,7 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
          pr->name, x->ans.looked_up ? " (status query)" : "", charge_kind_name(k), x->ans.error);
   double j = (double)rand() / ((double)RAND_MAX + 1);
-  hold(x, now, x->ans.pending_ref ? refund_status_backoff_ms(held_ms(x, now), j)
+  hold(x, now, x->ans.pending_ref ? refund_status_backoff_ms(charge_op_unresolved_ms(x, now), j)
                                   : charge_backoff_ms(o->tries++, j));
 }
 
