@@ -92,3 +92,15 @@ Test(charge_lookup, refund_status_paths) {
   cr_assert_eq(refund_status_path(false, "re_1?expand=x", p, sizeof p), -1);
   cr_assert_eq(refund_status_path(false, "re_123", p, 10), -1, "cut is refused");
 }
+
+/* A refund still pending is asked ever less often: 2-3 s for its first
+ * minute, 20-30 s up to an hour, then 5-7.5 min. */
+Test(charge_lookup, refund_pending_backoff) {
+  cr_assert_eq(refund_status_backoff_ms(0, 0), 2000);
+  cr_assert_eq(refund_status_backoff_ms(59 * 1000, 0.999), 2000 + 999);
+  cr_assert_eq(refund_status_backoff_ms(60 * 1000, 0), 20 * 1000);
+  cr_assert_eq(refund_status_backoff_ms(3600 * 1000 - 1, 0.5), 25 * 1000);
+  cr_assert_eq(refund_status_backoff_ms(3600 * 1000, 0), 300 * 1000);
+  cr_assert_eq(refund_status_backoff_ms((int64_t)7 * 86400 * 1000, 1.5), 300 * 1000 + 150 * 1000 - 1,
+               "jitter clamped below 1");
+}
