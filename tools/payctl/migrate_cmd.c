@@ -104,7 +104,8 @@ static int exec_ok(PGconn *c, const char *sql, int n, const char *const *v) {
 /* One attempt: the file's SQL and its record, in one transaction, after the
  * migrators' advisory lock, every lock wait bounded by lock_timeout (a file
  * may set its own). Returns 0, 1 when a lock wait timed out (rolled back,
- * waited says for what), or -1 (rolled back, error printed). */
+ * waited says for what), 2 when another migrator applied it meanwhile
+ * (nothing done), or -1 (rolled back, error printed). */
 static int attempt(PGconn *c, const char *name, const char *sql, const mig_limits *lim,
                    char *waited, size_t waitedlen) {
   char timeout[32], state[6] = "", msg[1024] = "";
@@ -116,6 +117,22 @@ static int attempt(PGconn *c, const char *name, const char *sql, const mig_limit
            exec_ok(c, "SELECT pg_advisory_xact_lock(4242)", 0, NULL) &&
            exec_ok(c, "SELECT set_config('lock_timeout', $1, true)", 1, tv);
   if (!ok) snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+  /* Asked again under the lock: another migrator may have applied the
+   * file since it was found missing (while this one waited for the lock
+   * or paused between attempts). */
+  if (ok) {
+    PGresult *res =
+        PQexecParams(c, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, NULL, nv, NULL,
+                     NULL, 0);
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    int applied = ok && PQntuples(res) > 0;
+    if (!ok) snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+    PQclear(res);
+    if (applied) {
+      PQclear(PQexec(c, "ROLLBACK"));
+      return 2;
+    }
+  }
   if (ok && run_watched(c, sql, lim, state, msg, sizeof msg, waited, waitedlen)) ok = 0;
   if (ok && !exec_ok(c,
                      "INSERT INTO schema_migrations (version) VALUES ($1)"
@@ -145,7 +162,14 @@ static int apply(PGconn *c, const char *name, const char *sql, const mig_limits 
   for (long long k = 0;; k++) {
     char waited[256] = "";
     int r = attempt(c, name, sql, lim, waited, sizeof waited);
-    if (r == 0) return 0;
+    if (r == 0) {
+      printf("applied %s\n", name);
+      return PAYCTL_OK;
+    }
+    if (r == 2) {
+      printf("%s was applied by another migrator\n", name);
+      return PAYCTL_OK;
+    }
     if (r < 0) return PAYCTL_FAILED;
     if (!*waited) snprintf(waited, sizeof waited, "a lock");
     if (k >= lim->retries) {
@@ -230,9 +254,8 @@ int cmd_migrate(payctl *p, int argc, char **argv) {
     if (!g_file_get_contents(path, &sql, NULL, NULL)) {
       fprintf(stderr, "payctl: could not read %s\n", path);
       rc = PAYCTL_FAILED;
-    } else if ((rc = apply(p->pg.conn, name, sql, &lim)) != PAYCTL_OK) {
     } else {
-      printf("applied %s\n", name);
+      rc = apply(p->pg.conn, name, sql, &lim);
     }
     g_free(sql);
     g_free(path);
