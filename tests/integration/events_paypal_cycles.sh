@@ -176,6 +176,17 @@ eq "the hold released (counts as 029: the won close implies the reinstatement), 
   "won 1 0 0 0" \
   "$(sql "SELECT d.status, d.withdrawn_count, d.reinstated_count, d.held_minor, p.disputed_minor
             FROM disputes d JOIN payments p USING (payment_id) WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')"
+sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_id, object_id, object_type,
+       charge_id, payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
+       kafka_partition, kafka_offset)
+     SELECT processor, 'WH-IMPLAUSIBLE-2', flavour, type, payment_id, object_id, object_type, charge_id,
+            payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
+            kafka_partition, kafka_offset + 1
+       FROM processor_events WHERE event_id = 'WH-IMPLAUSIBLE-1'" >/dev/null
+eq "a list of 150 movements each way is over the cap (100): ignored, noted" \
+  "dispute won an implausible movement list (150 withdrawals, 150 reinstatements) ignored: counted as one movement per event" \
+  "$(sql "SELECT effect, dispute_status, note FROM ps_apply_processor_event('paypal', 'WH-IMPLAUSIBLE-2',
+           'dispute', 'won', NULL, NULL, '', '', 150, 150)" | tr '\t' ' ')"
 eq "its postings: one withdrawal, one reinstatement" \
   "dispute_reinstatement 1
 dispute_withdrawal 1" \
