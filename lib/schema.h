@@ -6,6 +6,6 @@
 #ifndef PS_SCHEMA_H
 #define PS_SCHEMA_H
 
-#define PS_DB_SCHEMA_VERSION "035_dispute_movements.sql"
+#define PS_DB_SCHEMA_VERSION "036_dispute_movements_guard.sql"
 
 #endif

@@ -34,19 +34,32 @@ static int64_t fee_of(json_t *obj, bool paypal) {
   return -1;
 }
 
+/* A fee movement: PayPal's money_movement reasons DISPUTE_FEE,
+ * CHARGEBACK_FEE, DISPUTE_SETTLEMENT_FEE (any reason naming a fee). The
+ * fee is the dispute's `fee`, posted once (029), never a withdrawal. */
+static bool fee_reason(const char *reason) { return reason && strstr(reason, "FEE") != NULL; }
+
 /* A PayPal dispute's money_movements (cumulative, append-only: each entry
  * one movement, its index its identity): the seller's DEBITs and CREDITs
- * so far. Both -1 when the list is absent or not a list. */
+ * of the disputed funds so far (fee movements not counted). Both -1 when
+ * the list is absent or not a list. A movement of part of the disputed
+ * amount counts as one movement all the same (the postings are of the
+ * dispute's amount, as 029's); m->partial says the list holds one. */
 static void movements(json_t *res, ev_map *m) {
   json_t *mv = json_object_get(res, "money_movements");
   if (!json_is_array(mv)) return;
   m->withdrawals = m->reinstatements = 0;
+  int64_t disputed = paypal_minor(json_object_get(res, "dispute_amount"));
   size_t i;
   json_t *x;
   json_array_foreach(mv, i, x) {
-    if (!is(str_at(x, "affected_party"), "SELLER")) continue;
-    if (is(str_at(x, "type"), "DEBIT")) m->withdrawals++;
-    else if (is(str_at(x, "type"), "CREDIT")) m->reinstatements++;
+    if (!is(str_at(x, "affected_party"), "SELLER") || fee_reason(str_at(x, "reason"))) continue;
+    bool debit = is(str_at(x, "type"), "DEBIT");
+    if (!debit && !is(str_at(x, "type"), "CREDIT")) continue;
+    if (debit) m->withdrawals++;
+    else m->reinstatements++;
+    int64_t a = paypal_minor(json_object_get(x, "amount"));
+    if (disputed >= 0 && a >= 0 && a != disputed) m->partial = true;
   }
 }
 

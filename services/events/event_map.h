@@ -7,6 +7,7 @@
 #ifndef EVENTS_EVENT_MAP_H
 #define EVENTS_EVENT_MAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "payments.pb-c.h"
@@ -29,8 +30,13 @@ typedef struct ev_map {
   /* A PayPal-like dispute resource's cumulative money_movements: how many
    * times the funds were withdrawn from (DEBIT) and given back to (CREDIT)
    * the seller so far; -1 when the resource carries no such list (a Stripe
-   * event, an old-style PayPal event: each event is then one movement). */
+   * event, an old-style PayPal event: each event is then one movement).
+   * Only movements of the disputed funds: a fee movement (its reason names
+   * a fee: DISPUTE_FEE, CHARGEBACK_FEE, DISPUTE_SETTLEMENT_FEE) is not one. */
   int withdrawals, reinstatements;
+  /* one of them moved an amount other than the dispute's: counted all the
+   * same, the dispute's amount posted (logged by the caller) */
+  bool partial;
 } ev_map;
 
 /* Fills m for e. Returns 0, or -1 when the event names an action it

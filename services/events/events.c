@@ -84,6 +84,9 @@ events_result events_record(pg_conn *pg, const cfg *c, const rd_kafka_message_t 
   if (ev_map_event(e, &map) != 0)
     log_at(LOG_WARN, &lc, "processor event %s (%s): a status this stage does not know; recorded, not applied",
            e->event_id, e->type);
+  if (map.partial)
+    log_at(LOG_WARN, &lc, "processor event %s (%s): a dispute movement of part of its amount, "
+           "counted as one movement of the dispute's amount", e->event_id, e->type);
   char *decline = NULL, fee[32] = "", wd[16] = "", rs[16] = "";
   int rc = 0;
   if (map.action == EV_CHARGE_FAILED) rc = events_decline_outcome(pg, e, &map, &decline, err, sizeof err);

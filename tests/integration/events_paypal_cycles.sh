@@ -11,6 +11,11 @@
 # again, lost: exactly two withdrawals and one reinstatement posted (gross
 # and net as DESIGN's table), the dispute's counts right, the day's
 # settlement report reconciles clean and its payout posts once.
+# procsim lists the dispute's fee as a SELLER DEBIT of its own (reason
+# DISPUTE_FEE): it is no withdrawal. A second dispute, won, whose list holds
+# hold DEBIT, fee DEBIT, hold CREDIT: one withdrawal and one reinstatement
+# posted (not two of each), the fee once. Last, an event whose movement list
+# is implausible (a stray CREDIT) still applies its status (036).
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
 export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
@@ -39,12 +44,12 @@ post "/_sim/dispute?id=$DP&action=funds_withdrawn" >/dev/null
 post "/_sim/config?webhook_reorder_next=1&webhook_reorder_ms=3000" >/dev/null
 for _ in 1 2 3; do post "/_sim/dispute?id=$DP&action=update" >/dev/null; done
 check "its five events applied" wait_until 60 applied 5
-eq "the updates still say funds_withdrawn (sticky), with one DEBIT in their movement list" \
-  "funds_withdrawn 1 3" \
+eq "the updates still say funds_withdrawn (sticky), with two DEBITs in their movement list: the hold and its fee" \
+  "funds_withdrawn DISPUTE_HOLD,DISPUTE_FEE 3" \
   "$(sql "SELECT convert_from(raw_body, 'UTF8') FROM processor_events WHERE payment_id = '$P'
            AND type = 'CUSTOMER.DISPUTE.UPDATED'" |
      jq -rs '[.[] | select(.resource.last_action == "funds_withdrawn")] |
-             "\(.[-1].resource.last_action) \([.[-1].resource.money_movements[] | select(.type == "DEBIT")] | length) \(length - 1)"')"
+             "\(.[-1].resource.last_action) \([.[-1].resource.money_movements[] | select(.type == "DEBIT") | .reason] | join(",")) \(length - 1)"')"
 eq "one withdrawal counted, not four" "withdrawn 1 0" \
   "$(sql "SELECT status, withdrawn_count, reinstated_count FROM disputes WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
 
@@ -95,13 +100,50 @@ eq "the payment holds 4000 disputed" "10000 0 4000" \
   "$(sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$P'" | tr '\t' ' ')"
 check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
 
+log "another dispute, won: its list carries the fee as a DEBIT of its own (at ${SECONDS} s)"
+"$PAYCTL" sale m1 cyc-won --amount 10000 --currency USD --customer c-cyc >/dev/null
+check "the second sale succeeds" wait_until 120 is_status cyc-won succeeded
+P2=$(pid_of cyc-won)
+DW=$(post "/_sim/dispute?charge=$(charge_of "$P2")&amount=3000&fee=700" | jq -r .id)
+post "/_sim/dispute?id=$DW&action=funds_withdrawn" >/dev/null
+post "/_sim/dispute?id=$DW&action=update" >/dev/null
+post "/_sim/dispute?id=$DW&action=won" >/dev/null
+won_is() { [ "$(sql "SELECT status FROM disputes WHERE processor_dispute_id = '$DW'")" = won ]; }
+check "the dispute ends won" wait_until 60 won_is
+applied_to() { [ "$(sql "SELECT count(*) FROM processor_event_effects WHERE payment_id = '$1'")" -ge "$2" ]; }
+check "all four of its events applied" wait_until 60 applied_to "$P2" 4
+eq "its last list: hold DEBIT, fee DEBIT, hold CREDIT" "DEBIT DISPUTE_HOLD,DEBIT DISPUTE_FEE,CREDIT DISPUTE_SETTLEMENT" \
+  "$(sql "SELECT convert_from(raw_body, 'UTF8') FROM processor_events WHERE payment_id = '$P2'
+           AND type = 'CUSTOMER.DISPUTE.RESOLVED'" |
+     jq -r '[.resource.money_movements[] | "\(.type) \(.reason)"] | join(",")')"
+eq "won: one withdrawal and one reinstatement counted (the fee DEBIT is no withdrawal), nothing held" \
+  "won 1 1 0 700" \
+  "$(sql "SELECT status, withdrawn_count, reinstated_count, held_minor, fee_minor FROM disputes
+          WHERE processor_dispute_id = '$DW'" | tr '\t' ' ')"
+eq "gross: one withdrawal, one reinstatement, the fee once" \
+  "dispute_fee 1
+dispute_reinstatement 1
+dispute_withdrawal 1" \
+  "$(sql "SELECT split_part(kind, ':', 1), count(*) FROM ledger_transactions WHERE payment_id = '$P2'
+           AND dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+eq "net: the receivable down by the fee only, nothing disputed" \
+  "asset:disputed_funds 0
+asset:processor_receivable:paypal -700
+expense:chargebacks 700" \
+  "$(sql "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount_minor ELSE -e.amount_minor END)
+            FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)
+            JOIN ledger_accounts a USING (account_id)
+           WHERE t.payment_id = '$P2' AND t.dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+eq "the second payment holds nothing disputed" "10000 0 0" \
+  "$(sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$P2'" | tr '\t' ' ')"
+
 log "the day's PayPal settlement report reconciles (at ${SECONDS} s)"
 DAY=$(date -u +%F)
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=paypal" >"$R/settlement.csv"
 PAYOUT=$(awk -F, '$1 == "payout" { print $3 " " $4 }' "$R/settlement.csv")
 check "one PayPal payout line" grep -qE "^PAYOUT_[0-9]{8}_USD -?[0-9]+$" <<<"$PAYOUT"
-eq "the report: one charge, two withdrawals, one reinstatement" \
-  "charge 1 dispute_reinstatement 1 dispute_withdrawal 2" \
+eq "the report: two charges, three withdrawals, two reinstatements" \
+  "charge 2 dispute_reinstatement 2 dispute_withdrawal 3" \
   "$(awk -F, 'NR > 1 && $1 != "payout" { n[$1]++ } END { for (t in n) print t, n[t] }' "$R/settlement.csv" | sort | tr '\n' ' ' | sed 's/ $//')"
 "$PAYCTL" reconcile --report "$R/settlement.csv" --processor paypal >"$R/reconcile.txt" 2>&1
 eq "payctl reconcile --report finds no mismatch (exit 0)" 0 "$?"
@@ -111,6 +153,46 @@ eq "and posts the day's payout once, for the report's net" "paypal $PAYOUT" \
 "$PAYCTL" reconcile --report "$R/settlement.csv" --processor paypal >"$R/reconcile2.txt" 2>&1
 eq "the same report again is clean (exit 0) and posts nothing more" "0 1" \
   "$? $(sql "SELECT count(*) FROM ledger_transactions t JOIN settlement_payouts s USING (transaction_id)")"
+log "an event whose movement list is implausible still applies its status (at ${SECONDS} s)"
+# procsim never lists more CREDITs than DEBITs: the event is the withdrawn
+# one's row re-recorded as RESOLVED, applied with a stray CREDIT (1 DEBIT, 2
+# CREDITs). Its status applies, the counts ignored (029: one per event).
+D3=$(post "/_sim/dispute?charge=$(charge_of "$P2")&amount=2000" | jq -r .id)
+post "/_sim/dispute?id=$D3&action=funds_withdrawn" >/dev/null
+d3_withdrawn() { [ "$(sql "SELECT status, withdrawn_count FROM disputes WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')" = "withdrawn 1" ]; }
+check "the third dispute's funds are withdrawn" wait_until 60 d3_withdrawn
+sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_id, object_id, object_type,
+       charge_id, payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
+       kafka_partition, kafka_offset)
+     SELECT processor, 'WH-IMPLAUSIBLE-1', flavour, 'CUSTOMER.DISPUTE.RESOLVED', payment_id, object_id,
+            object_type, charge_id, payment_intent_id, 'RESOLVED', amount_minor, currency, occurred_at,
+            received_at, raw_body, kafka_partition, kafka_offset + 1000000
+       FROM processor_events WHERE object_id = '$D3' ORDER BY kafka_offset DESC LIMIT 1" >/dev/null
+eq "applied: the dispute won, the list's counts ignored and noted" \
+  "dispute won an implausible movement list (1 withdrawals, 2 reinstatements) ignored: counted as one movement per event" \
+  "$(sql "SELECT effect, dispute_status, note FROM ps_apply_processor_event('paypal', 'WH-IMPLAUSIBLE-1',
+           'dispute', 'won', NULL, NULL, '', '', 1, 2)" | tr '\t' ' ')"
+eq "the hold released (counts as 029: the won close implies the reinstatement), nothing held" \
+  "won 1 0 0 0" \
+  "$(sql "SELECT d.status, d.withdrawn_count, d.reinstated_count, d.held_minor, p.disputed_minor
+            FROM disputes d JOIN payments p USING (payment_id) WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')"
+sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_id, object_id, object_type,
+       charge_id, payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
+       kafka_partition, kafka_offset)
+     SELECT processor, 'WH-IMPLAUSIBLE-2', flavour, type, payment_id, object_id, object_type, charge_id,
+            payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
+            kafka_partition, kafka_offset + 1
+       FROM processor_events WHERE event_id = 'WH-IMPLAUSIBLE-1'" >/dev/null
+eq "a list of 150 movements each way is over the cap (100): ignored, noted" \
+  "dispute won an implausible movement list (150 withdrawals, 150 reinstatements) ignored: counted as one movement per event" \
+  "$(sql "SELECT effect, dispute_status, note FROM ps_apply_processor_event('paypal', 'WH-IMPLAUSIBLE-2',
+           'dispute', 'won', NULL, NULL, '', '', 150, 150)" | tr '\t' ' ')"
+eq "its postings: one withdrawal, one reinstatement" \
+  "dispute_reinstatement 1
+dispute_withdrawal 1" \
+  "$(sql "SELECT split_part(t.kind, ':', 1), count(*) FROM ledger_transactions t JOIN disputes d USING (dispute_id)
+           WHERE d.processor_dispute_id = '$D3' GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
 check "no sanitizer reports" no_sanitizer_reports
 log "done (at ${SECONDS} s)"
 finish

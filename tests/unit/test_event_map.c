@@ -163,3 +163,30 @@ Test(event_map, paypal_dispute_counts_the_sellers_money_movements) {
   m = map(STRIPE, "charge.dispute.updated", "needs_response", "", "{\"data\":{\"object\":{}}}");
   cr_assert_eq(m.action, EV_NONE);
 }
+
+Test(event_map, paypal_dispute_fee_movements_are_not_withdrawals) {
+  /* a won dispute: the hold DEBITed, its fee DEBITed apart, the hold CREDITed */
+  ev_map m = map(PAYPAL, "CUSTOMER.DISPUTE.RESOLVED", "RESOLVED", "",
+                 "{\"resource\":{\"outcome\":\"won\",\"dispute_amount\":"
+                 "{\"currency_code\":\"USD\",\"value\":\"40.00\"},\"money_movements\":["
+                 "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":\"DISPUTE_HOLD\","
+                 "\"amount\":{\"currency_code\":\"USD\",\"value\":\"40.00\"}},"
+                 "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":\"DISPUTE_FEE\","
+                 "\"amount\":{\"currency_code\":\"USD\",\"value\":\"5.00\"}},"
+                 "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":\"CHARGEBACK_FEE\"},"
+                 "{\"affected_party\":\"SELLER\",\"type\":\"CREDIT\",\"reason\":\"DISPUTE_SETTLEMENT_FEE\"},"
+                 "{\"affected_party\":\"SELLER\",\"type\":\"CREDIT\",\"reason\":\"DISPUTE_SETTLEMENT\","
+                 "\"amount\":{\"currency_code\":\"USD\",\"value\":\"40.00\"}}]}}");
+  cr_assert_str_eq(m.dispute_status, "won");
+  cr_assert_eq(m.withdrawals, 1, "fee DEBITs are not withdrawals of the disputed funds");
+  cr_assert_eq(m.reinstatements, 1);
+  cr_assert(!m.partial);
+  /* a movement of part of the amount: counted, and said */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          "{\"resource\":{\"last_action\":\"funds_withdrawn\",\"dispute_amount\":"
+          "{\"currency_code\":\"USD\",\"value\":\"40.00\"},\"money_movements\":["
+          "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":\"DISPUTE_HOLD\","
+          "\"amount\":{\"currency_code\":\"USD\",\"value\":\"25.00\"}}]}}");
+  cr_assert_eq(m.withdrawals, 1);
+  cr_assert(m.partial);
+}

@@ -193,9 +193,11 @@ typedef struct sim_dispute {
                          (sticky: a plain update leaves it) */
   gint64 at, withdrawn_at, reinstated_at;
   /* Every money movement so far, in order (PayPal's money_movements: the
-   * seller DEBITed on a withdrawal, CREDITed on a reinstatement). */
+   * seller DEBITed on a withdrawal, CREDITed on a reinstatement; the
+   * dispute's fee a DEBIT of its own, with the first withdrawal). */
   struct {
     bool credit;
+    bool fee; /* reason DISPUTE_FEE, not a movement of the disputed funds */
     int64_t amount;
     gint64 at;
   } moves[32];

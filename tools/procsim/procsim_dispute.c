@@ -46,33 +46,36 @@ static int64_t disputable(const sim_capture *k) {
   return left;
 }
 
-static void move(sim_dispute *d, bool credit, int64_t amount) {
+static void move(sim_dispute *d, bool credit, bool fee, int64_t amount) {
   int i = d->nmoves++;
   d->moves[i].credit = credit;
+  d->moves[i].fee = fee;
   d->moves[i].amount = amount;
   d->moves[i].at = g_get_real_time();
 }
 
 static bool full(const sim_dispute *d) {
-  /* room for this withdrawal, its reinstatement and a lost one's withdrawal */
-  return d->nmoves + 3 > (int)(sizeof d->moves / sizeof d->moves[0]);
+  /* room for this withdrawal, its fee, its reinstatement and a lost one's withdrawal */
+  return d->nmoves + 4 > (int)(sizeof d->moves / sizeof d->moves[0]);
 }
 
 static void withdraw(sim_dispute *d) {
-  move(d, false, d->amount);
+  bool first = d->nmoves == 0;
+  move(d, false, false, d->amount);
+  if (first && d->fee > 0) move(d, false, true, d->fee); /* PayPal's DISPUTE_FEE, apart */
   d->withdrawn = d->amount;
   d->withdrawn_at = g_get_real_time();
   d->last = "funds_withdrawn";
   /* the fee is charged once, with the first withdrawal (as /_sim/totals
    * and DESIGN's postings have it), not again on a re-withdrawal */
-  store_log("dispute_withdrawn", d->p, d->id, d->amount, d->nmoves == 1 ? d->fee : 0, d->status,
+  store_log("dispute_withdrawn", d->p, d->id, d->amount, first ? d->fee : 0, d->status,
             NULL);
   webhook_event("dispute_withdrawn", d->p, d);
 }
 
 static void reinstate(sim_dispute *d) {
   int64_t back = d->withdrawn;
-  move(d, true, back);
+  move(d, true, false, back);
   d->reinstated += back;
   d->withdrawn = 0;
   d->reinstated_at = g_get_real_time();

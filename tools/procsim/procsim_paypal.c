@@ -93,8 +93,9 @@ static json_t *refund_json(const sim_refund *r) {
 }
 
 /* The cumulative money_movements (PayPal's Disputes API): each withdrawal
- * a DEBIT of the seller, each reinstatement a CREDIT; append-only, so an
- * entry's index is its identity. */
+ * a DEBIT of the seller, each reinstatement a CREDIT, the dispute's fee a
+ * DEBIT of its own (reason DISPUTE_FEE); append-only, so an entry's index
+ * is its identity. */
 static json_t *movements_json(const sim_dispute *d) {
   json_t *a = json_array();
   for (int i = 0; i < d->nmoves; i++)
@@ -103,7 +104,9 @@ static json_t *movements_json(const sim_dispute *d) {
                      d->moves[i].credit ? "CREDIT" : "DEBIT", "amount",
                      amount_json(d->moves[i].amount, d->p->currency), "initiated_time",
                      time_json(d->moves[i].at), "reason",
-                     d->moves[i].credit ? "DISPUTE_SETTLEMENT" : "DISPUTE_HOLD"));
+                     d->moves[i].fee      ? "DISPUTE_FEE"
+                     : d->moves[i].credit ? "DISPUTE_SETTLEMENT"
+                                          : "DISPUTE_HOLD"));
   return a;
 }
 

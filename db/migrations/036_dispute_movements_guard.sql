@@ -1,0 +1,145 @@
+-- 036: an implausible dispute movement list no longer drops the event's
+-- status; the cap on movements lowered from 1000 to 100 (#20, review of 035).
+--
+-- 035 ignored a dispute event whose movement counts were implausible
+-- (negative, more CREDITs than DEBITs, one NULL and not the other, over
+-- 1000) as a whole, status included: a RESOLVED won event whose list held a
+-- stray CREDIT was recorded `ignored` and the hold never released (and a
+-- lost one posted no loss). Now such an event applies its status with the
+-- counts ignored (029's rule: one movement per event) and says so in the
+-- effect's note. The cap is 100 movements each way (procsim allows 15
+-- withdrawals), not 1000 (up to 1,999 full-amount postings in one
+-- transaction).
+--
+-- Which movements count is ps-events' (event_map.c): the seller's DEBITs and
+-- CREDITs of the disputed funds, not fee movements (reason DISPUTE_FEE,
+-- CHARGEBACK_FEE, DISPUTE_SETTLEMENT_FEE). A movement of part of the amount
+-- counts as one; the postings are of the dispute's amount (as 029/035) and
+-- ps-events logs the partial movement.
+--
+-- Safe on a populated live database: one function replaced, same signature;
+-- no table altered, no grant changed (SECURITY DEFINER, REVOKEd from PUBLIC
+-- by 035, called only by ps_apply_processor_event).
+
+SET LOCAL lock_timeout = '10s';
+
+CREATE OR REPLACE FUNCTION ps_events_dispute(ev processor_events, st text, fee bigint,
+                                             moved_w int, moved_r int, INOUT fx processor_event_effects)
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+  p payments;
+  d disputes;
+  rnk int := CASE st WHEN 'open' THEN 1 WHEN 'withdrawn' THEN 2 WHEN 'reinstated' THEN 3
+                     WHEN 'won' THEN 4 WHEN 'lost' THEN 4 END;
+  recv text;
+  room bigint;
+  released bigint;
+  w int;
+  r int;
+  pw int;
+  pr int;
+  implausible text;
+BEGIN
+  SELECT * INTO p FROM payments WHERE payment_id = ev.payment_id FOR UPDATE;
+  IF rnk IS NULL OR ev.object_id = '' OR ev.amount_minor IS NULL OR ev.amount_minor <= 0 THEN
+    fx.note := 'a dispute event without a status, id or amount';
+    RETURN;
+  ELSIF ev.currency IS DISTINCT FROM p.currency THEN
+    fx.note := 'the dispute is not in the payment''s currency';
+    RETURN;
+  END IF;
+  IF moved_w < 0 OR moved_r < 0 OR moved_w > 100 OR moved_r > 100
+     OR moved_r > moved_w OR (moved_w IS NULL) <> (moved_r IS NULL) THEN
+    -- The status still applies, counted as 029 did (one movement per event).
+    implausible := format('an implausible movement list (%s withdrawals, %s reinstatements) '
+                          'ignored: counted as one movement per event',
+                          coalesce(moved_w::text, 'none'), coalesce(moved_r::text, 'none'));
+    moved_w := NULL;
+    moved_r := NULL;
+  END IF;
+  -- First sight: the hold, within what the payment still has (captured −
+  -- disputed − refunded − refunding): a dispute never takes back a refund.
+  room := greatest(p.captured_minor - p.disputed_minor - p.refunded_minor - p.refunding_minor, 0);
+  INSERT INTO disputes (processor, processor_dispute_id, payment_id, charge_id, amount_minor,
+                        currency, fee_minor, status, status_rank, held_minor)
+    VALUES (ev.processor, ev.object_id, p.payment_id, ev.charge_id, ev.amount_minor, ev.currency,
+            coalesce(fee, 0), 'open', 1, least(ev.amount_minor, room))
+    ON CONFLICT (processor, processor_dispute_id) DO NOTHING
+    RETURNING * INTO d;
+  IF FOUND THEN
+    UPDATE payments SET disputed_minor = disputed_minor + d.held_minor, updated_at = now()
+     WHERE payment_id = p.payment_id;
+  END IF;
+  SELECT * INTO d FROM disputes
+   WHERE processor = ev.processor AND processor_dispute_id = ev.object_id FOR UPDATE;
+  IF d.payment_id <> p.payment_id THEN
+    fx.note := 'the dispute belongs to another payment';
+    RETURN;
+  END IF;
+  released := CASE WHEN st = 'won' AND d.status_rank < 4 THEN d.held_minor ELSE 0 END;
+  UPDATE disputes SET
+         status = CASE WHEN rnk > status_rank THEN st ELSE status END,
+         status_rank = greatest(status_rank, rnk),
+         seen_withdrawn = seen_withdrawn OR st = 'withdrawn' OR coalesce(moved_w, 0) > 0,
+         seen_reinstated = seen_reinstated OR st = 'reinstated' OR coalesce(moved_r, 0) > 0,
+         withdrawn_count = CASE WHEN moved_w IS NULL THEN withdrawn_count + (st = 'withdrawn')::int
+                                ELSE greatest(withdrawn_count, moved_w) END,
+         reinstated_count = CASE WHEN moved_r IS NULL THEN reinstated_count + (st = 'reinstated')::int
+                                 ELSE greatest(reinstated_count, moved_r) END,
+         fee_minor = greatest(fee_minor, coalesce(fee, 0)),
+         held_minor = CASE WHEN rnk > status_rank AND st = 'won' THEN 0 ELSE held_minor END,
+         updated_at = now()
+   WHERE dispute_id = d.dispute_id RETURNING * INTO d;
+  IF released > 0 THEN  -- a won dispute's amount is refundable again (or held by another)
+    UPDATE payments SET disputed_minor = disputed_minor - released, updated_at = now()
+     WHERE payment_id = p.payment_id;
+    PERFORM ps_disputes_top_up(p.payment_id);
+  END IF;
+  recv := 'asset:processor_receivable:' || coalesce(p.processor, ev.processor);
+  -- What the events so far imply (see the header), against what is posted.
+  w := greatest(d.withdrawn_count, d.seen_withdrawn::int, d.reinstated_count, d.seen_reinstated::int,
+                (d.status = 'lost')::int);
+  r := greatest(d.reinstated_count, d.seen_reinstated::int, w - 1);
+  IF d.status = 'won' THEN
+    r := w;
+  ELSIF d.status = 'lost' THEN
+    w := greatest(w, r + 1);
+  END IF;
+  SELECT count(*) FILTER (WHERE split_part(kind, ':', 1) IN ('dispute_withdrawal', 'dispute_rewithdrawal')),
+         count(*) FILTER (WHERE split_part(kind, ':', 1) = 'dispute_reinstatement')
+    INTO pw, pr FROM ledger_transactions
+   WHERE payment_id = p.payment_id AND dispute_id = d.dispute_id;
+  FOR k IN 1 .. greatest(w, r) LOOP
+    IF k > pw AND k <= w THEN
+      PERFORM ps_events_dispute_move(d, recv, false, k);
+    END IF;
+    IF k = 1 AND w >= 1 AND d.fee_minor > 0 THEN  -- once, whichever event told the fee
+      PERFORM ps_events_post(p.payment_id, 'dispute_fee:' || d.dispute_id, NULL, d.dispute_id,
+                             d.currency, ARRAY['expense:chargebacks', recv], ARRAY['D', 'C'],
+                             ARRAY[d.fee_minor, d.fee_minor]);
+    END IF;
+    IF k > pr AND k <= r THEN
+      PERFORM ps_events_dispute_move(d, recv, true, k);
+    END IF;
+  END LOOP;
+  IF d.status = 'lost' THEN
+    PERFORM ps_events_post(p.payment_id, 'dispute_lost:' || d.dispute_id, NULL, d.dispute_id,
+                           d.currency, ARRAY['expense:chargebacks', 'asset:disputed_funds'],
+                           ARRAY['D', 'C'], ARRAY[d.amount_minor, d.amount_minor]);
+  END IF;
+  SELECT * INTO d FROM disputes WHERE dispute_id = d.dispute_id;
+  IF d.status <> 'won' AND d.held_minor < d.amount_minor THEN
+    fx.note := format('hold capped: the processor disputes %s, the payment had %s left',
+                      d.amount_minor, d.held_minor);
+  END IF;
+  IF implausible IS NOT NULL THEN
+    fx.note := concat_ws('; ', nullif(fx.note, ''), implausible);
+  END IF;
+  fx.effect := 'dispute';
+  fx.dispute_id := d.dispute_id;
+  fx.processor_dispute_id := d.processor_dispute_id;
+  fx.dispute_status := d.status;
+  fx.dispute_amount_minor := d.amount_minor;
+END $$;
+REVOKE ALL ON FUNCTION ps_events_dispute(processor_events, text, bigint, int, int,
+  processor_event_effects) FROM PUBLIC;
