@@ -108,6 +108,12 @@ for k in lost-r hook-r; do
 done
 eq "ok-r: still one outcome" "succeeded" "$(outcomes_of "$OP")"
 verify "end"
+# procsim's settlement report (review LOW 9): the two refunds failed while
+# pending never settled — no refund_failure line (+amount) for them; the
+# completed one is a refund line.
+curl -sf "$SIM/_sim/settlement?day=$(date -u +%F)&flavour=$FLAVOUR" >"$R/settlement.csv"
+eq "settlement: no refund_failure for a refund failed while pending; the completed one refunded" \
+  "0 -3000" "$(grep -c '^refund_failure,' "$R/settlement.csv") $(grep '^refund,' "$R/settlement.csv" | cut -d, -f4 | paste -sd' ')"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish
