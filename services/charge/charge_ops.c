@@ -544,9 +544,8 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
     }
   }
   x->db.proc = pi;
-  /* a refund the processor named while pending: its current state, by id */
-  bool by_id = o->lookup && kind == KIND_REFUND &&
-               refund_status_id_usable(row.processor_op_id); /* else the replay query */
+  /* a refund the processor named while pending (a usable id): its state by id, else replay */
+  bool by_id = o->lookup && kind == KIND_REFUND && refund_status_id_usable(row.processor_op_id);
   if (by_id) free(rq.body), rq.body = NULL;
   if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, row.processor_op_id,
                                               row.amount_minor, row.currency, row.operation_id, x)
