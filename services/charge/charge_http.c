@@ -140,6 +140,9 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
                           a->lookup_unknown ? " (key unknown: never reached the processor)"
                           : a->search_none  ? " (nothing carries our id at the processor)"
                                             : "");
+    } else if (c->by_id) {
+      lc_refund_ask ask = {c->refund_id, c->currency, c->operation_id, c->amount_minor};
+      lc_map_refund_by_id(paypal, status, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_OPERATION) {
       lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency, a);
     } else if (c->mode == CALL_AUTHORIZE) {
@@ -151,10 +154,6 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     }
     a->looked_up = c->lookup;
     a->searched = c->search;
-    if (c->by_id && a->kind == CHARGE_REJECTED) { /* a status query's 4xx decides nothing */
-      a->kind = CHARGE_UNKNOWN;
-      a->resource_missing = false;
-    }
   } else {
     long sent = -1; /* unknown counts as written */
     if (curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = -1;
@@ -163,6 +162,7 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
     a->looked_up = c->lookup;
     a->searched = c->search;
   }
+  a->by_id = c->by_id;
   curl_off_t us = 0;
   curl_easy_getinfo(c->easy, CURLINFO_TOTAL_TIME_T, &us);
   processor_observe_call(c->proc, (int64_t)us, a);
@@ -219,7 +219,9 @@ int charge_http_start_search_op(charge_http *h, http_call *c, const processor *p
 }
 
 int charge_http_start_refund_status(charge_http *h, http_call *c, const processor *pr,
-                                    const char *refund_id, const char *currency, void *owner) {
+                                    const char *refund_id, int64_t amount_minor,
+                                    const char *currency, const char *operation_id,
+                                    void *owner) {
   char path[512];
   if (refund_status_path(pr->paypal, refund_id, path, sizeof path)) return -1;
   call_prepare(h, c, pr, path, NULL, false, "", owner);
@@ -227,6 +229,9 @@ int charge_http_start_refund_status(charge_http *h, http_call *c, const processo
   c->lookup = c->by_id = true;
   c->op_kind = KIND_REFUND;
   snprintf(c->currency, sizeof c->currency, "%s", currency);
+  snprintf(c->refund_id, sizeof c->refund_id, "%s", refund_id);
+  snprintf(c->operation_id, sizeof c->operation_id, "%s", operation_id);
+  c->amount_minor = amount_minor;
   return call_add(h, c);
 }
 

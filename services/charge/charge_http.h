@@ -31,6 +31,9 @@ typedef struct http_call {
   bool by_id;              /* with lookup: a refund's current state, by the processor's id */
   int op_kind;             /* CALL_OPERATION: the operation's ps_kind */
   char currency[4];        /* CALL_OPERATION: the operation's currency */
+  char refund_id[130];     /* by_id: the refund asked for, its amount, our operation id */
+  char operation_id[64];
+  int64_t amount_minor;
 } http_call;
 
 /* How the answer of a call (or of the request a lookup finds) is read. */
@@ -99,10 +102,13 @@ int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_r
 
 /* Starts the query of a refund's current state by the processor's refund
  * id (GET /v1/refunds/{id}, /v2/payments/refunds/{id}); its answer is read
- * as a refund's reply, looked_up, and a 4xx decides nothing. Returns 0 or
- * -1 (nothing sent; an id that is not one). */
+ * by lc_map_refund_by_id (a verdict only from a 2xx naming that refund:
+ * that id, amount_minor in currency, operation_id when it carries one),
+ * looked_up and by_id. Returns 0 or -1 (nothing sent; an id that is not one). */
 int charge_http_start_refund_status(charge_http *h, http_call *c, const processor *pr,
-                                    const char *refund_id, const char *currency, void *owner);
+                                    const char *refund_id, int64_t amount_minor,
+                                    const char *currency, const char *operation_id,
+                                    void *owner);
 
 /* Starts the search for an operation by our own id (what: charge_lookup.h);
  * its answer is read as op_kind's reply. Returns 0 or -1 (nothing sent). */

@@ -231,8 +231,9 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
          pr->name, x->ans.looked_up ? " (status query)" : "", charge_kind_name(k), x->ans.error);
   double j = (double)rand() / ((double)RAND_MAX + 1);
-  hold(x, now, x->ans.pending_ref ? refund_status_backoff_ms(charge_op_unresolved_ms(x, now), j)
-                                  : charge_backoff_ms(o->tries++, j));
+  bool slow = x->ans.pending_ref || x->ans.by_id; /* a 429/5xx by id too: not polled hardest */
+  hold(x, now, slow ? refund_status_backoff_ms(charge_op_unresolved_ms(x, now), j)
+                    : charge_backoff_ms(o->tries++, j));
 }
 
 /* ---- no such object; past the key's lifetime (#20 review 6 and 2) --------------- */
@@ -543,11 +544,11 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
     }
   }
   x->db.proc = pi;
-  /* a refund the processor named while pending: its current state, by id */
-  bool by_id = o->lookup && kind == KIND_REFUND && *row.processor_op_id;
+  /* a refund the processor named while pending (a usable id): its state by id, else replay */
+  bool by_id = o->lookup && kind == KIND_REFUND && refund_status_id_usable(row.processor_op_id);
   if (by_id) free(rq.body), rq.body = NULL;
   if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, row.processor_op_id,
-                                              row.currency, x)
+                                              row.amount_minor, row.currency, row.operation_id, x)
             : charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency,
                                    o->lookup, x)) {
     breaker_release(&pr->br);

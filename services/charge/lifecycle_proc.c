@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "money.h"
 #include "paypal.h"
@@ -201,22 +202,31 @@ int lc_operation_request(bool paypal, ps_kind kind, const char *target, int64_t 
   return rc;
 }
 
-/* PayPal's decimal fee {"currency_code","value"} in minor units; 0 when absent. */
-static int64_t paypal_fee(json_t *root, const char *currency) {
-  json_t *fee = json_object_get(json_object_get(root, "seller_receivable_breakdown"), "paypal_fee");
-  const char *v = jstr(fee, "value");
+/* PayPal's decimal amount {"currency_code","value"} in minor units into
+ * *out; -1 when absent or not a plain decimal of currency. */
+static int paypal_minor(json_t *amount, const char *currency, int64_t *out) {
+  const char *v = jstr(amount, "value");
   int exp = money_currency_exponent(currency);
-  if (!v || exp < 0) return 0;
+  if (!v || exp < 0 || *v < '0' || *v > '9') return -1;
   int64_t units = 0, frac = 0;
   int digits = 0;
   const char *p = v;
-  for (; *p >= '0' && *p <= '9'; p++) units = units * 10 + (*p - '0');
+  for (; *p >= '0' && *p <= '9' && units < INT64_MAX / 100000; p++) units = units * 10 + (*p - '0');
   if (*p == '.')
     for (p++; *p >= '0' && *p <= '9' && digits < exp; p++, digits++) frac = frac * 10 + (*p - '0');
+  if (*p) return -1;
   for (; digits < exp; digits++) frac *= 10;
   int64_t scale = 1;
   for (int i = 0; i < exp; i++) scale *= 10;
-  return units * scale + frac;
+  *out = units * scale + frac;
+  return 0;
+}
+
+/* PayPal's decimal fee in minor units; 0 when absent. */
+static int64_t paypal_fee(json_t *root, const char *currency) {
+  json_t *fee = json_object_get(json_object_get(root, "seller_receivable_breakdown"), "paypal_fee");
+  int64_t v = 0;
+  return paypal_minor(fee, currency, &v) == 0 ? v : 0;
 }
 
 /* A refund the processor holds pending (no verdict): its id is kept, to
@@ -294,4 +304,51 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
   }
   if (root) json_decref(root);
   free(clean);
+}
+
+/* Why a by-id answer does not name the refund asked for (NULL: it does). */
+static const char *not_ours(bool paypal, json_t *root, const lc_refund_ask *ask) {
+  const char *id = jstr(root, "id");
+  if (!id || strcmp(id, ask->refund_id) != 0) return "another refund's id";
+  int64_t amount = -1;
+  const char *cur = NULL, *ours = NULL;
+  if (paypal) {
+    json_t *am = json_object_get(root, "amount");
+    cur = jstr(am, "currency_code");
+    if (paypal_minor(am, ask->currency, &amount)) amount = -1;
+    ours = jstr(root, "invoice_id");
+  } else {
+    json_t *am = json_object_get(root, "amount");
+    if (json_is_integer(am)) amount = (int64_t)json_integer_value(am);
+    cur = jstr(root, "currency");
+    ours = jstr(json_object_get(root, "metadata"), "refund_id");
+  }
+  if (amount != ask->amount_minor) return "another amount";
+  if (cur && strcasecmp(cur, ask->currency) != 0) return "another currency";
+  if (ours && *ours && strcmp(ours, ask->operation_id) != 0) return "another operation's id";
+  return NULL;
+}
+
+void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t len,
+                         const lc_refund_ask *ask, charge_answer *a) {
+  lc_map_operation(paypal, KIND_REFUND, http_status, body, len, ask->currency, a);
+  const char *why = NULL;
+  if (http_status < 200 || http_status > 299) {
+    why = "not a 2xx";
+  } else {
+    char *clean;
+    json_t *root = load(body, len, &clean);
+    why = root ? not_ours(paypal, root, ask) : "an unreadable body";
+    if (root) json_decref(root);
+    free(clean);
+  }
+  if (!why) return;
+  char *keep = a->charge_id;
+  a->charge_id = NULL;
+  free(keep);
+  a->kind = CHARGE_UNKNOWN;
+  a->pending_ref = a->resource_missing = false;
+  a->error_code[0] = a->decline_code[0] = '\0';
+  charge_answer_error(a, "refund %s by id: HTTP %ld, %s: no verdict", ask->refund_id,
+                      http_status, why);
 }

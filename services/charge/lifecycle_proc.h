@@ -45,4 +45,22 @@ int lc_operation_request(bool paypal, ps_kind kind, const char *target, int64_t 
 void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *body, size_t len,
                       const char *currency, charge_answer *a);
 
+/* The refund a by-id status query asks for: the processor's refund id, its
+ * amount and currency, our operation id. */
+typedef struct lc_refund_ask {
+  const char *refund_id, *currency, *operation_id;
+  int64_t amount_minor;
+} lc_refund_ask;
+
+/* The answer to GET /v1/refunds/{id} / /v2/payments/refunds/{id}, read as
+ * a refund's reply (lc_map_operation) — and a verdict only when it is one
+ * for the refund asked: a non-2xx (400, 402, 422, 404, ...) is no verdict
+ * (a proxy's or API version's refusal of the query, not of the refund);
+ * nor is a body whose id is not the one asked, whose amount (or currency)
+ * is not the refund's, or whose metadata[refund_id] / invoice_id, when
+ * present, is not our operation id (a misrouted answer). Those are
+ * CHARGE_UNKNOWN, nothing kept. */
+void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t len,
+                         const lc_refund_ask *ask, charge_answer *a);
+
 #endif

@@ -44,6 +44,7 @@ typedef struct charge_answer {
                               acts on does not exist at the processor (lifecycle_proc.h) */
   bool pending_ref;        /* a refund the processor holds `pending` / `PENDING`: charge_id is
                               its refund id, for asking its current state (refund_status.h) */
+  bool by_id;              /* the answer of a refund's query by its processor id */
 } charge_answer;
 
 const char *charge_kind_name(charge_kind k);

@@ -19,12 +19,25 @@ static const char SQL_PAST_BOUND[] =
     "     < now() - make_interval(days => $3::int)"
     " AND error_message IS DISTINCT FROM $2";
 
-int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len) {
-  if (!refund_id || !*refund_id || strlen(refund_id) > 128) return -1;
+/* Once per operation (Postgres decides: its reason changes once; the
+ * pending bound's reason, written later, is not overwritten). */
+static const char SQL_UNUSABLE[] =
+    "UPDATE payment_operations SET error_message = $2, updated_at = now()"
+    " WHERE operation_id = $1 AND state = 'processing' AND kind = 'refund'"
+    " AND error_message IS DISTINCT FROM $2"
+    " AND coalesce(error_message, '') NOT LIKE 'refund pending at the processor for more than %'";
+
+bool refund_status_id_usable(const char *refund_id) {
+  if (!refund_id || !*refund_id || strlen(refund_id) > REFUND_ID_MAX) return false;
   for (const char *p = refund_id; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
           *p == '_' || *p == '-'))
-      return -1;
+      return false;
+  return true;
+}
+
+int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len) {
+  if (!refund_status_id_usable(refund_id)) return -1;
   int n = snprintf(out, len, paypal ? "/v2/payments/refunds/%s" : "/v1/refunds/%s", refund_id);
   return n < 0 || (size_t)n >= len ? -1 : 0;
 }
@@ -32,8 +45,22 @@ int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len
 void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
                            const char *refund_id) {
   if (!refund_id || !*refund_id) return;
-  const char *v[] = {op_id, refund_id};
   char err[512];
+  if (!refund_status_id_usable(refund_id)) { /* never kept: the replay query goes on */
+    const char *u[] = {op_id, "the processor's refund id is not a plain id: its state is asked "
+                              "by the replay query only (pending until settled by hand)"};
+    PGresult *r = pg_exec(&ctx->pg, SQL_UNUSABLE, 2, u, err, sizeof err);
+    if (r && strcmp(PQcmdTuples(r), "1") == 0)
+      log_at(LOG_ERROR, lc,
+             "ALERT refund %s pending at the processor under an unusable id (%zu bytes): not "
+             "asked by id; held, asked by the replay query",
+             op_id, strlen(refund_id));
+    else if (!r)
+      log_at(LOG_WARN, lc, "refund %s: an unusable processor id not noted (%s)", op_id, err);
+    PQclear(r);
+    return;
+  }
+  const char *v[] = {op_id, refund_id};
   PGresult *r = pg_exec(&ctx->pg, SQL_KEEP_ID, 2, v, err, sizeof err);
   if (!r)
     log_at(LOG_WARN, lc, "refund %s pending at the processor as %s: id not kept (%s)", op_id,

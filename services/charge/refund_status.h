@@ -26,12 +26,20 @@
 
 #define REFUND_PENDING_BOUND_DAYS 7
 
+#define REFUND_ID_MAX 128
+
+/* A plain processor refund id: 1..REFUND_ID_MAX of [A-Za-z0-9_-]. Only
+ * such an id is kept and asked by; any other is never kept (an ALERT,
+ * once per operation) and the refund is asked by the replay query. */
+bool refund_status_id_usable(const char *refund_id);
+
 /* The path of the query for refund id (flavour's route) into out[len].
  * Returns 0, or -1 for an id that is not a plain id. */
 int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len);
 
 /* Keeps the processor's refund id of a pending refund on operation op_id
- * (conditional: still `processing`, a refund, no id yet). */
+ * (conditional: still `processing`, a refund, no id yet) — only a usable
+ * one (refund_status_id_usable). */
 void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
                            const char *refund_id);
 

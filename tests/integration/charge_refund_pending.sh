@@ -9,7 +9,9 @@
 #  - the same with the failure webhook delivered (charge's queries answered
 #    503 until the failure is kept): the kept failure becomes moot, the
 #    refund `declined` once, one outcome;
-#  - a pending refund that later succeeds: posted once, one outcome.
+#  - a pending refund that later succeeds, its webhook lost and its by-id
+#    query answered 422 meanwhile (no verdict: still processing): posted
+#    once, one outcome.
 # Books balanced, payctl ledger verify clean. Before the fix both failed
 # refunds stayed `processing` with their amount reserved for ever.
 # Both flavours: FLAVOUR=paypal (charge_refund_pending_paypal.sh) makes
@@ -84,10 +86,19 @@ one_declined() { [ "$(outcomes_of "$OP")" = "declined refund_failed" ]; }
 check "one outcome: declined" wait_until 60 one_declined
 verify "delivered webhook"
 
-log "a pending refund that succeeds later"
+log "a pending refund that succeeds later, its by-id query answered 422 meanwhile"
 pending_refund ok ok-r 3000
+# its succeeded webhook lost: only charge's query ends it. A 422 to that
+# query (PayPal: details[0].issue) is no verdict — before the fix it
+# declined the refund at PayPal and gave its room back: refundable twice.
+sim "webhook_lose_next=1&fail_rate=1&fail_status=422" "$SIM"
 eq "procsim completes the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_complete?refund=$RID")"
-check "it is posted" wait_until 60 eval '[ "$(op_col ok-r state)" = posted ]'
+answered_422() { grep -q "refund $RID by id: HTTP 422, not a 2xx: no verdict" "$R/logs/charge-1.log"; }
+check "charge's query by id is answered 422" wait_until 60 answered_422
+eq "a 422 to the query decides nothing: processing, its amount reserved" "processing 10000 0 3000" \
+  "$(op_col ok-r state) $(amounts "$P")"
+sim "fail_rate=0&fail_status=500" "$SIM"
+check "it is posted" wait_until 90 eval '[ "$(op_col ok-r state)" = posted ]'
 eq "refunded once" "10000 3000 0 | refund" "$(amounts "$P") | $(postings "$OP")"
 one_ok() { [ "$(outcomes_of "$OP")" = "succeeded" ]; }
 check "one outcome: succeeded" wait_until 60 one_ok
@@ -97,6 +108,12 @@ for k in lost-r hook-r; do
 done
 eq "ok-r: still one outcome" "succeeded" "$(outcomes_of "$OP")"
 verify "end"
+# procsim's settlement report (review LOW 9): the two refunds failed while
+# pending never settled — no refund_failure line (+amount) for them; the
+# completed one is a refund line.
+curl -sf "$SIM/_sim/settlement?day=$(date -u +%F)&flavour=$FLAVOUR" >"$R/settlement.csv"
+eq "settlement: no refund_failure for a refund failed while pending; the completed one refunded" \
+  "0 -3000" "$(grep -c '^refund_failure,' "$R/settlement.csv") $(grep '^refund,' "$R/settlement.csv" | cut -d, -f4 | paste -sd' ')"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish

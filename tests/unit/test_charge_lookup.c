@@ -93,6 +93,22 @@ Test(charge_lookup, refund_status_paths) {
   cr_assert_eq(refund_status_path(false, "re_123", p, 10), -1, "cut is refused");
 }
 
+/* Only a plain id is kept and asked by (review MEDIUM 3): the path builder's rule. */
+Test(charge_lookup, only_a_plain_refund_id_is_usable) {
+  char id[REFUND_ID_MAX + 2];
+  memset(id, 'a', sizeof id - 1);
+  id[sizeof id - 1] = '\0';
+  cr_assert_not(refund_status_id_usable(id), "129 characters");
+  id[REFUND_ID_MAX] = '\0';
+  cr_assert(refund_status_id_usable(id), "128 characters");
+  cr_assert(refund_status_id_usable("re_1-A"));
+  cr_assert_not(refund_status_id_usable(""));
+  cr_assert_not(refund_status_id_usable(NULL));
+  cr_assert_not(refund_status_id_usable("re 1"));
+  cr_assert_not(refund_status_id_usable("re_1%2F"));
+  cr_assert_not(refund_status_id_usable("r\xc3\xa9"));
+}
+
 /* A refund still pending is asked ever less often: 2-3 s for its first
  * minute, 20-30 s up to an hour, then 5-7.5 min. */
 Test(charge_lookup, refund_pending_backoff) {

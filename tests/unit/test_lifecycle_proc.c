@@ -190,3 +190,79 @@ Test(lifecycle_proc, pending_refunds_keep_the_processors_id) {
   cr_assert_eq(a.kind, CHARGE_DECLINED);
   charge_answer_clear(&a);
 }
+
+/* A by-id status query (GET /v1/refunds/{id}, /v2/payments/refunds/{id}):
+ * its non-2xx is never a verdict (review HIGH 1), and a 2xx is one only
+ * when it names the refund asked for: that id, that amount (and currency),
+ * our operation id when it carries one (review MEDIUM 2). */
+#define BY_ID(pp, st, body, a)                                                                 \
+  do {                                                                                         \
+    lc_refund_ask ask_ = {(pp) ? "REF-1" : "re_2", "USD", "op-1", 1000};                     \
+    lc_map_refund_by_id(pp, st, body, strlen(body), &ask_, a);                                 \
+  } while (0)
+
+Test(lifecycle_proc, a_by_id_queries_refusal_is_no_verdict) {
+  charge_answer a;
+  BY_ID(false, 400, "{\"error\":{\"type\":\"invalid_request_error\",\"code\":\"parameter_unknown\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "a 400 to the query does not decline the refund");
+  BY_ID(false, 402, "{\"error\":{\"code\":\"card_declined\",\"decline_code\":\"generic_decline\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  cr_assert_str_eq(a.error_code, "");
+  BY_ID(false, 404, "{\"error\":{\"type\":\"invalid_request_error\",\"code\":\"resource_missing\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  cr_assert_not(a.resource_missing);
+  BY_ID(false, 429, "{\"error\":{\"code\":\"rate_limit\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  BY_ID(true, 422, "{\"name\":\"UNPROCESSABLE_ENTITY\",\"details\":[{\"issue\":\"REFUND_FAILED_INSUFFICIENT_FUNDS\"}]}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "a PayPal 422 to the query does not decline the refund");
+  BY_ID(true, 400, "{\"details\":[{\"issue\":\"INVALID_PARAMETER_SYNTAX\"}]}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  BY_ID(true, 404, "{\"details\":[{\"issue\":\"INVALID_RESOURCE_ID\"}]}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  cr_assert_not(a.resource_missing);
+}
+
+Test(lifecycle_proc, a_by_id_answer_decides_only_for_the_refund_asked) {
+  charge_answer a;
+  /* ours: decides */
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"failed\",\"amount\":1000,\"currency\":\"usd\",\"failure_reason\":\"lost_or_stolen_card\",\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  cr_assert_str_eq(a.decline_code, "lost_or_stolen_card");
+  charge_answer_clear(&a);
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"succeeded\",\"amount\":1000,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED, "an empty metadata id is no other operation's");
+  charge_answer_clear(&a);
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"COMPLETED\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  charge_answer_clear(&a);
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"CANCELLED\",\"invoice_id\":\"op-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED);
+  charge_answer_clear(&a);
+  /* another refund's object, or ours misread: no verdict, nothing kept */
+  BY_ID(false, 200, "{\"id\":\"re_3\",\"status\":\"failed\",\"amount\":1000,\"currency\":\"usd\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another refund's failure is not ours");
+  cr_assert_null(a.charge_id);
+  BY_ID(false, 200, "{\"status\":\"canceled\",\"amount\":1000}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "no id: not ours");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"canceled\",\"amount\":999,\"currency\":\"usd\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another amount");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"canceled\",\"currency\":\"usd\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "no amount");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"canceled\",\"amount\":1000,\"currency\":\"eur\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another currency");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"succeeded\",\"amount\":1000,\"metadata\":{\"refund_id\":\"op-2\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another operation's refund");
+  cr_assert_null(a.charge_id);
+  BY_ID(false, 200, "{\"id\":\"re_3\",\"status\":\"pending\",\"amount\":1000}", &a);
+  cr_assert_not(a.pending_ref, "another refund's id is never kept");
+  BY_ID(true, 200, "{\"id\":\"REF-2\",\"status\":\"FAILED\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"1.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00x\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "an unreadable amount");
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"invoice_id\":\"op-9\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another operation's refund");
+  BY_ID(true, 200, "not json", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+}

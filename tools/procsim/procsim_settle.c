@@ -82,6 +82,14 @@ static const char *line_type(const char *op, const char *status, int *sign) {
   return NULL;
 }
 
+/* A refund failed while still pending never settled (no refund line):
+ * its failure moves no money back either. Under the store's lock. */
+static bool never_settled(const char *type, const char *refund_id) {
+  if (strcmp(type, "refund_failure") != 0) return false;
+  sim_refund *r = store_refund(refund_id);
+  return r && r->pending;
+}
+
 static void payout_id(const char *fl, const char *cur, const char *day, char *out, size_t len) {
   char d[16];
   size_t n = 0;
@@ -133,6 +141,7 @@ enum MHD_Result settle_handle(struct MHD_Connection *c) {
     int sign;
     const char *type = line_type(js(o, "op"), js(o, "status"), &sign);
     if (!type || at < from || at >= to || (only && strcmp(only, fl) != 0)) continue;
+    if (never_settled(type, js(o, "object_id"))) continue;
     int64_t amount = sign * json_integer_value(json_object_get(o, "amount"));
     int64_t fee = json_integer_value(json_object_get(o, "fee"));
     net *n = NULL;
