@@ -92,28 +92,35 @@ eq "the file applied whole (table, column, recorded)" "false 1 1" \
 # The file is found missing outside the migrators' lock; another migrator
 # holding the lock applies it meanwhile. Asked again under the lock, it is
 # not run a second time (its CREATE TABLE would fail if it were).
-cat >"$MIG/9999_race_test.sql" <<'SQL'
-CREATE TABLE race_test_marker (x int);
-SQL
-PGAPPNAME=other-migrator psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "BEGIN" \
-  -c "SELECT pg_advisory_xact_lock(4242)" \
-  -c "DO \$\$ BEGIN FOR i IN 1..1200 LOOP
-        EXIT WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted);
-        PERFORM pg_sleep(0.1); END LOOP; END \$\$" \
-  -c "CREATE TABLE race_test_marker (x int)" \
-  -c "INSERT INTO schema_migrations (version) VALUES ('9999_race_test.sql')" -c "COMMIT" \
-  >"$PAYSTREAM_RUN_DIR/other.log" 2>&1 &
-other_holds() {
-  [ "$(sql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-            WHERE a.application_name = 'other-migrator' AND l.locktype = 'advisory' AND l.granted")" -eq 1 ]
+# race N [env...]: migration 999N, applied by another migrator while payctl
+# migrate (with env) waits for the migrators' lock.
+race() {
+  local n=$1 f="999$1_race_test.sql"; shift
+  echo "CREATE TABLE race_test_marker_$n (x int);" >"$MIG/$f"
+  PGAPPNAME=other-migrator psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "BEGIN" \
+    -c "SELECT pg_advisory_xact_lock(4242)" \
+    -c "DO \$\$ BEGIN FOR i IN 1..1200 LOOP
+          EXIT WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted);
+          PERFORM pg_sleep(0.1); END LOOP; END \$\$" \
+    -c "CREATE TABLE race_test_marker_$n (x int)" \
+    -c "INSERT INTO schema_migrations (version) VALUES ('$f')" -c "COMMIT" \
+    >"$PAYSTREAM_RUN_DIR/other-$n.log" 2>&1 &
+  other_holds() {
+    [ "$(sql "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+              WHERE a.application_name = 'other-migrator' AND l.locktype = 'advisory' AND l.granted")" -eq 1 ]
+  }
+  check "another migrator holds the migrators' lock" wait_until 30 other_holds
+  local out=$PAYSTREAM_RUN_DIR/migrate-race-$n.log
+  migrate_bg "$out" "$@"
+  check "payctl migrate ends" wait_until 120 migrate_done "$out"
+  eq "it exits 0" 0 "$(cat "$out.rc" 2>/dev/null)"
+  check "it says the other migrator applied the file" grep -q "$f was applied by another migrator" "$out"
+  eq "the file ran once (recorded once)" 1 "$(sql "SELECT count(*) FROM schema_migrations WHERE version = '$f'")"
+  [ "$failed" -eq 0 ] || cat "$out" "$PAYSTREAM_RUN_DIR/other-$n.log"
 }
-check "another migrator holds the migrators' lock" wait_until 30 other_holds
-C=$PAYSTREAM_RUN_DIR/migrate-c.log
-migrate_bg "$C"
-check "payctl migrate ends" wait_until 120 migrate_done "$C"
-eq "it exits 0" 0 "$(cat "$C.rc" 2>/dev/null)"
-check "it says the other migrator applied the file" grep -q "9999_race_test.sql was applied by another migrator" "$C"
-eq "the file ran once (recorded once)" 1 "$(sql "SELECT count(*) FROM schema_migrations WHERE version = '9999_race_test.sql'")"
-[ "$failed" -eq 0 ] || cat "$C" "$PAYSTREAM_RUN_DIR/other.log"
+race 1
+# The same where transactions default to a snapshot taken at their first
+# statement (the lock's wait): the re-check runs READ COMMITTED all the same.
+race 2 PAYSTREAM_PG_DSN="$PAYSTREAM_PG_DSN options='-c default_transaction_isolation=serializable'"
 check "no sanitizer reports" no_sanitizer_reports
 finish

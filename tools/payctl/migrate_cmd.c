@@ -113,7 +113,9 @@ static int attempt(PGconn *c, const char *name, const char *sql, const mig_limit
   const char *tv[] = {timeout}, *nv[] = {name};
   /* The advisory lock waits without a bound: other migrators take no lock
    * a live query needs. lock_timeout applies from here on. */
-  int ok = exec_ok(c, "BEGIN", 0, NULL) &&
+  /* READ COMMITTED whatever default_transaction_isolation says: the
+   * re-check below must see a commit made while this one waited. */
+  int ok = exec_ok(c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL) &&
            exec_ok(c, "SELECT pg_advisory_xact_lock(4242)", 0, NULL) &&
            exec_ok(c, "SELECT set_config('lock_timeout', $1, true)", 1, tv);
   if (!ok) snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
@@ -126,7 +128,11 @@ static int attempt(PGconn *c, const char *name, const char *sql, const mig_limit
                      NULL, 0);
     ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     int applied = ok && PQntuples(res) > 0;
-    if (!ok) snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+    if (!ok) {
+      const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+      snprintf(state, 6, "%s", code ? code : "");
+      snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+    }
     PQclear(res);
     if (applied) {
       PQclear(PQexec(c, "ROLLBACK"));
