@@ -15,7 +15,8 @@
 # DISPUTE_FEE): it is no withdrawal. A second dispute, won, whose list holds
 # hold DEBIT, fee DEBIT, hold CREDIT: one withdrawal and one reinstatement
 # posted (not two of each), the fee once. Last, an event whose movement list
-# is implausible (a stray CREDIT) still applies its status (036).
+# is implausible (a stray CREDIT) still applies its status (036), keeping the
+# counts (037): two later UPDATEDs with the sticky last_action post nothing.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
 export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
@@ -156,7 +157,7 @@ eq "the same report again is clean (exit 0) and posts nothing more" "0 1" \
 log "an event whose movement list is implausible still applies its status (at ${SECONDS} s)"
 # procsim never lists more CREDITs than DEBITs: the event is the withdrawn
 # one's row re-recorded as RESOLVED, applied with a stray CREDIT (1 DEBIT, 2
-# CREDITs). Its status applies, the counts ignored (029: one per event).
+# CREDITs). Its status applies, the counts kept as they were (037).
 D3=$(post "/_sim/dispute?charge=$(charge_of "$P2")&amount=2000" | jq -r .id)
 post "/_sim/dispute?id=$D3&action=funds_withdrawn" >/dev/null
 d3_withdrawn() { [ "$(sql "SELECT status, withdrawn_count FROM disputes WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')" = "withdrawn 1" ]; }
@@ -169,10 +170,10 @@ sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_i
             received_at, raw_body, kafka_partition, kafka_offset + 1000000
        FROM processor_events WHERE object_id = '$D3' ORDER BY kafka_offset DESC LIMIT 1" >/dev/null
 eq "applied: the dispute won, the list's counts ignored and noted" \
-  "dispute won an implausible movement list (1 withdrawals, 2 reinstatements) ignored: counted as one movement per event" \
+  "dispute won an implausible movement list (1 withdrawals, 2 reinstatements) ignored: the counts kept" \
   "$(sql "SELECT effect, dispute_status, note FROM ps_apply_processor_event('paypal', 'WH-IMPLAUSIBLE-1',
            'dispute', 'won', NULL, NULL, '', '', 1, 2)" | tr '\t' ' ')"
-eq "the hold released (counts as 029: the won close implies the reinstatement), nothing held" \
+eq "the hold released (the counts kept: the won close implies the reinstatement), nothing held" \
   "won 1 0 0 0" \
   "$(sql "SELECT d.status, d.withdrawn_count, d.reinstated_count, d.held_minor, p.disputed_minor
             FROM disputes d JOIN payments p USING (payment_id) WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')"
@@ -184,10 +185,35 @@ sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_i
             kafka_partition, kafka_offset + 1
        FROM processor_events WHERE event_id = 'WH-IMPLAUSIBLE-1'" >/dev/null
 eq "a list of 150 movements each way is over the cap (100): ignored, noted" \
-  "dispute won an implausible movement list (150 withdrawals, 150 reinstatements) ignored: counted as one movement per event" \
+  "dispute won an implausible movement list (150 withdrawals, 150 reinstatements) ignored: the counts kept" \
   "$(sql "SELECT effect, dispute_status, note FROM ps_apply_processor_event('paypal', 'WH-IMPLAUSIBLE-2',
            'dispute', 'won', NULL, NULL, '', '', 150, 150)" | tr '\t' ' ')"
 eq "its postings: one withdrawal, one reinstatement" \
+  "dispute_reinstatement 1
+dispute_withdrawal 1" \
+  "$(sql "SELECT split_part(t.kind, ':', 1), count(*) FROM ledger_transactions t JOIN disputes d USING (dispute_id)
+           WHERE d.processor_dispute_id = '$D3' GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+log "two more UPDATEDs, sticky last_action funds_reinstated, the list still implausible (at ${SECONDS} s)"
+# The list is cumulative: once implausible it stays so. 036 counted each such
+# event as one more reinstatement and posted one more withdrawal and
+# reinstatement per event; 037 keeps the counts.
+for n in 3 4; do
+  sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_id, object_id, object_type,
+         charge_id, payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
+         kafka_partition, kafka_offset)
+       SELECT processor, 'WH-IMPLAUSIBLE-$n', flavour, 'CUSTOMER.DISPUTE.UPDATED', payment_id, object_id,
+              object_type, charge_id, payment_intent_id, 'UNDER_REVIEW', amount_minor, currency, occurred_at,
+              received_at, raw_body, kafka_partition, kafka_offset + $n
+         FROM processor_events WHERE event_id = 'WH-IMPLAUSIBLE-1'" >/dev/null
+  eq "UPDATED $n: applied, the status stays won, the counts kept and noted" \
+    "dispute won an implausible movement list (1 withdrawals, 2 reinstatements) ignored: the counts kept" \
+    "$(sql "SELECT effect, dispute_status, note FROM ps_apply_processor_event('paypal', 'WH-IMPLAUSIBLE-$n',
+             'dispute', 'reinstated', NULL, NULL, '', '', 1, 2)" | tr '\t' ' ')"
+done
+eq "after them: the counts unchanged, nothing held" "won 1 0 0 0" \
+  "$(sql "SELECT d.status, d.withdrawn_count, d.reinstated_count, d.held_minor, p.disputed_minor
+            FROM disputes d JOIN payments p USING (payment_id) WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')"
+eq "and nothing more posted: still one withdrawal, one reinstatement" \
   "dispute_reinstatement 1
 dispute_withdrawal 1" \
   "$(sql "SELECT split_part(t.kind, ':', 1), count(*) FROM ledger_transactions t JOIN disputes d USING (dispute_id)
