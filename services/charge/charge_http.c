@@ -141,10 +141,13 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
                           : a->search_none  ? " (nothing carries our id at the processor)"
                                             : "");
     } else if (c->by_id) {
-      lc_refund_ask ask = {c->refund_id, c->currency, c->operation_id, c->amount_minor};
+      lc_refund_ask ask = {c->refund_id, c->currency, c->operation_id, c->amount_minor,
+                           c->payment_id};
       lc_map_refund_by_id(paypal, status, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_OPERATION) {
       lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency, a);
+      lc_refund_ask ask = {NULL, c->currency, c->operation_id, c->amount_minor, c->payment_id};
+      if (a->pending_ref) lc_check_pending(paypal, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_AUTHORIZE) {
       lc_map_authorize(paypal, status, c->resp, c->resp_len, a);
     } else if (paypal) {
@@ -187,8 +190,16 @@ int charge_http_start(charge_http *h, http_call *c, const processor *pr, const c
   return call_add(h, c);
 }
 
+static void call_ask(http_call *c, const lc_refund_ask *ask) {
+  snprintf(c->currency, sizeof c->currency, "%s", ask->currency);
+  snprintf(c->refund_id, sizeof c->refund_id, "%s", ask->refund_id ? ask->refund_id : "");
+  snprintf(c->operation_id, sizeof c->operation_id, "%s", ask->operation_id);
+  snprintf(c->payment_id, sizeof c->payment_id, "%s", ask->payment_id ? ask->payment_id : "");
+  c->amount_minor = ask->amount_minor;
+}
+
 int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
-                         const char *key, int op_kind, const char *currency, bool lookup,
+                         const char *key, int op_kind, const lc_refund_ask *ask, bool lookup,
                          void *owner) {
   char path[512];
   if (lookup) {
@@ -202,7 +213,7 @@ int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_r
   c->mode = CALL_OPERATION;
   c->lookup = lookup;
   c->op_kind = op_kind;
-  snprintf(c->currency, sizeof c->currency, "%s", currency);
+  call_ask(c, ask);
   return call_add(h, c);
 }
 
@@ -219,19 +230,14 @@ int charge_http_start_search_op(charge_http *h, http_call *c, const processor *p
 }
 
 int charge_http_start_refund_status(charge_http *h, http_call *c, const processor *pr,
-                                    const char *refund_id, int64_t amount_minor,
-                                    const char *currency, const char *operation_id,
-                                    void *owner) {
+                                    const lc_refund_ask *ask, void *owner) {
   char path[512];
-  if (refund_status_path(pr->paypal, refund_id, path, sizeof path)) return -1;
+  if (refund_status_path(pr->paypal, ask->refund_id, path, sizeof path)) return -1;
   call_prepare(h, c, pr, path, NULL, false, "", owner);
   c->mode = CALL_OPERATION;
   c->lookup = c->by_id = true;
   c->op_kind = KIND_REFUND;
-  snprintf(c->currency, sizeof c->currency, "%s", currency);
-  snprintf(c->refund_id, sizeof c->refund_id, "%s", refund_id);
-  snprintf(c->operation_id, sizeof c->operation_id, "%s", operation_id);
-  c->amount_minor = amount_minor;
+  call_ask(c, ask);
   return call_add(h, c);
 }
 

@@ -31,8 +31,9 @@ typedef struct http_call {
   bool by_id;              /* with lookup: a refund's current state, by the processor's id */
   int op_kind;             /* CALL_OPERATION: the operation's ps_kind */
   char currency[4];        /* CALL_OPERATION: the operation's currency */
-  char refund_id[130];     /* by_id: the refund asked for, its amount, our operation id */
-  char operation_id[64];
+  char refund_id[130];     /* by_id: the refund asked for; a refund's call: its amount, */
+  char operation_id[64];   /* our operation id and payment id (lc_refund_ask) */
+  char payment_id[130];
   int64_t amount_minor;
 } http_call;
 
@@ -95,20 +96,21 @@ int charge_http_start(charge_http *h, http_call *c, const processor *pr, const c
 #define CHARGE_HTTP_UNBUILDABLE (-2)
 
 /* Starts an operation's request rq (its body taken over) with key at pr, or,
- * with lookup, the status query for key. Returns 0 or -1 (nothing sent). */
+ * with lookup, the status query for key. A refund's pending answer is
+ * checked against ask (lc_check_pending; its refund_id unused). Returns 0
+ * or -1 (nothing sent). */
 int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
-                         const char *key, int op_kind, const char *currency, bool lookup,
+                         const char *key, int op_kind, const lc_refund_ask *ask, bool lookup,
                          void *owner);
 
 /* Starts the query of a refund's current state by the processor's refund
  * id (GET /v1/refunds/{id}, /v2/payments/refunds/{id}); its answer is read
  * by lc_map_refund_by_id (a verdict only from a 2xx naming that refund:
- * that id, amount_minor in currency, operation_id when it carries one),
- * looked_up and by_id. Returns 0 or -1 (nothing sent; an id that is not one). */
+ * ask's refund id, amount in its currency, its operation id, its payment
+ * id when the body carries one), looked_up and by_id. Returns 0 or -1
+ * (nothing sent; an id that is not one). */
 int charge_http_start_refund_status(charge_http *h, http_call *c, const processor *pr,
-                                    const char *refund_id, int64_t amount_minor,
-                                    const char *currency, const char *operation_id,
-                                    void *owner);
+                                    const lc_refund_ask *ask, void *owner);
 
 /* Starts the search for an operation by our own id (what: charge_lookup.h);
  * its answer is read as op_kind's reply. Returns 0 or -1 (nothing sent). */

@@ -188,8 +188,8 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   charge_kind k = x->ans.kind;
   bool decided = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED;
   log_ctx lc = op_ctx(ctx, x);
-  learn_breaker(pr, now,
-                !decided && k != CHARGE_REJECTED && !x->ans.lookup_unknown && !x->ans.search_none);
+  learn_breaker(pr, now, !decided && k != CHARGE_REJECTED && !x->ans.lookup_unknown &&
+                             !x->ans.search_none && !x->ans.query_answered);
   if (!x->ans.looked_up) o->check_resend = false; /* a send was answered */
   if (x->ans.searched) {
     on_search_answer(ctx, st, x, now);
@@ -218,14 +218,14 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
    * nothing (401 after a key rotation, a proxy's 404, DUPLICATE_REQUEST_ID).
    * It may have been carried out: never re-sent blindly, asked about. */
   if (k == CHARGE_NOT_SENT && !x->ans.looked_up) count_refused(ctx, &lc, o->id);
-  if (x->ans.pending_ref) { /* from now on asked by the processor's refund id */
+  /* from now on asked by the processor's refund id — one its body names as ours */
+  if (x->ans.pending_ref && x->ans.ref_named)
     refund_status_keep_id(ctx, &lc, o->id, x->ans.charge_id);
-    if (refund_status_past_bound(ctx, o->id))
-      log_at(LOG_ERROR, &lc,
-             "ALERT refund %s pending at %s for more than %d days: not decided by us; held, "
-             "listed in charge_unresolved",
-             o->id, pr->name, REFUND_PENDING_BOUND_DAYS);
-  }
+  if ((x->ans.pending_ref || x->ans.by_id) && refund_status_past_bound(ctx, o->id))
+    log_at(LOG_ERROR, &lc,
+           "ALERT refund %s pending at %s for more than %d days: not decided by us; held, "
+           "listed in charge_unresolved",
+           o->id, pr->name, REFUND_PENDING_BOUND_DAYS);
   if (k != CHARGE_NOT_SENT || x->ans.looked_up) o->lookup = true;
   else o->check_resend = true; /* nothing written: re-sent, within the key's lifetime */
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
@@ -547,10 +547,10 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
   /* a refund the processor named while pending (a usable id): its state by id, else replay */
   bool by_id = o->lookup && kind == KIND_REFUND && refund_status_id_usable(row.processor_op_id);
   if (by_id) free(rq.body), rq.body = NULL;
-  if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, row.processor_op_id,
-                                              row.amount_minor, row.currency, row.operation_id, x)
-            : charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, row.currency,
-                                   o->lookup, x)) {
+  lc_refund_ask ask = {row.processor_op_id, row.currency, row.operation_id, row.amount_minor,
+                       row.payment_id};
+  if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, &ask, x)
+            : charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, &ask, o->lookup, x)) {
     breaker_release(&pr->br);
     free(rq.body);
     /* a counted send that left nothing: refused, re-sent; if that is not

@@ -306,49 +306,70 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
   free(clean);
 }
 
-/* Why a by-id answer does not name the refund asked for (NULL: it does). */
-static const char *not_ours(bool paypal, json_t *root, const lc_refund_ask *ask) {
+/* Why a by-id answer does not name the refund asked for (NULL: it does).
+ * refund_id NULL: the body's own id (a pending reply's). */
+static const char *not_ours(bool paypal, json_t *root, const lc_refund_ask *ask,
+                            const char *refund_id) {
   const char *id = jstr(root, "id");
-  if (!id || strcmp(id, ask->refund_id) != 0) return "another refund's id";
+  if (!id || !refund_id || strcmp(id, refund_id) != 0) return "another refund's id";
   int64_t amount = -1;
-  const char *cur = NULL, *ours = NULL;
+  const char *cur = NULL, *ours = NULL, *pay = NULL;
+  json_t *am = json_object_get(root, "amount");
   if (paypal) {
-    json_t *am = json_object_get(root, "amount");
     cur = jstr(am, "currency_code");
     if (paypal_minor(am, ask->currency, &amount)) amount = -1;
     ours = jstr(root, "invoice_id");
+    pay = jstr(root, "custom_id");
   } else {
-    json_t *am = json_object_get(root, "amount");
     if (json_is_integer(am)) amount = (int64_t)json_integer_value(am);
     cur = jstr(root, "currency");
     ours = jstr(json_object_get(root, "metadata"), "refund_id");
+    pay = jstr(json_object_get(root, "metadata"), "payment_id");
   }
   if (amount != ask->amount_minor) return "another amount";
   if (cur && strcasecmp(cur, ask->currency) != 0) return "another currency";
-  if (ours && *ours && strcmp(ours, ask->operation_id) != 0) return "another operation's id";
+  if (!ask->operation_id || !*ask->operation_id || !ours || strcmp(ours, ask->operation_id) != 0)
+    return "not naming our operation";
+  if (pay && *pay && ask->payment_id && strcmp(pay, ask->payment_id) != 0)
+    return "another payment's refund";
   return NULL;
+}
+
+/* Why body does not name the refund (NULL: it does). */
+static const char *body_not_ours(bool paypal, const char *body, size_t len,
+                                 const lc_refund_ask *ask, const char *refund_id) {
+  char *clean;
+  json_t *root = load(body, len, &clean);
+  const char *why = root ? not_ours(paypal, root, ask, refund_id) : "an unreadable body";
+  if (root) json_decref(root);
+  free(clean);
+  return why;
+}
+
+void lc_check_pending(bool paypal, const char *body, size_t len, const lc_refund_ask *ask,
+                      charge_answer *a) {
+  a->ref_named = a->pending_ref && a->charge_id &&
+                 !body_not_ours(paypal, body, len, ask, a->charge_id);
 }
 
 void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t len,
                          const lc_refund_ask *ask, charge_answer *a) {
   lc_map_operation(paypal, KIND_REFUND, http_status, body, len, ask->currency, a);
-  const char *why = NULL;
-  if (http_status < 200 || http_status > 299) {
-    why = "not a 2xx";
-  } else {
-    char *clean;
-    json_t *root = load(body, len, &clean);
-    why = root ? not_ours(paypal, root, ask) : "an unreadable body";
-    if (root) json_decref(root);
-    free(clean);
+  const char *why = http_status < 200 || http_status > 299
+                        ? "not a 2xx"
+                        : body_not_ours(paypal, body, len, ask, ask->refund_id);
+  if (!why) {
+    a->ref_named = a->pending_ref;
+    return;
   }
-  if (!why) return;
   char *keep = a->charge_id;
   a->charge_id = NULL;
   free(keep);
   a->kind = CHARGE_UNKNOWN;
   a->pending_ref = a->resource_missing = false;
   a->error_code[0] = a->decline_code[0] = '\0';
+  a->query_answered = http_status >= 200 && http_status < 500 && http_status != 408 &&
+                      http_status != 429;
   charge_answer_error(a, "refund %s by id: HTTP %ld, %s: no verdict", ask->refund_id,
                       http_status, why);
 }

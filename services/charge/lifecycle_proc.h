@@ -46,10 +46,11 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
                       const char *currency, charge_answer *a);
 
 /* The refund a by-id status query asks for: the processor's refund id, its
- * amount and currency, our operation id. */
+ * amount and currency, our operation id, our payment id (NULL: unchecked). */
 typedef struct lc_refund_ask {
   const char *refund_id, *currency, *operation_id;
   int64_t amount_minor;
+  const char *payment_id;
 } lc_refund_ask;
 
 /* The answer to GET /v1/refunds/{id} / /v2/payments/refunds/{id}, read as
@@ -57,10 +58,21 @@ typedef struct lc_refund_ask {
  * for the refund asked: a non-2xx (400, 402, 422, 404, ...) is no verdict
  * (a proxy's or API version's refusal of the query, not of the refund);
  * nor is a body whose id is not the one asked, whose amount (or currency)
- * is not the refund's, or whose metadata[refund_id] / invoice_id, when
- * present, is not our operation id (a misrouted answer). Those are
- * CHARGE_UNKNOWN, nothing kept. */
+ * is not the refund's, whose metadata[refund_id] / invoice_id is not our
+ * operation id (required: an id we kept may be another refund's, review2
+ * MEDIUM B), or whose metadata[payment_id] / custom_id, when present, is
+ * not our payment (a misrouted answer). Those are CHARGE_UNKNOWN, nothing
+ * kept; one the processor gave (HTTP 2xx-4xx but 408/429) sets
+ * query_answered: not a failure for the breaker (review2 LOW D). */
 void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t len,
                          const lc_refund_ask *ask, charge_answer *a);
+
+/* A refund's reply or replay read by lc_map_operation as pending
+ * (a->pending_ref): a->ref_named is set only when the body names our
+ * refund as a by-id answer must (ask->refund_id ignored: the body's own id,
+ * its amount, currency, our operation id — required — and payment id):
+ * only such an id is kept and asked by (review2 MEDIUM B). */
+void lc_check_pending(bool paypal, const char *body, size_t len, const lc_refund_ask *ask,
+                      charge_answer *a);
 
 #endif

@@ -44,7 +44,11 @@ typedef struct charge_answer {
                               acts on does not exist at the processor (lifecycle_proc.h) */
   bool pending_ref;        /* a refund the processor holds `pending` / `PENDING`: charge_id is
                               its refund id, for asking its current state (refund_status.h) */
+  bool ref_named;          /* with pending_ref: the body names our refund (its amount, our
+                              operation id): only then is its id kept (lifecycle_proc.h) */
   bool by_id;              /* the answer of a refund's query by its processor id */
+  bool query_answered;     /* a by-id answer the processor gave that is no verdict (a 2xx
+                              not naming ours, a 4xx but 408/429): not a breaker failure */
 } charge_answer;
 
 const char *charge_kind_name(charge_kind k);

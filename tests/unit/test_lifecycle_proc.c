@@ -197,7 +197,7 @@ Test(lifecycle_proc, pending_refunds_keep_the_processors_id) {
  * our operation id when it carries one (review MEDIUM 2). */
 #define BY_ID(pp, st, body, a)                                                                 \
   do {                                                                                         \
-    lc_refund_ask ask_ = {(pp) ? "REF-1" : "re_2", "USD", "op-1", 1000};                     \
+    lc_refund_ask ask_ = {(pp) ? "REF-1" : "re_2", "USD", "op-1", 1000, "pay-1"};            \
     lc_map_refund_by_id(pp, st, body, strlen(body), &ask_, a);                                 \
   } while (0)
 
@@ -229,10 +229,7 @@ Test(lifecycle_proc, a_by_id_answer_decides_only_for_the_refund_asked) {
   cr_assert_eq(a.kind, CHARGE_DECLINED);
   cr_assert_str_eq(a.decline_code, "lost_or_stolen_card");
   charge_answer_clear(&a);
-  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"succeeded\",\"amount\":1000,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"\"}}", &a);
-  cr_assert_eq(a.kind, CHARGE_SUCCEEDED, "an empty metadata id is no other operation's");
-  charge_answer_clear(&a);
-  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"COMPLETED\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"COMPLETED\",\"invoice_id\":\"op-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
   cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
   charge_answer_clear(&a);
   BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"CANCELLED\",\"invoice_id\":\"op-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10\"}}", &a);
@@ -265,4 +262,69 @@ Test(lifecycle_proc, a_by_id_answer_decides_only_for_the_refund_asked) {
   cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another operation's refund");
   BY_ID(true, 200, "not json", &a);
   cr_assert_eq(a.kind, CHARGE_UNKNOWN);
+}
+
+/* review2 MEDIUM B: an id we kept may be another refund's of the same
+ * amount; its answer decides for ours only when it names our operation
+ * (metadata[refund_id] / invoice_id required) and, when it names a payment,
+ * ours. */
+Test(lifecycle_proc, a_by_id_answer_without_our_operation_is_no_verdict) {
+  charge_answer a;
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"failed\",\"amount\":1000,\"currency\":\"usd\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "no metadata[refund_id]: not known to be ours");
+  cr_assert(a.query_answered, "the processor answered: no breaker failure");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"failed\",\"amount\":1000,\"metadata\":{\"refund_id\":\"\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "an empty metadata[refund_id]");
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "no invoice_id: not known to be ours");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"failed\",\"amount\":1000,\"metadata\":{\"refund_id\":\"op-1\",\"payment_id\":\"pay-2\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another payment's refund");
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-2\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another payment's refund");
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"failed\",\"amount\":1000,\"metadata\":{\"refund_id\":\"op-1\",\"payment_id\":\"pay-1\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED, "ours: decides");
+  charge_answer_clear(&a);
+  BY_ID(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED, "ours: decides");
+  charge_answer_clear(&a);
+  BY_ID(false, 502, "bad gateway", &a);
+  cr_assert_not(a.query_answered, "a 5xx is a breaker failure");
+  BY_ID(false, 429, "{}", &a);
+  cr_assert_not(a.query_answered, "a 429 is a breaker failure");
+  BY_ID(false, 400, "{\"error\":{\"code\":\"parameter_unknown\"}}", &a);
+  cr_assert(a.query_answered, "a 400 to the query: no breaker failure (review2 LOW D)");
+}
+
+/* review2 MEDIUM B: a pending reply's (or replay's) refund id is kept only
+ * when the body names our refund: our operation id and its amount. */
+#define PENDING(pp, body, a)                                                                   \
+  do {                                                                                         \
+    lc_refund_ask ask_ = {NULL, "USD", "op-1", 1000, "pay-1"};                                 \
+    MAP_OP(pp, KIND_REFUND, 200, body, a);                                                     \
+    lc_check_pending(pp, body, strlen(body), &ask_, a);                                        \
+  } while (0)
+
+Test(lifecycle_proc, a_pending_refunds_id_is_kept_only_when_it_names_our_operation) {
+  charge_answer a;
+  PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":1000,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"op-1\",\"payment_id\":\"pay-1\"}}", &a);
+  cr_assert(a.pending_ref);
+  cr_assert(a.ref_named, "ours: its id is kept");
+  charge_answer_clear(&a);
+  PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":1000,\"currency\":\"usd\"}", &a);
+  cr_assert(a.pending_ref);
+  cr_assert_not(a.ref_named, "no metadata[refund_id]: its id is not kept");
+  charge_answer_clear(&a);
+  PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":1000,\"metadata\":{\"refund_id\":\"op-2\"}}", &a);
+  cr_assert_not(a.ref_named, "another operation's refund");
+  charge_answer_clear(&a);
+  PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":999,\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
+  cr_assert_not(a.ref_named, "another amount");
+  charge_answer_clear(&a);
+  PENDING(true, "{\"id\":\"REF-1\",\"status\":\"PENDING\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert(a.ref_named, "ours: its id is kept");
+  charge_answer_clear(&a);
+  PENDING(true, "{\"id\":\"REF-1\",\"status\":\"PENDING\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert(a.pending_ref);
+  cr_assert_not(a.ref_named, "no invoice_id: its id is not kept");
+  charge_answer_clear(&a);
 }

@@ -5,7 +5,7 @@
  *   POST /v2/checkout/orders                        authorize (create + authorize in one call)
  *   POST /v2/payments/authorizations/{id}/capture   {"amount", "final_capture"}
  *   POST /v2/payments/authorizations/{id}/void
- *   POST /v2/payments/captures/{id}/refund          {"amount", "custom_id"}
+ *   POST /v2/payments/captures/{id}/refund          {"amount", "custom_id", "invoice_id"}
  *   GET  /v2/checkout/orders/{id}, /v2/payments/{authorizations,captures,refunds}/{id}
  *   GET  /v2/_lookup?request_id=K                   the answer K got */
 #include <stdio.h>
@@ -87,6 +87,7 @@ static json_t *refund_json(const sim_refund *r) {
                         amount_json(r->amount, r->p->currency), "custom_id", r->p->payment_id,
                         "capture_id", r->first ? json_string(r->first->id) : json_null(),
                         "create_time", time_json(r->at));
+  if (r->refund_ref) json_object_set_new(j, "invoice_id", json_string(r->refund_ref));
   if (r->failed)
     json_object_set_new(j, "status_details", json_pack("{s:s}", "reason", r->failure_reason));
   return j;
@@ -340,13 +341,13 @@ static unsigned exec_refund(sim_req *q, char **body) {
     *body = err(&st, 422, "REFUND_AMOUNT_EXCEEDED",
                 "The refund amount must be less than or equal to the capture's remaining amount.");
   } else if (fault_refund_declined(c->p->payment_id, &as_failed)) {
-    sim_refund *r = store_refund_new(c->p, c, n, true, NULL);
+    sim_refund *r = store_refund_new(c->p, c, n, true, jstr(q->json, "invoice_id"));
     store_log("refund", c->p, r->id, n, 0, "failed", q->key);
     webhook_event("refund_failed", c->p, r);
     *body = err(&st, 422, "REFUND_FAILED_INSUFFICIENT_FUNDS",
                 "The refund could not be made: insufficient balance.");
   } else {
-    sim_refund *r = store_refund_new(c->p, c, n, false, NULL);
+    sim_refund *r = store_refund_new(c->p, c, n, false, jstr(q->json, "invoice_id"));
     r->pending = fault_refund_pending(); /* its verdict later: refund_fail / refund_complete */
     store_log("refund", c->p, r->id, n, 0, r->pending ? "pending" : "succeeded", q->key);
     if (!r->pending) webhook_event("refunded", c->p, r);
