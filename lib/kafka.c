@@ -133,6 +133,18 @@ rd_kafka_t *kafka_producer_new(const cfg *c,
       set(conf, "partitioner", "murmur2_random", err, errlen) ||
       set(conf, "enable.idempotence", "true", err, errlen) ||
       set(conf, "acks", "all", err, errlen) || set(conf, "linger.ms", "2", err, errlen) ||
+      /* One produce request in flight per broker, whatever an operator set:
+       * librdkafka 2.0.2 (Debian 12) loses messages without an error when a
+       * new idempotent producer's first request to a partition fails with
+       * NOT_LEADER (a leader not ready yet: a new topic, a leader election)
+       * while a later one succeeds. The broker takes the later request as the
+       * producer's first (sequence 1), and the client counts the failed one
+       * delivered ("implicitly acked by subsequent batch success"): the
+       * message is never written and its delivery report says success. Seen
+       * on this stack (the partition's log began at sequence 1); with one
+       * request in flight the failed one is retried before anything after
+       * it is sent. Costs a round trip per batch cycle, not per message. */
+      set(conf, "max.in.flight.requests.per.connection", "1", err, errlen) ||
       /* Exactly-once: one transactional.id per worker instance, stable
        * across restarts, so the restarted instance fences its zombie. */
       (c->transactional_id[0] && set(conf, "transactional.id", c->transactional_id, err, errlen))) {
