@@ -37,7 +37,7 @@ snapshot() {
     { read -r -a st <"$f"; } 2>/dev/null || continue  # it may have exited
     ppid=$(sed 's/^.*) //' "$f" 2>/dev/null | cut -d' ' -f2) || continue
     [ "$pid" = "$pm" ] || [ "$ppid" = "$pm" ] || [ "$pid" = "$rd" ] ||
-      { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR" || continue
+      { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -cxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR" >/dev/null || continue
     args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
     case "$args" in
       *" kafka.Kafka "*) name="kafka broker (JVM)" ;;
@@ -59,8 +59,8 @@ jvm_threads() {
   local pid="" p f t name
   for f in /proc/[0-9]*/cmdline; do
     p=${f#/proc/}; p=${p%/cmdline}
-    { tr '\0' ' ' <"$f" | grep -q " kafka.Kafka "; } 2>/dev/null || continue
-    { tr '\0' '\n' <"/proc/$p/environ" | grep -qxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR"; } 2>/dev/null || continue
+    { tr '\0' ' ' <"$f" | grep -c " kafka.Kafka " >/dev/null; } 2>/dev/null || continue
+    { tr '\0' '\n' <"/proc/$p/environ" | grep -cxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR" >/dev/null; } 2>/dev/null || continue
     pid=$p && break
   done
   [ -n "$pid" ] || return 0

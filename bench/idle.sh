@@ -21,8 +21,8 @@ port=${PAYSTREAM_KAFKA_BOOTSTRAP##*:}
 jvm=""
 for f in /proc/[0-9]*/cmdline; do
   p=${f#/proc/}; p=${p%/cmdline}
-  { tr '\0' ' ' <"$f" | grep -q " kafka.Kafka "; } 2>/dev/null || continue
-  { tr '\0' '\n' <"/proc/$p/environ" | grep -qxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR"; } 2>/dev/null || continue
+  { tr '\0' ' ' <"$f" | grep -c " kafka.Kafka " >/dev/null; } 2>/dev/null || continue
+  { tr '\0' '\n' <"/proc/$p/environ" | grep -cxF "PAYSTREAM_RUN_DIR=$PAYSTREAM_RUN_DIR" >/dev/null; } 2>/dev/null || continue
   jvm=$p && break
 done
 threads() { for t in /proc/"$jvm"/task/*; do

@@ -52,8 +52,8 @@ C=$PAYSTREAM_RUN_DIR/chaos.log
 log "chaos: $(grep -c '^SIGKILLed' "$C") workers killed, $(grep -c '^restarted [a-z]*-' "$C") restarted"
 check "at least 5 workers were SIGKILLed (seen exiting with 137)" test "$(grep -c '^SIGKILLed' "$C")" -ge 5
 eq "every killed worker was restarted (a new live process)" "$(grep -c '^SIGKILLed' "$C")" "$(grep -c '^restarted [a-z]*-' "$C")"
-check "postgres was restarted" grep -q '^restarted postgres' "$C"
-check "redis was restarted" grep -q '^restarted redis' "$C"
+check "postgres was restarted" qgrep '^restarted postgres' "$C"
+check "redis was restarted" qgrep '^restarted redis' "$C"
 # midload PATTERN: how many chaos events matching PATTERN landed while some,
 # not all, intents were terminal (the count read just before the event).
 midload() {

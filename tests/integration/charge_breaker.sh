@@ -20,7 +20,7 @@ state() { metric charge 1 'paystream_circuit_breaker_state{stage="charge",proces
 calls() { metric charge 1 'paystream_processor_calls_total{stage="charge",processor="stripe"'; }
 is_open() { [ "$(state)" = 2 ]; }
 check "the circuit opens under the outage" wait_until 60 is_open
-check "and the transition is logged" grep -q 'circuit for stripe: closed -> open' "$L"
+check "and the transition is logged" qgrep 'circuit for stripe: closed -> open' "$L"
 opened_after=$(calls)
 check "only after at least the minimum number of failures ($opened_after)" test "$opened_after" -ge 5
 # Nothing is sent while the circuit is open: between the moment it opens and
@@ -30,7 +30,7 @@ check "only after at least the minimum number of failures ($opened_after)" test 
 # nothing else.
 received() { curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq .total; }
 r_open=$(received)
-reopened() { grep -q 'circuit for stripe: half_open -> open' "$L"; }
+reopened() { qgrep 'circuit for stripe: half_open -> open' "$L"; }
 check "after the cool-down it half-opens, the probes fail, and it opens again" wait_until 30 reopened
 r_reopen=$(received)
 # (A probe for an attempt already sent is a status query, not a charge:
@@ -38,7 +38,7 @@ r_reopen=$(received)
 check "nothing but the 0-2 half-open probes was sent while it was open ($((r_reopen - r_open)))" \
   test $((r_reopen - r_open)) -ge 0 -a $((r_reopen - r_open)) -le 2
 sim "fail_rate=0"
-closed() { grep -q 'circuit for stripe: half_open -> closed' "$L" && [ "$(state)" = 0 ]; }
+closed() { qgrep 'circuit for stripe: half_open -> closed' "$L" && [ "$(state)" = 0 ]; }
 check "once the processor recovers a probe succeeds and the circuit closes" wait_until 60 closed
 expected=$(manifest_terminal "$PAYSTREAM_RUN_DIR/m.jsonl")
 check "every payment reaches its outcome" wait_until 120 all_terminal

@@ -37,7 +37,7 @@ CREATE TRIGGER poison_answer BEFORE UPDATE ON charge_attempts
 . "$PAYSTREAM_RUN_DIR/env"
 out=$(PAYSTREAM_PROCESSOR_NAME=$long timeout 60 "$BUILD/ps-charge" 2>&1); rc=$?
 eq "a charge worker with a 33-character processor name exits with a configuration error" "1" "$([ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && echo 1)"
-check "  ... saying why" grep -q "PAYSTREAM_PROCESSOR_NAME must be 1 to 32 characters" <<<"$out"
+check "  ... saying why" qgrep "PAYSTREAM_PROCESSOR_NAME must be 1 to 32 characters" <<<"$out"
 "$STACK" workers 1
 now=$(now_ms)
 old=$((now - 200 * 24 * 3600000))
@@ -70,7 +70,7 @@ eq "the forty others succeeded" "40" "$(sql "SELECT count(*) FROM payments WHERE
 poison=$(field poison payment_id)
 isolated() { [ "$("$PAYCTL" dlq list 2>/dev/null | jq -r 'select(.key == "poison" and .["dlq.stage"] == "charge") | .["dlq.reason"]' | grep -c '^charge data error: 22023')" = 1 ]; }
 check "the poison payment is dead-lettered with the reason" wait_until 30 isolated
-check "as an alert" grep -q "ALERT charge isolated a payment.*$poison" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
+check "as an alert" qgrep "ALERT charge isolated a payment.*$poison" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 check "counted" test "$(metric charge 1 paystream_charge_isolated_total)" -ge 1
 eq "it was never sent to the processor" "0" \
   "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq --arg k "paystream:$poison:stripe" '.by_key[$k] // 0')"
@@ -80,7 +80,7 @@ eq "it ends failed with its code and outcome (invariant 4)" "failed charge_data_
 outcome_of() { "$PAYCTL" outcomes | jq -r --arg p "$1" 'select(.payment_id == $p) | .status + " " + (.error_code // "")'; }
 check "  ... and its failed outcome is published" wait_until 30 eval '[ "$(outcome_of "$poison")" = "failed charge_data_error" ]'
 answer=$(field poison-answer payment_id)
-answer_isolated() { "$PAYCTL" dlq list 2>/dev/null | jq -c 'select(.key == "poison-answer" and .["dlq.stage"] == "charge")' | grep -q .; }
+answer_isolated() { "$PAYCTL" dlq list 2>/dev/null | jq -c 'select(.key == "poison-answer" and .["dlq.stage"] == "charge")' | qgrep .; }
 check "the payment whose answer Postgres refuses is dead-lettered" wait_until 60 answer_isolated
 eq "  ... the processor charged it once" "1" \
   "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq --arg k "paystream:$answer:stripe" '.by_key[$k] // 0')"
@@ -88,7 +88,7 @@ eq "  ... it stays charging, its attempt live and counted sent" "charging chargi
   "$(sql "SELECT p.status || ' ' || a.state || ' ' || a.sends || ' ' || a.refused FROM payments p JOIN charge_attempts a USING (payment_id) WHERE payment_id = '$answer'")"
 check "  ... its pending outcome is published" wait_until 30 eval '[ "$(outcome_of "$answer")" = "pending processor_unresolved" ]'
 eq "  ... and charge_unresolved lists it" "$answer" "$(sql "SELECT payment_id FROM charge_unresolved")"
-check "  ... as an alert" grep -q "ALERT isolated payment may have been charged.*$answer\|$answer.*ALERT isolated payment may have been charged" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
+check "  ... as an alert" qgrep "ALERT isolated payment may have been charged.*$answer\|$answer.*ALERT isolated payment may have been charged" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 # charge_unresolved also lists a payment charge holds with no attempt that
 # may have reached a processor once it has not moved for 15 minutes (one
 # whose isolated end was refused too, or left by a stopped worker).

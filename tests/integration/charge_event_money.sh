@@ -39,7 +39,7 @@ check "the two are dead-lettered with the reason" wait_until 30 dead
 check "as alerts" test "$(grep -c 'ALERT event disagrees with postgres' "$PAYSTREAM_RUN_DIR/logs/charge-1.log")" -ge 2
 held() { [ "$(dlq_reason "$pm3")" = "payment is review, not chargeable: nothing charged" ]; }
 check "the ALLOW event of a payment in review is dead-lettered with the reason" wait_until 30 held
-check "as an alert" grep -q "ALERT payment is review, not chargeable" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
+check "as an alert" qgrep "ALERT payment is review, not chargeable" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 eq "counted, with the two" "3" "$(metric charge 1 paystream_charge_event_mismatch_total)"
 eq "it is still in review" "review" "$(sql "SELECT status FROM payments WHERE payment_id = '$pm3'")"
 for p in "$pm1" "$pm2" "$pm3"; do

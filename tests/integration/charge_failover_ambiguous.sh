@@ -26,9 +26,9 @@ check "the warm-up settles" wait_until 90 settled warm 64
 
 curl -sf -X POST "$PAYSTREAM_PROCESSOR_URL/_sim/config?drop_next=1&refuse_ms=4000" >/dev/null
 "$PAYCTL" publish --count 1 --run drop >/dev/null
-dropped() { grep -q 'refusing connections' "$PAYSTREAM_RUN_DIR/procsim.log"; }
+dropped() { qgrep 'refusing connections' "$PAYSTREAM_RUN_DIR/procsim.log"; }
 check "the primary charged, dropped the connection and refused new ones" wait_until 60 dropped
-back() { grep -q 'accepting connections again' "$PAYSTREAM_RUN_DIR/procsim.log"; }
+back() { qgrep 'accepting connections again' "$PAYSTREAM_RUN_DIR/procsim.log"; }
 check "and accepts connections again after the window" wait_until 30 back
 check "the payment ends with an outcome" wait_until 90 settled drop 1
 pid=$(sql "SELECT payment_id FROM payments WHERE idempotency_key LIKE 'drop-%'")
@@ -43,7 +43,7 @@ eq "never even asked of the backup" "0" \
 eq "the primary was asked about its key, not sent the charge again (resolver)" "1" \
   "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/_sim/requests" | jq --arg k "paystream:$pid:stripe" '.by_key[$k] // 0')"
 eq "no attempt was abandoned" "0" "$(sql "SELECT count(*) FROM charge_attempts WHERE state = 'abandoned'")"
-check "the lost answer was treated as ambiguous" grep -q "not definite (unknown).*$pid" "$L"
+check "the lost answer was treated as ambiguous" qgrep "not definite (unknown).*$pid" "$L"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish

@@ -46,7 +46,7 @@ with_reason() { # declined outcomes whose bytes carry their payment's decline co
   local n=0 id code
   while IFS=$'\t' read -r id code; do
     jq -r --arg p "$id" 'select(.payment_id == $p and .status == "declined") | .raw' "$PAYSTREAM_RUN_DIR/dec-outcomes.jsonl" |
-      grep -q "$(hexof "$code")" && n=$((n + 1))
+      qgrep "$(hexof "$code")" && n=$((n + 1))
   done < <(sql "SELECT payment_id, error_code FROM payments WHERE status = 'declined'")
   echo "$n"
 }
@@ -65,8 +65,8 @@ eq "each was charged once, at the (PayPal-like) backup" "300" \
   "$(charges "$BACKUP_URL" | jq -r 'select(.status=="succeeded") | .metadata.payment_id' | sort -u | wc -l)"
 eq "their primary attempts were abandoned as never received" "300" \
   "$(sql "SELECT count(*) FROM charge_attempts WHERE processor = 'stripe' AND state = 'abandoned' AND sends = refused")"
-check "the primary's circuit opened" grep -q "circuit for stripe: closed -> open" "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
-check "failovers were logged" grep -q "never received the charge; failing over to backup" "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
+check "the primary's circuit opened" qgrep "circuit for stripe: closed -> open" "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
+check "failovers were logged" qgrep "never received the charge; failing over to backup" "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
 check "the workers stop" "$STACK" stop-workers
 
 # 3. The primary charges but answers too late 30 % of the time: ambiguous
@@ -79,7 +79,7 @@ check "the load settles with a slow primary" wait_until 180 settled 900
 eq "no payment charged twice, across both processors" "0" "$(succeeded_twice)"
 eq "every payment ends succeeded or failed" "0" \
   "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'slow-%' AND status NOT IN ('succeeded', 'failed')")"
-check "timeouts happened and were retried" grep -q "not definite (unknown)" "$PAYSTREAM_RUN_DIR/logs/charge-3.log"
+check "timeouts happened and were retried" qgrep "not definite (unknown)" "$PAYSTREAM_RUN_DIR/logs/charge-3.log"
 curl -sf -X POST "$PAYSTREAM_PROCESSOR_URL/_sim/config?timeout_rate=0&latency_ms=1500" >/dev/null
 check "the workers stop" "$STACK" stop-workers
 

@@ -26,7 +26,7 @@ sql "INSERT INTO processor_settings (processor, authorization_window, idempotenc
 requests_for() { curl -sf "$SIM/_sim/requests" | jq -r --arg k "$1" '.by_key[$k] // 0'; }
 op_col() { sql "SELECT $2 FROM payment_operations WHERE merchant_id = 'm1' AND idempotency_key = '$1'"; }
 totals() { curl -sf "$SIM/_sim/totals?payment_id=$1" | jq -r ".$2"; }
-listed() { "$PAYCTL" charges unresolved | grep "$1" | grep -q "$2"; }
+listed() { "$PAYCTL" charges unresolved | grep "$1" | qgrep "$2"; }
 received() { [ "$(requests_for "$1")" -ge 1 ]; }
 # The first send, by Postgres' clock, is older than the lifetime.
 old_attempt() { [ "$(sql "SELECT now() - first_sent_at > interval '4.5 seconds' FROM charge_attempts a JOIN payments p USING (payment_id) WHERE p.idempotency_key = '$1'")" = t ]; }
@@ -64,7 +64,7 @@ unfound() { [ "$(metric charge 1 paystream_charge_key_unfound_total)" -ge 1 ]; }
 check "the key-unfound metric counts it" wait_until 30 unfound
 age_up() { [ "$(metric charge 1 paystream_charge_unresolved_oldest_seconds)" -ge 5 ]; }
 check "the unresolved-age metric counts it" wait_until 30 age_up
-check "an ALERT is logged" grep -q "ALERT charge at stripe past the processor's key lifetime" \
+check "an ALERT is logged" qgrep "ALERT charge at stripe past the processor's key lifetime" \
   "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 
 # ---- a refund whose answer is lost past the lifetime: found by the search --

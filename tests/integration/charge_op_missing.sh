@@ -43,14 +43,14 @@ check "the second refund is refused before acting (it may have arrived)" wait_un
 sim "fail_rate=0" "$OTHER"
 resent() { [ "$(requests_for "$OPKEY")" = 2 ]; }
 check "re-sent with the same key once the key is unknown, answered 404" wait_until 120 resent
-escalated() { "$PAYCTL" charges unresolved | grep miss-later | grep -q "escalated"; }
+escalated() { "$PAYCTL" charges unresolved | grep miss-later | qgrep "escalated"; }
 check "escalated after a bounded number of queries, listed with the reason" \
   wait_until 120 escalated
 eq "left processing, its amount reserved" "processing 1000" \
   "$(op_col miss-later state) $(sql "SELECT refunding_minor FROM payments WHERE payment_id = '$PID'")"
 esc_metric() { [ "$(metric charge 1 paystream_charge_operations_escalated_total)" -ge 1 ]; }
 check "the escalation metric counts it" wait_until 30 esc_metric
-check "an ALERT is logged" grep -q "ALERT operation .*no such object" \
+check "an ALERT is logged" qgrep "ALERT operation .*no such object" \
   "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 let_go() { [ "$(metric charge 1 paystream_charges_pending)" = 0 ]; }
 check "the worker holds it no longer (dead-lettered)" wait_until 60 let_go

@@ -27,7 +27,7 @@ PAYSTREAM_PROCESSOR_URL_OVERRIDE=$CLOSED "$STACK" workers 1
 "$PAYCTL" capture m1 ref-auth --key ref-capture --amount 3000 --currency USD >/dev/null
 refused_send() {
   local op; op=$(op_col "$1" operation_id)
-  [ -n "$op" ] && grep -q "operation $op at .*: not_sent" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
+  [ -n "$op" ] && qgrep "operation $op at .*: not_sent" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 }
 check "the refund's send is refused (nothing listens)" wait_until 120 refused_send ref-refund
 check "the capture's send is refused" wait_until 120 refused_send ref-capture

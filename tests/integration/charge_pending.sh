@@ -19,7 +19,7 @@ check "the processor charged it (its answer comes too late)" wait_until 60 proce
 sim "timeout_rate=0&api_key=sk_rotated"
 pid=$(sql "SELECT payment_id FROM payments WHERE idempotency_key LIKE 'pend-%'")
 key=$(sql "SELECT idempotency_key FROM payments WHERE payment_id = '$pid'")
-rejected() { grep -q "status query at stripe: no verdict (status query: HTTP 401).*$pid" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
+rejected() { qgrep "status query at stripe: no verdict (status query: HTTP 401).*$pid" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
 check "its status query got 401 and was taken as no verdict" wait_until 30 rejected
 # How many outcomes of this payment match a jq condition (jq -e alone
 # would pass on empty output).
@@ -30,7 +30,7 @@ eq "the payment is still charging, not failed" "charging" "$(sql "SELECT status 
 eq "its attempt too" "charging" "$(sql "SELECT state FROM charge_attempts WHERE payment_id = '$pid'")"
 check "the oldest unresolved attempt's age is exported (>= 3 s)" \
   test "$(metric charge 1 paystream_charge_unresolved_oldest_seconds)" -ge 3
-listed() { "$PAYCTL" charges unresolved --older-than 3 | grep -q "^$pid	"; }
+listed() { "$PAYCTL" charges unresolved --older-than 3 | qgrep "^$pid	"; }
 check "payctl charges unresolved lists it" listed
 eq "the charge_unresolved view lists it" "$pid" "$(sql "SELECT payment_id FROM charge_unresolved")"
 sim "api_key="

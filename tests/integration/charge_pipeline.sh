@@ -49,7 +49,7 @@ kill -TERM "$pid"
 gone() { ! kill -0 "$pid" 2>/dev/null; }
 check "it stops within 10 s of SIGTERM" wait_until 10 gone
 rm -f "$PAYSTREAM_RUN_DIR/pids/charge-1.pid"
-check "it left the consumer group" grep -q '"left the consumer group"' "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
+check "it left the consumer group" qgrep '"left the consumer group"' "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 PAYSTREAM_CHARGE_MAX_INFLIGHT=40 "$STACK" start-worker charge 2
 cat "$M1" "$M2" >"$PAYSTREAM_RUN_DIR/manifest.jsonl"
 expected=$(manifest_terminal "$PAYSTREAM_RUN_DIR/manifest.jsonl")

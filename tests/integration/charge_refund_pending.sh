@@ -39,7 +39,7 @@ postings() { sql "SELECT string_agg(kind, ' ' ORDER BY transaction_id) FROM ledg
 outcomes_of() { "$PAYCTL" outcomes 2>/dev/null | jq -r --arg o "$1" 'select(.operation_id == $o) | "\(.status) \(.error_code // "")"' | sed 's/ $//' | sort | paste -sd, -; }
 sim_refund_of() { curl -sf "$SIM/_sim/operations?payment_id=$1" | jq -r '.data[] | select(.op == "refund") | .object_id' | head -1; }
 has_sim_refund() { [ -n "$(sim_refund_of "$1")" ]; }
-queried_by_id() { grep -q "refund $1 pending at the processor as $2" "$R/logs/charge-1.log"; }
+queried_by_id() { qgrep "refund $1 pending at the processor as $2" "$R/logs/charge-1.log"; }
 verify() { check "payctl ledger verify is clean ($1)" quietly "$PAYCTL" ledger verify; }
 # pending_refund SALE KEY AMOUNT: the refund answered pending; sets P, OP, RID.
 pending_refund() {
@@ -93,7 +93,7 @@ pending_refund ok ok-r 3000
 # declined the refund at PayPal and gave its room back: refundable twice.
 sim "webhook_lose_next=1&fail_rate=1&fail_status=422" "$SIM"
 eq "procsim completes the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_complete?refund=$RID")"
-answered_422() { grep -q "refund $RID by id: HTTP 422, not a 2xx: no verdict" "$R/logs/charge-1.log"; }
+answered_422() { qgrep "refund $RID by id: HTTP 422, not a 2xx: no verdict" "$R/logs/charge-1.log"; }
 check "charge's query by id is answered 422" wait_until 60 answered_422
 eq "a 422 to the query decides nothing: processing, its amount reserved" "processing 10000 0 3000" \
   "$(op_col ok-r state) $(amounts "$P")"

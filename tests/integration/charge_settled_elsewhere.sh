@@ -18,7 +18,7 @@ sim "timeout_rate=1&hang_ms=15000"
 PID=
 charged_at_sim() {
   PID=$(sql "SELECT payment_id FROM payments WHERE idempotency_key = 'race-1'")
-  [ -n "$PID" ] && processor_charges | jq -c --arg p "$PID" 'select(.metadata.payment_id == $p)' | grep -q .
+  [ -n "$PID" ] && processor_charges | jq -c --arg p "$PID" 'select(.metadata.payment_id == $p)' | qgrep .
 }
 check "procsim charged it; its answer hangs" wait_until 120 charged_at_sim
 PID=$(sql "SELECT payment_id FROM payments WHERE idempotency_key = 'race-1'")
@@ -45,7 +45,7 @@ eq "charge emitted no charged event for it: nothing posted" "0" \
   "$(sql "SELECT count(*) FROM ledger_transactions WHERE payment_id = '$PID'")"
 eq "the payment stays as the other writer left it" "charged" \
   "$(sql "SELECT status FROM payments WHERE payment_id = '$PID'")"
-no_outcome() { ! "$PAYCTL" outcomes 2>/dev/null | jq -c 'select(.idempotency_key == "race-1")' | grep -q .; }
+no_outcome() { ! "$PAYCTL" outcomes 2>/dev/null | jq -c 'select(.idempotency_key == "race-1")' | qgrep .; }
 check "and no outcome for it" no_outcome
 elsewhere() { [ "$(metric charge 1 paystream_charge_settled_elsewhere_total)" -ge 1 ]; }
 check "counted as settled elsewhere" elsewhere

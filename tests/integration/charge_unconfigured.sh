@@ -24,7 +24,7 @@ check "the charge stage is moved back" quietly "$PAYCTL" replay --stage charge -
 again() { [ "$(charged_msgs)" = 20 ]; }
 check "replayed, each is emitted again from what Postgres recorded" wait_until 60 again
 check "with an alert per payment" test "$(metric charge 2 paystream_charge_unconfigured_processor_total)" -ge 10
-check "logged" grep -q "ALERT charged at retired, a processor that is not configured" \
+check "logged" qgrep "ALERT charged at retired, a processor that is not configured" \
   "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
 "$STACK" start-worker ledger 1
 posted() { [ "$(sql "SELECT count(*) FROM payments WHERE status = 'succeeded' AND processor = 'retired'")" = 10 ]; }

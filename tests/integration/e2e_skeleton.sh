@@ -30,9 +30,9 @@ eq "undecodable messages are in the DLQ with reason and source" "$GARBAGE" \
 # late duplicate is still answered from the stored outcome, never re-charged.
 first=$(jq -r 'select(.kind=="valid") | [.merchant,.key] | @tsv' "$M" | head -n1)
 check "payctl idempotency show finds the claim" eval \
-  '"$PAYCTL" idempotency show $first | grep -q "payment_id:  pay_"'
+  '"$PAYCTL" idempotency show $first | qgrep "payment_id:  pay_"'
 check "payctl idempotency prune clears old payloads" eval \
-  '"$PAYCTL" idempotency prune --older-than 0s | grep -q "cleared the request payload"'
+  '"$PAYCTL" idempotency prune --older-than 0s | qgrep "cleared the request payload"'
 eq "no payload left on finished payments" "0" "$(sql "SELECT count(*) FROM payments WHERE intent IS NOT NULL")"
 payments_before=$(payment_count)
 replayed_before=$("$PAYCTL" outcomes | jq -c 'select(.replayed)' | wc -l)
@@ -56,14 +56,14 @@ for s in fraud charge ledger; do "$STACK" start-worker "$s" 1; done
 oversized() { [ "$("$PAYCTL" dlq list | jq -r 'select(.["dlq.reason"]|startswith("oversized")) | .key' | wc -l)" -eq 5 ]; }
 check "oversized intents are dead-lettered with the reason" wait_until 60 oversized
 where=$("$PAYCTL" dlq list | jq -r 'select(.["dlq.reason"]|startswith("oversized")) | "\(.partition) \(.offset)"' | head -n1)
-check "payctl dlq show names the reason and the source" eval '"$PAYCTL" dlq show $where | grep -q "dlq.source.offset"'
+check "payctl dlq show names the reason and the source" eval '"$PAYCTL" dlq show $where | qgrep "dlq.source.offset"'
 PAYSTREAM_STOP_TIMEOUT=20 "$STACK" stop-workers >/dev/null
 "$STACK" workers 1
 check "payctl dlq redrive re-publishes the dead letters" quietly "$PAYCTL" dlq redrive
 paid_big() { [ "$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'big-%' AND status = 'succeeded'")" -eq 5 ]; }
 check "redriven intents are paid once the limit allows them" wait_until 60 paid_big
 check "a second redrive does not see the redriven messages again" eval \
-  '! "$PAYCTL" dlq redrive --dry-run | grep -q oversized'
+  '! "$PAYCTL" dlq redrive --dry-run | qgrep oversized'
 
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports

@@ -110,7 +110,7 @@ eq "its postings reversed, once" \
 refund_reversal liability:refunds_payable C 4000
 refund_reversal liability:refunds_payable D 4000
 refund_reversal revenue:refunds C 4000" "$(postings "$P")"
-failed_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg o "$OP" 'select(.operation_id == $o and .status == "failed" and .error_code == "refund_failed" and .refunded == 0)' | grep -q .; }
+failed_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg o "$OP" 'select(.operation_id == $o and .status == "failed" and .error_code == "refund_failed" and .refunded == 0)' | qgrep .; }
 check "the merchant hears the refund failed" wait_until 120 failed_outcome
 refund late late-r2 10000
 check "a refund of the whole amount ends" wait_until 60 op_done late-r2
@@ -164,7 +164,7 @@ eq "declined by the webhook" "charge_declined" \
           WHERE f.payment_id = '$P' AND e.type = 'charge.failed'")"
 eq "its attempt declined, nothing posted" "declined 0" \
   "$(sql "SELECT a.state, (SELECT count(*) FROM ledger_transactions t WHERE t.payment_id = a.payment_id) FROM charge_attempts a WHERE a.payment_id = '$P'" | tr '\t' ' ')"
-declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | grep -q .; }
+declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | qgrep .; }
 check "the merchant hears it was declined" wait_until 120 declined_outcome
 check "procsim answers again" wait_until 90 answers
 

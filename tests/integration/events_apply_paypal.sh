@@ -138,7 +138,7 @@ dispute_reinstatement asset:disputed_funds C 3000" "$(postings "$P")"
 eq "the dispute: won, withdrawn and reinstated seen, nothing held" "won t t 0" \
   "$(sql "SELECT status, seen_withdrawn, seen_reinstated, held_minor FROM disputes WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
 eq "nothing held once won" "10000 0 0" "$(amounts "$P")"
-won_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "won" and .disputed == 0)' | grep -q .; }
+won_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "won" and .disputed == 0)' | qgrep .; }
 check "the merchant hears of it: an outcome updated / won" wait_until 120 won_outcome ||
   "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p) | del(.raw)' | sed 's/^/#   /'
 refund won won-r1 10000
@@ -165,7 +165,7 @@ eq "its postings reversed, once" \
 refund_reversal liability:refunds_payable C 4000
 refund_reversal liability:refunds_payable D 4000
 refund_reversal revenue:refunds C 4000" "$(postings "$P")"
-failed_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg o "$OP" 'select(.operation_id == $o and .status == "failed" and .error_code == "refund_failed" and .refunded == 0)' | grep -q .; }
+failed_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg o "$OP" 'select(.operation_id == $o and .status == "failed" and .error_code == "refund_failed" and .refunded == 0)' | qgrep .; }
 check "the merchant hears the refund failed" wait_until 120 failed_outcome
 refund late late-r2 10000
 check "a refund of the whole amount ends" wait_until 60 op_done late-r2
@@ -210,7 +210,7 @@ eq "declined by the webhook" "charge_declined" \
 eq "its attempt declined with the code procsim's answer gives, nothing posted" "declined $ANSWER_DECLINE 0" \
   "$(sql "SELECT a.state, a.decline_code, (SELECT count(*) FROM ledger_transactions t WHERE t.payment_id = a.payment_id)
           FROM charge_attempts a WHERE a.payment_id = '$P'" | tr '\t' ' ')"
-declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | grep -q .; }
+declined_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "declined" and .error_code == "card_declined")' | qgrep .; }
 check "the merchant hears it was declined" wait_until 120 declined_outcome
 check "procsim answers again" wait_until 90 answers
 
@@ -218,7 +218,7 @@ log "the day's PayPal settlement report agrees with what was applied (at ${SECON
 DAY=$(date -u +%F)
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=paypal" >"$R/settlement.csv"
 PAYOUT=$(awk -F, '$1 == "payout" { print $3 " " $4 }' "$R/settlement.csv")
-check "one PayPal payout line (PAYOUT_…)" grep -qE "^PAYOUT_[0-9]{8}_USD -?[0-9]+$" <<<"$PAYOUT"
+check "one PayPal payout line (PAYOUT_…)" qgrep -E "^PAYOUT_[0-9]{8}_USD -?[0-9]+$" <<<"$PAYOUT"
 eq "every movement is in it: charges, refunds, a refund failure, dispute withdrawals, a reinstatement" \
   "charge 4 dispute_reinstatement 1 dispute_withdrawal 2 refund 4 refund_failure 1" \
   "$(awk -F, 'NR > 1 && $1 != "payout" { n[$1]++ } END { for (t in n) print t, n[t] }' "$R/settlement.csv" | sort | tr '\n' ' ' | sed 's/ $//')"

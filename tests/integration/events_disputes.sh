@@ -98,7 +98,7 @@ eq "the hold is capped at what was left" "2000 | 10000 8000 2000" \
 eq "the posting is the processor's amount" "dispute_withdrawal 5000" "$(postings "$P" dp_over)"
 more_short() { [ "$(short)" -ge $((A0 + 2)) ]; }
 check "each event is counted" wait_until 30 more_short
-alerted() { grep -h 'ALERT dispute dp_over' "$R"/logs/events*.log | grep -q 'hold capped'; }
+alerted() { grep -h 'ALERT dispute dp_over' "$R"/logs/events*.log | qgrep 'hold capped'; }
 check "an ALERT is logged" alerted
 eq "an operator sees it listed" "dp_over 3000" \
   "$(sql "SELECT processor_dispute_id, short_minor FROM disputes_held_short" | tr '\t' ' ')"

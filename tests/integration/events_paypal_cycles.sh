@@ -142,7 +142,7 @@ log "the day's PayPal settlement report reconciles (at ${SECONDS} s)"
 DAY=$(date -u +%F)
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=paypal" >"$R/settlement.csv"
 PAYOUT=$(awk -F, '$1 == "payout" { print $3 " " $4 }' "$R/settlement.csv")
-check "one PayPal payout line" grep -qE "^PAYOUT_[0-9]{8}_USD -?[0-9]+$" <<<"$PAYOUT"
+check "one PayPal payout line" qgrep -E "^PAYOUT_[0-9]{8}_USD -?[0-9]+$" <<<"$PAYOUT"
 eq "the report: two charges, three withdrawals, two reinstatements" \
   "charge 2 dispute_reinstatement 2 dispute_withdrawal 3" \
   "$(awk -F, 'NR > 1 && $1 != "payout" { n[$1]++ } END { for (t in n) print t, n[t] }' "$R/settlement.csv" | sort | tr '\n' ' ' | sed 's/ $//')"

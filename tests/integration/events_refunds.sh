@@ -151,7 +151,7 @@ short_refused() {
   out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "BEGIN;
     UPDATE disputes SET held_minor = held_minor - 1 WHERE processor_dispute_id = '$DP';
     UPDATE payments SET disputed_minor = disputed_minor - 1 WHERE payment_id = '$P'; COMMIT;" 2>&1)
-  grep -q 'guard: payment .* refundable while a dispute is held short' <<<"$out" || { echo "# psql: $out"; return 1; }
+  qgrep 'guard: payment .* refundable while a dispute is held short' <<<"$out" || { echo "# psql: $out"; return 1; }
 }
 check "Postgres refuses a dispute held short while the payment has room (even as the owner)" short_refused
 eq "nothing changed" "10000" "$(sql "SELECT held_minor FROM disputes WHERE processor_dispute_id = '$DP'")"

@@ -30,7 +30,7 @@ all_assigned() {
 check "every stage's instances own partitions" wait_until 60 all_assigned
 if [ "$PAYSTREAM_EXACTLY_ONCE" = 1 ]; then
   check "workers run transactional (transactional.id paystream-STAGE-I)" \
-    grep -q 'exactly-once: transactional.id paystream-charge-2' "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
+    qgrep 'exactly-once: transactional.id paystream-charge-2' "$PAYSTREAM_RUN_DIR/logs/charge-2.log"
 fi
 
 chaos() {

@@ -57,7 +57,7 @@ eq "it is blocked" "blocked" "$(field high p.status)"
 eq "by a blocking rule" "block" "$(field high a.decision)"
 reasons=$(field high a.reasons)
 for r in velocity_customer_1h country_new new_payment_method amount_high country_mismatch impossible_travel; do
-  check "reason $r" grep -q "$r" <<<"$reasons"
+  check "reason $r" qgrep "$r" <<<"$reasons"
 done
 eq "without the model" "skipped" "$(field high a.model_version)"
 eq "ml score 0" "0" "$(field high a.ml_score)"

@@ -44,7 +44,7 @@ eq "m_b's card velocity does not count m_a's payments" "" "$(grep -o 'velocity_c
 hist_intent a-probe1 m_a cus_a "$now" dev_a >"$PAYSTREAM_RUN_DIR/p1.jsonl"
 publish p1
 check "m_a's next payment is assessed" wait_until 60 assessed a-probe1 1
-check "and still sees its card's five payments: velocity_card_1h ($(reasons a-probe1))" grep -q velocity_card_1h <<<"$(reasons a-probe1)"
+check "and still sees its card's five payments: velocity_card_1h ($(reasons a-probe1))" qgrep velocity_card_1h <<<"$(reasons a-probe1)"
 
 # The same merchant sends a payment on the card dated ten days ahead.
 hist_intent a-future m_a cus_a2 $((now + 10 * D)) dev_a2 >"$PAYSTREAM_RUN_DIR/af.jsonl"
@@ -54,6 +54,6 @@ hist_intent a-probe2 m_a cus_a $((now + 1000)) dev_a >"$PAYSTREAM_RUN_DIR/p2.jso
 publish p2
 check "m_a's next payment is assessed" wait_until 60 assessed a-probe2 1
 r2=$(reasons a-probe2)
-check "and its card history survived the future-dated one: velocity_card_1h ($r2)" grep -q velocity_card_1h <<<"$r2"
+check "and its card history survived the future-dated one: velocity_card_1h ($r2)" qgrep velocity_card_1h <<<"$r2"
 check "no sanitizer reports" no_sanitizer_reports
 finish

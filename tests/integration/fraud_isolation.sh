@@ -36,7 +36,7 @@ check "fraud consumed the whole batch" wait_until 60 caught_up fraud
 # would be dead-lettered, left received with no outcome.
 eq "it was ended, not dead-lettered" "0" \
   "$("$PAYCTL" dlq list | jq -r 'select(.key=="fr-poison") | .key' | wc -l)"
-check "the refusal is logged as an alert" grep -q "ALERT postgres refused this payment's assessment on its own: 23514" \
+check "the refusal is logged as an alert" qgrep "ALERT postgres refused this payment's assessment on its own: 23514" \
   "$PAYSTREAM_RUN_DIR/logs/fraud-1.log"
 
 for s in charge ledger; do "$STACK" start-worker "$s" 1; done

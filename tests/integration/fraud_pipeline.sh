@@ -97,7 +97,7 @@ check "held and blocked payments name the model features that drove them ($expla
 ex=$(sql "SELECT payment_id FROM fraud_assessments WHERE decision <> 'allow' AND array_to_string(reasons, ',') LIKE '%model:%' ORDER BY payment_id LIMIT 1")
 feat=$(sql "SELECT substr(r, 7) FROM fraud_assessments, unnest(reasons) r WHERE payment_id = '$ex' AND r LIKE 'model:%' LIMIT 1")
 "$PAYCTL" review show "$ex" >"$R/show.txt"
-check "payctl review show lists the model features of $ex ($feat)" grep -qE "^model: +([a-z0-9_]+, )*$feat(,|\$)" "$R/show.txt"
+check "payctl review show lists the model features of $ex ($feat)" qgrep -E "^model: +([a-z0-9_]+, )*$feat(,|\$)" "$R/show.txt"
 check "and the rules apart, without model features" sh -c "grep -E '^rules: ' '$R/show.txt' | grep -vq 'model:'"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify

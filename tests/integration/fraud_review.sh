@@ -79,7 +79,7 @@ eq "review list shows the one left" "$rv3" "$("$PAYCTL" review list | tail -n +2
 # payctl review show: the request's facts, scores, reasons split into rules
 # and model features, and the decision history with its operator.
 "$PAYCTL" review show "$rv1" >"$PAYSTREAM_RUN_DIR/show1.txt"
-show_has() { grep -qE -- "$2" "$PAYSTREAM_RUN_DIR/$1"; }
+show_has() { qgrep -E -- "$2" "$PAYSTREAM_RUN_DIR/$1"; }
 check "review show: the request's countries" show_has show1.txt '^request: +country US, card country GB, device dev_rv1, ip block 198\.51\.100'
 check "review show: the method's age" show_has show1.txt '^method: +fp_rv1 added 2400\.0 hours before'
 check "review show: the scores" show_has show1.txt '^assessment: +review \(combined 0\.600; rule score 0\.600, model score [0-9.]+; model [^ ]+\)$'

@@ -11,8 +11,8 @@ check "and is deterministic for a seed" sh -c "'$BUILD/fraudgen' --customers 400
 check "fraud-train trains and reports" quietly "$BUILD/fraud-train" --data "$R/data.jsonl" --out "$R/model.json" --report "$R/report.md" --rounds 60
 auc=$(awk -F'|' '/^\| model alone/ { gsub(/ /, "", $3); print $3 }' "$R/report.md")
 check "the held-out ROC-AUC is above 0.9 (got $auc)" sh -c "echo '$auc > 0.9' | bc -l | grep -qx 1"
-check "the report gives precision and recall at both thresholds" grep -q 'precision > 0.50 | recall > 0.50 | precision > 0.80 | recall > 0.80' "$R/report.md"
-check "the model carries its feature version" grep -q 'paystream-fraud-features-v3' "$R/model.json"
+check "the report gives precision and recall at both thresholds" qgrep 'precision > 0.50 | recall > 0.50 | precision > 0.80 | recall > 0.80' "$R/report.md"
+check "the model carries its feature version" qgrep 'paystream-fraud-features-v3' "$R/model.json"
 # Issue 21's other direction in CI (fraud_pipeline.sh asserts fraudgen ->
 # scenariogen live, with the shipped model): trained on scenariogen,
 # evaluated on every payment of this fraudgen set. 95.9 % caught when
@@ -44,7 +44,7 @@ check "and writes no model" test ! -e "$R/x.json"
 stack_up
 export PAYSTREAM_FRAUD_MODEL=$R/model.json
 "$STACK" workers 1
-check "the worker serves the new model" wait_until 60 grep -q "fraud model gbt-d5-r60-s42" "$R/logs/fraud-1.log"
+check "the worker serves the new model" wait_until 60 qgrep "fraud model gbt-d5-r60-s42" "$R/logs/fraud-1.log"
 "$PAYCTL" publish --count 50 --run tr >/dev/null
 settled() { [ "$(sql "SELECT count(*) FROM payments WHERE outcome IS NOT NULL")" = 50 ]; }
 check "a run settles" wait_until 90 settled
@@ -57,11 +57,11 @@ PAYSTREAM_FRAUD_MODEL=$R/old.json "$STACK" start-worker fraud 9
 exited() { ! kill -0 "$(cat "$R/pids/fraud-9.pid")" 2>/dev/null; }
 check "a worker given a model of other features exits" wait_until 30 exited
 check "with the configuration error's status (2), recorded by the supervisor" wait_until 10 eval '[ "$(exit_status fraud 9)" = 2 ]'
-check "naming the variable and both versions" grep -q "PAYSTREAM_FRAUD_MODEL: fraud model .* was trained on features 'paystream-fraud-features-v0', this worker computes 'paystream-fraud-features-v3'" "$R/logs/fraud-9.log"
+check "naming the variable and both versions" qgrep "PAYSTREAM_FRAUD_MODEL: fraud model .* was trained on features 'paystream-fraud-features-v0', this worker computes 'paystream-fraud-features-v3'" "$R/logs/fraud-9.log"
 PAYSTREAM_FRAUD_MODEL=$R/missing.json "$STACK" start-worker fraud 8
 exited8() { ! kill -0 "$(cat "$R/pids/fraud-8.pid")" 2>/dev/null; }
 check "a worker whose model file is missing exits" wait_until 30 exited8
 check "with status 2" wait_until 10 eval '[ "$(exit_status fraud 8)" = 2 ]'
-check "naming the file" grep -q "PAYSTREAM_FRAUD_MODEL: could not load fraud model $R/missing.json" "$R/logs/fraud-8.log"
+check "naming the file" qgrep "PAYSTREAM_FRAUD_MODEL: could not load fraud model $R/missing.json" "$R/logs/fraud-8.log"
 check "no sanitizer reports" no_sanitizer_reports
 finish

@@ -17,7 +17,7 @@ check "redis is down" wait_until 10 eval '! redis-cli -p "$redis_port" ping'
 down_at=$(payment_count)
 check "ingest keeps claiming payments while redis is down" \
   wait_until 30 eval '[ "$(payment_count)" -gt $((down_at + 600)) ]'
-check "the fallback was logged" grep -q 'redis unavailable' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
+check "the fallback was logged" qgrep 'redis unavailable' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes --pidfile "$PAYSTREAM_RUN_DIR/redis.pid" \
   --dir "$PAYSTREAM_RUN_DIR" --save '' --appendonly no --logfile "$PAYSTREAM_RUN_DIR/redis.log" >/dev/null
@@ -30,7 +30,7 @@ cat "$PAYSTREAM_RUN_DIR"/redis-*.jsonl >"$PAYSTREAM_RUN_DIR/manifest.jsonl"
 M=$PAYSTREAM_RUN_DIR/manifest.jsonl
 check "every intent reaches a terminal state" "$PAYCTL" wait --terminal "$(manifest_terminal "$M")" --timeout 240
 assert_invariants "$M"
-check "ingest reconnected to redis" wait_until 20 grep -q 'redis reconnected' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
+check "ingest reconnected to redis" wait_until 20 qgrep 'redis reconnected' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
 check "claims are cached again" wait_until 20 eval '[ "$(redis-cli -p "$redis_port" --scan --pattern "idempotency:*" | head -50 | wc -l)" -gt 0 ]'
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports

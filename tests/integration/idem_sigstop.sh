@@ -22,7 +22,7 @@ before=$(payment_count)
 # The group evicts the paused member after the session timeout (6 s) and
 # the other instance re-processes its uncommitted messages.
 check "the other instance takes over while one is paused" \
-  wait_until 40 eval 'grep -c "partitions assigned" "$PAYSTREAM_RUN_DIR/logs/ingest-2.log" | grep -qv "^1$" && [ "$(payment_count)" -gt $((before + 200)) ]'
+  wait_until 40 eval 'grep -c "partitions assigned" "$PAYSTREAM_RUN_DIR/logs/ingest-2.log" | qgrep -v "^1$" && [ "$(payment_count)" -gt $((before + 200)) ]'
 kill -CONT "$pid"
 check "the publisher finished" wait "$publisher"
 

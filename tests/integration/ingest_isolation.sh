@@ -26,8 +26,8 @@ check "the refused message is rejected with code storage_refused" wait_until 30 
 eq "and not claimed" "0" "$(sql "SELECT count(*) FROM payments WHERE idempotency_key = 'iso-poison'")"
 answered() { [ "$("$PAYCTL" outcomes | jq -r 'select(.idempotency_key=="iso-poison" and .status=="rejected" and .error_code=="storage_refused") | .idempotency_key' | wc -l)" -ge 1 ]; }
 check "its outcome says rejected, storage_refused" wait_until 30 answered
-check "ingest consumed the whole batch" wait_until 60 eval '"$PAYCTL" lag --stage ingest | grep -q "total lag 0"'
-check "the refusal is logged as an alert" grep -q 'ALERT postgres refused this message on its own: 23514' \
+check "ingest consumed the whole batch" wait_until 60 eval '"$PAYCTL" lag --stage ingest | qgrep "total lag 0"'
+check "the refusal is logged as an alert" qgrep 'ALERT postgres refused this message on its own: 23514' \
   "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
 
 for s in fraud charge ledger; do "$STACK" start-worker "$s" 1; done

@@ -38,7 +38,7 @@ check "load is flowing" wait_until 60 eval '[ "$(terminal_count)" -gt 300 ]'
 
 victim=$("$STACK" kafka-leaders payments.intents | awk '$1 == 0 { print $2 }')
 # A partition led by the victim, or by no one (-1: no replica left to lead).
-led_by_victim() { "$STACK" kafka-leaders "$1" | awk -v v="$victim" '$2 == v || $2 < 0' | grep -q .; }
+led_by_victim() { "$STACK" kafka-leaders "$1" | awk -v v="$victim" '$2 == v || $2 < 0' | qgrep .; }
 log "killing node $victim, leader of payments.intents[0] (and $(for t in payments.intents payments.requests payments.fraud-scored payments.charged; do "$STACK" kafka-leaders "$t"; done | awk -v v="$victim" '$2 == v' | wc -l) busy partitions)"
 at_kill=$(terminal_count)
 "$STACK" kafka-kill "$victim"

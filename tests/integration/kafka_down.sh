@@ -31,13 +31,13 @@ for s in $WORKERS; do at[$s]=$(wc -l <"$PAYSTREAM_RUN_DIR/logs/$s-1.log"); done
 check "the broker process is gone" pid_gone "$(cat "$PAYSTREAM_RUN_DIR/kafka-1.pid")"
 # Every worker turns not ready: an idle one from its consumer's broker
 # state, one blocked flushing a batch because its outputs wait unacknowledged.
-kafka_not_ok() { not_ready "$1" "$2" && probe_body "$1" "$2" /readyz | grep -q '^kafka not ok'; }
+kafka_not_ok() { not_ready "$1" "$2" && probe_body "$1" "$2" /readyz | qgrep '^kafka not ok'; }
 check "every worker's /readyz turns not ready (kafka not ok) during the outage" wait_until 30 all kafka_not_ok
 # The outage lasts until a worker has tried the broker and been refused.
 # Each worker's librdkafka client logs that once the worker polls; a worker
 # blocked flushing a batch logs it only when the broker is back.
 saw_outage() {
-  grep -qE 'Connection refused|brokers are down' <<<"$(tail -n +"$((at[$1] + 1))" "$PAYSTREAM_RUN_DIR/logs/$1-1.log")"
+  qgrep -E 'Connection refused|brokers are down' <<<"$(tail -n +"$((at[$1] + 1))" "$PAYSTREAM_RUN_DIR/logs/$1-1.log")"
 }
 seen_by_one() { local s; for s in $WORKERS; do saw_outage "$s" && return 0; done; return 1; }
 check "a worker is refused by the stopped broker" wait_until 30 seen_by_one
@@ -66,7 +66,7 @@ while [ $SECONDS -lt $end ] && { [ -z "$all_at" ] || [ $SECONDS -lt $((all_at + 
     r=$(curl -s -w '\n%{http_code}' "http://127.0.0.1:$(cat "$PAYSTREAM_RUN_DIR/metrics/$s-1.port")/readyz")
     if [ "${r##*$'\n'}" = 200 ]; then
       back[$s]=1 n=$((n + 1))
-    elif [ -n "${back[$s]:-}" ] && grep -qE '^kafka not ok: (all brokers down|no broker connection up)' <<<"$r"; then
+    elif [ -n "${back[$s]:-}" ] && qgrep -E '^kafka not ok: (all brokers down|no broker connection up)' <<<"$r"; then
       relapsed+="$s@$(date +%s) "
     fi
   done

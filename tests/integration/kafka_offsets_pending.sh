@@ -24,7 +24,7 @@ check "fraud's group has no lag" caught_up fraud
 PAYSTREAM_KAFKA_PROPERTIES=transaction.timeout.ms=180000 "$BUILD/txn-hold" fraud payments.requests \
   >"$PAYSTREAM_RUN_DIR/txn-hold.out" 2>"$PAYSTREAM_RUN_DIR/txn-hold.err" &
 holder=$!
-check "the group's offsets are held in an open transaction" wait_until 60 grep -q '^held' "$PAYSTREAM_RUN_DIR/txn-hold.out"
+check "the group's offsets are held in an open transaction" wait_until 60 qgrep '^held' "$PAYSTREAM_RUN_DIR/txn-hold.out"
 
 "$STACK" workers 1
 check "fraud-1 serves its probes" wait_until 30 eval '[ "$(http_status fraud 1 /healthz)" = 200 ]'
@@ -39,7 +39,7 @@ while [ "$(date +%s)" -lt "$until_s" ]; do
 done
 eq "fraud-1's /healthz stays 200 while its committed offsets are held" "" "$unhealthy"
 check "fraud-1 waited for the held offsets (they were unstable)" \
-  wait_until 60 grep -q 'committed offsets: .* (asked [0-9]* times)' "$PAYSTREAM_RUN_DIR/logs/fraud-1.log"
+  wait_until 60 qgrep 'committed offsets: .* (asked [0-9]* times)' "$PAYSTREAM_RUN_DIR/logs/fraud-1.log"
 kill -TERM "$holder"
 check "the open transaction is aborted" wait "$holder"
 check "fraud-1 is ready" wait_until 60 ready fraud 1

@@ -24,7 +24,7 @@ charge_pid=$(cat "$PAYSTREAM_RUN_DIR/pids/charge-1.pid")
 exited() { [ -e "$PAYSTREAM_RUN_DIR/exits/charge-1.$charge_pid" ]; }
 check "the charge worker stops on the undelivered output" wait_until 120 exited
 eq "  ... with a failure status" "1" "$(cat "$PAYSTREAM_RUN_DIR/exits/charge-1.$charge_pid")"
-check "  ... saying so" grep -q "outputs not delivered" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
+check "  ... saying so" qgrep "outputs not delivered" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"
 rm -f "$PAYSTREAM_RUN_DIR/pids/charge-1.pid"   # accounted for: not stopped by stop-workers
 lost=$(sql "SELECT count(*) FROM payments WHERE idempotency_key LIKE 'lost-%' AND status = 'charged'")
 check "some charged payments' events were not delivered" test "$lost" -ge 1

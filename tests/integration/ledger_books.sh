@@ -77,7 +77,7 @@ LATE_ENTRY="INSERT INTO ledger_entries (transaction_id, account_id, currency, di
   SELECT transaction_id, $A, 'USD', 'D', 999999 FROM ledger_transactions WHERE payment_id = 'pay_direct2' AND kind = 'refund';"
 check "as the ledger role, a balanced posting checked early commits" quietly early_checked chargeback
 check "as the ledger role, an entry of +999999 added after the early check is refused" \
-  eval 'grep -q "ledger transaction .* is closed: entries are added only by the statement that creates it" <<<"$(early_checked refund "$LATE_ENTRY")"'
+  eval 'qgrep "ledger transaction .* is closed: entries are added only by the statement that creates it" <<<"$(early_checked refund "$LATE_ENTRY")"'
 eq "nothing of it remains" "0" "$(sql "SELECT count(*) FROM ledger_transactions WHERE payment_id = 'pay_direct2' AND kind = 'refund'")"
 eq "balances moved only with committed entries" "200 -200" \
   "$(sql "SELECT (SELECT balance FROM ledger_accounts WHERE account_id = $A) || ' ' || (SELECT balance FROM ledger_accounts WHERE account_id = $R)")"
@@ -116,8 +116,8 @@ eq "the poison payment ends ledger_failed with a code" "ledger_failed ledger_pos
   "$(sql "SELECT status || ' ' || error_code FROM payments WHERE payment_id = '$poison'")"
 eq "the poison payment has no posting" "0" "$(sql "SELECT count(*) FROM ledger_transactions WHERE payment_id = '$poison'")"
 check "the poison payment is dead-lettered with its reason" eval \
-  '"$PAYCTL" dlq list | jq -c --arg k "$POISON_KEY" "select(.key==\$k and (.[\"dlq.reason\"]|test(\"ledger posting failed\")) and .[\"dlq.stage\"]==\"ledger\")" | grep -q .'
-check "the refusal was raised as an alert" grep -qh 'ALERT ledger refused' "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
+  '"$PAYCTL" dlq list | jq -c --arg k "$POISON_KEY" "select(.key==\$k and (.[\"dlq.reason\"]|test(\"ledger posting failed\")) and .[\"dlq.stage\"]==\"ledger\")" | qgrep .'
+check "the refusal was raised as an alert" qgrep -h 'ALERT ledger refused' "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
 eq "every other charged payment is posted" "$(sql "SELECT count(*) FROM payments WHERE status = 'succeeded'")" \
   "$(sql "SELECT count(*) FROM ledger_transactions")"
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
@@ -126,10 +126,10 @@ check "reconcile exits non-zero on the difference" test $? -ne 0
 eq "reconcile lists exactly the poison payment's charge without a posting" "1" \
   "$(grep -c "DIFFERENCE charge without a ledger posting: .* $poison" "$PAYSTREAM_RUN_DIR/reconcile.txt")"
 eq "reconcile finds nothing else" "2" "$(grep -c DIFFERENCE "$PAYSTREAM_RUN_DIR/reconcile.txt")"  # also: charged, not succeeded
-check "no deadlock between the two ledger workers" eval '! grep -qh "40P01" "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log'
+check "no deadlock between the two ledger workers" eval '! qgrep -h "40P01" "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log'
 check "payctl ledger balance recomputes an account" quietly "$PAYCTL" ledger balance revenue:payments
 check "payctl ledger entries shows a payment's postings" eval \
-  '"$PAYCTL" ledger entries "$(sql "SELECT payment_id FROM ledger_transactions LIMIT 1")" | grep -q "revenue:payments"'
+  '"$PAYCTL" ledger entries "$(sql "SELECT payment_id FROM ledger_transactions LIMIT 1")" | qgrep "revenue:payments"'
 
 # Recovery of an isolated payment (README, Operations): fix the cause, then
 # redrive its dead letter. `ledger_failed` is still postable.
@@ -183,8 +183,8 @@ check "forged events publish" eval '"$FORGE" pay_forge m_t k_pay_forge 999999 US
   "$FORGE" "$rid" "$rm" "$rk" "$ramt" "$rcur" "$rproc" 0 "$rcid"'
 check "every forged event is dead-lettered with the disagreement" wait_until 60 eval \
   '[ "$(dlq_reasons k_pay_forge | grep -c "^event disagrees with postgres")" -eq 4 ] && [ "$(dlq_reasons "$rk" | grep -c "^event disagrees with postgres")" -eq 2 ]'
-check "the amount's disagreement names both values" eval 'dlq_reasons k_pay_forge | grep -q "amount 999999 USD, recorded 1000 USD"'
-check "and raised alerts" grep -qh 'ALERT ledger refused an event' "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
+check "the amount's disagreement names both values" eval 'dlq_reasons k_pay_forge | qgrep "amount 999999 USD, recorded 1000 USD"'
+check "and raised alerts" qgrep -h 'ALERT ledger refused an event' "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
 eq "and counted them in a metric" "6" "$(refused_events)"
 # A charged payment is posted from what Postgres recorded (README: the
 # ledger never trusts the message), so the books hold the truth and the
@@ -194,7 +194,7 @@ eq "  ... once" "1" "$(sql "SELECT count(*) FROM ledger_transactions WHERE payme
 eq "the already posted payment's entries did not change" "$rid_entries" "$(entries_of "$rid")"
 eq "no other posting was made" "$(($(cut -f1 <<<"$books_before") + 4))" "$(sql "SELECT count(*) FROM ledger_entries")"
 check "pay_forge's outcome says succeeded with the recorded amount and processor" wait_until 30 eval \
-  '"$PAYCTL" outcomes | jq -c "select(.payment_id == \"pay_forge\" and .status == \"succeeded\" and .amount == 1000 and .currency == \"USD\" and .processor == \"stripe\" and .merchant_id == \"m_t\" and .processor_charge_id == \"ch_pay_forge\")" | grep -q .'
+  '"$PAYCTL" outcomes | jq -c "select(.payment_id == \"pay_forge\" and .status == \"succeeded\" and .amount == 1000 and .currency == \"USD\" and .processor == \"stripe\" and .merchant_id == \"m_t\" and .processor_charge_id == \"ch_pay_forge\")" | qgrep .'
 eq "  ... and no outcome with the forged values" "" \
   "$("$PAYCTL" outcomes | jq -c 'select(.payment_id == "pay_forge" and (.amount != 1000 or .currency != "USD" or .processor != "stripe"))')"
 check "its true event publishes" "$FORGE" pay_forge m_t k_pay_forge 1000 USD stripe 59 ch_pay_forge
@@ -221,7 +221,7 @@ lag=$("$PAYCTL" lag --stage ledger | awk '/total lag/ {print $3}')
 eq "the replay left the whole topic to re-process" \
   "$("$BUILD/kadmin" offsets payments.charged | awk '{ n += $3 - $2 } END { print n }')" "$lag"
 "$STACK" start-worker ledger 3
-check "the ledger re-processed everything" wait_until 120 eval '"$PAYCTL" lag --stage ledger | grep -q "total lag 0"'
+check "the ledger re-processed everything" wait_until 120 eval '"$PAYCTL" lag --stage ledger | qgrep "total lag 0"'
 eq "the replay posted nothing new and changed no balance" "$before" "$(snapshot)"
 eq "the replay charged nothing" "$charges_before" "$(curl -sf "$PAYSTREAM_PROCESSOR_URL/v1/charges" | jq '.data | length')"
 "$PAYCTL" outcomes >"$PAYSTREAM_RUN_DIR/outcomes.jsonl"
@@ -237,7 +237,7 @@ check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 verify_fails_with() { # verify_fails_with PATTERN
   local out rc
   out=$("$PAYCTL" ledger verify 2>&1); rc=$?
-  [ "$rc" -eq 1 ] && grep -q -- "$1" <<<"$out" && grep -q 'ledger verify: [0-9]* problems' <<<"$out"
+  [ "$rc" -eq 1 ] && qgrep -- "$1" <<<"$out" && qgrep 'ledger verify: [0-9]* problems' <<<"$out"
 }
 sql "ALTER TABLE ledger_accounts DISABLE TRIGGER ledger_accounts_balance_from_entries;
      UPDATE ledger_accounts SET balance = balance + 7 WHERE name = 'revenue:payments' AND currency = 'USD';

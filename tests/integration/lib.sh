@@ -4,6 +4,13 @@
 # and condition waits with deadlines, and always tears the stack down.
 # Usage: source lib.sh; stack_up; ...; check "name" cmd...; finish
 set -uo pipefail
+# qgrep ARGS...: grep -q that reads its whole input. Under pipefail
+# `cmd | grep -q X` fails at random: grep leaves at the first match and cmd,
+# still writing, dies of SIGPIPE (141), which pipefail reports as the
+# pipeline's status (events_apply_paypal's "won" outcome: 5 failures in 5
+# where payctl outcomes printed more after the match). Use it, not grep -q,
+# in every test that sources this file (not needed inside sh -c / bash -c).
+qgrep() { grep -c "$@" >/dev/null; }
 
 BUILD=${1:?usage: $0 <build-dir>}
 BUILD=$(cd "$BUILD" && pwd)
@@ -134,7 +141,7 @@ op_done() { case "$(op_state "$1")" in posted|rejected*|declined*) return 0 ;; *
 sql_refused() {
   local out
   out=$(psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1) && return 1
-  grep -q -- "$2" <<<"$out"
+  qgrep -- "$2" <<<"$out"
 }
 refused() { sql_refused "$@"; }
 # exits_with CODE PATTERN CMD...: CMD exits with exactly CODE (payctl --help
@@ -143,7 +150,7 @@ refused() { sql_refused "$@"; }
 exits_with() {
   local want=$1 pattern=$2 out rc; shift 2
   out=$("$@" 2>&1); rc=$?
-  [ "$rc" -eq "$want" ] && grep -qE -- "$pattern" <<<"$out" && return 0
+  [ "$rc" -eq "$want" ] && qgrep -E -- "$pattern" <<<"$out" && return 0
   log "expected exit $want and /$pattern/; got exit $rc: $(head -c 400 <<<"$out")"
   return 1
 }
@@ -186,7 +193,7 @@ exit_status() {
 }
 
 # Workers log "partitions assigned" once they own partitions.
-assigned() { grep -q 'partitions assigned' "$PAYSTREAM_RUN_DIR/logs/$1.log"; }
+assigned() { qgrep 'partitions assigned' "$PAYSTREAM_RUN_DIR/logs/$1.log"; }
 
 # all_terminal [N]: exactly N intents (default $expected) are terminal.
 all_terminal() { [ "$(terminal_count)" -eq "${1:-$expected}" ]; }
@@ -202,7 +209,7 @@ terminal_exactly() {
 caught_up() {
   local s
   for s in ${*:-ingest fraud charge ledger}; do
-    "$PAYCTL" lag --stage "$s" | grep -q "total lag 0" || return 1
+    "$PAYCTL" lag --stage "$s" | qgrep "total lag 0" || return 1
   done
 }
 # sim QUERY [URL]: configures procsim (default the primary), e.g.
@@ -337,7 +344,7 @@ dispute_fee asset:processor_receivable:$1 C 1500
 dispute_lost expense:chargebacks D 4000
 dispute_lost asset:disputed_funds C 4000" "$(postings "$P")"
   eq "the payment holds 4000 disputed" "10000 0 4000" "$(amounts "$P")"
-  lost_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "lost" and .disputed == 4000 and .processor_event == "dispute")' | grep -q .; }
+  lost_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c --arg p "$P" 'select(.payment_id == $p and .status == "updated" and .dispute_status == "lost" and .disputed == 4000 and .processor_event == "dispute")' | qgrep .; }
   check "the merchant hears of it: an outcome updated / lost" wait_until 120 lost_outcome
   refund lost lost-r1 6001
   check "a refund of more than captured − disputed ends" wait_until 60 op_done lost-r1

@@ -55,7 +55,7 @@ eq "with the processor's code" "insufficient_funds" \
   "$(sql "SELECT coalesce(decline_code, error_code) FROM payment_operations WHERE idempotency_key = 'dec-1'")"
 eq "its reservation is given back" "1000 400 0" \
   "$(sql "SELECT captured_minor || ' ' || refunded_minor || ' ' || refunding_minor FROM payments WHERE idempotency_key = 'sale-1'")"
-dec_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c 'select(.idempotency_key == "dec-1" and .status == "declined")' | grep -q .; }
+dec_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c 'select(.idempotency_key == "dec-1" and .status == "declined")' | qgrep .; }
 check "and its declined outcome is published" wait_until 60 dec_outcome
 "$PAYCTL" refund m1 sale-1 --key dec-2 --amount 600 --currency USD >/dev/null
 check "the same amount refunds next" wait_until 120 posted dec-2

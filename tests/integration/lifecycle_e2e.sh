@@ -95,11 +95,11 @@ check "the refund at the unconfigured processor ends" wait_until 120 op_done gon
 eq "declined processor_unavailable, never sent" "declined processor_unavailable 0" \
   "$(op_state gone-r1) $(sql "SELECT sends FROM payment_operations WHERE idempotency_key = 'gone-r1'")"
 eq "its reservation is given back" "500 500 0 0 0 0 0 succeeded" "$(amounts gone-1)"
-gone_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c 'select(.idempotency_key == "gone-r1" and .error_code == "processor_unavailable")' | grep -q .; }
+gone_outcome() { "$PAYCTL" outcomes 2>/dev/null | jq -c 'select(.idempotency_key == "gone-r1" and .error_code == "processor_unavailable")' | qgrep .; }
 check "its outcome is published" wait_until 60 gone_outcome
 check "the next operation of its partition is not stalled" wait_until 120 op_done after-gone
 eq "and is posted" "posted" "$(op_state after-gone)"
-check "the charge worker alerted" grep -q "ALERT operation .* never sent: ended declined (processor_unavailable" \
+check "the charge worker alerted" qgrep "ALERT operation .* never sent: ended declined (processor_unavailable" \
   "$PAYSTREAM_RUN_DIR"/logs/charge-*.log
 
 # ---- an operation's target is fixed at its first send --------------------------------
@@ -116,13 +116,13 @@ sql "ALTER TABLE ledger_entries ADD CONSTRAINT test_poison CHECK (amount_minor <
 "$PAYCTL" refund m1 sale-p --key after-poison --amount 100 --currency USD --kafka-key poison-part >/dev/null
 check "the refund behind the refused posting is posted" wait_until 120 op_done after-poison
 eq "posted" "posted" "$(op_state after-poison)"
-check "the refused one is alerted and dead-lettered" grep -q "ALERT ledger postgres refused the posting of operation" \
+check "the refused one is alerted and dead-lettered" qgrep "ALERT ledger postgres refused the posting of operation" \
   "$PAYSTREAM_RUN_DIR"/logs/ledger-*.log
 eq "and left succeeded, unposted" "succeeded" "$(op_state poison-r)"
 sql "ALTER TABLE ledger_entries DROP CONSTRAINT test_poison" >/dev/null
 "$PAYCTL" payment show m1 auth-2 >"$PAYSTREAM_RUN_DIR/show.txt"
 check "payctl payment show lists the operations and postings" \
-  grep -q "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"
+  qgrep "void2-1" "$PAYSTREAM_RUN_DIR/show.txt"
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
 finish

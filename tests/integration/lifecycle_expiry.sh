@@ -22,7 +22,7 @@ check "an authorization is held" wait_until 120 is_status part-1 authorized
 check "a partial capture of 600 ends" wait_until 120 op_done part-cap-1
 eq "it is posted" "posted" "$(op_state part-cap-1)"
 P=$(sql "SELECT processor FROM payments WHERE idempotency_key = 'part-1'")
-"$PAYCTL" expire | grep -q '^expired 0 ' ; eq "nothing expires inside the window" 0 "$?"
+"$PAYCTL" expire | qgrep '^expired 0 ' ; eq "nothing expires inside the window" 0 "$?"
 
 # ---- a 2 s window for the processor, then N authorizations -----------------------
 sql "INSERT INTO processor_settings (processor, authorization_window) VALUES ('$P', interval '2 seconds')"
@@ -58,7 +58,7 @@ sql "UPDATE payments SET capturing_minor = 0 WHERE idempotency_key = 'exp-1'"
 "$PAYCTL" expire >/dev/null
 eq "once no capture is in flight it expires" "$N 0" "$(count expired) $(count authorized)"
 eq "exp-1's hold is released in full" "101 0 0 0 0 101 0 expired" "$(amounts exp-1)"
-"$PAYCTL" expire | grep -q '^expired 0 ' ; eq "a further sweep changes nothing" 0 "$?"
+"$PAYCTL" expire | qgrep '^expired 0 ' ; eq "a further sweep changes nothing" 0 "$?"
 
 # ---- the merchant's outcomes --------------------------------------------------------
 expired_outcomes() { "$PAYCTL" outcomes 2>/dev/null | jq -r 'select(.status == "expired") | "\(.idempotency_key) \(.amount)"' | sort -u; }

@@ -163,7 +163,7 @@ eq "reserving its amount" "10000 10000 0 0 9950 0 0 succeeded" "$(amounts sale-1
 refused_as() { # DSN SQL PATTERN
   local out
   out=$(psql "$1" -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1) && return 1
-  grep -q -- "$3" <<<"$out"
+  qgrep -- "$3" <<<"$out"
 }
 # ---- as the ingest role, the money cannot be pushed past its source ---------------
 INGEST_DSN=${PAYSTREAM_PG_DSN/user=postgres/user=paystream_ingest}

@@ -64,9 +64,9 @@ check "the migration's ALTER queues behind the long transaction" wait_until 60 a
 check "others' reads and writes of payments are served meanwhile (5 s deadline, lock_timeout 1 s)" others_served
 check "payctl migrate gives up within its retries" wait_until 120 migrate_done "$A"
 eq "it exits 5 (unavailable)" 5 "$(cat "$A.rc" 2>/dev/null)"
-check "it says it retried" grep -q "rolled back, attempt 3 of 3" "$A"
+check "it says it retried" qgrep "rolled back, attempt 3 of 3" "$A"
 check "it says which lock it waited for and that nothing was applied" \
-  grep -qE "999_lock_test.sql not applied: waited for AccessExclusiveLock on table payments \(held by pid [0-9]+\).*nothing of it was applied" "$A"
+  qgrep -E "999_lock_test.sql not applied: waited for AccessExclusiveLock on table payments \(held by pid [0-9]+\).*nothing of it was applied" "$A"
 check "nothing of the file is applied (no table, no column, not recorded)" nothing_applied
 check "the long transaction is still there (the migration never broke it)" held
 [ "$failed" -eq 0 ] || cat "$A"
@@ -76,12 +76,12 @@ B=$PAYSTREAM_RUN_DIR/migrate-b.log
 migrate_bg "$B" PAYSTREAM_MIGRATE_RETRIES=100
 check "the ALTER queues again" wait_until 60 alter_waiting
 check "others are served again while it waits" others_served
-retried() { grep -q "rolled back, attempt" "$B"; }
+retried() { qgrep "rolled back, attempt" "$B"; }
 check "it rolls back and retries" wait_until 60 retried
 release
 check "once the long transaction ends, the migration applies" wait_until 120 migrate_done "$B"
 eq "it exits 0" 0 "$(cat "$B.rc" 2>/dev/null)"
-check "it says so" grep -q "applied 999_lock_test.sql" "$B"
+check "it says so" qgrep "applied 999_lock_test.sql" "$B"
 eq "the file applied whole (table, column, recorded)" "false 1 1" \
   "$(sql "SELECT (to_regclass('lock_test_marker') IS NULL)::text || ' ' ||
               (SELECT count(*) FROM information_schema.columns WHERE table_name = 'payments' AND column_name = 'lock_test') || ' ' ||
@@ -114,7 +114,7 @@ race() {
   migrate_bg "$out" "$@"
   check "payctl migrate ends" wait_until 120 migrate_done "$out"
   eq "it exits 0" 0 "$(cat "$out.rc" 2>/dev/null)"
-  check "it says the other migrator applied the file" grep -q "$f was applied by another migrator" "$out"
+  check "it says the other migrator applied the file" qgrep "$f was applied by another migrator" "$out"
   eq "the file ran once (recorded once)" 1 "$(sql "SELECT count(*) FROM schema_migrations WHERE version = '$f'")"
   [ "$failed" -eq 0 ] || cat "$out" "$PAYSTREAM_RUN_DIR/other-$n.log"
 }

@@ -25,7 +25,7 @@ check "retention deleted messages past the committed offset" wait_until 60 eval 
 before=$(payment_count)
 eq "only the first load has payments" 100 "$before"
 "$STACK" start-worker ingest 2
-alerted() { grep -q 'ALERT committed offset out of range' "$PAYSTREAM_RUN_DIR/logs/ingest-2.log"; }
+alerted() { qgrep 'ALERT committed offset out of range' "$PAYSTREAM_RUN_DIR/logs/ingest-2.log"; }
 check "the out-of-range offset is raised as an alert" wait_until 60 alerted
 eq "and counted in the worker's metrics" 1 \
   "$(metric ingest 2 'paystream_offsets_out_of_range_total{stage="ingest",topic="payments.intents"}')"

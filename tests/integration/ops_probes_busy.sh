@@ -25,7 +25,7 @@ check "/readyz answers ready" wait_until 30 "$STACK" http charge 1 /readyz
 inflight=$(metric charge 1 paystream_charges_in_flight)
 log "in flight per /metrics: $inflight"
 check "/metrics answers with the requests in flight" test "$inflight" -ge 1100
-grep_fdsetsize() { ! grep -q "FD_SETSIZE" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
+grep_fdsetsize() { ! qgrep "FD_SETSIZE" "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
 check "no connection refused for its descriptor number" grep_fdsetsize
 expected=$(manifest_terminal "$M")
 check "every payment reaches its outcome" wait_until 120 all_terminal

@@ -17,12 +17,12 @@ check "(and the table is not empty)" test "$(help_list | wc -l)" -ge 15
 in_readme() {
   local c
   for c in $(help_list | awk '{print $1}'); do
-    grep -q "^| \`payctl $c\b" "$REPO/README.md" || { log "README lacks payctl $c"; return 1; }
-    "$PAYCTL" "$c" --help | grep -q "^  payctl $c" || { log "payctl $c --help"; return 1; }
+    qgrep "^| \`payctl $c\b" "$REPO/README.md" || { log "README lacks payctl $c"; return 1; }
+    "$PAYCTL" "$c" --help | qgrep "^  payctl $c" || { log "payctl $c --help"; return 1; }
   done
 }
 check "every command has its README row and its own --help" in_readme
-check "--help documents the exit codes" eval '"$PAYCTL" --help | grep -q "^  5  unavailable"'
+check "--help documents the exit codes" eval '"$PAYCTL" --help | qgrep "^  5  unavailable"'
 
 # Usage errors: exit 2, before anything is touched (no stack is up yet).
 check "no command: usage" exits_with 2 "^usage: payctl <command>" "$PAYCTL"

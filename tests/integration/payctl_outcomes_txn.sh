@@ -27,7 +27,7 @@ check "two messages aborted on partition 1 (nothing a reader sees, marker last)"
 check "payctl outcomes returns promptly, the aborted ones left out" quick 3
 "$TXN" "$T" 2 2 open >"$PAYSTREAM_RUN_DIR/open.out" 2>&1 &
 open_pid=$!
-is_open() { grep -q '^open' "$PAYSTREAM_RUN_DIR/open.out"; }
+is_open() { qgrep '^open' "$PAYSTREAM_RUN_DIR/open.out"; }
 check "a transaction is left open on partition 2" wait_until 60 is_open
 check "one message committed after it on partition 2" quietly "$TXN" "$T" 2 1 commit
 check "payctl outcomes returns promptly: what is stable, not what waits behind the open one" quick 3

@@ -13,7 +13,7 @@ unnamed() { pglog | grep -c 'execute <unnamed>' || true; }
 
 out=$(PAYSTREAM_PG_PREPARE=maybe "$BUILD/ps-ledger" 2>&1) && status=0 || status=$?
 check "a bad value stops the worker at start" test "$status" -ne 0
-check "and the error names the variable" grep -q "PAYSTREAM_PG_PREPARE" <<<"$out"
+check "and the error names the variable" qgrep "PAYSTREAM_PG_PREPARE" <<<"$out"
 
 export PAYSTREAM_PG_PREPARE=0
 stack_up

@@ -55,11 +55,11 @@ attempt() {
 }
 allowed() { [ "$(attempt "$1" "$2")" = ok ]; }
 # denied ROLE SQL: refused by the privilege system.
-denied() { grep -q '^ERROR:  42501: permission denied for ' <<<"$(attempt "$1" "$2")"; }
+denied() { qgrep '^ERROR:  42501: permission denied for ' <<<"$(attempt "$1" "$2")"; }
 # guarded ROLE CODE SQL: refused by a guard trigger with its own SQLSTATE.
-guarded() { grep -q "^ERROR:  $2: guard: " <<<"$(attempt "$1" "$3")"; }
+guarded() { qgrep "^ERROR:  $2: guard: " <<<"$(attempt "$1" "$3")"; }
 # violates ROLE CONSTRAINT SQL: refused by a named CHECK constraint.
-violates() { grep -q "^ERROR:  23514: .*\"$2\"" <<<"$(attempt "$1" "$3")"; }
+violates() { qgrep "^ERROR:  23514: .*\"$2\"" <<<"$(attempt "$1" "$3")"; }
 # owner_ok SETUP SQL: the owner runs SETUP then SQL, rolled back.
 owner_ok() {
   psql "$PAYSTREAM_PG_DSN" -qAtX -v ON_ERROR_STOP=1 -c "BEGIN; $1; $2; ROLLBACK;" >/dev/null 2>&1

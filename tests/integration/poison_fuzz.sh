@@ -11,7 +11,7 @@ check "workers own partitions" wait_until 30 assigned ingest-1
 pids_before=$(cat "$PAYSTREAM_RUN_DIR"/pids/*.pid | sort)
 "$PAYCTL" publish --count $((FUZZ + 500)) --fuzz "$FUZZ" --declines 20 --run fz \
   --manifest "$PAYSTREAM_RUN_DIR/manifest.jsonl" >/dev/null
-check "ingest consumed every message" wait_until 180 eval '"$PAYCTL" lag --stage ingest | grep -q "total lag 0"'
+check "ingest consumed every message" wait_until 180 eval '"$PAYCTL" lag --stage ingest | qgrep "total lag 0"'
 settled() { [ "$(sql "SELECT count(*) FROM payments WHERE outcome IS NULL AND status NOT IN ('review')")" -eq 0 ]; }
 check "every payment reaches a terminal state" wait_until 180 settled
 for p in $pids_before; do

@@ -28,7 +28,7 @@ pp() { curl -s -H "$AUTH" -H "PayPal-Request-Id: $1" -H 'Content-Type: applicati
 sale() { sp "sale-$1" /v1/charges "amount=${2:-1000}&currency=usd&payment_method=pm_card_visa&metadata[payment_id]=$1" | jq -r .id; }
 # events PID: the event types received (valid ones, each delivery once per line) for a payment.
 events() { jq -r --arg p "$1" 'select(.payment_id == $p and .valid and .answered == 200) | .type' "$T/events.jsonl"; }
-has_event() { events "$1" | grep -qx -- "$2"; }
+has_event() { events "$1" | qgrep -x -- "$2"; }
 count_deliveries() { jq -r --arg p "$1" 'select(.payment_id == $p) | .id' "$T/events.jsonl" | wc -l; }
 hook_state() { curl -sf "$PS/_sim/webhooks?payment_id=$1" | jq -r "[.data[] | .state] | join(\" \")"; }
 usd() { printf '{"currency_code":"USD","value":"%s"}' "$1"; }

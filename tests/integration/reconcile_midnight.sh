@@ -68,19 +68,19 @@ curl -sf "$SIM/_sim/settlement?day=$YDAY&flavour=stripe" > "$R/yday.csv"
 curl -sf "$SIM/_sim/settlement?day=$TODAY&flavour=stripe" > "$R/today.csv"
 eq "yesterday's report: the late sale and its withdrawal" "charge,$P dispute_withdrawal,$P payout," \
   "$(tail -n +2 "$R/yday.csv" | cut -d, -f1,2 | tr '\n' ' ' | sed 's/ $//')"
-check "today's report does not list them" eval "! grep -q ',$P,' '$R/today.csv'"
+check "today's report does not list them" eval "! qgrep ',$P,' '$R/today.csv'"
 UFEE=$(awk -F, -v p="$U" '$1 == "charge" && $2 == p { print $5 }' "$R/today.csv")
 check "today's report has the webhook-settled sale with its fee" test "${UFEE:-0}" -gt 0
 
 reconcile "$R/yday.csv"
 eq "yesterday's report reconciles (exit 0)" 0 "$(exit_code)"
 eq "with no mismatch" "" "$(mismatches)"
-check "and posts its payout" grep -q "^payout po_${YDAY//-/}_USD: .* posted (ledger transaction" "$R/out.txt"
+check "and posts its payout" qgrep "^payout po_${YDAY//-/}_USD: .* posted (ledger transaction" "$R/out.txt"
 reconcile "$R/today.csv"
 eq "today's report reconciles (exit 0)" 0 "$(exit_code)"
 eq "with no mismatch (the late movements are not expected in it; no fee_differs)" "" "$(mismatches)"
-check "and posts its payout" grep -q "^payout po_${TODAY//-/}_USD: .* posted (ledger transaction" "$R/out.txt"
-check "and the unknown fee from the report" grep -q "^fee of $U: $UFEE, from the settlement report" "$R/out.txt"
+check "and posts its payout" qgrep "^payout po_${TODAY//-/}_USD: .* posted (ledger transaction" "$R/out.txt"
+check "and the unknown fee from the report" qgrep "^fee of $U: $UFEE, from the settlement report" "$R/out.txt"
 log "$(grep -v '^0$' "$R/out.txt" | head -5)"
 
 eq "each of the late movements settled in yesterday's payout" "po_${YDAY//-/}_USD 3" \
@@ -97,7 +97,7 @@ settlement_fee asset:processor_receivable:stripe C $UFEE" \
           WHERE t.payment_id = '$U' AND t.kind = 'settlement_fee' ORDER BY e.entry_id" | tr '\t' ' ')"
 reconcile "$R/today.csv"
 eq "today's report again reconciles (exit 0)" 0 "$(exit_code)"
-check "the payout already posted" grep -q "already posted" "$R/out.txt"
+check "the payout already posted" qgrep "already posted" "$R/out.txt"
 eq "still one payout per day, one fee" "2 2 1" \
   "$(sql "SELECT (SELECT count(*) FROM settlement_payouts), (SELECT count(*) FROM ledger_transactions WHERE kind = 'payout'),
           (SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement_fee')" | tr '\t' ' ')"
@@ -111,12 +111,12 @@ awk -F, -v p="$U" 'BEGIN { OFS = "," } $1 == "charge" && $2 == p { $5 = $5 + 1 }
   awk -F, 'BEGIN { OFS = "," } $1 == "payout" { $4 = $4 - 1 } { print }' > "$R/fee.csv"
 reconcile "$R/fee.csv"
 eq "another fee for the sale whose fee is now known: exit 1" 1 "$(exit_code)"
-check "fee_differs" grep -q "^MISMATCH fee_differs: charge $U .*report $((UFEE + 1)), postgres $UFEE" "$R/out.txt"
+check "fee_differs" qgrep "^MISMATCH fee_differs: charge $U .*report $((UFEE + 1)), postgres $UFEE" "$R/out.txt"
 { head -n -1 "$R/today.csv"; grep "^charge,$P," "$R/yday.csv"; tail -n 1 "$R/today.csv"; } |
   awk -F, -v p="$P" 'BEGIN { OFS = "," } $1 == "charge" && $2 == p { $7 = "po_'"${TODAY//-/}"'_USD" } { print }' > "$R/again.csv"
 reconcile "$R/again.csv"
 check "a movement reported again, in another payout: at_processor_not_in_ledger" \
-  grep -q "^MISMATCH at_processor_not_in_ledger: charge $P .*already settled in payout po_${YDAY//-/}_USD" "$R/out.txt"
+  qgrep "^MISMATCH at_processor_not_in_ledger: charge $P .*already settled in payout po_${YDAY//-/}_USD" "$R/out.txt"
 eq "nothing more posted" "2 1" \
   "$(sql "SELECT (SELECT count(*) FROM settlement_payouts), (SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement_fee')" | tr '\t' ' ')"
 # the guards: a fee is learned only for a sale whose fee is unknown, and no
@@ -127,7 +127,7 @@ sql "INSERT INTO settlement_fees (payment_id, processor, fee_minor, transaction_
   SELECT '$TP', 'stripe', 1, transaction_id, 'po_x', '$TODAY' FROM ledger_transactions WHERE payment_id = '$TP'
   AND kind = 'payment'" > "$R/known.txt" 2>&1
 check "a settlement fee for a sale with a known fee is refused" \
-  grep -q "$TP has no succeeded charge at stripe with an unknown fee" "$R/known.txt"
+  qgrep "$TP has no succeeded charge at stripe with an unknown fee" "$R/known.txt"
 LEDGER_DSN="${PAYSTREAM_PG_DSN/user=postgres/} user=paystream_ledger"
 forge_fee() {
   psql "$LEDGER_DSN" -qAtX -v ON_ERROR_STOP=1 -c "WITH tx AS (INSERT INTO ledger_transactions (payment_id, kind)
@@ -138,10 +138,10 @@ forge_fee() {
     JOIN ledger_accounts a ON a.name = u.n AND a.currency = 'USD'" > "$R/forged.txt" 2>&1
 }
 check "the ledger role cannot post a settlement fee of its own" eval '! forge_fee'
-check "refused for the missing settlement_fees row" grep -q "without its settlement_fees row" "$R/forged.txt"
+check "refused for the missing settlement_fees row" qgrep "without its settlement_fees row" "$R/forged.txt"
 KINDS=$(sql "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ledger_transactions_kind_check'")
-check "settlement_fee is a ledger kind of no dispute" grep -q "dispute_id IS NULL.*'settlement_fee'.*dispute_id IS NOT NULL" <<<"$KINDS"
+check "settlement_fee is a ledger kind of no dispute" qgrep "dispute_id IS NULL.*'settlement_fee'.*dispute_id IS NOT NULL" <<<"$KINDS"
 check "and payout is no longer in the dispute-kind list (026's replace)" \
-  eval "! grep -q \"dispute_id IS NOT NULL.*'payout'\" <<<\"\$KINDS\""
+  eval "! qgrep \"dispute_id IS NOT NULL.*'payout'\" <<<\"\$KINDS\""
 check "no sanitizer reports" no_sanitizer_reports
 finish

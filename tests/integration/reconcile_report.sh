@@ -73,7 +73,7 @@ CAP1=$(op_col cap-1 processor_op_id); SALE1=$(pid_of sale-1)
 # ---- each kind of mismatch, alone; nothing posted ---------------------------
 only() { # only KIND OBJECT: exit 1, exactly one mismatch, of KIND naming OBJECT, nothing posted
   [ "$(exit_code)" = 1 ] && [ "$(mismatch_lines | wc -l)" -eq 1 ] &&
-    mismatch_lines | grep -q "^MISMATCH $1: .*$2" && grep -q 'payouts not posted' "$T/out.txt" &&
+    mismatch_lines | qgrep "^MISMATCH $1: .*$2" && qgrep 'payouts not posted' "$T/out.txt" &&
     [ "$(payouts)" = 0 ] && [ "$(payout_txs)" = 0 ] || { log "$(cat "$T/out.txt")"; return 1; }
 }
 doctor "$T/clean.csv" "$T/missing.csv" "rows = [r for r in rows if r[2] != '$CAP1']"
@@ -111,11 +111,11 @@ eq "nothing posted by any of them" "0 0" "$(payouts) $(payout_txs)"
 # ---- the clean report: no mismatch, the payout posted once -----------------------
 reconcile "$T/clean.csv"
 eq "the clean report reconciles (exit 0)" 0 "$(exit_code)"
-check "with no mismatch" grep -q ', 0 mismatches' "$T/out.txt"
-check "and posts its payout" grep -q "^payout po_.* posted (ledger transaction" "$T/out.txt"
+check "with no mismatch" qgrep ', 0 mismatches' "$T/out.txt"
+check "and posts its payout" qgrep "^payout po_.* posted (ledger transaction" "$T/out.txt"
 reconcile "$T/clean.csv"
 eq "the same report again reconciles (exit 0)" 0 "$(exit_code)"
-check "and says the payout was already posted" grep -q "already posted" "$T/out.txt"
+check "and says the payout was already posted" qgrep "already posted" "$T/out.txt"
 eq "one payout transaction" "1 1" "$(payouts) $(payout_txs)"
 check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
 eq "cash holds the net payout" "$NET" "$(balance asset:cash)"
@@ -138,7 +138,7 @@ SELECT tx.transaction_id, a.account_id, 'USD', u.d, 100 FROM tx CROSS JOIN
 SQL
 forge_payout() { psql "$LEDGER_DSN" -qAtX -v ON_ERROR_STOP=1 -f "$T/forged.sql" > "$T/forged.txt" 2>&1; }
 check "the ledger role cannot post a payout of its own" eval '! forge_payout'
-check "refused for the missing settlement_payouts row" grep -q "without its settlement_payouts row" "$T/forged.txt"
+check "refused for the missing settlement_payouts row" qgrep "without its settlement_payouts row" "$T/forged.txt"
 # the same report by two runs at once still posts once (the primary key decides)
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1 &
 "$PAYCTL" reconcile --report "$T/clean.csv" --processor "$PROC" >/dev/null 2>&1
@@ -155,8 +155,8 @@ curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/direct.csv"
 reconcile "$T/direct.csv"
 eq "the report with the direct charge fails (exit 1)" 1 "$(exit_code)"
 check "the direct charge is at_processor_not_in_ledger" \
-  grep -q "^MISMATCH at_processor_not_in_ledger: charge pay_direct_1 .*no such payment" "$T/out.txt"
-check "and its payout differs from the one posted" grep -q "^MISMATCH payout_differs: .*already posted $NET" "$T/out.txt"
+  qgrep "^MISMATCH at_processor_not_in_ledger: charge pay_direct_1 .*no such payment" "$T/out.txt"
+check "and its payout differs from the one posted" qgrep "^MISMATCH payout_differs: .*already posted $NET" "$T/out.txt"
 eq "nothing more posted" "1 1" "$(payouts) $(payout_txs)"
 check "payctl reconcile lists the direct charge too" \
   exits_with 1 "charge without a succeeded payment" "$PAYCTL" reconcile
@@ -173,7 +173,7 @@ check "payctl reconcile lists the direct refund" \
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/direct2.csv"
 reconcile "$T/direct2.csv"
 check "and the report lists it at_processor_not_in_ledger" \
-  grep -q "^MISMATCH at_processor_not_in_ledger: refund $SALE2 $DRE: no such operation" "$T/out.txt"
+  qgrep "^MISMATCH at_processor_not_in_ledger: refund $SALE2 $DRE: no such operation" "$T/out.txt"
 # ---- a dispute: matched against the asset:disputed_funds postings -------------
 # The events stage (not part of this test's stack) writes them; here the
 # owner writes the postings DESIGN's table prescribes for a withdrawal of D
@@ -183,10 +183,10 @@ CH1=$(sql "SELECT processor_charge_id FROM charge_attempts WHERE payment_id = '$
 DP=$(curl -sf -X POST "$SIM/_sim/dispute?charge=$CH1&amount=300&fee=1500" | jq -r .id)
 curl -sf -X POST "$SIM/_sim/dispute?id=$DP&action=funds_withdrawn" >/dev/null
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/dispute.csv"
-check "the report has the withdrawal with its fee" grep -q "^dispute_withdrawal,$SALE1,$DP,-300,1500," "$T/dispute.csv"
+check "the report has the withdrawal with its fee" qgrep "^dispute_withdrawal,$SALE1,$DP,-300,1500," "$T/dispute.csv"
 reconcile "$T/dispute.csv"
 check "a withdrawal nothing posted is at_processor_not_in_ledger" \
-  grep -q "^MISMATCH at_processor_not_in_ledger: dispute_withdrawal $SALE1 $DP: nothing posted" "$T/out.txt"
+  qgrep "^MISMATCH at_processor_not_in_ledger: dispute_withdrawal $SALE1 $DP: nothing posted" "$T/out.txt"
 sql "INSERT INTO ledger_accounts (name, currency, type) VALUES ('asset:disputed_funds', 'USD', 'asset'),
   ('expense:chargebacks', 'USD', 'expense') ON CONFLICT (name, currency) DO NOTHING" >/dev/null
 sql "WITH tx AS (INSERT INTO ledger_transactions (payment_id, kind) VALUES ('$SALE1', 'chargeback')
@@ -200,7 +200,7 @@ eq "with its postings the withdrawal matches" "" "$(dispute_lines)"
 doctor "$T/dispute.csv" "$T/dispute_fee.csv" "[r.__setitem__(4, '1400') for r in rows if r[2] == '$DP']"
 reconcile "$T/dispute_fee.csv"
 check "a withdrawal's fee changed: fee_differs" \
-  grep -q "^MISMATCH fee_differs: dispute_withdrawal $SALE1 $DP: report 1400, posted 1500" "$T/out.txt"
+  qgrep "^MISMATCH fee_differs: dispute_withdrawal $SALE1 $DP: report 1400, posted 1500" "$T/out.txt"
 curl -sf -X POST "$SIM/_sim/dispute?id=$DP&action=funds_reinstated" >/dev/null
 curl -sf "$SIM/_sim/settlement?day=$DAY&flavour=stripe" > "$T/reinstated.csv"
 reconcile "$T/reinstated.csv"

@@ -36,7 +36,7 @@ eq "the processor (accepting only that key) charged with the key from the file" 
 # the password it tried is not in the log.
 echo wrong-password-5e1d >"$S/redis-wrong"
 PAYSTREAM_REDIS_PASSWORD_FILE=$S/redis-wrong "$STACK" start-worker ingest 2
-auth_failed() { grep -q 'AUTH failed' "$R/logs/ingest-2.log"; }
+auth_failed() { qgrep 'AUTH failed' "$R/logs/ingest-2.log"; }
 check "a wrong Redis password is reported as Redis unavailable" wait_until 30 auth_failed
 
 # A malformed properties file stops the worker at start with a clear error.
@@ -44,7 +44,7 @@ printf 'sasl.password\n' >"$S/bad.properties"
 PAYSTREAM_KAFKA_PROPERTIES_FILE=$S/bad.properties "$STACK" start-worker ledger 2
 exited() { ! kill -0 "$(cat "$R/pids/ledger-2.pid")" 2>/dev/null; }
 check "a malformed Kafka properties file is a start-up error" wait_until 30 exited
-check "naming the file's variable" grep -q "PAYSTREAM_KAFKA_PROPERTIES_FILE: entry without '='" "$R/logs/ledger-2.log"
+check "naming the file's variable" qgrep "PAYSTREAM_KAFKA_PROPERTIES_FILE: entry without '='" "$R/logs/ledger-2.log"
 rm -f "$R/pids/ledger-2.pid"
 
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers

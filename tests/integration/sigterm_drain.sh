@@ -23,7 +23,7 @@ rm -f "$PAYSTREAM_RUN_DIR/pids/ingest-1.pid"
 "$STACK" start-worker ingest 2
 t1=$SECONDS
 check "it committed its last batch and left the group" \
-  grep -q '"left the consumer group"' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
+  qgrep '"left the consumer group"' "$PAYSTREAM_RUN_DIR/logs/ingest-1.log"
 check "the successor takes over the partitions" wait_until 60 ready ingest 2
 log "successor ready after $((SECONDS - t1)) s"
 wait "$pub"

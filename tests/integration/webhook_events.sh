@@ -75,7 +75,7 @@ LATE=payments.dlq-late
 check "the events stage is SIGKILLed again" "$STACK" kill-worker events 1
 PAYSTREAM_TOPIC_DLQ=$LATE "$STACK" start-worker events 1
 LOST=$(raw bad-late 6761726261676521)
-dlq_failed() { grep -qE 'could not produce a dead letter|dead letter not delivered' "$R/logs/events-1.log"; }
+dlq_failed() { qgrep -E 'could not produce a dead letter|dead letter not delivered' "$R/logs/events-1.log"; }
 check "the dead letter to a missing topic fails" wait_until 120 dlq_failed
 check "the events stage is SIGKILLed while retrying" "$STACK" kill-worker events 1
 check "the late DLQ topic is created" env PAYSTREAM_TOPIC_DLQ=$LATE "$BUILD/kadmin" create
@@ -92,7 +92,7 @@ DSN_BASE=${PAYSTREAM_PG_DSN/user=postgres/}
 denied() {
   local out
   out=$(psql "$DSN_BASE user=paystream_events" -qAtX -v ON_ERROR_STOP=1 -c "$1" 2>&1)
-  grep -q 'permission denied' <<<"$out" || { log "expected permission denied, got: $out"; return 1; }
+  qgrep 'permission denied' <<<"$out" || { log "expected permission denied, got: $out"; return 1; }
 }
 check "the stage cannot rewrite an event" denied "UPDATE processor_events SET status = 'x'"
 check "the stage cannot delete an event" denied "DELETE FROM processor_events"

@@ -75,7 +75,7 @@ eq "signed garbage is 400 (malformed body)" 400 "$(signed_garbage)"
 eq "a GET is 405" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/stripe")"
 "${PY[@]}" slow 127.0.0.1 "$(cat "$R/webhook/webhook-1.port")" 40 8 >"$R/slow.out" 2>>"$R/client.log" &
 slow=$!
-wait_until 10 grep -q stalled "$R/slow.out"
+wait_until 10 qgrep stalled "$R/slow.out"
 start=$SECONDS
 eq "with 40 stalled clients a valid delivery is still acknowledged" 200 "$(send "$URL/stripe" stripe "$STRIPE" evt_after_bad pay_ok)"
 check "... promptly" test $((SECONDS - start)) -lt 5
@@ -134,7 +134,7 @@ check "... saying the heartbeat stopped" sh -c "curl -s http://127.0.0.1:$(cat "
 "$STACK" kafka-up >/dev/null
 check "once Kafka acknowledges it /healthz passes again" wait_until 90 healthz_is 200
 wait "$sender" || true
-on_topic() { "${PY[@]}" topic "$PAYSTREAM_KAFKA_BOOTSTRAP" "$TOPIC" 2>>"$R/client.log" | grep -q '^evt_stuck '; }
+on_topic() { "${PY[@]}" topic "$PAYSTREAM_KAFKA_BOOTSTRAP" "$TOPIC" 2>>"$R/client.log" | qgrep '^evt_stuck '; }
 check "the event that waited is on the topic" wait_until 60 on_topic
 unset PAYSTREAM_HEARTBEAT_TIMEOUT_S PAYSTREAM_WEBHOOK_DELIVERY_TIMEOUT_MS
 check "it stops cleanly on SIGTERM" "$STACK" stop-workers

@@ -127,7 +127,7 @@ kafka_alive() { [ -e "$RUN/kafka-$1.pid" ] && pid_running "$(cat "$RUN/kafka-$1.
 # port another process took cannot pass for ours: that JVM fails to bind).
 kafka_started() {
   tail -n +"$(($(cat "$KDIR/node-$1.logline") + 1))" "$RUN/kafka-$1.log" |
-    grep -q "BrokerServer id=$1\] Transition from STARTING to STARTED"
+    grep -c "BrokerServer id=$1\] Transition from STARTING to STARTED" >/dev/null
 }
 
 # Waits until every node has started and the cluster serves metadata with
