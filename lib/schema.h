@@ -6,6 +6,6 @@
 #ifndef PS_SCHEMA_H
 #define PS_SCHEMA_H
 
-#define PS_DB_SCHEMA_VERSION "037_dispute_movements_kept.sql"
+#define PS_DB_SCHEMA_VERSION "035_dispute_movements.sql"
 
 #endif

@@ -28,10 +28,15 @@
 
 SET LOCAL lock_timeout = '10s';
 
--- 029's dispute event with the movement counts the event states (NULL:
--- unknown, one movement per event as before).
-CREATE FUNCTION ps_events_dispute(ev processor_events, st text, fee bigint, moved_w int,
-                                  moved_r int, INOUT fx processor_event_effects)
+-- 029's dispute event with the movement counts the event states (both NULL:
+-- no list, one movement per event as before). An implausible list (negative,
+-- more CREDITs than DEBITs, one NULL and not the other, over 100) applies the
+-- event's status, rank and seen_* flags and keeps the counts as they are: a
+-- PayPal list is cumulative and its last_action sticky, so counting such an
+-- event by 029's rule would post one more withdrawal/reinstatement pair on
+-- every later update.
+CREATE FUNCTION ps_events_dispute(ev processor_events, st text, fee bigint,
+                                             moved_w int, moved_r int, INOUT fx processor_event_effects)
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   p payments;
@@ -45,6 +50,7 @@ DECLARE
   r int;
   pw int;
   pr int;
+  implausible text;
 BEGIN
   SELECT * INTO p FROM payments WHERE payment_id = ev.payment_id FOR UPDATE;
   IF rnk IS NULL OR ev.object_id = '' OR ev.amount_minor IS NULL OR ev.amount_minor <= 0 THEN
@@ -53,10 +59,16 @@ BEGIN
   ELSIF ev.currency IS DISTINCT FROM p.currency THEN
     fx.note := 'the dispute is not in the payment''s currency';
     RETURN;
-  ELSIF moved_w < 0 OR moved_r < 0 OR moved_w > 1000 OR moved_r > 1000
-        OR moved_r > moved_w OR (moved_w IS NULL) <> (moved_r IS NULL) THEN
-    fx.note := 'a dispute event with an implausible movement list';
-    RETURN;
+  END IF;
+  IF moved_w < 0 OR moved_r < 0 OR moved_w > 100 OR moved_r > 100
+     OR moved_r > moved_w OR (moved_w IS NULL) <> (moved_r IS NULL) THEN
+    -- The status, rank and seen_* flags still apply; the counts stay as they
+    -- are (no per-event increment: PayPal's last_action is sticky).
+    implausible := format('an implausible movement list (%s withdrawals, %s reinstatements) '
+                          'ignored: the counts kept',
+                          coalesce(moved_w::text, 'none'), coalesce(moved_r::text, 'none'));
+    moved_w := NULL;
+    moved_r := NULL;
   END IF;
   -- First sight: the hold, within what the payment still has (captured −
   -- disputed − refunded − refunding): a dispute never takes back a refund.
@@ -83,9 +95,11 @@ BEGIN
          status_rank = greatest(status_rank, rnk),
          seen_withdrawn = seen_withdrawn OR st = 'withdrawn' OR coalesce(moved_w, 0) > 0,
          seen_reinstated = seen_reinstated OR st = 'reinstated' OR coalesce(moved_r, 0) > 0,
-         withdrawn_count = CASE WHEN moved_w IS NULL THEN withdrawn_count + (st = 'withdrawn')::int
+         withdrawn_count = CASE WHEN implausible IS NOT NULL THEN withdrawn_count
+                                WHEN moved_w IS NULL THEN withdrawn_count + (st = 'withdrawn')::int
                                 ELSE greatest(withdrawn_count, moved_w) END,
-         reinstated_count = CASE WHEN moved_r IS NULL THEN reinstated_count + (st = 'reinstated')::int
+         reinstated_count = CASE WHEN implausible IS NOT NULL THEN reinstated_count
+                                 WHEN moved_r IS NULL THEN reinstated_count + (st = 'reinstated')::int
                                  ELSE greatest(reinstated_count, moved_r) END,
          fee_minor = greatest(fee_minor, coalesce(fee, 0)),
          held_minor = CASE WHEN rnk > status_rank AND st = 'won' THEN 0 ELSE held_minor END,
@@ -132,6 +146,9 @@ BEGIN
   IF d.status <> 'won' AND d.held_minor < d.amount_minor THEN
     fx.note := format('hold capped: the processor disputes %s, the payment had %s left',
                       d.amount_minor, d.held_minor);
+  END IF;
+  IF implausible IS NOT NULL THEN
+    fx.note := concat_ws('; ', nullif(fx.note, ''), implausible);
   END IF;
   fx.effect := 'dispute';
   fx.dispute_id := d.dispute_id;

@@ -15,8 +15,8 @@
 # DISPUTE_FEE): it is no withdrawal. A second dispute, won, whose list holds
 # hold DEBIT, fee DEBIT, hold CREDIT: one withdrawal and one reinstatement
 # posted (not two of each), the fee once. Last, an event whose movement list
-# is implausible (a stray CREDIT) still applies its status (036), keeping the
-# counts (037): two later UPDATEDs with the sticky last_action post nothing.
+# is implausible (a stray CREDIT) still applies its status, keeping the
+# counts: two later UPDATEDs with the sticky last_action post nothing.
 source "$(dirname "$0")/lib.sh"
 R=$PAYSTREAM_RUN_DIR
 export PAYSTREAM_PROCESSOR_FLAVOUR=paypal PAYSTREAM_PROCESSOR_NAME=paypal
@@ -157,7 +157,7 @@ eq "the same report again is clean (exit 0) and posts nothing more" "0 1" \
 log "an event whose movement list is implausible still applies its status (at ${SECONDS} s)"
 # procsim never lists more CREDITs than DEBITs: the event is the withdrawn
 # one's row re-recorded as RESOLVED, applied with a stray CREDIT (1 DEBIT, 2
-# CREDITs). Its status applies, the counts kept as they were (037).
+# CREDITs). Its status applies, the counts kept as they were.
 D3=$(post "/_sim/dispute?charge=$(charge_of "$P2")&amount=2000" | jq -r .id)
 post "/_sim/dispute?id=$D3&action=funds_withdrawn" >/dev/null
 d3_withdrawn() { [ "$(sql "SELECT status, withdrawn_count FROM disputes WHERE processor_dispute_id = '$D3'" | tr '\t' ' ')" = "withdrawn 1" ]; }
@@ -194,9 +194,9 @@ dispute_withdrawal 1" \
   "$(sql "SELECT split_part(t.kind, ':', 1), count(*) FROM ledger_transactions t JOIN disputes d USING (dispute_id)
            WHERE d.processor_dispute_id = '$D3' GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
 log "two more UPDATEDs, sticky last_action funds_reinstated, the list still implausible (at ${SECONDS} s)"
-# The list is cumulative: once implausible it stays so. 036 counted each such
-# event as one more reinstatement and posted one more withdrawal and
-# reinstatement per event; 037 keeps the counts.
+# The list is cumulative: once implausible it stays so. Counting each such
+# event as one more reinstatement would post one more withdrawal and
+# reinstatement per event; the counts are kept.
 for n in 3 4; do
   sql "INSERT INTO processor_events (processor, event_id, flavour, type, payment_id, object_id, object_type,
          charge_id, payment_intent_id, status, amount_minor, currency, occurred_at, received_at, raw_body,
