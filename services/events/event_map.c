@@ -44,16 +44,31 @@ static bool fee_reason(const char *reason) { return reason && strstr(reason, "FE
  * of the disputed funds so far (fee movements not counted). Both -1 when
  * the list is absent or not a list. A movement of part of the disputed
  * amount counts as one movement all the same (the postings are of the
- * dispute's amount, as 029's); m->partial says the list holds one. */
-static void movements(json_t *res, ev_map *m) {
+ * dispute's amount, as 029's); m->partial says the list holds one.
+ * Returns the fee the list shows: the sum of the seller's fee DEBITs, each
+ * with an amount in the dispute's currency; -1 when there is none or one
+ * cannot be read (then no fee is known from the list). */
+static int64_t movements(json_t *res, ev_map *m) {
   json_t *mv = json_object_get(res, "money_movements");
-  if (!json_is_array(mv)) return;
+  if (!json_is_array(mv)) return -1;
   m->withdrawals = m->reinstatements = 0;
-  int64_t disputed = paypal_minor(json_object_get(res, "dispute_amount"));
+  json_t *da = json_object_get(res, "dispute_amount");
+  int64_t disputed = paypal_minor(da), fee = -1;
+  bool fee_unreadable = false;
   size_t i;
   json_t *x;
   json_array_foreach(mv, i, x) {
-    if (!is(str_at(x, "affected_party"), "SELLER") || fee_reason(str_at(x, "reason"))) continue;
+    if (!is(str_at(x, "affected_party"), "SELLER")) continue;
+    if (fee_reason(str_at(x, "reason"))) {
+      if (!is(str_at(x, "type"), "DEBIT")) continue;
+      json_t *fa = json_object_get(x, "amount");
+      int64_t f = paypal_minor(fa);
+      if (f < 0 || !is(str_at(fa, "currency_code"), str_at(da, "currency_code")))
+        fee_unreadable = true;
+      else
+        fee = (fee < 0 ? 0 : fee) + f;
+      continue;
+    }
     bool debit = is(str_at(x, "type"), "DEBIT");
     if (!debit && !is(str_at(x, "type"), "CREDIT")) continue;
     if (debit) m->withdrawals++;
@@ -61,6 +76,7 @@ static void movements(json_t *res, ev_map *m) {
     int64_t a = paypal_minor(json_object_get(x, "amount"));
     if (disputed >= 0 && a >= 0 && a != disputed) m->partial = true;
   }
+  return fee_unreadable ? -1 : fee;
 }
 
 static void set(char *dst, size_t n, const char *s) { snprintf(dst, n, "%s", s ? s : ""); }
@@ -130,8 +146,11 @@ static int paypal(const Payments__V1__ProcessorEvent *e, json_t *res, ev_map *m)
     if (!st) return -1;
     m->action = EV_DISPUTE;
     set(m->dispute_status, sizeof m->dispute_status, st);
+    /* Real PayPal disputes state no `fee`: the fee is a movement of its
+     * own (DISPUTE_FEE), read from the list when `fee` is absent. */
+    int64_t listed_fee = movements(res, m);
     m->fee_minor = fee_of(res, true);
-    movements(res, m);
+    if (m->fee_minor < 0) m->fee_minor = listed_fee;
   }
   return 0;
 }

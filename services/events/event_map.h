@@ -24,7 +24,8 @@ typedef enum ev_action {
 typedef struct ev_map {
   ev_action action;
   char dispute_status[16]; /* open, withdrawn, reinstated, won, lost */
-  int64_t fee_minor;       /* the charge's or the dispute's fee, -1 when not stated */
+  int64_t fee_minor;       /* the charge's or the dispute's fee (a PayPal dispute without `fee`:
+                            * the sum of its seller fee DEBITs), -1 when not stated */
   char decline_code[64];   /* a declined charge's reason, "" when not stated */
   char operation_id[128];  /* a refund event: our operation id from its metadata, "" if none */
   /* A PayPal-like dispute resource's cumulative money_movements: how many

@@ -190,3 +190,60 @@ Test(event_map, paypal_dispute_fee_movements_are_not_withdrawals) {
   cr_assert_eq(m.withdrawals, 1);
   cr_assert(m.partial);
 }
+
+/* Real PayPal disputes state no `fee`: the fee is the seller's fee DEBITs
+ * in money_movements (a fee CREDIT is not a fee charged). */
+#define PP_HOLD                                                                          \
+  "{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":\"DISPUTE_HOLD\","      \
+  "\"amount\":{\"currency_code\":\"USD\",\"value\":\"40.00\"}}"
+#define PP_DISPUTE(fee, moves)                                                            \
+  "{\"resource\":{\"last_action\":\"funds_withdrawn\",\"dispute_amount\":"              \
+  "{\"currency_code\":\"USD\",\"value\":\"40.00\"}" fee ",\"money_movements\":[" moves "]}}"
+Test(event_map, a_paypal_dispute_without_fee_takes_it_from_its_fee_debits) {
+  ev_map m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+                 PP_DISPUTE("", PP_HOLD ",{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\","
+                                "\"reason\":\"DISPUTE_FEE\",\"amount\":{\"currency_code\":"
+                                "\"USD\",\"value\":\"15.00\"}},{\"affected_party\":\"SELLER\","
+                                "\"type\":\"CREDIT\",\"reason\":\"DISPUTE_SETTLEMENT_FEE\","
+                                "\"amount\":{\"currency_code\":\"USD\",\"value\":\"15.00\"}}"));
+  cr_assert_eq(m.fee_minor, 1500);
+  cr_assert_eq(m.withdrawals, 1);
+  /* two fee DEBITs: their sum */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          PP_DISPUTE("", PP_HOLD ",{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":"
+                         "\"DISPUTE_FEE\",\"amount\":{\"currency_code\":\"USD\",\"value\":"
+                         "\"15.00\"}},{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\","
+                         "\"reason\":\"CHARGEBACK_FEE\",\"amount\":{\"currency_code\":\"USD\","
+                         "\"value\":\"5.25\"}}"));
+  cr_assert_eq(m.fee_minor, 2025);
+  /* a stated `fee` is the fee */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          PP_DISPUTE(",\"fee\":{\"currency_code\":\"USD\",\"value\":\"12.00\"}",
+                     PP_HOLD ",{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":"
+                             "\"DISPUTE_FEE\",\"amount\":{\"currency_code\":\"USD\",\"value\":"
+                             "\"15.00\"}}"));
+  cr_assert_eq(m.fee_minor, 1200);
+}
+
+Test(event_map, a_fee_debit_that_cannot_be_read_leaves_the_fee_unknown) {
+  /* none yet */
+  ev_map m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "", PP_DISPUTE("", PP_HOLD));
+  cr_assert_eq(m.fee_minor, -1);
+  /* without an amount */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          PP_DISPUTE("", PP_HOLD ",{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\","
+                         "\"reason\":\"DISPUTE_FEE\"}"));
+  cr_assert_eq(m.fee_minor, -1);
+  /* in another currency than the dispute's */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          PP_DISPUTE("", PP_HOLD ",{\"affected_party\":\"SELLER\",\"type\":\"DEBIT\",\"reason\":"
+                         "\"DISPUTE_FEE\",\"amount\":{\"currency_code\":\"EUR\",\"value\":"
+                         "\"15.00\"}}"));
+  cr_assert_eq(m.fee_minor, -1);
+  /* the buyer's fee movement is not the seller's fee */
+  m = map(PAYPAL, "CUSTOMER.DISPUTE.UPDATED", "OPEN", "",
+          PP_DISPUTE("", PP_HOLD ",{\"affected_party\":\"BUYER\",\"type\":\"DEBIT\",\"reason\":"
+                         "\"DISPUTE_FEE\",\"amount\":{\"currency_code\":\"USD\",\"value\":"
+                         "\"15.00\"}}"));
+  cr_assert_eq(m.fee_minor, -1);
+}

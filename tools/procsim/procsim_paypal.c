@@ -114,10 +114,11 @@ static json_t *movements_json(const sim_dispute *d) {
 static json_t *dispute_json(const sim_dispute *d) {
   const char *cur = d->p->currency;
   bool closed = strcmp(d->status, "won") == 0 || strcmp(d->status, "lost") == 0;
-  json_t *j = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[{s:s,s:s}],s:s,s:s,s:s,s:o,s:o}", "id", d->id,
+  /* No `fee` field: PayPal's dispute resource states none; the fee is a
+   * DISPUTE_FEE movement of its own (movements_json). */
+  json_t *j = json_pack("{s:s,s:s,s:s,s:o,s:o,s:[{s:s,s:s}],s:s,s:s,s:s,s:o,s:o}", "id", d->id,
                    "dispute_id", d->id, "status", closed ? "RESOLVED" : "OPEN", "dispute_amount",
-                   amount_json(d->amount, cur), "fee", amount_json(d->fee, cur),
-                   "amount_withdrawn", amount_json(d->withdrawn, cur), "disputed_transactions",
+                   amount_json(d->amount, cur), "amount_withdrawn", amount_json(d->withdrawn, cur), "disputed_transactions",
                    "seller_transaction_id", d->c->id, "custom", d->p->payment_id, "custom_id",
                    d->p->payment_id, "capture_id", d->c->id, "last_action", d->last, "outcome",
                    closed ? json_string(d->status) : json_null(), "create_time", time_json(d->at));
