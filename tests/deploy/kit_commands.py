@@ -758,7 +758,8 @@ def txn_produce(conf, tid, topic="payments.dlq"):
         f.restype, f.argtypes = res, args
     errstr = ctypes.create_string_buffer(512)
     c = rk_lib.rd_kafka_conf_new()
-    for k, v in dict(conf, **{"transactional.id": tid, "log_level": "3"}).items():
+    for k, v in dict(conf, **{"transactional.id": tid, "log_level": "3",
+                              "max.in.flight.requests.per.connection": "1"}).items():
         if rk_lib.rd_kafka_conf_set(c, k.encode(), str(v).encode(), errstr, 512) != 0:
             return f"conf {k}: {errstr.value.decode()}"
     rk = rk_lib.rd_kafka_new(0, c, errstr, 512)  # RD_KAFKA_PRODUCER

@@ -69,9 +69,11 @@ static int show(payctl *p, int32_t partition, int64_t offset) {
   return rc;
 }
 
+static int redrive_failures;
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
-  if (m->err) ++*(int *)opaque;
+  (void)opaque;
+  if (m->err) redrive_failures++;
 }
 
 /* Re-publishes every dead letter not yet redriven to its source topic, then
@@ -81,17 +83,12 @@ static int redrive(payctl *p, bool dry_run) {
   const char *dlq = p->cfg.topics.dlq;
   rd_kafka_t *rk = kutil_consumer(&p->cfg, group, false);
   if (!rk) return PAYCTL_UNAVAILABLE;
-  int failures = 0;
   char err[512];
-  rd_kafka_conf_t *pc = rd_kafka_conf_new();
-  rd_kafka_conf_set(pc, "bootstrap.servers", p->cfg.kafka_bootstrap, err, sizeof err);
-  rd_kafka_conf_set(pc, "compression.type", "lz4", err, sizeof err);
-  rd_kafka_conf_set(pc, "partitioner", "murmur2_random", err, sizeof err);
-  rd_kafka_conf_set(pc, "socket.nagle.disable", "true", err, sizeof err);
-  kafka_apply_extra(pc, err, sizeof err);
-  rd_kafka_conf_set_dr_msg_cb(pc, on_delivery);
-  rd_kafka_conf_set_opaque(pc, &failures);
-  rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+  /* The workers' producer (lib/kafka.c): idempotent, acks=all, one request
+   * in flight — a dead letter counted re-published must be on its topic
+   * before the redrive group's offset moves past it. */
+  redrive_failures = 0;
+  rd_kafka_t *prod = kafka_producer_new(&p->cfg, on_delivery, err, sizeof err);
   rd_kafka_topic_partition_list_t *mine = prod ? kutil_join_group(rk, dlq, 60) : NULL;
   if (!prod || !mine) {
     fprintf(stderr, "payctl: could not %s\n", prod ? "join the redrive group" : "create a producer");
@@ -137,7 +134,7 @@ static int redrive(payctl *p, bool dry_run) {
     rd_kafka_message_destroy(m);
   }
   while (rd_kafka_outq_len(prod) > 0) rd_kafka_flush(prod, 1000);
-  int rc = remaining > 0 ? PAYCTL_FAILED : failures ? PAYCTL_UNAVAILABLE : PAYCTL_OK;
+  int rc = remaining > 0 ? PAYCTL_FAILED : redrive_failures ? PAYCTL_UNAVAILABLE : PAYCTL_OK;
   if (!dry_run && rc == PAYCTL_OK) {
     /* Only after every re-published message is acknowledged. */
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(mine->cnt);
