@@ -48,6 +48,11 @@ static void call_prepare(charge_http *h, http_call *c, const processor *pr, cons
     c->hdrs = curl_slist_append(c->hdrs, hdr);
     c->hdrs = curl_slist_append(c->hdrs, json ? "Content-Type: application/json"
                                               : "Content-Type: application/x-www-form-urlencoded");
+    /* PayPal answers a POST with id, status and links only (return=minimal,
+     * its default; a void: 204, no body) unless asked for the whole object:
+     * a refund's amount and invoice_id (lc_check_pending), a capture's fee,
+     * an order's authorization are read from it. */
+    if (pr->paypal) c->hdrs = curl_slist_append(c->hdrs, "Prefer: return=representation");
   }
   snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key ? pr->api_key : "");
   c->hdrs = curl_slist_append(c->hdrs, hdr);
