@@ -223,14 +223,15 @@ int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_r
 }
 
 int charge_http_start_search_op(charge_http *h, http_call *c, const processor *pr, int what,
-                                const char *id, int op_kind, const char *currency, void *owner) {
+                                const char *id, int op_kind, const lc_refund_ask *ask,
+                                void *owner) {
   char path[512];
   charge_search_path(pr->paypal, (search_ref)what, id, path, sizeof path);
   call_prepare(h, c, pr, path, NULL, false, "", owner);
   c->mode = CALL_OPERATION;
   c->lookup = c->search = true;
   c->op_kind = op_kind;
-  snprintf(c->currency, sizeof c->currency, "%s", currency);
+  call_ask(c, ask);
   return call_add(h, c);
 }
 
