@@ -48,6 +48,11 @@ static void call_prepare(charge_http *h, http_call *c, const processor *pr, cons
     c->hdrs = curl_slist_append(c->hdrs, hdr);
     c->hdrs = curl_slist_append(c->hdrs, json ? "Content-Type: application/json"
                                               : "Content-Type: application/x-www-form-urlencoded");
+    /* PayPal answers a POST with id, status and links only (return=minimal,
+     * its default; a void: 204, no body) unless asked for the whole object:
+     * a refund's amount and invoice_id (lc_check_pending), a capture's fee,
+     * an order's authorization are read from it. */
+    if (pr->paypal) c->hdrs = curl_slist_append(c->hdrs, "Prefer: return=representation");
   }
   snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", pr->api_key ? pr->api_key : "");
   c->hdrs = curl_slist_append(c->hdrs, hdr);
@@ -218,14 +223,15 @@ int charge_http_start_op(charge_http *h, http_call *c, const processor *pr, lc_r
 }
 
 int charge_http_start_search_op(charge_http *h, http_call *c, const processor *pr, int what,
-                                const char *id, int op_kind, const char *currency, void *owner) {
+                                const char *id, int op_kind, const lc_refund_ask *ask,
+                                void *owner) {
   char path[512];
   charge_search_path(pr->paypal, (search_ref)what, id, path, sizeof path);
   call_prepare(h, c, pr, path, NULL, false, "", owner);
   c->mode = CALL_OPERATION;
   c->lookup = c->search = true;
   c->op_kind = op_kind;
-  snprintf(c->currency, sizeof c->currency, "%s", currency);
+  call_ask(c, ask);
   return call_add(h, c);
 }
 

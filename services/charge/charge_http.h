@@ -113,9 +113,12 @@ int charge_http_start_refund_status(charge_http *h, http_call *c, const processo
                                     const lc_refund_ask *ask, void *owner);
 
 /* Starts the search for an operation by our own id (what: charge_lookup.h);
- * its answer is read as op_kind's reply. Returns 0 or -1 (nothing sent). */
+ * its answer is read as op_kind's reply, a refund's pending one checked
+ * against ask (lc_check_pending, as a send's). Returns 0 or -1 (nothing
+ * sent). */
 int charge_http_start_search_op(charge_http *h, http_call *c, const processor *pr, int what,
-                                const char *id, int op_kind, const char *currency, void *owner);
+                                const char *id, int op_kind, const lc_refund_ask *ask,
+                                void *owner);
 
 /* Abandons a call in flight (its answer is never read). */
 void charge_http_cancel(charge_http *h, http_call *c);

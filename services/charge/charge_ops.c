@@ -100,6 +100,7 @@ struct op_item {
   bool check_resend;   /* a re-send is next: allowed only within the key's lifetime */
   bool search;         /* past the key's lifetime: only searched for, never sent again */
   bool escalated;      /* alerted once: not found past the key's lifetime */
+  bool refund;         /* a refund: its answers without a verdict go by refund_status */
   int missing;         /* "no such object" answers after an earlier send may have arrived */
 };
 
@@ -179,7 +180,8 @@ static void record(stage_ctx *ctx, citem *x, int64_t now) {
 }
 
 static void on_missing(stage_ctx *ctx, charge_state *st, citem *x, int64_t now);
-static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now);
+static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
+                             long slow_ms, bool kept);
 
 /* An answer (to the request, a status query or a search). */
 static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
@@ -188,11 +190,17 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   charge_kind k = x->ans.kind;
   bool decided = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED;
   log_ctx lc = op_ctx(ctx, x);
-  learn_breaker(pr, now, !decided && k != CHARGE_REJECTED && !x->ans.lookup_unknown &&
-                             !x->ans.search_none && !x->ans.query_answered);
+  learn_breaker(pr, now, charge_op_answer_failed(&x->ans));
   if (!x->ans.looked_up) o->check_resend = false; /* a send was answered */
+  /* a refund without a verdict, by any path: its id kept when the answer
+   * names it pending, the pending bound checked; the refund back-off */
+  bool kept = false;
+  long slow_ms = -1;
+  if (!decided && o->refund)
+    slow_ms = refund_status_on_answer(ctx, &lc, o->id, pr->name, &x->ans,
+                                      charge_op_unresolved_ms(x, now), &kept);
   if (x->ans.searched) {
-    on_search_answer(ctx, st, x, now);
+    on_search_answer(ctx, st, x, now, slow_ms, kept);
     return;
   }
   if (x->ans.looked_up && x->ans.lookup_unknown) {
@@ -218,22 +226,12 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
    * nothing (401 after a key rotation, a proxy's 404, DUPLICATE_REQUEST_ID).
    * It may have been carried out: never re-sent blindly, asked about. */
   if (k == CHARGE_NOT_SENT && !x->ans.looked_up) count_refused(ctx, &lc, o->id);
-  /* from now on asked by the processor's refund id — one its body names as ours */
-  if (x->ans.pending_ref && x->ans.ref_named)
-    refund_status_keep_id(ctx, &lc, o->id, x->ans.charge_id);
-  if ((x->ans.pending_ref || x->ans.by_id) && refund_status_past_bound(ctx, o->id))
-    log_at(LOG_ERROR, &lc,
-           "ALERT refund %s pending at %s for more than %d days: not decided by us; held, "
-           "listed in charge_unresolved",
-           o->id, pr->name, REFUND_PENDING_BOUND_DAYS);
   if (k != CHARGE_NOT_SENT || x->ans.looked_up) o->lookup = true;
   else o->check_resend = true; /* nothing written: re-sent, within the key's lifetime */
   log_at(LOG_WARN, &lc, "operation %s at %s%s: %s (%s); held, asking again later", o->id,
          pr->name, x->ans.looked_up ? " (status query)" : "", charge_kind_name(k), x->ans.error);
   double j = (double)rand() / ((double)RAND_MAX + 1);
-  bool slow = x->ans.pending_ref || x->ans.by_id; /* a 429/5xx by id too: not polled hardest */
-  hold(x, now, slow ? refund_status_backoff_ms(charge_op_unresolved_ms(x, now), j)
-                    : charge_backoff_ms(o->tries++, j));
+  hold(x, now, slow_ms >= 0 ? slow_ms : charge_backoff_ms(o->tries++, j));
 }
 
 /* ---- no such object; past the key's lifetime (#20 review 6 and 2) --------------- */
@@ -248,43 +246,12 @@ static const char SQL_DECLINE_MISSING[] =
     "   WHERE operation_id = $1 AND state = 'processing' AND sends <= refused + 1 FOR UPDATE)"
     " SELECT ps_settle_operation(o.operation_id, false, '', 0, $2, '', $3) FROM o";
 
-/* What a re-send or a search needs to know, from Postgres. */
-static const char SQL_FACTS[] =
-    "SELECT o.state, coalesce(o.processor, ''), o.kind, o.currency, o.sends > o.refused,"
-    " (extract(epoch FROM now() - coalesce((to_jsonb(o)->>'first_sent_at')::timestamptz,"
-    "   o.created_at)) * 1000)::bigint"
-    " FROM payment_operations o WHERE o.operation_id = $1";
-
 /* After this many "no such object" answers (to sends and status queries)
  * with an earlier send that may have arrived, the worker stops asking. */
 #define OP_MISSING_MAX 5
 /* A search that found nothing (or an operation that cannot be searched for)
  * is looked at again this far apart. */
 #define OP_SEARCH_AGAIN_MS 30000
-
-typedef struct op_facts {
-  char state[16], processor[64], kind[16], currency[4];
-  bool may_have;
-  int64_t age_ms;
-} op_facts;
-
-static int read_facts(stage_ctx *ctx, const char *id, op_facts *f) {
-  const char *v[] = {id};
-  char err[512];
-  PGresult *r = pg_exec(&ctx->pg, SQL_FACTS, 1, v, err, sizeof err);
-  if (!r || PQntuples(r) != 1) {
-    PQclear(r);
-    return -1;
-  }
-  snprintf(f->state, sizeof f->state, "%s", PQgetvalue(r, 0, 0));
-  snprintf(f->processor, sizeof f->processor, "%s", PQgetvalue(r, 0, 1));
-  snprintf(f->kind, sizeof f->kind, "%s", PQgetvalue(r, 0, 2));
-  snprintf(f->currency, sizeof f->currency, "%s", PQgetvalue(r, 0, 3));
-  f->may_have = PQgetvalue(r, 0, 4)[0] == 't';
-  f->age_ms = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
-  PQclear(r);
-  return 0;
-}
 
 static void on_missing(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
   struct op_item *o = x->op;
@@ -367,7 +334,9 @@ static void escalate_unfound(stage_ctx *ctx, charge_state *st, citem *x, const c
   charge_resolve_note_operation(ctx, o->id, note);
 }
 
-static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now) {
+/* slow_ms, kept: refund_status_on_answer's (a refund found pending). */
+static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
+                             long slow_ms, bool kept) {
   struct op_item *o = x->op;
   charge_kind k = x->ans.kind;
   log_ctx lc = op_ctx(ctx, x);
@@ -377,11 +346,15 @@ static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t
     record(ctx, x, now);
     return;
   }
+  /* found pending, its id kept: asked by id from now on (the search only
+   * ever repeats the first answer: pending for ever) */
+  if (kept) o->search = false;
   if (x->ans.search_none) escalate_unfound(ctx, st, x, "not found by a search");
   else log_at(LOG_WARN, &lc, "operation %s: search without a verdict (%s)", o->id, x->ans.error);
   hold(x, now,
-       o->escalated ? OP_SEARCH_AGAIN_MS
-                    : charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
+       slow_ms >= 0  ? slow_ms
+       : o->escalated ? OP_SEARCH_AGAIN_MS
+                      : charge_backoff_ms(o->tries++, (double)rand() / ((double)RAND_MAX + 1)));
 }
 
 static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now, size_t *room);
@@ -393,7 +366,7 @@ static bool resolve_step(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   struct op_item *o = x->op;
   if (!o->search && !(o->check_resend && !o->lookup)) return false;
   op_facts f;
-  if (read_facts(ctx, o->id, &f)) {
+  if (charge_resolve_op_facts(ctx, o->id, &f)) {
     x->next_try_ms = now + 500;
     return true;
   }
@@ -419,8 +392,9 @@ static bool resolve_step(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
     return true;
   }
   x->db.proc = pi;
+  lc_refund_ask ask = {NULL, f.currency, o->id, f.amount_minor, f.payment_id};
   if (charge_http_start_search_op(&st->http, &x->call, pr, SEARCH_REFUND, o->id, KIND_REFUND,
-                                  f.currency, x)) {
+                                  &ask, x)) {
     breaker_release(&pr->br);
     x->next_try_ms = now + 500;
     return true;
@@ -507,6 +481,7 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
   }
   processor *pr = &st->proc[pi];
   int kind = op_kind_from_name(row.kind);
+  o->refund = kind == KIND_REFUND;
   /* What holds the money: the authorization or the sale's charge; a PayPal
    * refund of an authorization goes to its latest capture. */
   const char *target = holder;
@@ -544,13 +519,9 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
     }
   }
   x->db.proc = pi;
-  /* a refund the processor named while pending (a usable id): its state by id, else replay */
-  bool by_id = o->lookup && kind == KIND_REFUND && refund_status_id_usable(row.processor_op_id);
-  if (by_id) free(rq.body), rq.body = NULL;
   lc_refund_ask ask = {row.processor_op_id, row.currency, row.operation_id, row.amount_minor,
                        row.payment_id};
-  if (by_id ? charge_http_start_refund_status(&st->http, &x->call, pr, &ask, x)
-            : charge_http_start_op(&st->http, &x->call, pr, &rq, key, kind, &ask, o->lookup, x)) {
+  if (refund_status_start(&st->http, &x->call, pr, &rq, key, kind, &ask, o->lookup, x)) {
     breaker_release(&pr->br);
     free(rq.body);
     /* a counted send that left nothing: refused, re-sent; if that is not

@@ -36,6 +36,33 @@ static const char SQL_NOTE_OPERATION[] =
     "UPDATE payment_operations SET error_message = $2, updated_at = now()"
     " WHERE operation_id = $1 AND state = 'processing' AND error_message IS DISTINCT FROM $2";
 
+/* What a re-send or a search needs to know, from Postgres. */
+static const char SQL_OP_FACTS[] =
+    "SELECT o.state, coalesce(o.processor, ''), o.kind, o.currency, o.sends > o.refused,"
+    " (extract(epoch FROM now() - coalesce((to_jsonb(o)->>'first_sent_at')::timestamptz,"
+    "   o.created_at)) * 1000)::bigint, o.amount_minor, coalesce(o.payment_id, '')"
+    " FROM payment_operations o WHERE o.operation_id = $1";
+
+int charge_resolve_op_facts(stage_ctx *ctx, const char *id, op_facts *f) {
+  const char *v[] = {id};
+  char err[512];
+  PGresult *r = pg_exec(&ctx->pg, SQL_OP_FACTS, 1, v, err, sizeof err);
+  if (!r || PQntuples(r) != 1) {
+    PQclear(r);
+    return -1;
+  }
+  snprintf(f->state, sizeof f->state, "%s", PQgetvalue(r, 0, 0));
+  snprintf(f->processor, sizeof f->processor, "%s", PQgetvalue(r, 0, 1));
+  snprintf(f->kind, sizeof f->kind, "%s", PQgetvalue(r, 0, 2));
+  snprintf(f->currency, sizeof f->currency, "%s", PQgetvalue(r, 0, 3));
+  f->may_have = PQgetvalue(r, 0, 4)[0] == 't';
+  f->age_ms = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+  f->amount_minor = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+  snprintf(f->payment_id, sizeof f->payment_id, "%s", PQgetvalue(r, 0, 7));
+  PQclear(r);
+  return 0;
+}
+
 static int64_t flavour_window(const processor *pr) {
   return pr->paypal ? PAYPAL_WINDOW_MS : STRIPE_WINDOW_MS;
 }

@@ -60,6 +60,19 @@ bool charge_resolve_start(charge_state *st, citem *x, int64_t now);
  * key's window to charge_attempts.error (charge_unresolved's last_error). */
 resolve_said charge_resolve_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now);
 
+/* An operation's facts for a re-send or a search (charge_ops.c): its
+ * state, processor, kind, currency, whether a send may have arrived, the
+ * age of its first send, its amount and payment id (for the search's
+ * answer: lc_check_pending). */
+typedef struct op_facts {
+  char state[16], processor[64], kind[16], currency[4], payment_id[130];
+  bool may_have;
+  int64_t age_ms, amount_minor;
+} op_facts;
+
+/* Reads operation id's facts. Returns 0, or -1 (not read: asked later). */
+int charge_resolve_op_facts(stage_ctx *ctx, const char *id, op_facts *f);
+
 /* Writes why an attempt or operation is held to its row (charge_attempts.error
  * while charging, payment_operations.error_message while processing). */
 void charge_resolve_note_attempt(stage_ctx *ctx, const citem *x, const char *why);

@@ -32,6 +32,16 @@ void charge_answer_clear(charge_answer *a) {
   memset(a, 0, sizeof *a);
 }
 
+bool charge_op_answer_failed(const charge_answer *a) {
+  if (a->kind == CHARGE_SUCCEEDED || a->kind == CHARGE_DECLINED || a->kind == CHARGE_REJECTED)
+    return false;
+  /* the processor answered: a key or id it does not know, no verdict by
+   * id, our refund still pending (review3 3: ten of them polled in a quiet
+   * hour opened the circuit) */
+  return !a->lookup_unknown && !a->search_none && !a->query_answered &&
+         !(a->pending_ref && a->ref_named);
+}
+
 const char *charge_kind_name(charge_kind k) {
   static const char *names[] = {"succeeded", "declined", "rejected",
                                 "not_sent",  "retryable", "unknown"};

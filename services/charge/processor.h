@@ -53,6 +53,14 @@ typedef struct charge_answer {
 
 const char *charge_kind_name(charge_kind k);
 
+/* Whether an operation's answer a counts as a failure of its processor for
+ * the breaker: only one the processor did not give or that says it could
+ * not act (timeout, 5xx, 409, 429, an unreadable or foreign 2xx). A
+ * verdict, a 4xx, "key unknown", "nothing found", a by-id answer without
+ * a verdict (query_answered) and our refund answered pending (pending_ref
+ * with ref_named) are answers. */
+bool charge_op_answer_failed(const charge_answer *a);
+
 /* Sets a->error from a printf format, safely cut. */
 void charge_answer_error(charge_answer *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

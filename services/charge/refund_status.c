@@ -2,8 +2,10 @@
 #include "refund_status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "charge_http.h"
 #include "pg.h"
 
 static const char SQL_KEEP_ID[] =
@@ -42,9 +44,9 @@ int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len
   return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
+bool refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
                            const char *refund_id) {
-  if (!refund_id || !*refund_id) return;
+  if (!refund_id || !*refund_id) return false;
   char err[512];
   if (!refund_status_id_usable(refund_id)) { /* never kept: the replay query goes on */
     const char *u[] = {op_id, "the processor's refund id is not a plain id: its state is asked "
@@ -58,17 +60,19 @@ void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
     else if (!r)
       log_at(LOG_WARN, lc, "refund %s: an unusable processor id not noted (%s)", op_id, err);
     PQclear(r);
-    return;
+    return false;
   }
   const char *v[] = {op_id, refund_id};
   PGresult *r = pg_exec(&ctx->pg, SQL_KEEP_ID, 2, v, err, sizeof err);
   if (!r)
     log_at(LOG_WARN, lc, "refund %s pending at the processor as %s: id not kept (%s)", op_id,
            refund_id, err);
-  else if (strcmp(PQcmdTuples(r), "1") == 0)
+  bool kept = r && strcmp(PQcmdTuples(r), "1") == 0;
+  if (kept)
     log_at(LOG_INFO, lc, "refund %s pending at the processor as %s: its state is asked by id",
            op_id, refund_id);
   PQclear(r);
+  return kept;
 }
 
 bool refund_status_past_bound(stage_ctx *ctx, const char *op_id) {
@@ -85,6 +89,31 @@ bool refund_status_past_bound(stage_ctx *ctx, const char *op_id) {
   if (!r) log_warn("refund %s: its pending bound not checked (%s)", op_id, err);
   PQclear(r);
   return past;
+}
+
+int refund_status_start(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
+                        const char *key, int kind, const lc_refund_ask *ask, bool lookup,
+                        void *owner) {
+  /* a refund the processor named while pending (a usable id): its state by id, else replay */
+  if (!lookup || kind != KIND_REFUND || !refund_status_id_usable(ask->refund_id))
+    return charge_http_start_op(h, c, pr, rq, key, kind, ask, lookup, owner);
+  free(rq->body);
+  rq->body = NULL;
+  return charge_http_start_refund_status(h, c, pr, ask, owner);
+}
+
+long refund_status_on_answer(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
+                             const char *proc, const charge_answer *a, int64_t held_ms,
+                             bool *kept) {
+  /* from now on asked by the processor's refund id — one its body names as ours */
+  *kept = a->pending_ref && a->ref_named && refund_status_keep_id(ctx, lc, op_id, a->charge_id);
+  if (refund_status_past_bound(ctx, op_id))
+    log_at(LOG_ERROR, lc,
+           "ALERT refund %s pending at %s for more than %d days: not decided by us; held, "
+           "listed in charge_unresolved",
+           op_id, proc, REFUND_PENDING_BOUND_DAYS);
+  if (!a->pending_ref && !a->by_id) return -1; /* a 429/5xx by id too: not polled hardest */
+  return refund_status_backoff_ms(held_ms, (double)rand() / ((double)RAND_MAX + 1));
 }
 
 long refund_status_backoff_ms(int64_t held_ms, double jitter) {

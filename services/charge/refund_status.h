@@ -23,6 +23,8 @@
 
 #include "kloop.h"
 #include "log.h"
+#include "charge_http.h"
+#include "processor.h"
 
 #define REFUND_PENDING_BOUND_DAYS 7
 
@@ -39,14 +41,36 @@ int refund_status_path(bool paypal, const char *refund_id, char *out, size_t len
 
 /* Keeps the processor's refund id of a pending refund on operation op_id
  * (conditional: still `processing`, a refund, no id yet) — only a usable
- * one (refund_status_id_usable). */
-void refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
+ * one (refund_status_id_usable). Returns whether it was kept now. */
+bool refund_status_keep_id(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
                            const char *refund_id);
 
 /* A refund still pending at the processor: past the bound (Postgres
  * decides from its first send), its reason is written for
  * charge_unresolved. Returns true when it is past the bound. */
 bool refund_status_past_bound(stage_ctx *ctx, const char *op_id);
+
+/* Starts an operation's request rq, or with lookup the question about it:
+ * a refund's current state by the id kept (ask->refund_id, a usable one),
+ * else the replay of key (charge_http_start_op). Returns 0, or -1
+ * (nothing sent; rq->body freed either way). */
+int refund_status_start(charge_http *h, http_call *c, const processor *pr, lc_request *rq,
+                        const char *key, int kind, const lc_refund_ask *ask, bool lookup,
+                        void *owner);
+
+/* A refund's answer a without a verdict, by any path: its send, the replay
+ * of its key, the search by our operation id (past the key's lifetime), the
+ * query by its refund id. A pending one naming our refund (a->ref_named)
+ * has its id kept (*kept: now; from then on it is asked by id — past the
+ * key's lifetime too, where the replay no longer answers and the search
+ * only ever repeats the first answer). Every such answer checks the
+ * pending bound (ALERT once it is past: review3 1, no path escapes it).
+ * Returns when to ask again for a pending one or any by-id answer
+ * (refund_status_backoff_ms over held_ms), -1 for others (a timeout or
+ * 5xx to its send: the caller's back-off). */
+long refund_status_on_answer(stage_ctx *ctx, const log_ctx *lc, const char *op_id,
+                             const char *proc, const charge_answer *a, int64_t held_ms,
+                             bool *kept);
 
 /* When to ask again about a refund the processor says is still pending,
  * held for held_ms so far: every 2-3 s at first (a late failure or success

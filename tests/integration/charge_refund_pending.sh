@@ -12,6 +12,9 @@
 #  - a pending refund that later succeeds, its webhook lost and its by-id
 #    query answered 422 meanwhile (no verdict: still processing): posted
 #    once, one outcome.
+#  - (PayPal) a pending refund whose reply does not name it (minimal
+#    answer), past the key's lifetime: the search's answer keeps its id,
+#    the query by id ends it (review3 1).
 # Books balanced, payctl ledger verify clean. Before the fix both failed
 # refunds stayed `processing` with their amount reserved for ever.
 # Both flavours: FLAVOUR=paypal (charge_refund_pending_paypal.sh) makes
@@ -102,6 +105,41 @@ check "it is posted" wait_until 90 eval '[ "$(op_col ok-r state)" = posted ]'
 eq "refunded once" "10000 3000 0 | refund" "$(amounts "$P") | $(postings "$OP")"
 one_ok() { [ "$(outcomes_of "$OP")" = "succeeded" ]; }
 check "one outcome: succeeded" wait_until 60 one_ok
+if [ "$FLAVOUR" = paypal ]; then
+  # review3 1: a pending refund whose reply does not name it (PayPal's
+  # minimal answer: a gateway that drops Prefer) is asked by the replay;
+  # past the key's lifetime the replay says "unknown" and only the search
+  # is left, which repeats the first answer: pending, every 2 s, for ever
+  # (no ALERT, the 7-day bound never checked). Now the search's answer,
+  # which names it, keeps its id and the query by id takes over.
+  log "a pending refund whose reply does not name it, past the key's lifetime: the search keeps its id"
+  sale late
+  check "sale late succeeds" wait_until 120 is_status late succeeded
+  # key lifetime 4 s (window 3.6 s); procsim remembers keys for 5 s
+  sql "INSERT INTO processor_settings (processor, authorization_window, idempotency_key_lifetime)
+       VALUES ('paypal', interval '7 days', interval '4 seconds')
+       ON CONFLICT (processor) DO UPDATE SET idempotency_key_lifetime = excluded.idempotency_key_lifetime" >/dev/null
+  sim "key_lifetime_ms=5000&refund_minimal_next=1&refund_pending_next=1" "$SIM"
+  refund late late-r 2000
+  LP=$(pid_of late)
+  check "  procsim holds the refund pending" wait_until 60 has_sim_refund "$LP"
+  LRID=$(sim_refund_of "$LP")
+  LOP=$(op_col late-r operation_id)
+  searching() { qgrep "operation $LOP: first sent past the processor's key lifetime" "$R/logs/charge-1.log"; }
+  check "  past the key's lifetime it is searched for" wait_until 90 searching
+  check "  the search's answer keeps the processor's refund id" \
+    wait_until 60 eval '[ "$(op_col late-r processor_op_id)" = "$LRID" ]'
+  sim "webhook_lose_next=1" "$SIM"
+  eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$LRID")"
+  check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col late-r state)" = declined ]'
+  eq "declined with the processor's reason, the reservation given back" \
+    "declined refund_failed expired_or_canceled_card 10000 0 0" \
+    "$(op_state late-r) $(op_col late-r decline_code) $(amounts "$LP")"
+  late_declined() { [ "$(outcomes_of "$LOP")" = "declined refund_failed" ]; }
+  check "one outcome: declined" wait_until 60 late_declined
+  eq "procsim got one refund request: never sent again" 1 \
+    "$(curl -sf "$SIM/_sim/requests" | jq -r --arg k "op_$LOP" '.by_key[$k] // 0')"
+fi
 check "every stage caught up" wait_until 60 caught_up charge ledger
 for k in lost-r hook-r; do
   eq "$k: still one outcome" "declined refund_failed" "$(outcomes_of "$(op_col $k operation_id)")"

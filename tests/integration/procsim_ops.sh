@@ -19,6 +19,7 @@ AUTH="Authorization: Bearer sk_test_local"
 call() {
   local args=(-s -o "$T/out" -w '%{http_code}' -X "$1" -H "$AUTH")
   [ -n "${3:-}" ] && args+=(-H "$3")
+  [ -n "${PREFER:-}" ] && args+=(-H "Prefer: $PREFER")
   [ -n "${5:-}" ] && args+=(-H "Content-Type: $5")
   [ -n "${4:-}" ] && args+=(--data-binary "$4")
   CODE=$(curl "${args[@]}" "$PS$2")
@@ -222,12 +223,14 @@ eq "authorization partly captured" "200 PARTIALLY_CAPTURED 5.00" "$CODE $(j '"\(
 pp pr0 "/v2/payments/captures/$CAPID/refund" "{\"amount\":$(usd 4.00),\"custom_id\":\"Q1\"}"
 eq "refund above the capture refused" "422 REFUND_AMOUNT_EXCEEDED" "$CODE $(j '.details[0].issue')"
 pp pr1 "/v2/payments/captures/$CAPID/refund" "{\"amount\":$(usd 2.00),\"custom_id\":\"Q1\"}"
-eq "partial refund" "201 COMPLETED 2.00" "$CODE $(j '"\(.status) \(.amount.value)"')"
+eq "partial refund, PayPal's default minimal answer: id, status, links" "201 COMPLETED null self" \
+  "$CODE $(j '"\(.status) \(.amount.value) \(.links[0].rel)"')"
 REFID=$(j .id); PREF=$BODY
 pp pr1 "/v2/payments/captures/$CAPID/refund" "{\"amount\":$(usd 2.00),\"custom_id\":\"Q1\"}"
 eq "refund replayed returns the same answer" "201 $PREF" "$CODE $BODY"
-pp pr2 "/v2/payments/captures/$CAPID/refund" "{\"amount\":$(usd 1.00),\"custom_id\":\"Q1\"}"
-eq "second refund up to the capture" "201 COMPLETED" "$CODE $(j .status)"
+PREFER=return=representation pp pr2 "/v2/payments/captures/$CAPID/refund" "{\"amount\":$(usd 1.00),\"custom_id\":\"Q1\"}"
+eq "second refund up to the capture, the whole refund asked for" "201 COMPLETED 1.00 Q1" \
+  "$CODE $(j '"\(.status) \(.amount.value) \(.custom_id)"')"
 pp pr3 "/v2/payments/captures/$CAPID/refund" "{\"amount\":$(usd 0.01),\"custom_id\":\"Q1\"}"
 eq "refund of a fully refunded capture refused" "422 REFUND_AMOUNT_EXCEEDED" "$CODE $(j '.details[0].issue')"
 sim refund_decline_next=1

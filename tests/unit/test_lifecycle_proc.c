@@ -328,3 +328,30 @@ Test(lifecycle_proc, a_pending_refunds_id_is_kept_only_when_it_names_our_operati
   cr_assert_not(a.ref_named, "no invoice_id: its id is not kept");
   charge_answer_clear(&a);
 }
+
+/* review3 3: our refund answered pending (by its send, the replay, the
+ * search or by id) is the processor answering, not a breaker failure — ten
+ * of them polled in a quiet hour opened the circuit; a pending answer that
+ * is not ours (or a garbled 2xx) and a timeout still count. */
+Test(lifecycle_proc, our_pending_refund_is_no_breaker_failure) {
+  charge_answer a;
+  PENDING(true, "{\"id\":\"REF-1\",\"status\":\"PENDING\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_not(charge_op_answer_failed(&a), "our refund, pending: the processor answered");
+  charge_answer_clear(&a);
+  PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":1000,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
+  cr_assert_not(charge_op_answer_failed(&a));
+  charge_answer_clear(&a);
+  BY_ID(false, 200, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":1000,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
+  cr_assert(a.pending_ref && a.ref_named);
+  cr_assert_not(charge_op_answer_failed(&a), "pending by id: the processor answered");
+  charge_answer_clear(&a);
+  PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":999,\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
+  cr_assert(charge_op_answer_failed(&a), "not ours: as before");
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_REFUND, 500, "{\"name\":\"INTERNAL_SERVER_ERROR\"}", &a);
+  cr_assert(charge_op_answer_failed(&a), "a 5xx is a failure");
+  charge_answer_clear(&a);
+  MAP_OP(true, KIND_REFUND, 201, "{\"id\":\"REF-1\",\"status\":\"COMPLETED\"}", &a);
+  cr_assert_not(charge_op_answer_failed(&a), "a verdict");
+  charge_answer_clear(&a);
+}

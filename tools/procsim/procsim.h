@@ -60,6 +60,10 @@ int64_t fault_fee(int64_t amount);
 bool fault_refund_declined(const char *payment_id, bool *as_failed);
 /* Whether this refund is answered pending (refund_pending_next=N: the next N). */
 bool fault_refund_pending(void);
+/* Whether this PayPal-like refund is answered in the minimal form even when
+ * the whole object was asked for (refund_minimal_next=N: the next N; a
+ * gateway or API version that ignores Prefer). */
+bool fault_refund_minimal(void);
 /* How long an answered idempotency key is remembered, ms (0: for ever). */
 long long fault_key_lifetime_ms(void);
 /* Authorization lifetime in ms (0: never expires). */
@@ -88,6 +92,8 @@ struct sim_req {
   char *key;    /* idempotency key */
   unsigned status;
   char *answer;
+  bool full;          /* PayPal-like: Prefer: return=representation (else the minimal answer) */
+  char *search_body;  /* what the search keeps instead of the answer (malloc'd), or NULL */
 };
 
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *body);

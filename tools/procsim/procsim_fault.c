@@ -27,6 +27,7 @@ static volatile int refuse_ms = 3000;
 static volatile double refund_decline_rate;
 static atomic_int refund_decline_next;
 static atomic_int refund_pending_next;
+static atomic_int refund_minimal_next;
 static volatile bool refund_decline_as_failed; /* Stripe: 200 status failed, not 402 */
 static char refund_decline_payment[256];       /* every refund of this payment id */
 static volatile long long auth_expiry_ms;
@@ -111,6 +112,13 @@ bool fault_refund_declined(const char *payment_id, bool *as_failed) {
   return refund_decline_rate > 0 && g_random_double() < refund_decline_rate;
 }
 
+bool fault_refund_minimal(void) {
+  int left = atomic_load(&refund_minimal_next);
+  while (left > 0 && !atomic_compare_exchange_weak(&refund_minimal_next, &left, left - 1)) {
+  }
+  return left > 0;
+}
+
 bool fault_refund_pending(void) {
   int left = atomic_load(&refund_pending_next);
   while (left > 0 && !atomic_compare_exchange_weak(&refund_pending_next, &left, left - 1)) {
@@ -145,6 +153,7 @@ enum MHD_Result fault_handle_config(struct MHD_Connection *c) {
   if ((v = http_arg(c, "refund_decline_rate"))) refund_decline_rate = atof(v);
   if ((v = http_arg(c, "refund_decline_next"))) atomic_store(&refund_decline_next, atoi(v));
   if ((v = http_arg(c, "refund_pending_next"))) atomic_store(&refund_pending_next, atoi(v));
+  if ((v = http_arg(c, "refund_minimal_next"))) atomic_store(&refund_minimal_next, atoi(v));
   if ((v = http_arg(c, "refund_decline_as")))
     refund_decline_as_failed = strcmp(v, "failed") == 0;
   if ((v = http_arg(c, "refund_decline_payment")))

@@ -123,7 +123,7 @@ static bool act_after_delay(sim_req *q, unsigned *status, char **b, int *hang) {
     return false;
   }
   *status = q->exec(q, b);
-  search_note(q, *status, *b);
+  search_note(q, *status, q->search_body ? q->search_body : *b);
   if (q->key) store_key_done(q->key, *status, *b);
   /* Done; the answer comes too late for the client (an ambiguous timeout).
    * A retry with the same key gets this answer. */
@@ -159,6 +159,8 @@ enum MHD_Result http_operation(struct MHD_Connection *c, sim_req *q, flavour fl,
   q->target = g_strdup(target);
   const char *hdr = fl == PAYPAL ? "PayPal-Request-Id" : "Idempotency-Key";
   const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, hdr);
+  const char *prefer = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Prefer");
+  q->full = prefer && strstr(prefer, "return=representation");
   store_count_request(key);
   if (!fault_api_key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
     char *b = fl == STRIPE ? stripe_error_body("invalid_request_error", "api_key_invalid", NULL,
@@ -249,6 +251,7 @@ static void free_req(sim_req *q) {
   g_free(q->url);
   g_free(q->key);
   free(q->answer);
+  free(q->search_body);
   free(q);
 }
 

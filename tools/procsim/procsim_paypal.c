@@ -81,6 +81,16 @@ static json_t *capture_json(const sim_capture *c) {
       time_json(c->at), "fee_minor", (json_int_t)c->fee);
 }
 
+/* PayPal's default answer to a POST (Prefer: return=minimal): the id, the
+ * status and the HATEOAS links only. */
+static json_t *minimal_json(const char *id, const char *status, const char *up) {
+  char self[256];
+  snprintf(self, sizeof self, "/v2/payments/refunds/%s", id);
+  return json_pack("{s:s,s:s,s:[{s:s,s:s,s:s},{s:s,s:s,s:s}]}", "id", id, "status", status,
+                   "links", "href", self, "rel", "self", "method", "GET", "href", up, "rel", "up",
+                   "method", "GET");
+}
+
 static json_t *refund_json(const sim_refund *r) {
   json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:o,s:o}", "id", r->id, "status",
                         r->failed ? "FAILED" : r->pending ? "PENDING" : "COMPLETED", "amount",
@@ -352,7 +362,16 @@ static unsigned exec_refund(sim_req *q, char **body) {
     r->pending = fault_refund_pending(); /* its verdict later: refund_fail / refund_complete */
     store_log("refund", c->p, r->id, n, 0, r->pending ? "pending" : "succeeded", q->key);
     if (!r->pending) webhook_event("refunded", c->p, r);
-    *body = dump(refund_json(r));
+    if (q->full && !fault_refund_minimal()) {
+      *body = dump(refund_json(r));
+    } else { /* the search finds the object itself, whole */
+      char up[256];
+      snprintf(up, sizeof up, "/v2/payments/captures/%s", c->id);
+      q->search_body = dump(refund_json(r));
+      json_t *m = refund_json(r);
+      *body = dump(minimal_json(r->id, jstr(m, "status"), up));
+      json_decref(m);
+    }
   }
   store_unlock();
   return st;
