@@ -37,9 +37,12 @@ bool charge_op_answer_failed(const charge_answer *a) {
     return false;
   /* the processor answered: a key or id it does not know, no verdict by
    * id, our refund still pending (review3 3: ten of them polled in a quiet
-   * hour opened the circuit) */
+   * hour opened the circuit). A pending answer to our own request (its send
+   * or the replay of its key) is the processor's whether or not the body
+   * names our refund (a minimal reply does not: s11 review 1); one a search
+   * found counts only when it is ours. */
   return !a->lookup_unknown && !a->search_none && !a->query_answered &&
-         !(a->pending_ref && a->ref_named);
+         !(a->pending_ref && (a->ref_named || !a->searched));
 }
 
 const char *charge_kind_name(charge_kind k) {

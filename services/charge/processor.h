@@ -57,8 +57,9 @@ const char *charge_kind_name(charge_kind k);
  * the breaker: only one the processor did not give or that says it could
  * not act (timeout, 5xx, 409, 429, an unreadable or foreign 2xx). A
  * verdict, a 4xx, "key unknown", "nothing found", a by-id answer without
- * a verdict (query_answered) and our refund answered pending (pending_ref
- * with ref_named) are answers. */
+ * a verdict (query_answered) and a refund answered pending (pending_ref:
+ * to its send or the replay of its key, whatever the body names; to a
+ * search, only with ref_named) are answers. */
 bool charge_op_answer_failed(const charge_answer *a);
 
 /* Sets a->error from a printf format, safely cut. */

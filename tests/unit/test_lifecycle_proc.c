@@ -331,8 +331,9 @@ Test(lifecycle_proc, a_pending_refunds_id_is_kept_only_when_it_names_our_operati
 
 /* review3 3: our refund answered pending (by its send, the replay, the
  * search or by id) is the processor answering, not a breaker failure — ten
- * of them polled in a quiet hour opened the circuit; a pending answer that
- * is not ours (or a garbled 2xx) and a timeout still count. */
+ * of them polled in a quiet hour opened the circuit; to our send or the
+ * replay of our key even in the minimal form (s11 review 1); a search's
+ * pending answer that is not ours (or a garbled 2xx) and a timeout still count. */
 Test(lifecycle_proc, our_pending_refund_is_no_breaker_failure) {
   charge_answer a;
   PENDING(true, "{\"id\":\"REF-1\",\"status\":\"PENDING\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
@@ -345,8 +346,14 @@ Test(lifecycle_proc, our_pending_refund_is_no_breaker_failure) {
   cr_assert(a.pending_ref && a.ref_named);
   cr_assert_not(charge_op_answer_failed(&a), "pending by id: the processor answered");
   charge_answer_clear(&a);
+  PENDING(true, "{\"id\":\"REF-1\",\"status\":\"PENDING\",\"links\":[]}", &a);
+  cr_assert(a.pending_ref && !a.ref_named, "a minimal reply names nothing");
+  cr_assert_not(charge_op_answer_failed(&a),
+                "our send (or key's replay) answered pending, minimal: the processor answered");
+  charge_answer_clear(&a);
   PENDING(false, "{\"id\":\"re_2\",\"status\":\"pending\",\"amount\":999,\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
-  cr_assert(charge_op_answer_failed(&a), "not ours: as before");
+  a.searched = true;
+  cr_assert(charge_op_answer_failed(&a), "a search's pending refund not ours: as before");
   charge_answer_clear(&a);
   MAP_OP(true, KIND_REFUND, 500, "{\"name\":\"INTERNAL_SERVER_ERROR\"}", &a);
   cr_assert(charge_op_answer_failed(&a), "a 5xx is a failure");
