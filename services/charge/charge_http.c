@@ -147,11 +147,13 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
                                             : "");
     } else if (c->by_id) {
       lc_refund_ask ask = {c->refund_id, c->currency, c->operation_id, c->amount_minor,
-                           c->payment_id};
+                           c->payment_id, NULL};
       lc_map_refund_by_id(paypal, status, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_OPERATION) {
-      lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency, a);
-      lc_refund_ask ask = {NULL, c->currency, c->operation_id, c->amount_minor, c->payment_id};
+      lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency,
+                       c->target, a);
+      lc_refund_ask ask = {NULL, c->currency, c->operation_id, c->amount_minor, c->payment_id,
+                           NULL};
       if (a->pending_ref) lc_check_pending(paypal, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_AUTHORIZE) {
       lc_map_authorize(paypal, status, c->resp, c->resp_len, a);
@@ -200,6 +202,7 @@ static void call_ask(http_call *c, const lc_refund_ask *ask) {
   snprintf(c->refund_id, sizeof c->refund_id, "%s", ask->refund_id ? ask->refund_id : "");
   snprintf(c->operation_id, sizeof c->operation_id, "%s", ask->operation_id);
   snprintf(c->payment_id, sizeof c->payment_id, "%s", ask->payment_id ? ask->payment_id : "");
+  snprintf(c->target, sizeof c->target, "%s", ask->target ? ask->target : "");
   c->amount_minor = ask->amount_minor;
 }
 

@@ -35,6 +35,7 @@ typedef struct http_call {
   char operation_id[64];   /* our operation id and payment id (lc_refund_ask) */
   char payment_id[130];
   int64_t amount_minor;
+  char target[130];        /* CALL_OPERATION: what the request names (lc_refund_ask) */
 } http_call;
 
 /* How the answer of a call (or of the request a lookup finds) is read. */

@@ -392,7 +392,7 @@ static bool resolve_step(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
     return true;
   }
   x->db.proc = pi;
-  lc_refund_ask ask = {NULL, f.currency, o->id, f.amount_minor, f.payment_id};
+  lc_refund_ask ask = {NULL, f.currency, o->id, f.amount_minor, f.payment_id, NULL};
   if (charge_http_start_search_op(&st->http, &x->call, pr, SEARCH_REFUND, o->id, KIND_REFUND,
                                   &ask, x)) {
     breaker_release(&pr->br);
@@ -520,7 +520,7 @@ static void read_and_go(stage_ctx *ctx, charge_state *st, citem *x, int64_t now,
   }
   x->db.proc = pi;
   lc_refund_ask ask = {row.processor_op_id, row.currency, row.operation_id, row.amount_minor,
-                       row.payment_id};
+                       row.payment_id, target};
   if (refund_status_start(&st->http, &x->call, pr, &rq, key, kind, &ask, o->lookup, x)) {
     breaker_release(&pr->br);
     free(rq.body);

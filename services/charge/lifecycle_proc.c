@@ -240,7 +240,7 @@ static void pending_ref(charge_answer *a, ps_kind kind, const char *id, const ch
 }
 
 void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *body, size_t len,
-                      const char *currency, charge_answer *a) {
+                      const char *currency, const char *target, charge_answer *a) {
   memset(a, 0, sizeof *a);
   char *clean;
   json_t *root = load(body, len, &clean);
@@ -283,6 +283,9 @@ void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *b
       a->kind = CHARGE_SUCCEEDED;
       a->fee_minor = kind == KIND_CAPTURE ? paypal_fee(root, currency) : 0;
       charge_answer_id(a, id);
+    } else if (http_status == 204 && kind == KIND_VOID && target && *target) {
+      a->kind = CHARGE_SUCCEEDED; /* PayPal's void without Prefer: no body */
+      charge_answer_id(a, target);
     } else if (http_status == 422 && root && paypal_issue(root) &&
                strcmp(paypal_issue(root), "DUPLICATE_REQUEST_ID") != 0) {
       declined(a, paypal_issue(root), paypal_issue(root));
@@ -354,7 +357,7 @@ void lc_check_pending(bool paypal, const char *body, size_t len, const lc_refund
 
 void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t len,
                          const lc_refund_ask *ask, charge_answer *a) {
-  lc_map_operation(paypal, KIND_REFUND, http_status, body, len, ask->currency, a);
+  lc_map_operation(paypal, KIND_REFUND, http_status, body, len, ask->currency, NULL, a);
   const char *why = http_status < 200 || http_status > 299
                         ? "not a 2xx"
                         : body_not_ours(paypal, body, len, ask, ask->refund_id);

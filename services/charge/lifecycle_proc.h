@@ -42,15 +42,20 @@ void lc_map_authorize(bool paypal, long http_status, const char *body, size_t le
 int lc_operation_request(bool paypal, ps_kind kind, const char *target, int64_t amount_minor,
                          const char *currency, bool final_capture, const char *payment_id,
                          const char *operation_id, lc_request *rq);
+/* Its answer. target: what the request named (NULL: unknown); a PayPal
+ * void answered 204 No Content (PayPal's answer without Prefer) is VOIDED,
+ * with target as its id (s11 review 2). */
 void lc_map_operation(bool paypal, ps_kind kind, long http_status, const char *body, size_t len,
-                      const char *currency, charge_answer *a);
+                      const char *currency, const char *target, charge_answer *a);
 
 /* The refund a by-id status query asks for: the processor's refund id, its
- * amount and currency, our operation id, our payment id (NULL: unchecked). */
+ * amount and currency, our operation id, our payment id (NULL: unchecked);
+ * target: what the operation's request names (NULL: unknown). */
 typedef struct lc_refund_ask {
   const char *refund_id, *currency, *operation_id;
   int64_t amount_minor;
   const char *payment_id;
+  const char *target;
 } lc_refund_ask;
 
 /* The answer to GET /v1/refunds/{id} / /v2/payments/refunds/{id}, read as

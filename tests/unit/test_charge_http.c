@@ -75,7 +75,7 @@ Test(charge_http, paypal_posts_ask_for_the_whole_object) {
   processor pp = {.name = "paypal", .url = "http://127.0.0.1:9", .api_key = (char *)"k",
                   .paypal = true};
   processor st = {.name = "stripe", .url = "http://127.0.0.1:9", .api_key = (char *)"k"};
-  lc_refund_ask ask = {NULL, "USD", "op-1", 1000, "pay-1"};
+  lc_refund_ask ask = {NULL, "USD", "op-1", 1000, "pay-1", NULL};
   int kinds[] = {KIND_REFUND, KIND_CAPTURE, KIND_VOID};
   for (size_t i = 0; i < 3; i++) {
     lc_request rq;

@@ -6,7 +6,7 @@
 
 #include "lifecycle_proc.h"
 
-#define MAP_OP(pp, k, st, body, a) lc_map_operation(pp, k, st, body, strlen(body), "USD", a)
+#define MAP_OP(pp, k, st, body, a) lc_map_operation(pp, k, st, body, strlen(body), "USD", NULL, a)
 
 Test(lifecycle_proc, stripe_authorize_is_a_manual_capture_payment_intent) {
   lc_request rq;
@@ -141,6 +141,24 @@ Test(lifecycle_proc, paypal_operations) {
   cr_assert_eq(a.kind, CHARGE_UNKNOWN);
 }
 
+/* s11 review 2: PayPal answers a void without Prefer 204 No Content (no
+ * body): that is VOIDED, the authorization (the request's target) its id —
+ * not an unknown answer polled every few seconds as a breaker failure. */
+Test(lifecycle_proc, a_paypal_void_answered_204_is_voided) {
+  charge_answer a;
+  lc_map_operation(true, KIND_VOID, 204, "", 0, "USD", "AUTH-9", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED);
+  cr_assert_str_eq(a.charge_id, "AUTH-9");
+  cr_assert_eq(a.fee_minor, 0);
+  charge_answer_clear(&a);
+  lc_map_operation(true, KIND_CAPTURE, 204, "", 0, "USD", "AUTH-9", &a);
+  cr_assert_neq(a.kind, CHARGE_SUCCEEDED, "a capture has a body: 204 is no verdict");
+  charge_answer_clear(&a);
+  lc_map_operation(true, KIND_REFUND, 204, "", 0, "USD", "CAP-1", &a);
+  cr_assert_neq(a.kind, CHARGE_SUCCEEDED, "a refund has a body: 204 is no verdict");
+  charge_answer_clear(&a);
+}
+
 Test(lifecycle_proc, no_such_object_is_refused_with_the_processors_code) {
   charge_answer a;
   MAP_OP(false, KIND_REFUND, 404, "{\"error\":{\"type\":\"invalid_request_error\",\"code\":\"resource_missing\"}}", &a);
@@ -197,7 +215,7 @@ Test(lifecycle_proc, pending_refunds_keep_the_processors_id) {
  * our operation id when it carries one (review MEDIUM 2). */
 #define BY_ID(pp, st, body, a)                                                                 \
   do {                                                                                         \
-    lc_refund_ask ask_ = {(pp) ? "REF-1" : "re_2", "USD", "op-1", 1000, "pay-1"};            \
+    lc_refund_ask ask_ = {(pp) ? "REF-1" : "re_2", "USD", "op-1", 1000, "pay-1", NULL};      \
     lc_map_refund_by_id(pp, st, body, strlen(body), &ask_, a);                                 \
   } while (0)
 
@@ -299,7 +317,7 @@ Test(lifecycle_proc, a_by_id_answer_without_our_operation_is_no_verdict) {
  * when the body names our refund: our operation id and its amount. */
 #define PENDING(pp, body, a)                                                                   \
   do {                                                                                         \
-    lc_refund_ask ask_ = {NULL, "USD", "op-1", 1000, "pay-1"};                                 \
+    lc_refund_ask ask_ = {NULL, "USD", "op-1", 1000, "pay-1", NULL};                           \
     MAP_OP(pp, KIND_REFUND, 200, body, a);                                                     \
     lc_check_pending(pp, body, strlen(body), &ask_, a);                                        \
   } while (0)
