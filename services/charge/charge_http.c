@@ -155,6 +155,7 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
       lc_refund_ask ask = {NULL, c->currency, c->operation_id, c->amount_minor, c->payment_id,
                            NULL};
       if (a->pending_ref) lc_check_pending(paypal, c->resp, c->resp_len, &ask, a);
+      if (c->search) lc_check_search(paypal, status, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_AUTHORIZE) {
       lc_map_authorize(paypal, status, c->resp, c->resp_len, a);
     } else if (paypal) {

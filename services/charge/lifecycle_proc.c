@@ -355,6 +355,26 @@ void lc_check_pending(bool paypal, const char *body, size_t len, const lc_refund
                  !body_not_ours(paypal, body, len, ask, a->charge_id);
 }
 
+void lc_check_search(bool paypal, long http_status, const char *body, size_t len,
+                     const lc_refund_ask *ask, charge_answer *a) {
+  if (a->kind != CHARGE_SUCCEEDED && a->kind != CHARGE_DECLINED) return;
+  const char *why = http_status < 200 || http_status > 299
+                        ? "not a 2xx"
+                        : body_not_ours(paypal, body, len, ask, a->charge_id);
+  if (!why) return;
+  char *keep = a->charge_id;
+  a->charge_id = NULL;
+  free(keep);
+  a->kind = CHARGE_UNKNOWN;
+  a->fee_minor = 0;
+  a->resource_missing = false;
+  a->error_code[0] = a->decline_code[0] = '\0';
+  a->query_answered = http_status >= 200 && http_status < 500 && http_status != 408 &&
+                      http_status != 429;
+  charge_answer_error(a, "search for %s: HTTP %ld, %s: no verdict", ask->operation_id, http_status,
+                      why);
+}
+
 void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t len,
                          const lc_refund_ask *ask, charge_answer *a) {
   lc_map_operation(paypal, KIND_REFUND, http_status, body, len, ask->currency, NULL, a);

@@ -80,4 +80,12 @@ void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t
 void lc_check_pending(bool paypal, const char *body, size_t len, const lc_refund_ask *ask,
                       charge_answer *a);
 
+/* A search's answer read by lc_map_operation as a verdict (succeeded or
+ * declined) is one only when it is for our refund as lc_check_pending
+ * checks (its own id, amount, currency, our operation id — required — and
+ * payment id) and a 2xx; otherwise CHARGE_UNKNOWN, nothing kept, and
+ * query_answered as lc_map_refund_by_id sets it (s11 review 3). */
+void lc_check_search(bool paypal, long http_status, const char *body, size_t len,
+                     const lc_refund_ask *ask, charge_answer *a);
+
 #endif

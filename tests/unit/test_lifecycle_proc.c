@@ -380,3 +380,41 @@ Test(lifecycle_proc, our_pending_refund_is_no_breaker_failure) {
   cr_assert_not(charge_op_answer_failed(&a), "a verdict");
   charge_answer_clear(&a);
 }
+
+/* s11 review 3: a search's verdict decides our refund only when the body
+ * is our refund (its amount, our operation id, our payment) and a 2xx, as
+ * a pending one must. */
+#define SEARCH(pp, st, body, a)                                                                \
+  do {                                                                                         \
+    lc_refund_ask ask_ = {NULL, "USD", "op-1", 1000, "pay-1", NULL};                           \
+    MAP_OP(pp, KIND_REFUND, st, body, a);                                                      \
+    lc_check_search(pp, st, body, strlen(body), &ask_, a);                                     \
+  } while (0)
+
+Test(lifecycle_proc, a_search_verdict_decides_only_for_our_refund) {
+  charge_answer a;
+  SEARCH(false, 200, "{\"id\":\"re_2\",\"status\":\"succeeded\",\"amount\":1000,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"op-1\",\"payment_id\":\"pay-1\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_SUCCEEDED, "ours: decides");
+  cr_assert_str_eq(a.charge_id, "re_2");
+  charge_answer_clear(&a);
+  SEARCH(true, 200, "{\"id\":\"REF-1\",\"status\":\"FAILED\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-1\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_DECLINED, "ours: decides");
+  charge_answer_clear(&a);
+  SEARCH(false, 200, "{\"id\":\"re_2\",\"status\":\"succeeded\",\"amount\":999,\"currency\":\"usd\",\"metadata\":{\"refund_id\":\"op-1\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another amount: no verdict");
+  cr_assert_null(a.charge_id);
+  charge_answer_clear(&a);
+  SEARCH(false, 200, "{\"id\":\"re_2\",\"status\":\"succeeded\",\"amount\":1000,\"metadata\":{\"refund_id\":\"op-2\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another operation's refund: no verdict");
+  charge_answer_clear(&a);
+  SEARCH(true, 201, "{\"id\":\"REF-1\",\"status\":\"COMPLETED\",\"invoice_id\":\"op-1\",\"custom_id\":\"pay-2\",\"amount\":{\"currency_code\":\"USD\",\"value\":\"10.00\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "another payment's refund: no verdict");
+  charge_answer_clear(&a);
+  SEARCH(true, 200, "{\"id\":\"REF-1\",\"status\":\"COMPLETED\"}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "names nothing: no verdict");
+  charge_answer_clear(&a);
+  SEARCH(false, 402, "{\"error\":{\"code\":\"card_declined\"}}", &a);
+  cr_assert_eq(a.kind, CHARGE_UNKNOWN, "a refusal of the search is no decline of the refund");
+  cr_assert_str_eq(a.error_code, "");
+  charge_answer_clear(&a);
+}
