@@ -32,9 +32,12 @@ static const char SQL_NOTE_ATTEMPT[] =
     " WHERE payment_id = $1 AND processor = $2 AND state = 'charging'"
     " AND error IS DISTINCT FROM $3";
 
+/* The pending refund's 7-day reason (refund_status.c) is never overwritten:
+ * rewritten after, its ALERT would repeat (s11 review 4). */
 static const char SQL_NOTE_OPERATION[] =
     "UPDATE payment_operations SET error_message = $2, updated_at = now()"
-    " WHERE operation_id = $1 AND state = 'processing' AND error_message IS DISTINCT FROM $2";
+    " WHERE operation_id = $1 AND state = 'processing' AND error_message IS DISTINCT FROM $2"
+    " AND coalesce(error_message, '') NOT LIKE 'refund pending at the processor for more than %'";
 
 /* What a re-send or a search needs to know, from Postgres. */
 static const char SQL_OP_FACTS[] =
