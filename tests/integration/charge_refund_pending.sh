@@ -139,6 +139,32 @@ if [ "$FLAVOUR" = paypal ]; then
   check "one outcome: declined" wait_until 60 late_declined
   eq "procsim got one refund request: never sent again" 1 \
     "$(curl -sf "$SIM/_sim/requests" | jq -r --arg k "op_$LOP" '.by_key[$k] // 0')"
+  # s11 review 4: a note (here the search's, past the key's lifetime) never
+  # overwrites a pending refund's 7-day reason: rewritten, the next answer
+  # raised its ALERT again.
+  log "a refund pending past the 7-day bound, then searched for: one ALERT"
+  sale old
+  check "sale old succeeds" wait_until 120 is_status old succeeded
+  sim "key_lifetime_ms=600000&refund_minimal_next=1&refund_pending_next=1" "$SIM"
+  refund old old-r 2000
+  OP7=$(pid_of old)
+  check "  procsim holds the refund pending" wait_until 60 has_sim_refund "$OP7"
+  ORID=$(sim_refund_of "$OP7")
+  OOP=$(op_col old-r operation_id)
+  check "  its first send is counted" wait_until 60 eval '[ -n "$(op_col old-r first_sent_at)" ]'
+  sql "SET LOCAL session_replication_role = replica;
+       UPDATE payment_operations SET first_sent_at = now() - interval '8 days' WHERE operation_id = '$OOP'" >/dev/null
+  alerts7() { grep -c "ALERT refund $OOP pending at paypal for more than 7 days" "$R/logs/charge-1.log" || true; }
+  check "  the 7-day bound's ALERT" wait_until 60 eval '[ "$(alerts7)" -ge 1 ]'
+  sim "key_lifetime_ms=1" "$SIM" # procsim forgets the key: the replay says unknown, the search follows
+  osearch() { qgrep "operation $OOP: first sent past the processor's key lifetime" "$R/logs/charge-1.log"; }
+  check "  past the key's lifetime it is searched for" wait_until 90 osearch
+  check "  the search's answer keeps the processor's refund id" \
+    wait_until 60 eval '[ "$(op_col old-r processor_op_id)" = "$ORID" ]'
+  sim "webhook_lose_next=1&key_lifetime_ms=5000" "$SIM"
+  eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$ORID")"
+  check "  charge's query by id ends it" wait_until 60 eval '[ "$(op_col old-r state)" = declined ]'
+  eq "  the 7-day ALERT once (the search's note did not overwrite its reason)" 1 "$(alerts7)"
 fi
 check "every stage caught up" wait_until 60 caught_up charge ledger
 for k in lost-r hook-r; do
