@@ -80,6 +80,11 @@ void breaker_release(breaker *b) {
   if (b->state == BREAKER_HALF_OPEN && b->probes_in_flight > 0) b->probes_in_flight--;
 }
 
+void breaker_record_query(breaker *b, int64_t now_ms, bool failure) {
+  if (failure) breaker_record(b, now_ms, true);
+  else breaker_release(b);
+}
+
 const char *breaker_state_name(breaker_state s) {
   return s == BREAKER_CLOSED ? "closed" : s == BREAKER_OPEN ? "open" : "half_open";
 }

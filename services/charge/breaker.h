@@ -42,6 +42,13 @@ bool breaker_allow(breaker *b, int64_t now_ms);
  * (refused, timed out, 5xx); a decline is a healthy processor's success. */
 void breaker_record(breaker *b, int64_t now_ms, bool failure);
 
+/* Records a status query's result (a key's replay, a search, a refund by
+ * id): a failure counts as breaker_record's; an answer is neutral — the
+ * probe slot given back, nothing recorded: a GET answered says nothing of
+ * whether requests that act (POSTs) work, so it neither closes a half-open
+ * circuit nor dilutes the window of an outage of those (s11 review 5). */
+void breaker_record_query(breaker *b, int64_t now_ms, bool failure);
+
 /* Gives back a probe slot that breaker_allow granted to a request that was
  * never sent (no verdict either way). */
 void breaker_release(breaker *b);

@@ -301,10 +301,13 @@ static void plan_ready(cycle *cy, citem *x) {
   }
 }
 
-/* The breaker learns from a finished call (a refusal of nothing is no verdict). */
-static void breaker_learn(processor *pr, int64_t now, bool failure) {
+/* The breaker learns from a finished call (a refusal of nothing is no
+ * verdict); query: a status query's answer, neutral unless a failure
+ * (breaker_record_query). */
+static void breaker_learn(processor *pr, int64_t now, bool query, bool failure) {
   breaker_state before = breaker_get_state(&pr->br, now);
-  breaker_record(&pr->br, now, failure);
+  if (query) breaker_record_query(&pr->br, now, failure);
+  else breaker_record(&pr->br, now, failure);
   breaker_state after = breaker_get_state(&pr->br, now);
   if (after != before)
     log_warn("circuit for %s: %s -> %s", pr->name, breaker_state_name(before),
@@ -321,7 +324,7 @@ static void settle_lookup(cycle *cy, citem *x) {
   processor *pr = &cy->st->proc[x->db.proc];
   charge_kind k = x->ans.kind;
   bool found = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED;
-  breaker_learn(pr, cy->now, !found && !x->ans.lookup_unknown && !x->ans.search_none);
+  breaker_learn(pr, cy->now, true, !found && !x->ans.lookup_unknown && !x->ans.search_none);
   resolve_said r = charge_resolve_answer(cy->ctx, cy->st, x, cy->now);
   if (r == RESOLVE_RECORD) to_record(cy->st, x);
   else x->st = IT_READY;
@@ -343,7 +346,8 @@ static void settle(cycle *cy, citem *x) {
     x->ans.kind = CHARGE_UNKNOWN;
   }
   charge_kind k = x->ans.kind;
-  breaker_learn(pr, cy->now, k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE);
+  breaker_learn(pr, cy->now, false,
+                k == CHARGE_NOT_SENT || k == CHARGE_UNKNOWN || k == CHARGE_RETRYABLE);
   x->db.sends++;
   if (k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED || k == CHARGE_REJECTED) {
     to_record(st, x);

@@ -138,8 +138,10 @@ static bool count_refused(stage_ctx *ctx, const log_ctx *lc, const char *op_id) 
   return ok;
 }
 
-static void learn_breaker(processor *pr, int64_t now, bool failure) {
-  breaker_record(&pr->br, now, failure);
+/* query: a status query's answer (breaker_record_query: neutral unless a failure) */
+static void learn_breaker(processor *pr, int64_t now, bool query, bool failure) {
+  if (query) breaker_record_query(&pr->br, now, failure);
+  else breaker_record(&pr->br, now, failure);
   processor_export_breaker(pr, breaker_get_state(&pr->br, now));
 }
 
@@ -190,7 +192,7 @@ static void on_op_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t now
   charge_kind k = x->ans.kind;
   bool decided = k == CHARGE_SUCCEEDED || k == CHARGE_DECLINED;
   log_ctx lc = op_ctx(ctx, x);
-  learn_breaker(pr, now, charge_op_answer_failed(&x->ans));
+  learn_breaker(pr, now, x->ans.looked_up, charge_op_answer_failed(&x->ans));
   if (!x->ans.looked_up) o->check_resend = false; /* a send was answered */
   /* a refund without a verdict, by any path: its id kept when the answer
    * names it pending, the pending bound checked; the refund back-off */

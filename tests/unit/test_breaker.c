@@ -107,3 +107,25 @@ Test(breaker, state_names) {
   cr_assert_str_eq(breaker_state_name(BREAKER_OPEN), "open");
   cr_assert_str_eq(breaker_state_name(BREAKER_HALF_OPEN), "half_open");
 }
+
+/* s11 review 5: a status query's answer (a replay, a search, a refund by id)
+ * says nothing of whether POSTs work: it neither closes a half-open circuit
+ * (its probe slot given back) nor dilutes the window; its failure counts. */
+Test(breaker, a_status_query_answered_is_neutral_its_failure_counts) {
+  results(0, 5, 0);
+  cr_assert(breaker_allow(&b, 1000));
+  cr_assert(breaker_allow(&b, 1000));
+  breaker_record_query(&b, 1001, false);
+  cr_assert_eq(breaker_get_state(&b, 1001), BREAKER_HALF_OPEN, "a pending poll closes nothing");
+  cr_assert(breaker_allow(&b, 1001), "its probe slot is free again");
+  breaker_record(&b, 1002, false);
+  cr_assert_eq(breaker_get_state(&b, 1002), BREAKER_CLOSED, "a POST answered closes it");
+  results(0, 4, 1003);
+  for (int i = 0; i < 20; i++) breaker_record_query(&b, 1003, false);
+  results(0, 1, 1003);
+  cr_assert_eq(breaker_get_state(&b, 1003), BREAKER_OPEN,
+               "5 failed POSTs of 5: answered queries do not mask them");
+  cr_assert(breaker_allow(&b, 2003));
+  breaker_record_query(&b, 2004, true);
+  cr_assert_eq(breaker_get_state(&b, 2004), BREAKER_OPEN, "a failed query is a failure");
+}
