@@ -150,8 +150,10 @@ static void call_finish(http_call *c, CURLcode cc, charge_answer *a) {
                            c->payment_id, NULL};
       lc_map_refund_by_id(paypal, status, c->resp, c->resp_len, &ask, a);
     } else if (c->mode == CALL_OPERATION) {
+      /* The target only for the POST's own answer: a 204 to a replay or a
+       * search (a proxy's) is no void (s11 final review 2). */
       lc_map_operation(paypal, (ps_kind)c->op_kind, status, c->resp, c->resp_len, c->currency,
-                       c->target, a);
+                       c->lookup ? NULL : c->target, a);
       lc_refund_ask ask = {NULL, c->currency, c->operation_id, c->amount_minor, c->payment_id,
                            NULL};
       if (a->pending_ref) lc_check_pending(paypal, c->resp, c->resp_len, &ask, a);

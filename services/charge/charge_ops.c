@@ -351,8 +351,19 @@ static void on_search_answer(stage_ctx *ctx, charge_state *st, citem *x, int64_t
   /* found pending, its id kept: asked by id from now on (the search only
    * ever repeats the first answer: pending for ever) */
   if (kept) o->search = false;
-  if (x->ans.search_none) escalate_unfound(ctx, st, x, "not found by a search");
-  else log_at(LOG_WARN, &lc, "operation %s: search without a verdict (%s)", o->id, x->ans.error);
+  if (x->ans.search_none) {
+    escalate_unfound(ctx, st, x, "not found by a search");
+  } else if (x->ans.query_answered) {
+    /* The processor answered the search, but not with a verdict on our
+     * operation (a 4xx naming none, another object): nothing decides it,
+     * asking every 2 s will not change that. ALERT once, asked slowly. */
+    char why[160];
+    snprintf(why, sizeof why, "its search answered without a verdict for it (%.100s)",
+             x->ans.error);
+    escalate_unfound(ctx, st, x, why);
+  } else {
+    log_at(LOG_WARN, &lc, "operation %s: search without a verdict (%s)", o->id, x->ans.error);
+  }
   hold(x, now,
        slow_ms >= 0  ? slow_ms
        : o->escalated ? OP_SEARCH_AGAIN_MS

@@ -51,7 +51,9 @@ eq "procsim charged it once" "2500 1" "$(totals "$LOST" captured) $(curl -sf "$S
 # ---- a sale procsim never got, past the lifetime: not found, never re-sent --
 sim "fail_rate=1&fail_status=500"
 "$PAYCTL" sale m1 never-sale --amount 2600 --currency USD --customer c-never >/dev/null
-check "procsim refuses the sale before acting" wait_until 120 received "paystream:$(pid_of never-sale):stripe"
+# (its payment id read on every try: ingest may not have claimed it yet)
+never_received() { local p; p=$(pid_of never-sale); [ -n "$p" ] && received "paystream:$p:stripe"; }
+check "procsim refuses the sale before acting" wait_until 120 never_received
 check "its first send is older than the key lifetime" wait_until 60 old_attempt never-sale
 sim "fail_rate=0"
 NEVER=$(pid_of never-sale)
@@ -92,6 +94,26 @@ eq "never sent again" 1 "$(requests_for "$OPKEY")"
 eq "procsim refunded nothing more" 3000 "$(totals "$BASE" refunded)"
 eq "the refund is still processing, its amount reserved" "processing 2000" \
   "$(op_col never-refund state) $(sql "SELECT refunding_minor FROM payments WHERE payment_id = '$BASE'")"
+
+# ---- a refund procsim declines, its answer lost, past the lifetime: the
+# search answers the decline as a 402 that names no operation of ours (a
+# proxy's 4xx reads the same): no verdict — never decided by it, an ALERT
+# once and asked again slowly, not every 2 s for ever (s11 review).
+# (another payment: base's operations wait behind never-refund, held)
+"$PAYCTL" sale m1 base2 --amount 5000 --currency USD --customer c-base2 >/dev/null
+check "a second sale to refund succeeds" wait_until 120 is_status base2 succeeded
+sim "refund_decline_next=1&drop_next=1&refuse_ms=6000"
+"$PAYCTL" refund m1 base2 --key lost-decline --amount 1000 --currency USD >/dev/null
+DKEY=
+dkey() { DKEY="op_$(op_col lost-decline operation_id)"; [ "$DKEY" != op_ ] && received "$DKEY"; }
+check "procsim declines a refund and drops its answer" wait_until 120 dkey
+check "past the lifetime, listed: its search answered without a verdict" \
+  wait_until 120 listed "lost-decline" "without a verdict"
+alerts() { grep -c "ALERT operation $(op_col lost-decline operation_id) past .*without a verdict" \
+  "$PAYSTREAM_RUN_DIR/logs/charge-1.log"; }
+eq "the ALERT is logged once" 1 "$(alerts)"
+eq "never sent again" 1 "$(requests_for "$DKEY")"
+eq "still processing: nothing decided it" processing "$(op_col lost-decline state)"
 check "payctl ledger verify passes" quietly "$PAYCTL" ledger verify
 check "workers stop cleanly on SIGTERM" "$STACK" stop-workers
 check "no sanitizer reports" no_sanitizer_reports
