@@ -56,6 +56,18 @@ pending_refund() {
   eq "  held: processing, its amount reserved" "processing 10000 0 $3" "$(op_col "$2" state) $(amounts "$P")"
 }
 
+# fail_refund RID: procsim fails refund RID (as the processor does days later).
+fail_refund() { eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$1")"; }
+# ends_declined KEY: charge's query by id ends refund KEY declined.
+ends_declined() { check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col '"$1"' state)" = declined ]'; }
+# searched_keeps_id OPID KEY RID: past the key's lifetime refund KEY (operation
+# OPID) is searched for, and the search's answer keeps RID as its id.
+searched_keeps_id() {
+  check "  past the key's lifetime it is searched for" \
+    wait_until 90 qgrep "operation $1: first sent past the processor's key lifetime" "$R/logs/charge-1.log"
+  check "  the search's answer keeps the processor's refund id" \
+    wait_until 60 eval '[ "$(op_col '"$2"' processor_op_id)" = "'"$3"'" ]'
+}
 for s in lost hook ok; do sale "$s"; done
 for s in lost hook ok; do check "sale $s succeeds" wait_until 120 is_status "$s" succeeded; done
 sim "${FLAVOUR}_webhook_url=$WH/$FLAVOUR&${FLAVOUR}_webhook_secret=$SECRET&webhook_retry_ms=100" "$SIM"
@@ -65,8 +77,8 @@ eq "charge speaks $FLAVOUR to procsim" "$FLAVOUR" \
 log "a pending refund that fails later, its failure webhook lost"
 pending_refund lost lost-r 4000
 sim "webhook_lose_next=1" "$SIM"
-eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$RID")"
-check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col lost-r state)" = declined ]'
+fail_refund "$RID"
+ends_declined lost-r
 eq "declined with the processor's reason" "declined refund_failed expired_or_canceled_card" \
   "$(op_state lost-r) $(op_col lost-r decline_code)"
 eq "the reservation given back, nothing posted, no webhook applied" "10000 0 0 | |" \
@@ -78,10 +90,10 @@ verify "lost webhook"
 log "a pending refund that fails later, its failure webhook delivered"
 pending_refund hook hook-r 5000
 sim "fail_rate=1&fail_status=503" "$SIM"
-eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$RID")"
+fail_refund "$RID"
 check "its failure webhook is kept" wait_until 60 has_effect "$OP" refund_failure_kept
 sim "fail_rate=0" "$SIM"
-check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col hook-r state)" = declined ]'
+ends_declined hook-r
 eq "declined once, the reservation given back, nothing posted, the failure moot" \
   "declined refund_failed 10000 0 0 | moot" \
   "$(op_state hook-r) $(amounts "$P") |$(postings "$OP") $(sql "SELECT state FROM refund_failures WHERE operation_id = '$OP'")"
@@ -125,13 +137,10 @@ if [ "$FLAVOUR" = paypal ]; then
   check "  procsim holds the refund pending" wait_until 60 has_sim_refund "$LP"
   LRID=$(sim_refund_of "$LP")
   LOP=$(op_col late-r operation_id)
-  searching() { qgrep "operation $LOP: first sent past the processor's key lifetime" "$R/logs/charge-1.log"; }
-  check "  past the key's lifetime it is searched for" wait_until 90 searching
-  check "  the search's answer keeps the processor's refund id" \
-    wait_until 60 eval '[ "$(op_col late-r processor_op_id)" = "$LRID" ]'
+  searched_keeps_id "$LOP" late-r "$LRID"
   sim "webhook_lose_next=1" "$SIM"
-  eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$LRID")"
-  check "charge's query by id ends it" wait_until 60 eval '[ "$(op_col late-r state)" = declined ]'
+  fail_refund "$LRID"
+  ends_declined late-r
   eq "declined with the processor's reason, the reservation given back" \
     "declined refund_failed expired_or_canceled_card 10000 0 0" \
     "$(op_state late-r) $(op_col late-r decline_code) $(amounts "$LP")"
@@ -157,13 +166,10 @@ if [ "$FLAVOUR" = paypal ]; then
   alerts7() { grep -c "ALERT refund $OOP pending at paypal for more than 7 days" "$R/logs/charge-1.log" || true; }
   check "  the 7-day bound's ALERT" wait_until 60 eval '[ "$(alerts7)" -ge 1 ]'
   sim "key_lifetime_ms=1" "$SIM" # procsim forgets the key: the replay says unknown, the search follows
-  osearch() { qgrep "operation $OOP: first sent past the processor's key lifetime" "$R/logs/charge-1.log"; }
-  check "  past the key's lifetime it is searched for" wait_until 90 osearch
-  check "  the search's answer keeps the processor's refund id" \
-    wait_until 60 eval '[ "$(op_col old-r processor_op_id)" = "$ORID" ]'
+  searched_keeps_id "$OOP" old-r "$ORID"
   sim "webhook_lose_next=1&key_lifetime_ms=5000" "$SIM"
-  eq "procsim fails the refund" 200 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIM/_sim/refund_fail?refund=$ORID")"
-  check "  charge's query by id ends it" wait_until 60 eval '[ "$(op_col old-r state)" = declined ]'
+  fail_refund "$ORID"
+  ends_declined old-r
   eq "  the 7-day ALERT once (the search's note did not overwrite its reason)" 1 "$(alerts7)"
 fi
 check "every stage caught up" wait_until 60 caught_up charge ledger

@@ -54,6 +54,15 @@ eq "the updates still say funds_withdrawn (sticky), with two DEBITs in their mov
 eq "one withdrawal counted, not four" "withdrawn 1 0" \
   "$(sql "SELECT status, withdrawn_count, reinstated_count FROM disputes WHERE processor_dispute_id = '$DP'" | tr '\t' ' ')"
 
+# dispute_net P: each account's net over payment P's dispute postings.
+dispute_net() {
+  sql "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount_minor ELSE -e.amount_minor END)
+         FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)
+         JOIN ledger_accounts a USING (account_id)
+        WHERE t.payment_id = '$1' AND t.dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' '
+}
+# held_of P: payment P's captured, refunded and disputed amounts.
+held_of() { sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$1'" | tr '\t' ' '; }
 log "reinstated, two updates, withdrawn again, lost (at ${SECONDS} s)"
 post "/_sim/dispute?id=$DP&action=funds_reinstated" >/dev/null
 post "/_sim/config?webhook_reorder_next=1&webhook_reorder_ms=3000" >/dev/null
@@ -93,12 +102,9 @@ eq "net: the receivable down by the amount and the fee, the loss expensed, nothi
   "asset:disputed_funds 0
 asset:processor_receivable:paypal -4500
 expense:chargebacks 4500" \
-  "$(sql "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount_minor ELSE -e.amount_minor END)
-            FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)
-            JOIN ledger_accounts a USING (account_id)
-           WHERE t.payment_id = '$P' AND t.dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+  "$(dispute_net "$P")"
 eq "the payment holds 4000 disputed" "10000 0 4000" \
-  "$(sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$P'" | tr '\t' ' ')"
+  "$(held_of "$P")"
 check "payctl ledger verify is clean" quietly "$PAYCTL" ledger verify
 
 log "another dispute, won: its list carries the fee as a DEBIT of its own (at ${SECONDS} s)"
@@ -131,12 +137,9 @@ eq "net: the receivable down by the fee only, nothing disputed" \
   "asset:disputed_funds 0
 asset:processor_receivable:paypal -700
 expense:chargebacks 700" \
-  "$(sql "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount_minor ELSE -e.amount_minor END)
-            FROM ledger_transactions t JOIN ledger_entries e USING (transaction_id)
-            JOIN ledger_accounts a USING (account_id)
-           WHERE t.payment_id = '$P2' AND t.dispute_id IS NOT NULL GROUP BY 1 ORDER BY 1" | tr '\t' ' ')"
+  "$(dispute_net "$P2")"
 eq "the second payment holds nothing disputed" "10000 0 0" \
-  "$(sql "SELECT captured_minor, refunded_minor, disputed_minor FROM payments WHERE payment_id = '$P2'" | tr '\t' ' ')"
+  "$(held_of "$P2")"
 
 log "the day's PayPal settlement report reconciles (at ${SECONDS} s)"
 DAY=$(date -u +%F)
