@@ -355,6 +355,20 @@ void lc_check_pending(bool paypal, const char *body, size_t len, const lc_refund
                  !body_not_ours(paypal, body, len, ask, a->charge_id);
 }
 
+/* An answer to a status query that decides nothing: no kind, no id, no
+ * codes; query_answered when the processor itself gave it (a 2xx not
+ * ours, a 4xx but 408/429), which is no breaker failure. */
+static void no_verdict(charge_answer *a, long http_status) {
+  free(a->charge_id);
+  a->charge_id = NULL;
+  a->kind = CHARGE_UNKNOWN;
+  a->fee_minor = 0;
+  a->pending_ref = a->resource_missing = false;
+  a->error_code[0] = a->decline_code[0] = '\0';
+  a->query_answered = http_status >= 200 && http_status < 500 && http_status != 408 &&
+                      http_status != 429;
+}
+
 void lc_check_search(bool paypal, long http_status, const char *body, size_t len,
                      const lc_refund_ask *ask, charge_answer *a) {
   if (a->kind != CHARGE_SUCCEEDED && a->kind != CHARGE_DECLINED) return;
@@ -362,15 +376,7 @@ void lc_check_search(bool paypal, long http_status, const char *body, size_t len
                         ? "not a 2xx"
                         : body_not_ours(paypal, body, len, ask, a->charge_id);
   if (!why) return;
-  char *keep = a->charge_id;
-  a->charge_id = NULL;
-  free(keep);
-  a->kind = CHARGE_UNKNOWN;
-  a->fee_minor = 0;
-  a->resource_missing = false;
-  a->error_code[0] = a->decline_code[0] = '\0';
-  a->query_answered = http_status >= 200 && http_status < 500 && http_status != 408 &&
-                      http_status != 429;
+  no_verdict(a, http_status);
   charge_answer_error(a, "search for %s: HTTP %ld, %s: no verdict", ask->operation_id, http_status,
                       why);
 }
@@ -385,14 +391,7 @@ void lc_map_refund_by_id(bool paypal, long http_status, const char *body, size_t
     a->ref_named = a->pending_ref;
     return;
   }
-  char *keep = a->charge_id;
-  a->charge_id = NULL;
-  free(keep);
-  a->kind = CHARGE_UNKNOWN;
-  a->pending_ref = a->resource_missing = false;
-  a->error_code[0] = a->decline_code[0] = '\0';
-  a->query_answered = http_status >= 200 && http_status < 500 && http_status != 408 &&
-                      http_status != 429;
+  no_verdict(a, http_status);
   charge_answer_error(a, "refund %s by id: HTTP %ld, %s: no verdict", ask->refund_id,
                       http_status, why);
 }
